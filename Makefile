@@ -1,0 +1,32 @@
+# The README's two commands: `make demo` and `make test`. Each creates/updates .venv itself.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test install lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# torch first: the only pair that imports together here (design.md, environment facts).
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e ".[all,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Runs the main job end to end on the shipped demo data: pipeline, then the service with its UI.
+demo: $(STAMP)
+	$(BIN)/visearch demo
+
+## Runs the whole test suite.
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests components pipelines serving ui benchmarks
+	$(BIN)/mypy
+
+clean:
+	rm -rf .visearch

@@ -1,0 +1,3 @@
+"""visearch: category-based visual similarity search (metric learning + Qdrant)."""
+
+__version__ = "0.1.0"

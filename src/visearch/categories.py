@@ -1,0 +1,103 @@
+"""Category registry: one YAML file is the single source of truth for the category list.
+
+Adding a category = adding an entry to the YAML (no code change). The UI, pipeline, CLI and
+service all read the same registry.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, Field, ValidationError, field_validator
+
+from visearch.errors import ConfigError, UnknownCategoryError
+
+NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,47}$"
+
+
+class TrainParams(BaseModel):
+    """Training parameters (the seed's names) with their defaults."""
+
+    trunk_model: str = Field(default="efficientnet-lite0", description="efficientnet-lite0 or a torchvision name")
+    trunk_weights: str | None = Field(default=None, description="Local weights file for a torchvision trunk")
+    embedder_layers: list[int] = Field(default=[512, 128], description="MLP widths; [] = frozen-trunk features")
+    split: float = Field(default=0.6, gt=0, lt=1, description="Fraction of CLASSES used for training")
+    holdout: float = Field(default=0.2, ge=0, lt=1, description="Fraction of a train class's images held out")
+    batch_size: int = Field(default=32, ge=2)
+    epochs: int = Field(default=3, ge=0)
+    lr: float = Field(default=1e-4, gt=0)
+    trunk_lr_scale: float = Field(default=0.1, ge=0, description="Trunk lr = lr * this (0 freezes the trunk)")
+    weight_decay: float = Field(default=1e-4, ge=0)
+    sampler_m: int = Field(default=4, ge=1, description="Images per class in a batch (MPerClassSampler)")
+    input_size: int = Field(default=96, ge=16, le=1024)
+    loss: str = Field(default="multi_similarity", description="multi_similarity | circle | triplet")
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps (smoke runs)")
+    seed: int = 0
+
+
+class Category(BaseModel):
+    """One searchable category: its texts for the UI, where its data lives, how to train it."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    title: str
+    business_usage: str = ""
+    credits: str = ""
+    data_dir: str = Field(default="", description="Object-store prefix of images + meta CSV")
+    meta: str = "meta.csv"
+    train: TrainParams = Field(default_factory=TrainParams)
+    demo: bool = False
+
+    @field_validator("data_dir")
+    @classmethod
+    def _no_traversal(cls, value: str) -> str:
+        if ".." in Path(value).parts:
+            raise ValueError("data_dir must not contain '..'")
+        return value
+
+    @property
+    def data_prefix(self) -> str:
+        return (self.data_dir or f"datasets/{self.name}").strip("/")
+
+
+class Registry(BaseModel):
+    categories: list[Category]
+
+    def names(self) -> list[str]:
+        return [category.name for category in self.categories]
+
+    def get(self, name: str) -> Category:
+        for category in self.categories:
+            if category.name == name:
+                return category
+        raise UnknownCategoryError(f"unknown category {name!r}; known: {', '.join(self.names())}")
+
+
+def default_registry_path() -> Path:
+    return Path(str(resources.files("visearch") / "categories.yaml"))
+
+
+def load_registry(path: Path | None = None) -> Registry:
+    """Read and validate the registry YAML (the shipped one when ``path`` is None)."""
+    path = path or default_registry_path()
+    try:
+        raw: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"category registry not found: {path}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"category registry {path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict) or not isinstance(raw.get("categories"), list):
+        raise ConfigError(f"category registry {path} must have a top-level 'categories' list")
+    try:
+        registry = Registry.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise ConfigError(f"category registry {path}: {where}: {first['msg']}") from exc
+    names = registry.names()
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ConfigError(f"category registry {path}: duplicate names {duplicates}")
+    return registry

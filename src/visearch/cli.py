@@ -1,0 +1,351 @@
+"""The `visearch` command: every pipeline step, search, index admin, the demo and the service."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+
+from visearch.categories import Category, Registry, TrainParams, load_registry
+from visearch.errors import ConfigError, InvalidImageError, VisearchError
+from visearch.settings import Settings
+from visearch.storage import ObjectStore, make_store
+
+app = typer.Typer(help="Category-based visual similarity search.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)  # fmt: skip
+prepare_app = typer.Typer(help="Bring a dataset into a category's layout (images/ + meta CSV).", no_args_is_help=True)
+index_app = typer.Typer(help="Inspect and administer the Qdrant collections.", no_args_is_help=True)
+app.add_typer(prepare_app, name="prepare")
+app.add_typer(index_app, name="index")
+
+CategoryOpt = Annotated[str, typer.Option("--category", "-c", help="Category name from the registry")]
+DirOpt = Annotated[Path | None, typer.Option(help="Directory (default: under VISEARCH_HOME/work/<category>)")]
+
+
+@dataclass
+class Context:
+    """Settings, registry and store, built once per command at the entry point."""
+
+    settings: Settings
+    registry: Registry
+    store: ObjectStore
+
+    @classmethod
+    def create(cls) -> Context:
+        settings = Settings()
+        return cls(settings, load_registry(settings.visearch_categories), make_store(settings))
+
+    def category(self, name: str) -> Category:
+        return self.registry.get(name)
+
+    def work(self, category: str, name: str, given: Path | None = None) -> Path:
+        return given or self.settings.work_dir / category / name
+
+
+def echo_json(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, default=str))
+
+
+def train_params(category: Category, overrides: dict[str, Any]) -> TrainParams:
+    values = {**category.train.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
+    try:
+        return TrainParams.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"invalid training parameter {first['loc'][0]}: {first['msg']}") from exc
+
+
+def parse_layers(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"--embedder-layers takes comma-separated integers, got {text!r}") from exc
+
+
+# --- registry ----------------------------------------------------------------------------------
+@app.command()
+def categories(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
+    """List the categories of the registry and whether each has a live index."""
+    from visearch.index import VectorIndex, make_client
+
+    ctx = Context.create()
+    index = VectorIndex(make_client(ctx.settings))
+    rows = []
+    for category in ctx.registry.categories:
+        live = index.live(category.name)
+        rows.append({"name": category.name, "title": category.title,
+                     "index": live.name if live else None, "images": index.count(live.name) if live else 0})  # fmt: skip
+    index.client.close()
+    if as_json:
+        echo_json(rows)
+        return
+    for row in rows:
+        typer.echo(f"{row['name']:<15} {row['title']:<25} {row['images']:>7} images  {row['index'] or '(not indexed)'}")
+
+
+# --- prepare -----------------------------------------------------------------------------------
+@prepare_app.command("folder")
+def prepare_folder(
+    source: Annotated[Path, typer.Option(help="Folder with meta.csv and images/")],
+    category: CategoryOpt,
+) -> None:
+    """Copy a folder holding meta.csv + images/ into the category's data location."""
+    from visearch.data.ingest import ingest_folder
+
+    ctx = Context.create()
+    report = ingest_folder(ctx.store, ctx.category(category), source)
+    typer.echo(report.summary())
+
+
+@prepare_app.command("fashion-mnist")
+def prepare_fashion_mnist(
+    source: Annotated[Path, typer.Option(help="Folder of the IDX files")] = Path("/usr/share/datasets/fashion-mnist"),
+    category: CategoryOpt = "fashion-mnist",
+    per_class: Annotated[int | None, typer.Option(min=1, help="Images per class (default: all)")] = None,
+    split: Annotated[str, typer.Option(help="t10k (10k images) or train (60k images)")] = "t10k",
+) -> None:
+    """Fashion-MNIST IDX files (Debian `dataset-fashion-mnist`) → PNGs + meta CSV."""
+    from visearch.data.adapters.fashion_mnist import iter_images
+    from visearch.data.ingest import write_category
+
+    ctx = Context.create()
+    count = write_category(ctx.store, ctx.category(category), iter_images(source, split=split, per_class=per_class))
+    typer.echo(f"{count} images written to category {category}")
+
+
+@prepare_app.command("demo")
+def prepare_demo() -> None:
+    """Copy the bundled demo subset (1,000 Fashion-MNIST images) into category fashion-mnist."""
+    ctx = Context.create()
+    typer.echo(ensure_demo_data(ctx, force=True))
+
+
+def demo_source() -> Path:
+    return Path(str(resources.files("visearch") / "demo_data" / "fashion-mnist"))
+
+
+def ensure_demo_data(ctx: Context, *, force: bool = False) -> str:
+    from visearch.data.ingest import ingest_folder
+
+    category = next((c for c in ctx.registry.categories if c.demo), None)
+    if category is None:
+        raise ConfigError("the registry has no category marked demo: true")
+    if not force and ctx.store.exists(f"{category.data_prefix}/{category.meta}"):
+        return f"demo data already in place for {category.name}"
+    return ingest_folder(ctx.store, category, demo_source()).summary()
+
+
+# --- the five steps ---------------------------------------------------------------------------
+@app.command()
+def preprocess(category: CategoryOpt, out: DirOpt = None) -> None:
+    """Validate meta CSV + images and split by class into a manifest (bad files are reported)."""
+    from visearch.steps import run_preprocess
+
+    ctx = Context.create()
+    path, summary = run_preprocess(ctx.settings, ctx.store, ctx.category(category), ctx.work(category, "manifest", out))
+    typer.echo(f"manifest: {path}")
+    echo_json({k: v for k, v in summary.items() if k != "dropped"} | {"dropped": len(summary["dropped"])})
+
+
+@app.command()
+def train(
+    category: CategoryOpt,
+    manifest: DirOpt = None,
+    out: DirOpt = None,
+    trunk_model: Annotated[str | None, typer.Option(help="efficientnet-lite0 or a torchvision name")] = None,
+    embedder_layers: Annotated[str | None, typer.Option(help="Comma-separated widths, e.g. 512,128")] = None,
+    split: Annotated[float | None, typer.Option(help="Fraction of classes for training")] = None,
+    batch_size: Annotated[int | None, typer.Option()] = None,
+    epochs: Annotated[int | None, typer.Option()] = None,
+    lr: Annotated[float | None, typer.Option()] = None,
+    weight_decay: Annotated[float | None, typer.Option()] = None,
+    sampler_m: Annotated[int | None, typer.Option(help="Images per class in a batch")] = None,
+    input_size: Annotated[int | None, typer.Option()] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (smoke runs)")] = None,
+) -> None:
+    """Fine-tune the trunk + embedder with pytorch-metric-learning; saves trunk.pth, embedder.pth, meta.json."""
+    from visearch.steps import run_train
+
+    ctx = Context.create()
+    cat = ctx.category(category)
+    params = train_params(cat, dict(trunk_model=trunk_model, embedder_layers=parse_layers(embedder_layers),
+                                    split=split, batch_size=batch_size, epochs=epochs, lr=lr,
+                                    weight_decay=weight_decay, sampler_m=sampler_m, input_size=input_size,
+                                    max_steps=max_steps))  # fmt: skip
+    result = run_train(ctx.settings, ctx.store, ctx.work(category, "manifest", manifest), params,
+                       ctx.work(category, "train", out))  # fmt: skip
+    typer.echo(f"model {result.version} saved to {result.model_dir} (epoch losses {result.epoch_losses})")
+
+
+@app.command()
+def evaluate(
+    category: CategoryOpt,
+    manifest: DirOpt = None,
+    model: DirOpt = None,
+    out: Annotated[Path | None, typer.Option(help="metrics JSON path")] = None,
+) -> None:
+    """P@1, MAP@R, R-precision, Recall@{1,5,10}: frozen baseline and fine-tuned, in-domain and class-disjoint."""
+    from visearch.steps import run_evaluate, save_baseline
+
+    ctx = Context.create()
+    baseline = save_baseline(ctx.category(category).train, ctx.work(category, "baseline"))
+    models = {
+        "baseline": baseline,
+        "tuned": ctx.work(category, "train", None) / "model" if model is None else model,
+    }
+    report = run_evaluate(ctx.settings, ctx.store, ctx.work(category, "manifest", manifest), models,
+                          out or ctx.work(category, "metrics.json"))  # fmt: skip
+    typer.echo(format_metrics(report))
+
+
+def format_metrics(report: dict[str, Any]) -> str:
+    """A table: one row per (model, evaluation), columns the metrics."""
+    from visearch.evaluate import METRICS
+
+    short = {"precision_at_1": "P@1", "mean_average_precision_at_r": "MAP@R", "r_precision": "R-prec",
+             "recall_at_1": "R@1", "recall_at_5": "R@5", "recall_at_10": "R@10"}  # fmt: skip
+    lines = [f"{'model':<10} {'evaluation':<15} " + " ".join(f"{short[m]:>7}" for m in METRICS)]
+    for name, result in report.items():
+        for evaluation in ("in_domain", "class_disjoint"):
+            if evaluation in result:
+                values = " ".join(f"{result[evaluation][m]:>7.3f}" for m in METRICS)
+                lines.append(f"{name:<10} {evaluation:<15} {values}")
+    return "\n".join(lines)
+
+
+@app.command()
+def embed(
+    category: CategoryOpt,
+    manifest: DirOpt = None,
+    model: DirOpt = None,
+    out: DirOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+) -> None:
+    """Embed every valid image of the category in batches (resumable)."""
+    from visearch.steps import run_embed
+
+    ctx = Context.create()
+    path = run_embed(ctx.settings, ctx.store, ctx.work(category, "manifest", manifest),
+                     model or ctx.work(category, "train") / "model", ctx.work(category, "embeddings", out),
+                     batch_size=batch_size)  # fmt: skip
+    typer.echo(f"embeddings: {path}")
+
+
+@app.command()
+def upsert(category: CategoryOpt, manifest: DirOpt = None, model: DirOpt = None, embeddings: DirOpt = None) -> None:
+    """Write a new collection version, verify it, and swap the category alias to it atomically."""
+    from visearch.steps import run_upsert
+
+    ctx = Context.create()
+    result = run_upsert(ctx.settings, ctx.store, ctx.category(category), ctx.work(category, "manifest", manifest),
+                        model or ctx.work(category, "train") / "model", ctx.work(category, "embeddings", embeddings))  # fmt: skip
+    typer.echo(f"alias {category} -> {result.collection} ({result.count} points; previous {result.previous})")
+
+
+# --- search and index admin -------------------------------------------------------------------
+@app.command()
+def search(
+    image: Annotated[Path, typer.Argument(help="Query image file")],
+    category: CategoryOpt,
+    k: Annotated[int, typer.Option("--k", "-k", help="Number of results")] = 10,
+    min_similarity: Annotated[float, typer.Option(help="Minimum similarity in percent (0-100)")] = 0.0,
+    class_filter: Annotated[str | None, typer.Option("--class", help="Only results of this class")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Find the images of CATEGORY most similar to IMAGE."""
+    from visearch.index import VectorIndex, make_client
+    from visearch.search import SearchEngine
+
+    ctx = Context.create()
+    try:
+        data = image.read_bytes()
+    except OSError as exc:
+        raise InvalidImageError(f"cannot read {image}: {exc.strerror or exc}") from exc
+    ctx.category(category)
+    engine = SearchEngine(ctx.settings, ctx.registry, ctx.store, VectorIndex(make_client(ctx.settings)))
+    try:
+        results = engine.search_bytes(category, data, k=k, min_similarity=min_similarity, class_filter=class_filter)
+    finally:
+        engine.index.client.close()
+    if as_json:
+        echo_json({"category": category, "results": [r.to_dict() for r in results]})
+        return
+    typer.echo(format_results(results))
+
+
+def format_results(results: list[Any]) -> str:
+    if not results:
+        return "no results above the minimum similarity"
+    lines = [f"{'#':>2} {'similarity':>10}  {'class':<15} file"]
+    lines += [f"{i:>2} {r.similarity:>9.1f}%  {r.cls:<15} {r.file}" for i, r in enumerate(results, 1)]
+    return "\n".join(lines)
+
+
+@index_app.command("status")
+def index_status(category: CategoryOpt) -> None:
+    """The live collection of CATEGORY and the versions kept for rollback."""
+    from visearch.index import VectorIndex, make_client
+
+    ctx = Context.create()
+    ctx.category(category)
+    index = VectorIndex(make_client(ctx.settings))
+    live = index.live(category)
+    for version in index.versions(category):
+        typer.echo(
+            f"{'*' if live and live.name == version.name else ' '} {version.name} ({index.count(version.name)} points)"
+        )
+    index.client.close()
+
+
+@index_app.command("rollback")
+def index_rollback(category: CategoryOpt) -> None:
+    """Point CATEGORY's alias back at the previous collection version (its model comes along)."""
+    from visearch.index import VectorIndex, make_client
+
+    ctx = Context.create()
+    ctx.category(category)
+    index = VectorIndex(make_client(ctx.settings))
+    try:
+        version = index.rollback(category)
+    finally:
+        index.client.close()
+    typer.echo(f"alias {category} -> {version.name}")
+
+
+# --- demo ---------------------------------------------------------------------------------------
+@app.command()
+def demo(
+    serve: Annotated[bool, typer.Option(help="Start the service with its UI at the end")] = True,
+    port: Annotated[int, typer.Option(help="Service port")] = 3000,
+) -> None:
+    """The main job end to end on the bundled demo data: pipeline, metrics, a sample query, then the service."""
+    from visearch.demo import run_demo
+
+    run_demo(Context.create(), serve=serve, port=port)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "urllib3", "alembic", "mlflow", "bentoml", "kfp", "PML"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        app()
+    except VisearchError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,68 @@
+"""Fashion-MNIST (Zalando, MIT): IDX files (Debian `dataset-fashion-mnist`) → PNGs + meta CSV."""
+
+from __future__ import annotations
+
+import gzip
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from visearch.errors import DataError
+
+CLASS_NAMES = (
+    "T-shirt-top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle-boot",
+)  # fmt: skip
+READABLE = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+DEBIAN_SOURCE = Path("/usr/share/datasets/fashion-mnist")
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as handle:
+            data = handle.read()
+    except (OSError, EOFError) as exc:
+        raise DataError(f"cannot read IDX file {path}: {exc}") from exc
+    magic = int.from_bytes(data[:4], "big")
+    dims = magic & 0xFF
+    if magic >> 8 != 0x08 or dims not in (1, 3):
+        raise DataError(f"{path} is not an unsigned-byte IDX file")
+    shape = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(dims)]
+    return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
+
+
+def iter_images(
+    source: Path, *, split: str = "t10k", per_class: int | None = None
+) -> Iterator[tuple[str, str, int, bytes]]:
+    """Yield (file, class, label, png bytes), at most ``per_class`` per class, in file order."""
+    images_path = next(
+        (p for p in (source / f"{split}-images-idx3-ubyte.gz", source / f"{split}-images-idx3-ubyte") if p.exists()),
+        None,
+    )
+    labels_path = next(
+        (p for p in (source / f"{split}-labels-idx1-ubyte.gz", source / f"{split}-labels-idx1-ubyte") if p.exists()),
+        None,
+    )
+    if images_path is None or labels_path is None:
+        raise DataError(f"no Fashion-MNIST {split} IDX files in {source} (apt-get install dataset-fashion-mnist)")
+    images, labels = _read_idx(images_path), _read_idx(labels_path)
+    if len(images) != len(labels):
+        raise DataError(f"{source}: {len(images)} images but {len(labels)} labels")
+    taken = dict.fromkeys(range(len(CLASS_NAMES)), 0)
+    for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
+        label = int(label)
+        if per_class is not None and taken[label] >= per_class:
+            continue
+        taken[label] += 1
+        buffer = io.BytesIO()
+        Image.fromarray(pixels, mode="L").save(buffer, format="PNG", optimize=True)
+        name = CLASS_NAMES[label]
+        captions = {"article": READABLE[label], "source": f"Fashion-MNIST {split} #{index}"}
+        yield f"{name}/{split}-{index:05d}.png", name, label, buffer.getvalue(), captions

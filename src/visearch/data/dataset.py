@@ -1,0 +1,31 @@
+"""A torch Dataset over images in the object store (materialised to local files once)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from visearch.data.images import to_rgb
+
+
+class ImageFiles(Dataset[tuple[torch.Tensor, int]]):
+    """Images from local paths with integer labels, transformed on access."""
+
+    def __init__(self, paths: Sequence[Path], labels: Sequence[int], transform: Callable[[Image.Image], torch.Tensor]):
+        if len(paths) != len(labels):
+            raise ValueError("paths and labels differ in length")
+        self.paths = list(paths)
+        self.labels = [int(label) for label in labels]
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        with Image.open(self.paths[index]) as image:
+            rgb = to_rgb(image)
+        return self.transform(rgb), self.labels[index]

@@ -1,0 +1,34 @@
+"""Image transforms for training (augmented) and for embedding/evaluation (deterministic)."""
+
+from __future__ import annotations
+
+from torchvision import transforms as T
+
+# EfficientNet-Lite was trained on inputs scaled to [-1, 1] ((x - 127) / 128); torchvision
+# ImageNet models expect the usual mean/std. The model's meta.json records which applies.
+LITE_NORMALIZE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+IMAGENET_NORMALIZE = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+
+
+def eval_transform(input_size: int, normalize: tuple[tuple[float, ...], tuple[float, ...]]) -> T.Compose:
+    return T.Compose(
+        [
+            T.Resize(input_size),
+            T.CenterCrop(input_size),
+            T.ToTensor(),
+            T.Normalize(*normalize),
+        ]
+    )
+
+
+def train_transform(input_size: int, normalize: tuple[tuple[float, ...], tuple[float, ...]]) -> T.Compose:
+    """Light augmentation that keeps the product recognisable (the seed defined but never applied it)."""
+    return T.Compose(
+        [
+            T.RandomResizedCrop(input_size, scale=(0.7, 1.0), ratio=(0.85, 1.15)),
+            T.RandomHorizontalFlip(),
+            T.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.1),
+            T.ToTensor(),
+            T.Normalize(*normalize),
+        ]
+    )

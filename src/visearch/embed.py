@@ -1,0 +1,90 @@
+"""Embed images in batches (progress bar), resumable shard by shard."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from visearch.data.dataset import ImageFiles
+from visearch.data.transforms import eval_transform
+from visearch.model import EmbeddingModel
+
+SHARD_SIZE = 1024
+
+
+def embed_paths(
+    model: EmbeddingModel,
+    paths: list[Path],
+    *,
+    batch_size: int = 64,
+    workers: int = 0,
+    show_progress: bool = True,
+    desc: str = "embedding",
+) -> np.ndarray:
+    """L2-normalised embeddings (float32, one row per path) in the order given."""
+    model.eval()
+    dataset = ImageFiles(paths, [0] * len(paths), eval_transform(model.spec.input_size, model.spec.normalize))
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    chunks = []
+    with torch.inference_mode():
+        for images, _ in tqdm(loader, desc=desc, unit="batch", disable=not show_progress):
+            chunks.append(model(images).numpy())
+    if not chunks:
+        return np.zeros((0, model.spec.embedding_dim), dtype=np.float32)
+    return np.concatenate(chunks).astype(np.float32)
+
+
+def embed_to_shards(
+    model: EmbeddingModel,
+    keys: list[str],
+    paths: list[Path],
+    out_dir: Path,
+    *,
+    batch_size: int = 64,
+    show_progress: bool = True,
+) -> Path:
+    """Write ``part-NNNNN.npz`` shards (keys + vectors) then ``done.json``; finished shards are kept on re-run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    done = out_dir / "done.json"
+    expected = {"model_version": model.spec.version, "count": len(keys)}
+    if done.exists() and json.loads(done.read_text()) == expected:
+        return out_dir
+    n_shards = (len(keys) + SHARD_SIZE - 1) // SHARD_SIZE
+    for shard in range(n_shards):
+        path = out_dir / f"part-{shard:05d}.npz"
+        lo, hi = shard * SHARD_SIZE, min(len(keys), (shard + 1) * SHARD_SIZE)
+        if path.exists():
+            with np.load(path) as existing:
+                if existing["keys"].tolist() == keys[lo:hi] and str(existing["model"]) == model.spec.version:
+                    continue
+        vectors = embed_paths(model, paths[lo:hi], batch_size=batch_size, show_progress=show_progress,
+                              desc=f"embedding shard {shard + 1}/{n_shards}")  # fmt: skip
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array(keys[lo:hi]), vectors=vectors, model=np.array(model.spec.version))
+        tmp.replace(path)
+    done.write_text(json.dumps(expected))
+    return out_dir
+
+
+def read_shards(out_dir: Path) -> tuple[list[str], np.ndarray, str]:
+    """All keys and vectors of a finished embedding directory, with the model version."""
+    done = out_dir / "done.json"
+    if not done.exists():
+        raise FileNotFoundError(f"{out_dir} has no finished embeddings (done.json missing); re-run embed")
+    info = json.loads(done.read_text())
+    keys: list[str] = []
+    vectors = []
+    for path in sorted(out_dir.glob("part-*.npz")):
+        if path.name.endswith(".tmp.npz"):
+            continue
+        with np.load(path) as shard:
+            keys += shard["keys"].tolist()
+            vectors.append(shard["vectors"])
+    if len(keys) != info["count"]:
+        raise FileNotFoundError(f"{out_dir}: {len(keys)} embeddings but {info['count']} expected; re-run embed")
+    return keys, np.concatenate(vectors), str(info["model_version"])

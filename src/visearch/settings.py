@@ -1,0 +1,79 @@
+"""One typed settings object, read from the environment (and `.env`). Nothing happens at import."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where visearch keeps its data and which engines it talks to.
+
+    Unset engine settings mean the embedded default: Qdrant local mode, MLflow on SQLite and a
+    local folder for objects, all under ``VISEARCH_HOME``. Env names keep the seed's spelling.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    visearch_home: Path = Field(default=Path(".visearch"), description="Data home for embedded engines")
+    visearch_categories: Path | None = Field(
+        default=None, description="Category registry YAML; unset = the one shipped with the package"
+    )
+
+    qdrant_url: str | None = Field(default=None, description="Qdrant server URL; unset = local mode")
+    qdrant_host: str | None = Field(default=None, description="Seed-style Qdrant host (with QDRANT_PORT)")
+    qdrant_port: int = 6333
+    qdrant_api_key: SecretStr | None = None
+
+    minio_host: str | None = Field(default=None, description="MinIO/S3 endpoint host:port; unset = local")
+    minio_access_key: SecretStr | None = None
+    minio_secret_key: SecretStr | None = None
+    minio_bucket_name: str = "visearch"
+    minio_main_path: str = ""
+    minio_secure: bool = Field(default=True, description="TLS for MinIO (the seed hard-coded it on)")
+    minio_region: str | None = None
+
+    mlflow_tracking_uri: str | None = Field(default=None, description="unset = sqlite under the home")
+
+    train_image: str = Field(
+        default="visearch-train:latest", description="Container image every pipeline component runs in"
+    )
+
+    # Limits for untrusted input (service and CLI).
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 40_000_000
+    max_k: int = 100
+    keep_index_versions: int = 2
+
+    @property
+    def home(self) -> Path:
+        return self.visearch_home.expanduser().resolve()
+
+    @property
+    def objects_dir(self) -> Path:
+        """Root of the local object store (used when MINIO_HOST is unset)."""
+        return self.home / "objects"
+
+    @property
+    def work_dir(self) -> Path:
+        """Scratch space for step outputs (manifests, models, embeddings) of CLI runs."""
+        return self.home / "work"
+
+    @property
+    def qdrant_path(self) -> Path:
+        return self.home / "qdrant"
+
+    @property
+    def qdrant_location(self) -> str | None:
+        """The server URL if one is configured (QDRANT_URL, else seed QDRANT_HOST/PORT), else None."""
+        if self.qdrant_url:
+            return self.qdrant_url
+        if self.qdrant_host:
+            return f"http://{self.qdrant_host}:{self.qdrant_port}"
+        return None
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"

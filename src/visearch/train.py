@@ -1,0 +1,154 @@
+"""Fine-tune trunk + embedder with pytorch-metric-learning on the manifest's training classes."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+from pytorch_metric_learning import losses, miners, samplers
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from visearch.categories import TrainParams
+from visearch.data.dataset import ImageFiles
+from visearch.data.transforms import train_transform
+from visearch.errors import DataError
+from visearch.model import EmbeddingModel, create_model, save_model
+
+log = logging.getLogger(__name__)
+EpochCallback = Callable[[int, float], None]
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    version: str
+    epoch_losses: list[float] = field(default_factory=list)
+    batch_size: int = 0
+
+
+def loss_and_miner(name: str) -> tuple[torch.nn.Module, miners.BaseMiner]:
+    """PML loss + miner pairs; the seed used CircleLoss with MultiSimilarityMiner."""
+    if name == "multi_similarity":
+        return losses.MultiSimilarityLoss(alpha=2, beta=50, base=0.5), miners.MultiSimilarityMiner(epsilon=0.1)
+    if name == "circle":
+        return losses.CircleLoss(m=0.4, gamma=80), miners.MultiSimilarityMiner(epsilon=0.1)
+    if name == "triplet":
+        return losses.TripletMarginLoss(margin=0.1), miners.TripletMarginMiner(margin=0.1, type_of_triplets="semihard")
+    raise DataError(f"unknown loss {name!r} (multi_similarity, circle, triplet)")
+
+
+def fit_batch_size(batch_size: int, m: int, n_classes: int) -> int:
+    """MPerClassSampler needs batch % m == 0 and m * classes >= batch: shrink the batch to fit."""
+    fitted = min(batch_size, m * n_classes)
+    fitted -= fitted % m
+    if fitted < 2:
+        raise DataError(f"cannot form batches: m={m}, classes={n_classes}, batch_size={batch_size}")
+    return fitted
+
+
+def freeze_batchnorm(module: torch.nn.Module) -> None:
+    """Keep pretrained BN statistics: small metric-learning batches would corrupt them."""
+    for layer in module.modules():
+        if isinstance(layer, torch.nn.modules.batchnorm._BatchNorm):
+            layer.eval()
+
+
+def frozen_model(params: TrainParams) -> EmbeddingModel:
+    """The pretrained trunk alone (no embedder): the baseline, and a valid candidate model."""
+    model = create_model(params.trunk_model, [], params.input_size, trunk_weights=params.trunk_weights)
+    model.eval()
+    return model
+
+
+def train(
+    train_rows: pd.DataFrame,
+    image_paths: list[Path],
+    params: TrainParams,
+    out_dir: Path,
+    *,
+    on_epoch: EpochCallback | None = None,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Train on ``train_rows`` (images at ``image_paths``); writes the model to ``out_dir``.
+
+    A checkpoint is written after every epoch; a re-run with the same params resumes from it.
+    """
+    torch.manual_seed(params.seed)
+    labels = train_rows["label"].astype(int).tolist()
+    n_classes = len(set(labels))
+    if n_classes < 2:
+        raise DataError("training needs at least 2 classes")
+    batch_size = fit_batch_size(params.batch_size, params.sampler_m, n_classes)
+    if batch_size != params.batch_size:
+        log.warning(
+            "batch_size %d -> %d to fit m=%d x %d classes",
+            params.batch_size,
+            batch_size,
+            params.sampler_m,
+            n_classes,
+        )
+    model = create_model(
+        params.trunk_model, params.embedder_layers, params.input_size, trunk_weights=params.trunk_weights
+    )
+    dataset = ImageFiles(image_paths, labels, train_transform(params.input_size, model.spec.normalize))
+    sampler = samplers.MPerClassSampler(
+        labels, m=params.sampler_m, batch_size=batch_size, length_before_new_iter=len(dataset)
+    )
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
+    loss_fn, miner = loss_and_miner(params.loss)
+    groups = [{"params": model.embedder.parameters(), "lr": params.lr}]
+    if params.trunk_lr_scale > 0:
+        groups.append({"params": model.trunk.parameters(), "lr": params.lr * params.trunk_lr_scale})
+    else:
+        model.trunk.requires_grad_(False)
+    optimizer = torch.optim.Adam(groups, weight_decay=params.weight_decay)
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / "checkpoint.pt"
+    params_key = json.dumps(params.model_dump(), sort_keys=True)
+    start_epoch, epoch_losses = 0, []
+    if checkpoint.exists():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        if state.get("params") == params_key:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_epoch, epoch_losses = state["epoch"], state["losses"]
+            log.info("resuming training from epoch %d", start_epoch)
+
+    step = 0
+    for epoch in range(start_epoch, params.epochs):
+        model.train()
+        freeze_batchnorm(model.trunk)
+        total, batches = 0.0, 0
+        progress = tqdm(loader, desc=f"epoch {epoch + 1}/{params.epochs}", unit="batch", disable=not show_progress)
+        for images, batch_labels in progress:
+            embeddings = model(images)
+            loss = loss_fn(embeddings, batch_labels, miner(embeddings, batch_labels))
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total += float(loss)
+            batches += 1
+            step += 1
+            progress.set_postfix(loss=f"{total / batches:.4f}")
+            if params.max_steps and step >= params.max_steps:
+                break
+        epoch_losses.append(total / max(batches, 1))
+        if on_epoch:
+            on_epoch(epoch, epoch_losses[-1])
+        torch.save(
+            {"params": params_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+             "epoch": epoch + 1, "losses": epoch_losses},
+            checkpoint,
+        )  # fmt: skip
+        if params.max_steps and step >= params.max_steps:
+            break
+    model.eval()
+    model_dir = save_model(model, out_dir / "model")
+    return TrainResult(model_dir, model.spec.version, epoch_losses, batch_size)
