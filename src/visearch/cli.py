@@ -6,7 +6,6 @@ import json
 import logging
 import sys
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,10 +19,21 @@ from visearch.storage import ObjectStore, make_store
 
 app = typer.Typer(help="Category-based visual similarity search.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)  # fmt: skip
-prepare_app = typer.Typer(help="Bring a dataset into a category's layout (images/ + meta CSV).", no_args_is_help=True)
 index_app = typer.Typer(help="Inspect and administer the Qdrant collections.", no_args_is_help=True)
-app.add_typer(prepare_app, name="prepare")
 app.add_typer(index_app, name="index")
+
+
+def _register_subcommands() -> None:
+    """Sub-apps with their own modules (each owns one area of the CLI)."""
+    from visearch.cli_prepare import prepare_app
+
+    app.add_typer(prepare_app, name="prepare")
+    try:
+        from visearch.cli_pipeline import pipeline_app
+    except ImportError:  # the pipeline extra (kfp) is not installed
+        return
+    app.add_typer(pipeline_app, name="pipeline")
+
 
 CategoryOpt = Annotated[str, typer.Option("--category", "-c", help="Category name from the registry")]
 DirOpt = Annotated[Path | None, typer.Option(help="Directory (default: under VISEARCH_HOME/work/<category>)")]
@@ -90,58 +100,6 @@ def categories(as_json: Annotated[bool, typer.Option("--json", help="Print JSON"
         return
     for row in rows:
         typer.echo(f"{row['name']:<15} {row['title']:<25} {row['images']:>7} images  {row['index'] or '(not indexed)'}")
-
-
-# --- prepare -----------------------------------------------------------------------------------
-@prepare_app.command("folder")
-def prepare_folder(
-    source: Annotated[Path, typer.Option(help="Folder with meta.csv and images/")],
-    category: CategoryOpt,
-) -> None:
-    """Copy a folder holding meta.csv + images/ into the category's data location."""
-    from visearch.data.ingest import ingest_folder
-
-    ctx = Context.create()
-    report = ingest_folder(ctx.store, ctx.category(category), source)
-    typer.echo(report.summary())
-
-
-@prepare_app.command("fashion-mnist")
-def prepare_fashion_mnist(
-    source: Annotated[Path, typer.Option(help="Folder of the IDX files")] = Path("/usr/share/datasets/fashion-mnist"),
-    category: CategoryOpt = "fashion-mnist",
-    per_class: Annotated[int | None, typer.Option(min=1, help="Images per class (default: all)")] = None,
-    split: Annotated[str, typer.Option(help="t10k (10k images) or train (60k images)")] = "t10k",
-) -> None:
-    """Fashion-MNIST IDX files (Debian `dataset-fashion-mnist`) → PNGs + meta CSV."""
-    from visearch.data.adapters.fashion_mnist import iter_images
-    from visearch.data.ingest import write_category
-
-    ctx = Context.create()
-    count = write_category(ctx.store, ctx.category(category), iter_images(source, split=split, per_class=per_class))
-    typer.echo(f"{count} images written to category {category}")
-
-
-@prepare_app.command("demo")
-def prepare_demo() -> None:
-    """Copy the bundled demo subset (1,000 Fashion-MNIST images) into category fashion-mnist."""
-    ctx = Context.create()
-    typer.echo(ensure_demo_data(ctx, force=True))
-
-
-def demo_source() -> Path:
-    return Path(str(resources.files("visearch") / "demo_data" / "fashion-mnist"))
-
-
-def ensure_demo_data(ctx: Context, *, force: bool = False) -> str:
-    from visearch.data.ingest import ingest_folder
-
-    category = next((c for c in ctx.registry.categories if c.demo), None)
-    if category is None:
-        raise ConfigError("the registry has no category marked demo: true")
-    if not force and ctx.store.exists(f"{category.data_prefix}/{category.meta}"):
-        return f"demo data already in place for {category.name}"
-    return ingest_folder(ctx.store, category, demo_source()).summary()
 
 
 # --- the five steps ---------------------------------------------------------------------------
@@ -334,6 +292,7 @@ def demo(
 
 
 def main() -> None:
+    _register_subcommands()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "urllib3", "alembic", "mlflow", "bentoml", "kfp", "PML"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

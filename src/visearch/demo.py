@@ -12,15 +12,16 @@ if TYPE_CHECKING:
 
 
 def run_demo(ctx: Context, *, serve: bool, port: int) -> None:
-    from visearch.cli import ensure_demo_data, format_metrics, format_results
+    from visearch.cli import format_metrics, format_results
+    from visearch.cli_prepare import ensure_demo_data
     from visearch.index import VectorIndex, make_client
     from visearch.search import SearchEngine
-    from visearch.steps import load_manifest, run_demo_pipeline
+    from visearch.steps import load_manifest, run_loop
 
     started = time.monotonic()
     typer.echo(ensure_demo_data(ctx))
     category = next(c for c in ctx.registry.categories if c.demo)
-    outcome = run_demo_pipeline(ctx.settings, ctx.store, category)
+    outcome = run_loop(ctx.settings, ctx.store, category)
     typer.echo("\nEvaluation (baseline = frozen pretrained trunk, tuned = fine-tuned):")
     typer.echo(format_metrics(outcome.metrics))
     typer.echo(f"\nindex: alias {category.name} -> {outcome.collection} ({outcome.count} images)")

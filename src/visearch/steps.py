@@ -240,7 +240,7 @@ def run_upsert(
             index.client.close()
 
 
-# --- the whole loop in one process (demo without kfp; the pipeline calls the same steps) ------
+# --- the whole loop in one process (the kfp pipeline runs the same steps as components) ------
 @dataclass
 class LoopOutcome:
     manifest: Path
@@ -249,7 +249,7 @@ class LoopOutcome:
     count: int
 
 
-def run_demo_pipeline(
+def run_loop(
     settings: Settings, store: ObjectStore, category: Category, *, show_progress: bool = True
 ) -> LoopOutcome:
     work = settings.work_dir / category.name

@@ -133,7 +133,7 @@ def train(
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            total += float(loss)
+            total += float(loss.detach())
             batches += 1
             step += 1
             progress.set_postfix(loss=f"{total / batches:.4f}")

@@ -78,7 +78,7 @@ def check_rows(frame: pd.DataFrame, report: DataReport) -> pd.DataFrame:
     for file in frame.loc[duplicated, "file"]:
         report.drop(str(file), "duplicate file entry")
     keep &= ~duplicated
-    traversal = frame["file"].astype(str).str.contains(r"(^/|\.\.)", regex=True) & keep
+    traversal = frame["file"].astype(str).str.contains(r"^/|\.\.", regex=True) & keep
     for file in frame.loc[traversal, "file"]:
         report.drop(str(file), "file path escapes the dataset folder")
     keep &= ~traversal
