@@ -279,6 +279,17 @@ def index_rollback(category: CategoryOpt) -> None:
     typer.echo(f"alias {category} -> {version.name}")
 
 
+@app.command()
+def serve(
+    port: Annotated[int, typer.Option(help="Port to listen on")] = 3000,
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+) -> None:
+    """Start the BentoML service (REST + OpenAPI at /docs) with the Gradio UI at /ui."""
+    from visearch.serve import serve_forever
+
+    serve_forever(Settings(), port=port, host=host)
+
+
 # --- demo ---------------------------------------------------------------------------------------
 @app.command()
 def demo(
