@@ -1,0 +1,201 @@
+"""Run an adapter's candidates into a category: load, check, stage, find duplicates, filter, write.
+
+Images are staged in a local folder first: duplicates and too-small classes are only known once
+every image is loaded, and the store must not keep images that the meta CSV does not list.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from visearch.categories import Category
+from visearch.data.adapters.common import Candidate, class_labels
+from visearch.data.dedupe import DEFAULT_MAX_DISTANCE, DuplicateReport, ImageHashes, find_duplicates, hash_image
+from visearch.data.ingest import write_category
+from visearch.data.meta import DataReport
+from visearch.errors import DataError, VisearchError
+from visearch.storage import ObjectStore
+
+Embedder = Callable[[list[Path]], np.ndarray]
+REPORT_NAME = "prepare_report.json"
+
+
+@dataclass
+class PrepareOptions:
+    """Knobs common to every dataset.
+
+    Attributes:
+        limit: Stop after this many images were loaded successfully (quick trial runs).
+        per_class: Load at most this many images per class.
+        min_per_class: Drop classes left with fewer images (after --dedupe).
+        dedupe: Drop duplicates instead of only reporting them.
+        max_distance: Hamming distance of perceptual hashes for near duplicates (None: exact only).
+        min_cosine: Cosine similarity of embedding duplicates (only with an embedder).
+    """
+
+    limit: int | None = None
+    per_class: int | None = None
+    min_per_class: int = 1
+    dedupe: bool = False
+    max_distance: int | None = DEFAULT_MAX_DISTANCE
+    min_cosine: float = 0.97
+    show_progress: bool = True
+
+
+@dataclass
+class PrepareReport(DataReport):
+    """DataReport plus the dataset, the duplicate report and the class count."""
+
+    dataset: str = ""
+    classes: int = 0
+    duplicates: DuplicateReport = field(default_factory=DuplicateReport)
+
+    def reasons(self) -> Counter[str]:
+        """Dropped files per kind of reason (the text before the first colon)."""
+        return Counter(reason.split(":", 1)[0] for _, reason in self.dropped)
+
+    def summary(self) -> str:
+        lines = [
+            f"{self.dataset}: {self.kept} images kept in {self.classes} classes, "
+            f"{len(self.dropped)} dropped (of {self.total} considered)"
+        ]
+        lines += [f"  {count:>7}  {reason}" for reason, count in self.reasons().most_common()]
+        lines += [f"  dropped {file}: {reason}" for file, reason in self.dropped[:10]]
+        if len(self.dropped) > 10:
+            lines.append(f"  ... {len(self.dropped) - 10} more in {REPORT_NAME}")
+        lines.append(self.duplicates.summary(limit=10))
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "dataset": self.dataset,
+            "classes": self.classes,
+            "reasons": dict(self.reasons()),
+            **super().to_dict(),
+            "duplicates": self.duplicates.to_dict(),
+        }
+
+
+@dataclass
+class _Staged:
+    file: str
+    cls: str
+    captions: dict[str, object]
+    hashes: ImageHashes
+
+
+def prepare_category(
+    store: ObjectStore,
+    category: Category,
+    candidates: Iterable[Candidate],
+    report: PrepareReport,
+    *,
+    options: PrepareOptions | None = None,
+    embedder: Embedder | None = None,
+    staging: Path | None = None,
+) -> PrepareReport:
+    """Load every candidate, report and drop bad ones and duplicates, write images + meta CSV.
+
+    Args:
+        store: Where the category's data goes.
+        category: The target category (its data prefix and meta name).
+        candidates: From a dataset adapter's ``scan``; drops found while scanning are already in ``report``.
+        report: Filled in and returned.
+        options: Limits, duplicate handling, class size.
+        embedder: Optional ``paths -> L2-normalised vectors`` for embedding-distance duplicates.
+        staging: Local folder for the loaded images (a temporary folder when None; emptied at the end).
+    """
+    options = options or PrepareOptions()
+    candidates = list(candidates)
+    owned = staging is None
+    staging = Path(tempfile.mkdtemp(prefix="visearch-prepare-")) if staging is None else staging
+    try:
+        staged = _load_all(candidates, report, staging, options)
+        report.total = len(report.dropped) + len(staged)
+        _find_duplicates(staged, report, staging, options, embedder)
+        staged = _drop_small_classes(staged, report, options.min_per_class)
+        if not staged:
+            raise DataError(f"{report.dataset}: no usable images ({len(report.dropped)} dropped)\n{report.summary()}")
+        labels = class_labels([item.cls for item in staged])
+        rows = (
+            (item.file, item.cls, labels[item.cls], (staging / item.file).read_bytes(), item.captions)
+            for item in staged
+        )
+        report.kept = write_category(store, category, rows, total=len(staged), show_progress=options.show_progress)
+        report.classes = len(labels)
+        store.put_bytes(f"{category.data_prefix}/{REPORT_NAME}", json.dumps(report.to_dict(), indent=1).encode())
+        return report
+    finally:
+        if owned:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _load_all(
+    candidates: list[Candidate], report: PrepareReport, staging: Path, options: PrepareOptions
+) -> list[_Staged]:
+    staged: list[_Staged] = []
+    seen: set[str] = set()
+    per_class: Counter[str] = Counter()
+    progress = tqdm(candidates, desc=f"reading {report.dataset}", unit="img", disable=not options.show_progress)
+    for candidate in progress:
+        if options.limit is not None and len(staged) >= options.limit:
+            break
+        if options.per_class is not None and per_class[candidate.cls] >= options.per_class:
+            continue
+        if candidate.file in seen:
+            report.drop(candidate.file, "duplicate file name: two sources map to the same file")
+            continue
+        try:
+            loaded = candidate.load()
+            hashes = hash_image(loaded.image)
+        except VisearchError as exc:
+            report.drop(candidate.source or candidate.file, str(exc))
+            continue
+        except (OSError, ValueError, SyntaxError) as exc:  # decoder errors that slipped past the checks
+            report.drop(candidate.source or candidate.file, f"unreadable image: {exc}")
+            continue
+        target = staging / candidate.file
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(loaded.data)
+        seen.add(candidate.file)
+        per_class[candidate.cls] += 1
+        staged.append(_Staged(candidate.file, candidate.cls, dict(candidate.captions), hashes))
+    progress.close()
+    return staged
+
+
+def _find_duplicates(
+    staged: list[_Staged], report: PrepareReport, staging: Path, options: PrepareOptions, embedder: Embedder | None
+) -> None:
+    vectors = embedder([staging / item.file for item in staged]) if embedder and staged else None
+    report.duplicates = find_duplicates(
+        [item.file for item in staged],
+        [item.hashes for item in staged],
+        max_distance=options.max_distance,
+        vectors=vectors,
+        min_cosine=options.min_cosine,
+    )
+    if not options.dedupe:
+        return
+    drop = report.duplicates.files()
+    for duplicate in report.duplicates.duplicates:
+        report.drop(duplicate.file, f"duplicate: {duplicate.kind} copy of {duplicate.of}")
+    staged[:] = [item for item in staged if item.file not in drop]
+
+
+def _drop_small_classes(staged: list[_Staged], report: PrepareReport, min_per_class: int) -> list[_Staged]:
+    counts = Counter(item.cls for item in staged)
+    small = {cls for cls, count in counts.items() if count < min_per_class}
+    for item in staged:
+        if item.cls in small:
+            report.drop(item.file, f"class too small: {item.cls!r} has {counts[item.cls]} < {min_per_class} images")
+    return [item for item in staged if item.cls not in small]

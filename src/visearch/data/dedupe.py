@@ -1,0 +1,194 @@
+"""Exact and near-duplicate images inside a category: pixel digest, perceptual hash, embeddings.
+
+Exact duplicates share the digest of their decoded pixels (so a re-encoded copy with the same
+pixels counts). Near duplicates have perceptual hashes (ImageHash pHash, 64 bits) within a small
+Hamming distance; optionally, embeddings with a cosine similarity above a threshold. Pairs join
+into groups (union-find); the first image of a group in input order is the one to keep.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+HASH_BITS = 64
+DEFAULT_MAX_DISTANCE = 4
+DEFAULT_MIN_COSINE = 0.97
+
+
+@dataclass(frozen=True)
+class ImageHashes:
+    """What duplicate detection needs of one image."""
+
+    digest: str  # sha256 of size + RGB pixels
+    phash: int  # 64-bit perceptual hash
+
+
+def hash_image(image: Image.Image) -> ImageHashes:
+    """Pixel digest and perceptual hash of an image (any mode; compared as RGB)."""
+    import imagehash
+
+    rgb = image.convert("RGB")
+    digest = hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
+    return ImageHashes(digest, int(str(imagehash.phash(rgb)), 16))
+
+
+@dataclass(frozen=True)
+class Duplicate:
+    file: str
+    of: str  # the kept image of its group
+    kind: str  # exact | near | embedding | chained
+    distance: float  # Hamming distance of the hashes (embedding: 1 - cosine)
+
+
+@dataclass
+class DuplicateReport:
+    """Every duplicate image with the image it duplicates; ``groups`` counts the kept originals."""
+
+    duplicates: list[Duplicate] = field(default_factory=list)
+    groups: int = 0
+
+    def files(self) -> set[str]:
+        """The files that ``--dedupe`` drops (every group member except its first image)."""
+        return {duplicate.file for duplicate in self.duplicates}
+
+    def counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for duplicate in self.duplicates:
+            counts[duplicate.kind] = counts.get(duplicate.kind, 0) + 1
+        return counts
+
+    def summary(self, limit: int = 20) -> str:
+        if not self.duplicates:
+            return "no duplicate images found"
+        kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.counts().items()))
+        lines = [f"{len(self.duplicates)} duplicate images in {self.groups} groups ({kinds})"]
+        lines += [f"  {d.file} duplicates {d.of} ({d.kind}, distance {d.distance:g})" for d in self.duplicates[:limit]]
+        if len(self.duplicates) > limit:
+            lines.append(f"  ... and {len(self.duplicates) - limit} more")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"groups": self.groups, "duplicates": [vars(duplicate) for duplicate in self.duplicates]}
+
+
+class _UnionFind:
+    def __init__(self, size: int) -> None:
+        self.parent = list(range(size))
+
+    def find(self, item: int) -> int:
+        while self.parent[item] != item:
+            self.parent[item] = self.parent[self.parent[item]]
+            item = self.parent[item]
+        return item
+
+    def union(self, a: int, b: int) -> None:
+        root_a, root_b = self.find(a), self.find(b)
+        if root_a != root_b:  # the smaller index stays root: the first image of a group is kept
+            self.parent[max(root_a, root_b)] = min(root_a, root_b)
+
+
+def near_pairs(phashes: np.ndarray, max_distance: int) -> np.ndarray:
+    """Index pairs (i < j) whose 64-bit hashes differ in at most ``max_distance`` bits.
+
+    Multi-index hashing: cut the hash into ``max_distance + 1`` blocks; by the pigeonhole principle
+    two hashes that close agree exactly on at least one block, so only same-block buckets are
+    compared. Far faster than all pairs on 10^5 images.
+    """
+    hashes = phashes.astype(np.uint64)
+    blocks = np.array_split(np.arange(HASH_BITS), max_distance + 1)
+    found: set[tuple[int, int]] = set()
+    for bits in blocks:
+        shift, width = np.uint64(bits[0]), len(bits)
+        keys = (hashes >> shift) & np.uint64((1 << width) - 1)
+        order = np.argsort(keys, kind="stable")
+        boundaries = np.flatnonzero(np.diff(keys[order])) + 1
+        for members in np.split(order, boundaries):
+            if len(members) < 2:
+                continue
+            members = np.sort(members)
+            distances = np.bitwise_count(hashes[members][:, None] ^ hashes[members][None, :])
+            rows, cols = np.nonzero(np.triu(distances <= max_distance, k=1))
+            found.update(zip(members[rows].tolist(), members[cols].tolist(), strict=True))
+    return np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
+
+
+def embedding_pairs(vectors: np.ndarray, min_cosine: float, chunk: int = 2048) -> np.ndarray:
+    """Index pairs (i < j) of L2-normalised vectors with cosine similarity >= ``min_cosine``."""
+    pairs = []
+    for start in range(0, len(vectors), chunk):
+        similarity = vectors[start : start + chunk] @ vectors.T
+        rows, cols = np.nonzero(similarity >= min_cosine)
+        rows = rows + start
+        keep = rows < cols
+        pairs.append(np.stack([rows[keep], cols[keep]], axis=1))
+    return np.concatenate(pairs) if pairs else np.zeros((0, 2), dtype=np.int64)
+
+
+def find_duplicates(
+    files: Sequence[str],
+    hashes: Sequence[ImageHashes],
+    *,
+    max_distance: int | None = DEFAULT_MAX_DISTANCE,
+    vectors: np.ndarray | None = None,
+    min_cosine: float = DEFAULT_MIN_COSINE,
+) -> DuplicateReport:
+    """Group exact, near (hash) and optionally embedding duplicates; the first file of a group is kept.
+
+    Args:
+        files: Image names, in the order that decides which copy is kept.
+        hashes: ``hash_image`` of each file.
+        max_distance: Largest Hamming distance of near duplicates (None: exact duplicates only).
+        vectors: Optional L2-normalised embeddings, one row per file.
+        min_cosine: Smallest cosine similarity of embedding duplicates.
+    """
+    if len(files) != len(hashes) or (vectors is not None and len(vectors) != len(files)):
+        raise ValueError("files, hashes and vectors must have the same length")
+    union = _UnionFind(len(files))
+    first_by_digest: dict[str, int] = {}
+    for index, item in enumerate(hashes):
+        union.union(first_by_digest.setdefault(item.digest, index), index)
+    phashes = np.array([item.phash for item in hashes], dtype=np.uint64)
+    if max_distance is not None and len(files) > 1:
+        for i, j in near_pairs(phashes, max_distance):
+            union.union(int(i), int(j))
+    if vectors is not None and len(files) > 1:
+        for i, j in embedding_pairs(vectors, min_cosine):
+            union.union(int(i), int(j))
+    report = DuplicateReport()
+    roots = set()
+    for index in range(len(files)):
+        root = union.find(index)
+        if root == index:
+            continue
+        roots.add(root)
+        report.duplicates.append(_describe(index, root, files, hashes, phashes, vectors, max_distance, min_cosine))
+    report.groups = len(roots)
+    return report
+
+
+def _describe(
+    index: int,
+    root: int,
+    files: Sequence[str],
+    hashes: Sequence[ImageHashes],
+    phashes: np.ndarray,
+    vectors: np.ndarray | None,
+    max_distance: int | None,
+    min_cosine: float,
+) -> Duplicate:
+    """How a group member relates to the kept image (a chain of near pairs may be further apart)."""
+    distance = int(np.bitwise_count(phashes[index] ^ phashes[root]))
+    if hashes[index].digest == hashes[root].digest:
+        return Duplicate(files[index], files[root], "exact", 0)
+    if max_distance is not None and distance <= max_distance:
+        return Duplicate(files[index], files[root], "near", distance)
+    if vectors is not None:
+        cosine = float(vectors[index] @ vectors[root])
+        if cosine >= min_cosine:
+            return Duplicate(files[index], files[root], "embedding", round(1 - cosine, 4))
+    return Duplicate(files[index], files[root], "chained", distance)
