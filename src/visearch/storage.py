@@ -1,7 +1,8 @@
 """Object store: a local folder or MinIO/S3 (through the `minio` client), one interface.
 
 Keys are POSIX paths relative to the store root (e.g. ``datasets/shoes/meta.csv``); on MinIO
-they live under ``MINIO_MAIN_PATH`` in ``MINIO_BUCKET_NAME`` (the seed's layout).
+they live under ``MINIO_MAIN_PATH`` in ``MINIO_BUCKET_NAME`` (the seed's layout). Datasets,
+models and the images the service returns all go through this interface.
 """
 
 from __future__ import annotations
@@ -10,27 +11,68 @@ import io
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import IO, Protocol
+from urllib.parse import urlsplit
 
-from visearch.errors import NotFoundError, VisearchError
+from minio import Minio
+from minio.error import S3Error
+from urllib3.exceptions import HTTPError
+
+from visearch.errors import ConfigError, NotFoundError, VisearchError
 from visearch.settings import Settings
+
+# S3 error codes that mean "this object (or its bucket) is not there".
+MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
+TEMP_PREFIX, TEMP_SUFFIX = ".", ".part"
 
 
 def clean_key(key: str) -> str:
     """Normalise a key and refuse anything that could escape the store root."""
+    if not isinstance(key, str) or any(ord(ch) < 32 for ch in key):
+        raise VisearchError(f"invalid object key {key!r}")
     parts = PurePosixPath(key.replace("\\", "/")).parts
-    if not parts or key.startswith("/") or any(part in ("..", "") for part in parts):
+    if not parts or key.startswith(("/", "\\")) or any(part in ("..", "") for part in parts):
         raise VisearchError(f"invalid object key {key!r}")
     return "/".join(parts)
 
 
+def clean_prefix(prefix: str) -> str:
+    """A folder-like prefix: ``""`` (everything) or a clean key."""
+    return "" if prefix.strip("/") == "" else clean_key(prefix.strip("/"))
+
+
+def _is_temp(name: str) -> bool:
+    return name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX)
+
+
+def _atomic_write(target: Path, write: Callable[[IO[bytes]], object]) -> None:
+    """Write through a unique temp file in the target folder, then rename: readers never see half a file.
+
+    ``write`` is called with the open binary temp file. A unique name (not ``<name>.part``) keeps
+    two processes filling the same cache entry from clobbering each other.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, delete=False) as tmp:
+        try:
+            write(tmp)
+        except BaseException:
+            tmp.close()
+            os.unlink(tmp.name)
+            raise
+    os.replace(tmp.name, target)
+
+
 class ObjectStore(Protocol):
+    """What the library needs from an object store. Keys are POSIX paths; prefixes are folders."""
+
     def put_bytes(self, key: str, data: bytes) -> None: ...
     def put_file(self, key: str, path: Path) -> None: ...
     def get_bytes(self, key: str) -> bytes: ...
     def exists(self, key: str) -> bool: ...
+    def delete(self, key: str) -> None: ...
     def list(self, prefix: str) -> Iterator[str]: ...
     def local_path(self, key: str, cache_dir: Path) -> Path: ...
     def uri(self, key: str) -> str: ...
@@ -46,126 +88,203 @@ class LocalStore:
         return self.root / clean_key(key)
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, delete=False) as tmp:
-            tmp.write(data)
-        os.replace(tmp.name, path)
+        _atomic_write(self._path(key), lambda out: out.write(data))
 
     def put_file(self, key: str, path: Path) -> None:
         target = self._path(key)
-        if target.resolve() == path.resolve():
+        if target.exists() and target.resolve() == path.resolve():
             return
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(target.name + ".part")
-        shutil.copyfile(path, tmp)
-        os.replace(tmp, target)
+        with path.open("rb") as source:
+            _atomic_write(target, lambda out: shutil.copyfileobj(source, out))
 
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
-        except (FileNotFoundError, IsADirectoryError) as exc:
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise NotFoundError(f"object not found: {key}") from exc
 
     def exists(self, key: str) -> bool:
         return self._path(key).is_file()
 
+    def delete(self, key: str) -> None:
+        """Remove one object; a missing object is not an error (same as S3)."""
+        self._path(key).unlink(missing_ok=True)
+
     def list(self, prefix: str) -> Iterator[str]:
-        base = self._path(prefix)
+        """Keys under the folder ``prefix`` (``""`` = all), recursively, sorted."""
+        base = self.root / clean_prefix(prefix) if clean_prefix(prefix) else self.root
         if not base.is_dir():
             return
-        for path in sorted(base.rglob("*")):
-            if path.is_file() and not path.name.endswith(".part"):
-                yield path.relative_to(self.root).as_posix()
+        keys = [
+            path.relative_to(self.root).as_posix()
+            for path in base.rglob("*")
+            if path.is_file() and not _is_temp(path.name)
+        ]
+        yield from sorted(keys)
 
     def local_path(self, key: str, cache_dir: Path) -> Path:
+        """The file itself: a local store needs no cache."""
         path = self._path(key)
         if not path.is_file():
             raise NotFoundError(f"object not found: {key}")
         return path
 
     def uri(self, key: str) -> str:
-        return self._path(key).as_uri()
+        return self._path(key).resolve().as_uri()
 
 
 class MinioStore:
-    """Objects in a MinIO/S3 bucket under a main path."""
+    """Objects in a MinIO/S3 bucket under a main path (prefix)."""
 
-    def __init__(self, client: object, bucket: str, main_path: str = "") -> None:
+    def __init__(self, client: Minio, bucket: str, main_path: str = "") -> None:
         self.client = client
         self.bucket = bucket
-        self.main_path = main_path.strip("/")
+        self.main_path = clean_prefix(main_path)
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"MinioStore(bucket={self.bucket!r}, main_path={self.main_path!r})"
 
     def _name(self, key: str) -> str:
         key = clean_key(key)
         return f"{self.main_path}/{key}" if self.main_path else key
 
+    def _key(self, name: str) -> str:
+        return name[len(self.main_path) + 1 :] if self.main_path else name
+
+    @contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        """Map S3 and connection errors to visearch errors (no credentials in any message)."""
+        try:
+            yield
+        except S3Error as exc:
+            if exc.code in MISSING_CODES:
+                raise NotFoundError(f"object not found: {key} (bucket {self.bucket})") from exc
+            raise VisearchError(f"object store error on {key!r} in bucket {self.bucket}: {exc.code}") from exc
+        except HTTPError as exc:
+            raise VisearchError(f"object store unreachable ({type(exc).__name__}): {exc}") from exc
+
     def ensure_bucket(self) -> None:
-        if not self.client.bucket_exists(self.bucket):  # type: ignore[attr-defined]
-            self.client.make_bucket(self.bucket)  # type: ignore[attr-defined]
+        """Create the bucket if it is missing (in the client's region); safe if another process races."""
+        with self._errors(""):
+            try:
+                if self.client.bucket_exists(self.bucket):
+                    return
+                self.client.make_bucket(self.bucket)
+            except ValueError as exc:  # the client checks S3's bucket naming rules
+                raise ConfigError(f"invalid MINIO_BUCKET_NAME {self.bucket!r}: {exc}") from exc
+            except S3Error as exc:
+                if exc.code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    raise
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        self.client.put_object(self.bucket, self._name(key), io.BytesIO(data), len(data))  # type: ignore[attr-defined]
+        with self._errors(key):
+            self.client.put_object(self.bucket, self._name(key), io.BytesIO(data), len(data))
 
     def put_file(self, key: str, path: Path) -> None:
-        self.client.fput_object(self.bucket, self._name(key), str(path))  # type: ignore[attr-defined]
+        with self._errors(key):
+            self.client.fput_object(self.bucket, self._name(key), str(path))
 
     def get_bytes(self, key: str) -> bytes:
-        from minio.error import S3Error
-
-        try:
-            response = self.client.get_object(self.bucket, self._name(key))  # type: ignore[attr-defined]
-        except S3Error as exc:
-            if exc.code in ("NoSuchKey", "NoSuchBucket"):
-                raise NotFoundError(f"object not found: {key}") from exc
-            raise
-        try:
-            return bytes(response.read())
-        finally:
-            response.close()
-            response.release_conn()
+        with self._errors(key):
+            response = self.client.get_object(self.bucket, self._name(key))
+            try:
+                return bytes(response.read())
+            finally:
+                response.close()
+                response.release_conn()
 
     def exists(self, key: str) -> bool:
-        from minio.error import S3Error
-
         try:
-            self.client.stat_object(self.bucket, self._name(key))  # type: ignore[attr-defined]
-        except S3Error:
+            with self._errors(key):
+                self.client.stat_object(self.bucket, self._name(key))
+        except NotFoundError:
             return False
         return True
 
+    def delete(self, key: str) -> None:
+        with self._errors(key):
+            self.client.remove_object(self.bucket, self._name(key))
+
     def list(self, prefix: str) -> Iterator[str]:
-        name = self._name(prefix).rstrip("/") + "/"
-        strip = len(self.main_path) + 1 if self.main_path else 0
-        for obj in self.client.list_objects(self.bucket, prefix=name, recursive=True):  # type: ignore[attr-defined]
-            yield obj.object_name[strip:]
+        """Keys under the folder ``prefix`` (``""`` = all), recursively, sorted."""
+        folder = clean_prefix(prefix)
+        name = "/".join(part for part in (self.main_path, folder) if part)
+        with self._errors(prefix):
+            objects = self.client.list_objects(self.bucket, prefix=f"{name}/" if name else None, recursive=True)
+            keys = [self._key(obj.object_name) for obj in objects if not obj.is_dir]
+        yield from sorted(keys)
 
     def local_path(self, key: str, cache_dir: Path) -> Path:
-        target = cache_dir / clean_key(key)
-        if not target.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(target.name + ".part")
-            tmp.write_bytes(self.get_bytes(key))
-            os.replace(tmp, target)
+        """A local copy under ``cache_dir``, downloaded once and fetched again when the object changed.
+
+        The cache is namespaced by bucket and main path; beside each file a ``.etag`` sidecar holds
+        the object's ETag, so one HEAD request tells whether the copy is current (objects under one
+        key can be replaced, e.g. ``prepare --force``; timestamps have only 1 s resolution).
+        """
+        name = self._name(key)
+        target = cache_dir / "s3" / self.bucket / name
+        sidecar = target.with_name(target.name + ".etag")
+        with self._errors(key):
+            try:
+                etag = self.client.stat_object(self.bucket, name).etag
+            except S3Error as exc:
+                if exc.code in MISSING_CODES:
+                    target.unlink(missing_ok=True)
+                raise
+        if etag and target.is_file() and sidecar.is_file() and sidecar.read_text() == etag:
+            return target
+        with self._errors(key):
+            response = self.client.get_object(self.bucket, name)
+            try:
+                _atomic_write(target, lambda out: _copy_stream(response, out))
+                fetched = response.headers.get("etag", "").replace('"', "")
+            finally:
+                response.close()
+                response.release_conn()
+        # File first, then its ETag: a crash in between leaves a mismatch, i.e. a re-download.
+        _atomic_write(sidecar, lambda out: out.write(fetched.encode()))
         return target
 
     def uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self._name(key)}"
 
 
+def _copy_stream(response: object, out: IO[bytes]) -> None:
+    for chunk in response.stream(1024 * 1024):  # type: ignore[attr-defined]
+        out.write(chunk)
+
+
+def parse_endpoint(host: str, secure: bool) -> tuple[str, bool]:
+    """``host:port`` for the minio client, and TLS on or off.
+
+    Accepts the seed's bare ``host:port`` (TLS from MINIO_SECURE) or a URL, whose scheme wins:
+    ``http://minio:9000`` is plain, ``https://s3.example.com`` is TLS.
+    """
+    if "://" not in host:
+        return host.strip().rstrip("/"), secure
+    parts = urlsplit(host.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.path.strip("/"):
+        raise ConfigError(f"MINIO_HOST must be host:port or http(s)://host:port, got {host!r}")
+    return parts.netloc, parts.scheme == "https"
+
+
+def make_minio_client(settings: Settings) -> Minio:
+    """A minio client from MINIO_* settings (TLS per MINIO_SECURE or the URL scheme; CA bundle from SSL_CERT_FILE)."""
+    if not settings.minio_host:
+        raise ConfigError("MINIO_HOST is not set")
+    endpoint, secure = parse_endpoint(settings.minio_host, settings.minio_secure)
+    access = settings.minio_access_key.get_secret_value() if settings.minio_access_key else None
+    secret = settings.minio_secret_key.get_secret_value() if settings.minio_secret_key else None
+    try:
+        return Minio(endpoint, access_key=access, secret_key=secret, secure=secure, region=settings.minio_region)
+    except ValueError as exc:
+        raise ConfigError(f"invalid MINIO_HOST {settings.minio_host!r}: {exc}") from exc
+
+
 def make_store(settings: Settings) -> ObjectStore:
-    """The MinIO store when MINIO_HOST is set, else the local folder under the data home."""
+    """The MinIO store when MINIO_HOST is set (bucket created if missing), else the local folder."""
     if not settings.minio_host:
         return LocalStore(settings.objects_dir)
-    from minio import Minio
-
-    client = Minio(
-        settings.minio_host,
-        access_key=settings.minio_access_key.get_secret_value() if settings.minio_access_key else None,
-        secret_key=settings.minio_secret_key.get_secret_value() if settings.minio_secret_key else None,
-        secure=settings.minio_secure,
-        region=settings.minio_region,
-    )
-    store = MinioStore(client, settings.minio_bucket_name, settings.minio_main_path)
+    store = MinioStore(make_minio_client(settings), settings.minio_bucket_name, settings.minio_main_path)
     store.ensure_bucket()
     return store
