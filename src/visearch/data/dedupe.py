@@ -9,8 +9,9 @@ into groups (union-find); the first image of a group in input order is the one t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -18,6 +19,7 @@ from PIL import Image
 HASH_BITS = 64
 DEFAULT_MAX_DISTANCE = 4
 DEFAULT_MIN_COSINE = 0.97
+DEFAULT_MAX_COLOUR = 40  # largest difference of a thumbnail channel (0-255) between near duplicates
 
 
 @dataclass(frozen=True)
@@ -25,7 +27,8 @@ class ImageHashes:
     """What duplicate detection needs of one image."""
 
     digest: str  # sha256 of size + RGB pixels
-    phash: int  # 64-bit perceptual hash
+    phash: int  # 64-bit perceptual hash (of the grey image: blind to colour)
+    colour: tuple[int, ...] = ()  # RGB of a 4x4 thumbnail: tells a red shirt from the same shirt in blue
 
 
 def hash_image(image: Image.Image) -> ImageHashes:
@@ -34,7 +37,8 @@ def hash_image(image: Image.Image) -> ImageHashes:
 
     rgb = image.convert("RGB")
     digest = hashlib.sha256(f"{rgb.size}".encode() + rgb.tobytes()).hexdigest()
-    return ImageHashes(digest, int(str(imagehash.phash(rgb)), 16))
+    colour = tuple(rgb.resize((4, 4), Image.Resampling.BOX).tobytes())
+    return ImageHashes(digest, int(str(imagehash.phash(rgb)), 16), colour)
 
 
 @dataclass(frozen=True)
@@ -117,6 +121,13 @@ def near_pairs(phashes: np.ndarray, max_distance: int) -> np.ndarray:
     return np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
 
 
+def colour_distance(a: ImageHashes, b: ImageHashes) -> int:
+    """Largest channel difference of the two 4x4 thumbnails (0 when either has no colour)."""
+    if not a.colour or not b.colour:
+        return 0
+    return max(abs(x - y) for x, y in zip(a.colour, b.colour, strict=True))
+
+
 def embedding_pairs(vectors: np.ndarray, min_cosine: float, chunk: int = 2048) -> np.ndarray:
     """Index pairs (i < j) of L2-normalised vectors with cosine similarity >= ``min_cosine``."""
     pairs = []
@@ -136,6 +147,7 @@ def find_duplicates(
     max_distance: int | None = DEFAULT_MAX_DISTANCE,
     vectors: np.ndarray | None = None,
     min_cosine: float = DEFAULT_MIN_COSINE,
+    max_colour: int | None = DEFAULT_MAX_COLOUR,
 ) -> DuplicateReport:
     """Group exact, near (hash) and optionally embedding duplicates; the first file of a group is kept.
 
@@ -145,6 +157,8 @@ def find_duplicates(
         max_distance: Largest Hamming distance of near duplicates (None: exact duplicates only).
         vectors: Optional L2-normalised embeddings, one row per file.
         min_cosine: Smallest cosine similarity of embedding duplicates.
+        max_colour: Near duplicates must also agree in colour (4x4 thumbnail channels within this;
+            None: ignore colour), since pHash sees only grey levels.
     """
     if len(files) != len(hashes) or (vectors is not None and len(vectors) != len(files)):
         raise ValueError("files, hashes and vectors must have the same length")
@@ -155,7 +169,8 @@ def find_duplicates(
     phashes = np.array([item.phash for item in hashes], dtype=np.uint64)
     if max_distance is not None and len(files) > 1:
         for i, j in near_pairs(phashes, max_distance):
-            union.union(int(i), int(j))
+            if max_colour is None or colour_distance(hashes[i], hashes[j]) <= max_colour:
+                union.union(int(i), int(j))
     if vectors is not None and len(files) > 1:
         for i, j in embedding_pairs(vectors, min_cosine):
             union.union(int(i), int(j))
@@ -192,3 +207,18 @@ def _describe(
         if cosine >= min_cosine:
             return Duplicate(files[index], files[root], "embedding", round(1 - cosine, 4))
     return Duplicate(files[index], files[root], "chained", distance)
+
+
+def trunk_embedder(
+    trunk_model: str = "efficientnet-lite0", input_size: int = 96, *, show_progress: bool = True
+) -> Callable[[list[Path]], np.ndarray]:
+    """``paths -> vectors`` with the frozen pretrained trunk (shipped weights, no download)."""
+
+    def embed(paths: list[Path]) -> np.ndarray:
+        from visearch.embed import embed_paths
+        from visearch.model import create_model
+
+        model = create_model(trunk_model, [], input_size)
+        return embed_paths(model, paths, show_progress=show_progress, desc="embedding for duplicates")
+
+    return embed

@@ -148,13 +148,15 @@ def render_svg(svg: bytes, *, size: int = DEFAULT_SIZE, fill: str | None = None)
         image.load()
     except Exception as exc:  # noqa: BLE001 - cairosvg raises many types on bad SVG
         raise Rejected(f"unrenderable SVG: {type(exc).__name__}: {exc}") from exc
-    background = (0, 0, 0) if fill and _luminance(fill) > LIGHT else (255, 255, 255)
-    canvas = Image.new("RGB", (size, size), background)
-    rgba = image.convert("RGBA")
-    canvas.paste(rgba, ((size - rgba.width) // 2, (size - rgba.height) // 2), mask=rgba.getchannel("A"))
-    if max(high - low for low, high in canvas.getextrema()) < 16:
-        raise Rejected("blank render: the SVG draws nothing visible on its background")
-    return to_rgb(canvas)
+    # Light brand colours, and SVGs drawn in white for dark pages, go on black.
+    dark_first = bool(fill) and _luminance(fill or "") > LIGHT
+    for background in ((0, 0, 0), (255, 255, 255)) if dark_first else ((255, 255, 255), (0, 0, 0)):
+        canvas = Image.new("RGB", (size, size), background)
+        rgba = image.convert("RGBA")
+        canvas.paste(rgba, ((size - rgba.width) // 2, (size - rgba.height) // 2), mask=rgba.getchannel("A"))
+        if max(high - low for low, high in canvas.getextrema()) >= 16:
+            return to_rgb(canvas)
+    raise Rejected("blank render: the SVG draws nothing visible on white or black")
 
 
 def _luminance(colour: str) -> float:

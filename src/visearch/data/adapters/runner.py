@@ -145,7 +145,7 @@ def _load_all(
     staged: list[_Staged] = []
     seen: set[str] = set()
     per_class: Counter[str] = Counter()
-    progress = tqdm(candidates, desc=f"reading {report.dataset}", unit="img", disable=not options.show_progress)
+    progress = tqdm(candidates, desc=f"reading {report.dataset}", unit="img", disable=None if options.show_progress else True)
     for candidate in progress:
         if options.limit is not None and len(staged) >= options.limit:
             break
