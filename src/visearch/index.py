@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from qdrant_client import QdrantClient, models
 
-from visearch.errors import IndexBusyError, NotFoundError, VisearchError
+from visearch.errors import ConfigError, IndexBusyError, NotFoundError, VisearchError
 from visearch.settings import Settings
 
 POINT_NAMESPACE = uuid.UUID("6f1d7f0e-2b7c-5d53-9a54-1c0a7e1f7a3e")
@@ -26,10 +26,20 @@ SEPARATOR = "__"
 
 
 def make_client(settings: Settings) -> QdrantClient:
-    """A server client when QDRANT_URL (or seed QDRANT_HOST) is set, else embedded local mode."""
+    """The one place that knows the client mode; everything else runs the same calls on any client.
+
+    ``QDRANT_URL`` (or seed ``QDRANT_HOST``/``QDRANT_PORT``) → a server: TLS when the URL says
+    ``https://``, ``QDRANT_API_KEY`` sent as the ``api-key`` header. ``QDRANT_URL=:memory:`` → an
+    in-process throwaway index (tests, experiments). Unset → embedded local mode under the home.
+    """
     location = settings.qdrant_location
+    if location == ":memory:":
+        return QdrantClient(location=":memory:")
     if location:
         api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+        if not location.startswith(("http://", "https://")):
+            # Without a scheme qdrant-client guesses TLS from the API key; make the choice explicit.
+            raise ConfigError(f"QDRANT_URL must start with http:// or https://, got {location!r}")
         return QdrantClient(url=location, api_key=api_key, timeout=30)
     settings.qdrant_path.mkdir(parents=True, exist_ok=True)
     try:

@@ -1,0 +1,218 @@
+"""The index adapter's behaviour on every Qdrant client mode that can start here.
+
+One suite, parametrised over the client modes ``make_client`` builds: embedded local mode
+(``path=``), ``:memory:`` and a server (remote mode; no Qdrant server installs here, so it runs
+only when ``QDRANT_URL`` points at one, e.g. ``docker run -p 6333:6333 qdrant/qdrant``). The
+same calls on every mode is what keeps the library on one code path.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qdrant_client import QdrantClient
+
+from visearch.errors import ConfigError, NotFoundError
+from visearch.index import CollectionVersion, VectorIndex, make_client, point_id
+from visearch.settings import Settings
+
+MODES = ["local", "memory", "remote"]
+CLASSES = ["boot", "bag", "dress"]
+DIM = 8
+
+
+def settings_for(mode: str, home: Path) -> Settings:
+    engine: dict[str, object] = {"qdrant_url": None, "qdrant_host": None, "qdrant_api_key": None}
+    if mode == "memory":
+        engine["qdrant_url"] = ":memory:"
+    elif mode == "remote":
+        if not os.environ.get("QDRANT_URL"):
+            pytest.skip("remote mode needs a Qdrant server: set QDRANT_URL (and QDRANT_API_KEY) to run it")
+        engine = {"qdrant_url": os.environ["QDRANT_URL"], "qdrant_api_key": os.environ.get("QDRANT_API_KEY")}
+    return Settings(visearch_home=home, **engine, _env_file=None)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=MODES)
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
+    client = make_client(settings_for(request.param, tmp_path))
+    yield VectorIndex(client)
+    # A server outlives the test: remove what this test made (its categories are unique).
+    for collection in client.get_collections().collections:
+        if collection.name.startswith("t-"):
+            client.delete_collection(collection.name)
+    client.close()
+
+
+@pytest.fixture
+def category() -> str:
+    return f"t-{uuid.uuid4().hex[:10]}"
+
+
+def unit_vectors(n: int, seed: int) -> np.ndarray:
+    vectors = np.random.default_rng(seed).normal(size=(n, DIM)).astype(np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def fill(index: VectorIndex, category: str, model_version: str, *, n: int = 30, seed: int = 0) -> tuple[str, list[str], np.ndarray]:  # fmt: skip
+    """A new version holding ``n`` points over CLASSES; returns (collection, ids, vectors)."""
+    version = index.create(category, model_version, "d4t4h4sh", DIM)
+    files = [f"{CLASSES[i % 3]}/{i:03d}.png" for i in range(n)]
+    ids = [point_id(category, f) for f in files]
+    vectors = unit_vectors(n, seed)
+    payloads = [{"file": f, "class": f.split("/")[0], "label": i % 3, "image_uri": f"s3://b/{f}"} for i, f in enumerate(files)]  # fmt: skip
+    index.upsert(version.name, ids, vectors, payloads, batch_size=7)
+    return version.name, ids, vectors
+
+
+def test_create_is_versioned_and_resumable(index: VectorIndex, category: str) -> None:
+    version = index.create(category, "m1", "d4t4h4sh", DIM)
+    assert CollectionVersion.parse(version.name) == version
+    assert version.name.startswith(f"{category}__")
+    assert index.create(category, "m1", "d4t4h4sh", DIM) == version  # same model + data: resume it
+    assert index.versions(category) == [version]
+    assert index.live(category) is None
+    with pytest.raises(NotFoundError):
+        index.require_live(category)
+
+
+def test_upsert_count_and_idempotent_ids(index: VectorIndex, category: str) -> None:
+    collection, ids, vectors = fill(index, category, "m1")
+    assert index.count(collection) == 30
+    assert index.existing_ids(collection, ids[:5] + [point_id(category, "missing.png")]) == set(ids[:5])
+    fill(index, category, "m1")  # the same files again overwrite, never duplicate
+    assert index.count(collection) == 30
+
+
+def test_alias_query_filter_threshold_retrieve(index: VectorIndex, category: str) -> None:
+    collection, ids, vectors = fill(index, category, "m1")
+    index.swap_alias(category, collection)
+    assert index.require_live(category).name == collection
+
+    hits = index.query(category, vectors[4].tolist(), k=5)
+    assert len(hits) == 5 and hits[0].id == ids[4] and hits[0].score == pytest.approx(1.0, abs=1e-4)
+    assert hits[0].payload["file"] == "bag/004.png" and hits[0].similarity_percent == pytest.approx(100, abs=0.01)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+    filtered = index.query(category, vectors[4].tolist(), k=30, class_filter="dress")
+    assert filtered and {h.payload["class"] for h in filtered} == {"dress"} and len(filtered) == 10
+
+    strict = index.query(category, vectors[4].tolist(), k=30, min_score=0.5)
+    assert strict and all(h.score >= 0.5 for h in strict) and len(strict) < 30
+
+    others = index.query(category, vectors[4].tolist(), k=3, exclude_id=ids[4])
+    assert ids[4] not in {h.id for h in others}
+
+    payload, vector = index.get(category, ids[7], with_vector=True)
+    assert payload["class"] == "bag" and vector is not None
+    assert np.allclose(vector, vectors[7], atol=1e-5)
+    with pytest.raises(NotFoundError):
+        index.get(category, point_id(category, "missing.png"))
+    with pytest.raises(NotFoundError):
+        index.get(category, "not-a-uuid")
+    assert len(index.sample(category, 4)) == 4
+
+
+def test_alias_swap_rollback_and_drop_old(index: VectorIndex, category: str) -> None:
+    first, *_ = fill(index, category, "m1", n=6)
+    index.swap_alias(category, first)
+    time.sleep(1.05)  # version names carry the creation second; two versions need two seconds
+    second, ids, vectors = fill(index, category, "m2", n=9, seed=1)
+    index.swap_alias(category, second)
+    assert index.require_live(category).model_version == "m2"
+    assert index.count(category) == 9  # the alias answers like a collection
+
+    back = index.rollback(category)
+    assert back.name == first and index.require_live(category).name == first and index.count(category) == 6
+    with pytest.raises(NotFoundError):
+        index.rollback(category)  # nothing older than the first
+
+    index.swap_alias(category, second)
+    assert index.drop_old(category, keep=1) == [first]
+    assert [v.name for v in index.versions(category)] == [second]
+    assert index.drop_old(category, keep=0) == []  # never the live one
+    assert index.query(category, vectors[0].tolist(), k=1)[0].id == ids[0]
+
+
+# --- client building: the settings reach the wire ---------------------------------------------
+def test_qdrant_url_needs_a_scheme(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="http:// or https://"):
+        make_client(Settings(visearch_home=tmp_path, qdrant_url="qdrant:6333", _env_file=None))
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers the two REST calls a client makes first, and records them (path, api-key header).
+
+    Not a Qdrant: it only shows what ``make_client`` puts on the wire (scheme, host, port, key).
+    """
+
+    seen: list[tuple[str, str | None]] = []
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        Recorder.seen.append((self.path, self.headers.get("api-key")))
+        body: dict[str, object] = {"title": "qdrant", "version": "1.20.0"}
+        if self.path.startswith("/collections"):
+            body = {"result": {"collections": []}, "status": "ok", "time": 0.0}
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve(tls_cert: Path | None = None, tls_key: Path | None = None) -> tuple[ThreadingHTTPServer, int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    if tls_cert and tls_key:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tls_cert, tls_key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, int(server.server_address[1])
+
+
+def collections_call(client: QdrantClient) -> tuple[str, str | None]:
+    Recorder.seen.clear()
+    client.get_collections()
+    return next(seen for seen in Recorder.seen if seen[0].startswith("/collections"))
+
+
+@pytest.mark.filterwarnings("ignore:Api key is used with an insecure connection")
+def test_server_settings_reach_the_wire(tmp_path: Path) -> None:
+    server, port = serve()
+    try:
+        with_key = Settings(visearch_home=tmp_path, qdrant_url=f"http://127.0.0.1:{port}", qdrant_api_key="k-123",
+                            _env_file=None)  # fmt: skip
+        assert collections_call(make_client(with_key)) == ("/collections", "k-123")
+        seed_style = Settings(visearch_home=tmp_path, qdrant_host="127.0.0.1", qdrant_port=port, _env_file=None)
+        assert collections_call(make_client(seed_style)) == ("/collections", None)
+        assert not (tmp_path / "qdrant").exists()  # a server client never touches the embedded store
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
+def test_https_url_speaks_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from .test_storage import self_signed
+
+    cert, key = self_signed(tmp_path)
+    server, port = serve(cert, key)
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the cluster's CA bundle, in production
+        settings = Settings(visearch_home=tmp_path, qdrant_url=f"https://127.0.0.1:{port}", qdrant_api_key="k-tls",
+                            _env_file=None)  # fmt: skip
+        assert collections_call(make_client(settings)) == ("/collections", "k-tls")
+    finally:
+        server.shutdown()
