@@ -24,9 +24,11 @@ app.add_typer(index_app, name="index")
 
 
 def _register_subcommands() -> None:
-    """Sub-apps with their own modules (each owns one area of the CLI)."""
+    """Sub-apps with their own modules (each owns one area of the CLI); registered once."""
     from visearch.cli_prepare import prepare_app
 
+    if any(group.name == "prepare" for group in app.registered_groups):
+        return
     app.add_typer(prepare_app, name="prepare")
     try:
         from visearch.cli_pipeline import pipeline_app

@@ -37,7 +37,9 @@ def decode_image(
             return to_rgb(image)
     except InvalidImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except UnidentifiedImageError as exc:
+        raise InvalidImageError("not a supported image: the bytes are no known image format") from exc
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise InvalidImageError(f"not a supported image: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(f"corrupt or truncated image: {exc}") from exc

@@ -1,0 +1,108 @@
+"""The `visearch` command as a user runs it: help everywhere, one-line errors, JSON search."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from visearch.settings import Settings
+from visearch.storage import LocalStore
+
+from .conftest import TINY, env_for
+
+
+def visearch(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "visearch.cli", *args], env=env_for(settings), capture_output=True,
+                          text=True, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and text in errors[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[], ["prepare"], ["index"], ["preprocess"], ["train"], ["evaluate"], ["embed"], ["upsert"], ["search"],
+     ["demo"], ["serve"], ["categories"], ["index", "rollback"], ["prepare", "folder"]],
+)  # fmt: skip
+def test_every_command_has_help(command: list[str]) -> None:
+    from typer.testing import CliRunner
+
+    from visearch.cli import _register_subcommands, app
+
+    _register_subcommands()
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+
+
+def search_image(settings: Settings) -> Path:
+    store = LocalStore(settings.objects_dir)
+    return settings.objects_dir / next(key for key in store.list(f"datasets/{TINY}/images"))
+
+
+def test_search_json_answers(indexed_home: Settings) -> None:
+    image = search_image(indexed_home)
+    result = visearch(indexed_home, "search", "--category", TINY, "--k", "3", "--json", str(image))
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    assert answer["category"] == TINY and len(answer["results"]) == 3
+    top = answer["results"][0]
+    assert image.as_posix().endswith(top["file"]) and top["similarity"] > 99
+    assert {"id", "score", "similarity", "class", "file", "captions"} <= set(top)
+
+
+def test_search_min_similarity_and_class_filter(indexed_home: Settings) -> None:
+    image = search_image(indexed_home)
+    result = visearch(indexed_home, "search", "-c", TINY, "--k", "10", "--min-similarity", "99.9", "--json", str(image))
+    assert [r["file"] for r in json.loads(result.stdout)["results"]] == [image.relative_to(
+        indexed_home.objects_dir / "datasets" / TINY / "images").as_posix()]  # fmt: skip
+    result = visearch(indexed_home, "search", "-c", TINY, "--class", "Bag", "--json", str(image))
+    classes = {r["class"] for r in json.loads(result.stdout)["results"]}
+    assert classes == {"Bag"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--category", "nope"], "unknown category 'nope'"),
+        (["--category", TINY, "--k", "0"], "k must be an integer from 1"),
+        (["--category", TINY, "--k", "-3"], "k must be an integer from 1"),
+        (["--category", TINY, "--min-similarity", "150"], "min_similarity must be a percentage"),
+    ],
+)
+def test_search_bad_parameters_are_one_line_errors(indexed_home: Settings, args: list[str], message: str) -> None:
+    assert_one_line_error(visearch(indexed_home, "search", *args, str(search_image(indexed_home))), message)
+
+
+def test_search_bad_images_are_one_line_errors(indexed_home: Settings, tmp_path: Path) -> None:
+    missing = tmp_path / "missing.png"
+    assert_one_line_error(visearch(indexed_home, "search", "-c", TINY, str(missing)), "cannot read")
+    corrupt = tmp_path / "corrupt.jpg"
+    corrupt.write_bytes(b"\xff\xd8\xff\xe0garbage")
+    assert_one_line_error(visearch(indexed_home, "search", "-c", TINY, str(corrupt)), "corrupt or truncated image")
+    text = tmp_path / "notes.png"
+    text.write_text("just text")
+    assert_one_line_error(visearch(indexed_home, "search", "-c", TINY, str(text)), "not a supported image")
+
+
+def test_search_before_indexing_says_to_run_the_pipeline(home: Settings) -> None:
+    image = search_image(home)
+    assert_one_line_error(visearch(home, "search", "-c", TINY, str(image)), "has no index yet")
+
+
+def test_preprocess_reports_missing_meta_column(home: Settings) -> None:
+    meta = home.objects_dir / "datasets" / TINY / "meta.csv"
+    meta.write_text(",file,label\n0,a.png,0\n")
+    assert_one_line_error(visearch(home, "preprocess", "-c", TINY), "lacks column(s) class")
+
+
+def test_train_rejects_bad_parameters(home: Settings) -> None:
+    assert_one_line_error(visearch(home, "train", "-c", TINY, "--batch-size", "1"), "invalid training parameter")
