@@ -1,0 +1,96 @@
+"""Retrieval quality of training recipes on a category, each against the frozen trunk in the same run.
+
+    python benchmarks/quality.py [--category fashion-mnist] [--recipes frozen,seed,default] [--epochs N]
+
+Reports P@1, MAP@R, R-precision, Recall@{1,5,10} in-domain (held-out images of the training
+classes vs their training images) and class-disjoint (held-out classes), and the ratio of
+MAP@R to the frozen trunk's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import table, write_result  # noqa: E402
+
+from visearch.categories import TrainParams, load_registry  # noqa: E402
+from visearch.cli_prepare import ensure_demo_data  # noqa: E402
+from visearch.evaluate import METRICS  # noqa: E402
+from visearch.settings import Settings  # noqa: E402
+from visearch.steps import evaluate_model, image_paths, load_manifest, run_preprocess, run_train  # noqa: E402
+from visearch.storage import make_store  # noqa: E402
+from visearch.train import frozen_model  # noqa: E402
+
+# The seed's recipe (CircleLoss + MultiSimilarityMiner, Adam lr 1e-5, batch 8, 1024-wide embedder).
+RECIPES: dict[str, dict[str, object]] = {
+    "seed": {"loss": "circle", "lr": 1e-5, "batch_size": 8, "sampler_m": 4, "embedder_layers": [1024],
+             "trunk_lr_scale": 1.0},
+    "default": {},
+}  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--category", default="fashion-mnist")
+    parser.add_argument("--recipes", default="frozen,seed,default")
+    parser.add_argument("--set", action="append", default=[], metavar="RECIPE:KEY=VALUE",
+                        help="extra recipe, e.g. --set 'lr3:lr=1e-3' (repeatable; VALUE parsed as JSON)")  # fmt: skip
+    parser.add_argument("--epochs", type=int, default=None)
+    args = parser.parse_args()
+
+    import json
+
+    for item in args.set:
+        name, _, assignment = item.partition(":")
+        key, _, value = assignment.partition("=")
+        RECIPES.setdefault(name, {})[key] = json.loads(value)
+        if name not in args.recipes.split(","):
+            args.recipes += f",{name}"
+
+    settings = Settings()
+    registry = load_registry(settings.visearch_categories)
+    category = registry.get(args.category)
+    store = make_store(settings)
+    if category.demo:
+        from visearch.cli import Context
+
+        ensure_demo_data(Context(settings, registry, store))
+    work = settings.work_dir / "bench-quality" / category.name
+    run_preprocess(settings, store, category, work / "manifest", show_progress=False)
+    manifest = load_manifest(work / "manifest")
+    paths = image_paths(store, settings, manifest["key"].tolist())
+
+    rows, frozen_map = [], {}
+    for recipe in args.recipes.split(","):
+        started = time.monotonic()
+        if recipe == "frozen":
+            model = frozen_model(category.train)
+        else:
+            overrides = {**RECIPES[recipe], **({"epochs": args.epochs} if args.epochs else {})}
+            params = TrainParams.model_validate({**category.train.model_dump(), **overrides})
+            trained = run_train(settings, store, work / "manifest", params, work / recipe, show_progress=False, onnx=False)
+            from visearch.model import load_model
+
+            model = load_model(trained.model_dir)
+        seconds = time.monotonic() - started
+        result = evaluate_model(model, manifest, paths, show_progress=False)
+        for evaluation, metrics in result.items():
+            if recipe == "frozen":
+                frozen_map[evaluation] = metrics["mean_average_precision_at_r"]
+            ratio = metrics["mean_average_precision_at_r"] / frozen_map[evaluation] if frozen_map else float("nan")
+            rows.append([recipe, evaluation, *(metrics[m] for m in METRICS), f"{ratio:.2f}x", f"{seconds:.0f}"])
+        print(rows[-2:], flush=True)
+    header = ["recipe", "evaluation", "P@1", "MAP@R", "R-prec", "R@1", "R@5", "R@10", "MAP@R vs frozen", "train s"]
+    params = ", ".join(f"{k}={v}" for k, v in category.train.model_dump().items())
+    recipes = "; ".join(f"{name}: {RECIPES.get(name, {})}" for name in args.recipes.split(",") if name != "frozen")
+    write_result(f"quality-{category.name}", f"Retrieval quality: {category.name}",
+                 f"{len(manifest)} images; category defaults {params}; recipes {recipes}", table(header, rows))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
