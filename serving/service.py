@@ -1,0 +1,255 @@
+"""The visearch BentoML service: REST API (OpenAPI at /docs) with the Gradio UI at /ui.
+
+Run: ``bentoml serve serving.service:Visearch`` (or ``visearch serve``). A thin adapter over
+``visearch.search.SearchEngine``: every endpoint is one library call through the server's
+``Runtime``; errors become ``{"error": ..., "status": ...}`` JSON with a 4xx (or 503) status.
+
+One worker: embedded Qdrant admits one process per folder, so this process holds the index
+client for its lifetime (a Qdrant server lifts that limit, set QDRANT_URL).
+"""
+
+import logging
+import mimetypes
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+from fastapi import FastAPI, Query
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from visearch import __version__
+from visearch.search import CategoryInfo, SearchResult
+from visearch.serve import Runtime, check_batch, error_payload, image_url, read_upload
+from visearch.settings import Settings
+
+logger = logging.getLogger("visearch.service")
+
+CategoryName = Annotated[str, Field(description="Category name from GET /categories", max_length=100)]
+K = Annotated[int, Field(description="Number of results (1 to the server's max_k, default 100)")]
+MinSimilarity = Annotated[float, Field(description="Minimum similarity in percent (0–100)")]
+ClassFilter = Annotated[str | None, Field(description="Only results of this class", max_length=200)]
+
+
+class UploadInput(bentoml.IODescriptor):
+    """Multipart input whose file fields must be files.
+
+    BentoML would treat a text value in a file field as a URL and download it (a server-side
+    request on the caller's behalf, and a 500 when it is no URL): refuse it as a 400 instead.
+    """
+
+    @classmethod
+    async def from_http_request(cls, request: Request, serde: Any) -> bentoml.IODescriptor:
+        if request.headers.get("content-type", "").startswith("multipart/form-data"):
+            form = await request.form()  # starlette caches the parsed form for BentoML's own parse
+            for name in cls.multipart_fields:
+                if any(isinstance(value, str) for value in form.getlist(name)):
+                    error = PydanticCustomError("file_expected", "expected an uploaded file, got a text value")
+                    line = {"type": error, "loc": (name,), "input": "<text>"}
+                    raise ValidationError.from_exception_data(cls.__name__, [line])  # type: ignore[list-item]
+        return await super().from_http_request(request, serde)
+
+
+class SearchInput(UploadInput):
+    image: Annotated[Path, Field(description="The query image (multipart file)")]
+    category: CategoryName
+    k: K = 10
+    min_similarity: MinSimilarity = 0.0
+    class_filter: ClassFilter = None
+
+
+class BatchInput(UploadInput):
+    images: Annotated[list[Path], Field(description="Query images (repeat the multipart field)")]
+    category: CategoryName
+    k: K = 10
+    min_similarity: MinSimilarity = 0.0
+    class_filter: ClassFilter = None
+
+
+class Result(BaseModel):
+    """One similar image."""
+
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
+    id: str = Field(description="Point id; use it with /search_by_id and /images/{category}/{id}")
+    score: float = Field(description="Cosine similarity of the embeddings (-1..1)")
+    similarity: float = Field(description="max(score, 0) in percent")
+    class_: str = Field(alias="class", description="Class of the image (meta CSV `class`)")
+    file: str = Field(description="File name in the dataset")
+    captions: dict[str, Any] = Field(default_factory=dict, description="Caption columns of the meta CSV")
+    image_url: str = Field(description="GET this (relative to the service root) for the image")
+
+    @classmethod
+    def of(cls, category: str, result: SearchResult) -> "Result":
+        return cls(id=result.id, score=result.score, similarity=result.similarity, class_=result.cls,
+                   file=result.file, captions=result.captions, image_url=image_url(category, result.id))  # fmt: skip
+
+
+class SearchResponse(BaseModel):
+    category: str
+    results: list[Result]
+
+
+class BatchResponse(BaseModel):
+    category: str
+    results: list[list[Result]] = Field(description="One result list per uploaded image, in upload order")
+
+
+class Category(BaseModel):
+    name: str
+    title: str
+    business_usage: str
+    credits: str
+    image_count: int = Field(description="Images in the live index (0 before the first pipeline run)")
+    indexed: bool
+
+    @classmethod
+    def of(cls, info: CategoryInfo) -> "Category":
+        return cls(**info.to_dict())
+
+
+class ErrorBody(BaseModel):
+    error: str
+    status: int
+
+
+def error_response(exc: BaseException) -> JSONResponse:
+    status, body = error_payload(exc)
+    return JSONResponse(body, status_code=status)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in ((400, "Bad request"), (404, "Unknown category, id or index"), (503, "Engine unavailable"))
+}
+web = FastAPI(title="visearch", version=__version__)
+
+
+@bentoml.service(name="visearch", workers=1, traffic={"timeout": 120, "concurrency": 32})
+@bentoml.asgi_app(web, path="/")
+class Visearch:
+    """Category-based visual similarity search."""
+
+    def __init__(self) -> None:
+        from ui.app import mount_ui
+
+        self.settings = Settings()
+        self.runtime = Runtime(self.settings)
+        if not self.runtime.ready():
+            logger.warning("visearch not ready yet: %s", self.runtime.last_error)
+        # Mounted here, not at import: the UI's category buttons come from the loaded registry.
+        mount_ui(web, self.runtime)
+
+    def __is_ready__(self) -> bool:
+        """/readyz: ready once the registry and the index open."""
+        return self.runtime.ready()
+
+    @bentoml.on_shutdown
+    def close(self) -> None:
+        self.runtime.close()
+
+    def _answer(self, call: Callable[[], Any]) -> Any:
+        try:
+            return call()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error, never a traceback
+            return error_response(exc)
+
+    # --- POST endpoints (BentoML APIs) ---------------------------------------------------
+    @bentoml.api(route="/search", input_spec=SearchInput)
+    def search(
+        self, image: Path, category: str, k: int = 10, min_similarity: float = 0.0, class_filter: str | None = None
+    ) -> SearchResponse:
+        """Images of the category most similar to an uploaded image."""
+
+        def call() -> SearchResponse:
+            data = read_upload(image, self.settings.max_upload_bytes)
+            found = self.runtime.run(lambda engine: engine.search_bytes(
+                category, data, k=k, min_similarity=min_similarity, class_filter=class_filter))  # fmt: skip
+            return SearchResponse(category=category, results=[Result.of(category, r) for r in found])
+
+        return self._answer(call)
+
+    @bentoml.api(route="/search_by_id")
+    def search_by_id(
+        self,
+        category: CategoryName,
+        point_id: Annotated[str, Field(description="Id of a stored image (a result's `id`)", max_length=100)],
+        k: K = 10,
+        min_similarity: MinSimilarity = 0.0,
+        class_filter: ClassFilter = None,
+    ) -> SearchResponse:
+        """ "More like this": the neighbours of a stored image, the image itself excluded."""
+
+        def call() -> SearchResponse:
+            found = self.runtime.run(lambda engine: engine.search_id(
+                category, point_id, k=k, min_similarity=min_similarity, class_filter=class_filter))  # fmt: skip
+            return SearchResponse(category=category, results=[Result.of(category, r) for r in found])
+
+        return self._answer(call)
+
+    @bentoml.api(route="/search_batch", input_spec=BatchInput)
+    def search_batch(
+        self,
+        images: list[Path],
+        category: str,
+        k: int = 10,
+        min_similarity: float = 0.0,
+        class_filter: str | None = None,
+    ) -> BatchResponse:
+        """Several query images in one request, embedded as one batch."""
+
+        def call() -> BatchResponse:
+            check_batch(len(images))
+            datas = [read_upload(path, self.settings.max_upload_bytes) for path in images]
+
+            def run(engine: Any) -> list[list[SearchResult]]:
+                decoded = [engine.decode(data) for data in datas]
+                return engine.search_images(category, decoded, k=k, min_similarity=min_similarity,
+                                            class_filter=class_filter)  # fmt: skip
+
+            found = self.runtime.run(run)
+            return BatchResponse(category=category, results=[[Result.of(category, r) for r in rs] for rs in found])
+
+        return self._answer(call)
+
+    # --- GET endpoints (FastAPI, in the same OpenAPI document) ---------------------------
+    @web.get("/categories", response_model=list[Category], responses=ERRORS, tags=["Service APIs"])
+    def categories(self) -> Any:
+        """Every category: title, business usage, credits and the number of indexed images."""
+        return self._answer(lambda: [Category.of(info) for info in self.runtime.run(lambda e: e.categories())])
+
+    @web.get("/categories/{category}/examples", response_model=list[Result], responses=ERRORS, tags=["Service APIs"])
+    def examples(
+        self,
+        category: Annotated[str, PathParam(max_length=100)],
+        limit: Annotated[int, Query(ge=1, le=100)] = 12,
+    ) -> Any:
+        """A few stored images of the category (ids to try /search_by_id with)."""
+        return self._answer(
+            lambda: [Result.of(category, r) for r in self.runtime.run(lambda e: e.examples(category, limit))]
+        )
+
+    @web.get(
+        "/images/{category}/{point_id}",
+        response_class=Response,
+        responses={200: {"content": {"image/*": {}}, "description": "The image file"}, **ERRORS},
+        tags=["Service APIs"],
+    )
+    def image(
+        self,
+        category: Annotated[str, PathParam(max_length=100)],
+        point_id: Annotated[str, PathParam(max_length=100)],
+    ) -> Response:
+        """The stored image of a point, as uploaded to the dataset."""
+
+        def call() -> Response:
+            data, payload = self.runtime.run(lambda e: e.image(category, point_id))
+            media_type = mimetypes.guess_type(str(payload.get("image_key", "")))[0] or "application/octet-stream"
+            headers = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
+            return Response(data, media_type=media_type, headers=headers)
+
+        return self._answer(call)
