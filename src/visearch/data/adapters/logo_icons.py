@@ -66,7 +66,7 @@ def devicon_icons(folder: Path, report: DataReport) -> dict[str, list[Icon]]:
     icons: dict[str, list[Icon]] = {}
     for brand_dir in sorted(path for path in (folder / "icons").iterdir() if path.is_dir()):
         brand, seen = brand_dir.name, set()
-        for svg_path in sorted(brand_dir.glob("*.svg")):
+        for svg_path in sorted(brand_dir.glob("*.svg"), key=lambda path: (len(path.stem), path.stem)):
             data = svg_path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             variant = svg_path.stem.removeprefix(f"{brand}-")
