@@ -228,7 +228,9 @@ class VectorIndex:
         if not records:
             raise NotFoundError(f"no image with id {pid} in category {category!r}")
         vector = records[0].vector if with_vector else None
-        return dict(records[0].payload or {}), (list(vector) if isinstance(vector, list) else None)
+        # Unnamed single vectors come back as a flat list of floats.
+        flat = [float(v) for v in vector] if isinstance(vector, list) and not isinstance(vector[0], list) else None
+        return dict(records[0].payload or {}), flat
 
     def sample(self, category: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
         """The first ``limit`` points (id, payload) of the live collection, in id order."""

@@ -28,13 +28,12 @@ def decode_image(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
+            opened = Image.open(io.BytesIO(data))
+            width, height = opened.size
             if width * height > max_pixels:
                 raise InvalidImageError(f"image too large: {width}x{height} pixels (limit {max_pixels})")
-            image.load()
-            image = ImageOps.exif_transpose(image) or image
-            return to_rgb(image)
+            opened.load()
+            return to_rgb(ImageOps.exif_transpose(opened) or opened)
     except InvalidImageError:
         raise
     except UnidentifiedImageError as exc:
