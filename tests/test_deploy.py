@@ -1,0 +1,218 @@
+"""Deployment files: Dockerfiles lint clean, kustomize overlays render to valid Kubernetes objects,
+docker-compose.yml matches the compose schema, `.env.example` documents every setting.
+
+No Docker engine and no cluster here: these are the checks that run offline (hadolint,
+`kubectl kustomize`, kubernetes-validate's bundled schemas, check-jsonschema's vendored compose spec).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from visearch.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+K8S_VERSION = "1.32.0"  # the kubectl/kustomize here; kubernetes-validate ships its schemas offline
+OVERLAYS = ["dev", "prod"]
+
+
+def tool(name: str) -> str:
+    """A tool from the venv or PATH; skip without it, except in CI where it must be there."""
+    found = BIN / name if (BIN / name).exists() else shutil.which(name)
+    if not found:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{name} is required in CI")
+        pytest.skip(f"{name} is not installed")
+    return str(found)
+
+
+# --- images -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.train", "Dockerfile.serve"])
+def test_dockerfile_lints_clean(dockerfile: str) -> None:
+    result = subprocess.run([tool("hadolint"), "--no-color", "--failure-threshold", "style", str(ROOT / dockerfile)],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0 and not result.stdout.strip(), result.stdout + result.stderr
+
+
+def stages(dockerfile: str) -> list[str]:
+    return re.split(r"^FROM ", (ROOT / dockerfile).read_text(), flags=re.M)[1:]
+
+
+@pytest.mark.parametrize("dockerfile", ["Dockerfile.train", "Dockerfile.serve"])
+def test_images_are_multistage_non_root_cpu_torch(dockerfile: str) -> None:
+    build, runtime = stages(dockerfile)
+    assert "download.pytorch.org/whl/cpu" in build and "torch==2.14.1" in build
+    assert re.search(r"^USER 10001", runtime, flags=re.M), "runtime stage must run as non-root"
+    assert "COPY --from=build /opt/venv /opt/venv" in runtime
+    assert "apt-get" not in runtime and "gcc" not in runtime  # no build tools in what ships
+
+
+def test_serve_image_has_healthcheck_and_only_serving_deps() -> None:
+    text = "\n".join(line for line in (ROOT / "Dockerfile.serve").read_text().splitlines() if not line.startswith("#"))
+    assert re.search(r"^HEALTHCHECK .*\n.*/readyz", text, flags=re.M)
+    assert '"/src[serve]"' in text
+    assert "kfp" not in text and "pipeline" not in text and "dev" not in text and "datasets" not in text
+    assert "serving.service:Visearch" in text and "EXPOSE 3000" in text
+
+
+def test_train_image_has_pipeline_and_training_deps() -> None:
+    text = (ROOT / "Dockerfile.train").read_text()
+    assert '"/src[pipeline,datasets]"' in text
+    assert "import visearch, kfp, torch" in text
+
+
+def test_dockerignore_keeps_secrets_and_bulk_out() -> None:
+    ignored = (ROOT / ".dockerignore").read_text().split()
+    for entry in [".git", ".venv", ".visearch", ".env", "tests", "**/__pycache__"]:
+        assert entry in ignored
+
+
+# --- Kubernetes ---------------------------------------------------------------------------------
+def render(overlay: str) -> list[dict[str, Any]]:
+    kubectl = shutil.which("kubectl")
+    if not kubectl:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kubectl is required in CI (Debian package kubectl)")
+        pytest.skip("kubectl is not installed (Debian package kubectl)")
+    result = subprocess.run([kubectl, "kustomize", str(ROOT / "k8s" / "overlays" / overlay)],
+                            capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest) -> tuple[str, list[dict[str, Any]]]:
+    return request.param, render(request.param)
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    matches = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(matches) == 1, f"expected one {kind}/{name}"
+    return matches[0]
+
+
+def test_every_rendered_manifest_is_valid(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    import kubernetes_validate
+
+    _, docs = rendered
+    assert len(docs) >= 15
+    for doc in docs:
+        # strict: unknown fields (typos such as `readinesProbe`) are errors too
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "visearch"
+
+
+def test_engines_and_service_are_all_there(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    overlay, docs = rendered
+    qdrant = by_kind(docs, "StatefulSet", "qdrant")
+    assert qdrant["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"]
+    by_kind(docs, "Service", "qdrant")
+    by_kind(docs, "StatefulSet", "minio")
+    by_kind(docs, "StatefulSet", "postgres")
+    mlflow = by_kind(docs, "Deployment", "mlflow")
+    assert any("postgresql" in arg for arg in mlflow["spec"]["template"]["spec"]["containers"][0]["args"])
+    pipeline = by_kind(docs, "ConfigMap", "visearch-pipeline")
+    assert "visearch-pipeline.yaml" in pipeline["data"]
+
+    service = by_kind(docs, "Deployment", "visearch")
+    container = service["spec"]["template"]["spec"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]["memory"]
+    assert container["ports"][0]["containerPort"] == 3000
+    hpa = by_kind(docs, "HorizontalPodAutoscaler", "visearch")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "visearch"
+    if overlay == "dev":
+        assert service["spec"]["replicas"] == 1 and hpa["spec"]["maxReplicas"] == 1
+        assert all(d["spec"]["replicas"] == 1 for d in docs if d["kind"] in ("StatefulSet", "Deployment"))
+    else:
+        assert hpa["spec"]["minReplicas"] >= 2 and container["image"].startswith("registry.")
+
+
+def test_pods_run_as_non_root_with_resources(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    for doc in docs:
+        if doc["kind"] not in ("StatefulSet", "Deployment"):
+            continue
+        pod = doc["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
+        for container in pod.get("initContainers", []) + pod["containers"]:
+            assert container["resources"]["requests"], container["name"]
+            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_secrets_are_placeholders_in_dev_and_absent_in_prod(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    overlay, docs = rendered
+    secrets = [d for d in docs if d["kind"] == "Secret"]
+    if overlay == "prod":
+        assert secrets == []  # created out of band; apply -k must never overwrite them
+        return
+    assert {s["metadata"]["name"] for s in secrets} == {"visearch-minio", "visearch-qdrant", "visearch-postgres"}
+    for secret in secrets:
+        for key, value in secret["stringData"].items():
+            assert value.startswith("CHANGE-ME") or key in ("user", "database"), (secret["metadata"]["name"], key)
+
+
+def test_config_keys_are_settings(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    _, docs = rendered
+    config = by_kind(docs, "ConfigMap", "visearch-config")
+    assert set(config["data"]) <= {name.upper() for name in Settings.model_fields}
+
+
+def test_shipped_pipeline_is_the_compiled_one() -> None:
+    compiled = ROOT / "pipelines" / "visearch-pipeline.yaml"
+    if not compiled.exists():
+        pytest.skip("pipelines/visearch-pipeline.yaml is not compiled yet (k8s ships a placeholder)")
+    shipped = ROOT / "k8s" / "base" / "pipeline" / "visearch-pipeline.yaml"
+    assert shipped.read_text() == compiled.read_text(), (
+        "k8s/base/pipeline/visearch-pipeline.yaml is stale: cp pipelines/visearch-pipeline.yaml k8s/base/pipeline/"
+    )
+
+
+# --- docker compose -----------------------------------------------------------------------------
+def test_compose_matches_the_compose_schema() -> None:
+    result = subprocess.run(
+        [tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(ROOT / "docker-compose.yml")],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_runs_the_stack_without_secrets_in_it() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    compose = yaml.safe_load(text)
+    assert {"qdrant", "minio", "postgres", "mlflow", "visearch"} <= set(compose["services"])
+    assert compose["services"]["visearch"]["build"]["dockerfile"] == "Dockerfile.serve"
+    env = compose["services"]["visearch"]["environment"]
+    assert env["QDRANT_URL"] == "http://qdrant:6333" and env["MINIO_HOST"] == "minio:9000"
+    for name in ("QDRANT_API_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"):
+        assert env[name].startswith("${" + name + ":?"), f"{name} must come from .env, never a literal"
+    assert set(env) <= {name.upper() for name in Settings.model_fields}
+
+
+# --- .env.example -------------------------------------------------------------------------------
+def test_env_example_documents_every_setting_with_blank_secrets() -> None:
+    lines = (ROOT / ".env.example").read_text().splitlines()
+    entries = dict(match.groups() for line in lines if (match := re.match(r"^(?:# )?([A-Z][A-Z0-9_]+)=(.*)$", line)))
+    for name in Settings.model_fields:
+        assert name.upper() in entries, f"{name.upper()} is not in .env.example"
+    for secret in ("QDRANT_API_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "POSTGRES_PASSWORD"):
+        assert entries[secret] == "", f"{secret} must be blank in .env.example"
+    # Loaded as a .env file it changes nothing: documented defaults are the real defaults.
+    example, defaults = Settings(_env_file=ROOT / ".env.example"), Settings(_env_file=None)
+    for name in Settings.model_fields:
+        value = getattr(example, name)
+        if hasattr(value, "get_secret_value"):
+            value = value.get_secret_value() or None
+        assert value == getattr(defaults, name), name
