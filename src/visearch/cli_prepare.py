@@ -42,14 +42,22 @@ ReportOpt = Annotated[Path | None, typer.Option(help="Also write the full report
 def prepare_folder(
     source: Annotated[Path, typer.Option(help="Folder with meta.csv and images/")],
     category: CategoryOpt,
+    dedupe: DedupeOpt = False,
+    max_distance: DistanceOpt = 2,
+    embeddings: EmbeddingsOpt = False,
+    min_cosine: MinCosineOpt = 0.97,
+    report: ReportOpt = None,
 ) -> None:
     """Copy a folder holding meta.csv + images/ into the category's data location."""
-    from visearch.cli import Context
-    from visearch.data.ingest import ingest_folder
+    from visearch.data.adapters import folder
 
-    ctx = Context.create()
-    report = ingest_folder(ctx.store, ctx.category(category), source)
-    typer.echo(report.summary())
+    found: dict[str, dict[str, int]] = {}
+
+    def scan(rep: DataReport) -> list[Candidate]:
+        candidates, found["labels"] = folder.scan(source, rep)
+        return candidates
+
+    run_prepare("folder", scan, labels=lambda: found["labels"], **_common(locals() | _NO_LIMITS))
 
 
 @prepare_app.command("fashion-mnist")
@@ -58,15 +66,20 @@ def prepare_fashion_mnist(
     category: CategoryOpt = "fashion-mnist",
     per_class: Annotated[int | None, typer.Option(min=1, help="Images per class (default: all)")] = None,
     split: Annotated[str, typer.Option(help="t10k (10k images) or train (60k images)")] = "t10k",
+    dedupe: DedupeOpt = False,
+    max_distance: DistanceOpt = 2,
+    embeddings: EmbeddingsOpt = False,
+    min_cosine: MinCosineOpt = 0.97,
+    report: ReportOpt = None,
 ) -> None:
     """Fashion-MNIST IDX files (Debian `dataset-fashion-mnist`) → PNGs + meta CSV."""
-    from visearch.cli import Context
-    from visearch.data.adapters.fashion_mnist import iter_images
-    from visearch.data.ingest import write_category
+    from visearch.data.adapters import fashion_mnist
 
-    ctx = Context.create()
-    count = write_category(ctx.store, ctx.category(category), iter_images(source, split=split, per_class=per_class))
-    typer.echo(f"{count} images written to category {category}")
+    def scan(rep: DataReport) -> list[Candidate]:
+        return fashion_mnist.scan(source, rep, split=split, per_class=per_class)
+
+    values = locals() | {"limit": None, "per_class": None, "min_per_class": 1}  # per_class is applied by the scan
+    run_prepare("fashion-mnist", scan, labels=fashion_mnist.labels, **_common(values))
 
 
 def run_prepare(
@@ -82,6 +95,7 @@ def run_prepare(
     embeddings: bool,
     min_cosine: float,
     report_path: Path | None,
+    labels: Callable[[], dict[str, int]] | None = None,
 ) -> None:
     """Shared by every dataset command: scan → load/check → duplicates → write; print the summary."""
     from visearch.cli import Context
@@ -97,7 +111,8 @@ def run_prepare(
                              max_distance=None if max_distance < 0 else max_distance, min_cosine=min_cosine)  # fmt: skip
     embedder = trunk_embedder() if embeddings else None
     try:
-        prepare_category(ctx.store, target, candidates, report, options=options, embedder=embedder)
+        fixed = labels() if labels else None
+        prepare_category(ctx.store, target, candidates, report, options=options, embedder=embedder, labels=fixed)
     finally:
         if report_path is not None:
             report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -114,7 +129,7 @@ def prepare_shoes(
     per_class: PerClassOpt = None,
     min_per_class: MinPerClassOpt = 2,
     dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 4,
+    max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
     min_cosine: MinCosineOpt = 0.97,
     report: ReportOpt = None,
@@ -134,7 +149,7 @@ def prepare_dogs(
     per_class: PerClassOpt = None,
     min_per_class: MinPerClassOpt = 2,
     dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 4,
+    max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
     min_cosine: MinCosineOpt = 0.97,
     report: ReportOpt = None,
@@ -156,7 +171,7 @@ def prepare_celebrities(
     per_class: PerClassOpt = None,
     min_per_class: MinPerClassOpt = 2,
     dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 4,
+    max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
     min_cosine: MinCosineOpt = 0.97,
     report: ReportOpt = None,
@@ -176,7 +191,7 @@ def prepare_logos(
     per_class: PerClassOpt = None,
     min_per_class: MinPerClassOpt = 2,
     dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 4,
+    max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
     min_cosine: MinCosineOpt = 0.97,
     report: ReportOpt = None,
@@ -195,7 +210,7 @@ def prepare_fashion(
     per_class: PerClassOpt = None,
     min_per_class: MinPerClassOpt = 2,
     dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 4,
+    max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
     min_cosine: MinCosineOpt = 0.97,
     report: ReportOpt = None,
@@ -215,7 +230,7 @@ def prepare_logo_icons(
     per_class: PerClassOpt = None,
     min_per_class: MinPerClassOpt = 5,
     dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 4,
+    max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
     min_cosine: MinCosineOpt = 0.97,
     report: ReportOpt = None,
@@ -224,6 +239,9 @@ def prepare_logo_icons(
     from visearch.data.adapters import logo_icons
 
     run_prepare("logos-icons", lambda rep: logo_icons.scan(source, rep, size=size), **_common(locals()))
+
+
+_NO_LIMITS = {"limit": None, "per_class": None, "min_per_class": 1}
 
 
 def _common(values: dict[str, object]) -> dict[str, object]:

@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 HASH_BITS = 64
-DEFAULT_MAX_DISTANCE = 4
+DEFAULT_MAX_DISTANCE = 2  # re-encoded, resized or brightened copies of a photo land at 0-2
 DEFAULT_MIN_COSINE = 0.97
 DEFAULT_MAX_COLOUR = 40  # largest difference of a thumbnail channel (0-255) between near duplicates
 

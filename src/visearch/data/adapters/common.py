@@ -112,8 +112,11 @@ def read_rgb(path: Path, *, require_rgb: bool = False) -> tuple[Image.Image, byt
         raise Rejected(f"unreadable image: {exc}") from exc
 
 
-def file_loader(path: Path, *, require_rgb: bool = False, min_bytes: int = 0) -> Callable[[], Loaded]:
-    """Load a whole image file: JPEG bytes are stored unchanged, other formats re-encoded as JPEG."""
+def file_loader(
+    path: Path, *, require_rgb: bool = False, min_bytes: int = 0, keep_format: bool = False
+) -> Callable[[], Loaded]:
+    """Load a whole image file: JPEG bytes (any format with ``keep_format``) are stored unchanged,
+    other formats re-encoded as JPEG (the adapters name their files ``.jpg``)."""
 
     def load() -> Loaded:
         if not path.is_file():
@@ -123,7 +126,7 @@ def file_loader(path: Path, *, require_rgb: bool = False, min_bytes: int = 0) ->
             if size <= min_bytes:
                 raise Rejected(f"file too small: {size} bytes (rule: more than {min_bytes})")
         image, data = read_rgb(path, require_rgb=require_rgb)
-        return Loaded(image, data if data[:3] == b"\xff\xd8\xff" else encode_jpeg(image))
+        return Loaded(image, data if keep_format or data[:3] == b"\xff\xd8\xff" else encode_jpeg(image))
 
     return load
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import gzip
 import io
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
+from visearch.data.adapters.common import Candidate, Loaded
+from visearch.data.meta import DataReport
 from visearch.errors import DataError
 
 CLASS_NAMES = (
@@ -66,3 +68,24 @@ def iter_images(
         name = CLASS_NAMES[label]
         captions = {"article": READABLE[label], "source": f"Fashion-MNIST {split} #{index}"}
         yield f"{name}/{split}-{index:05d}.png", name, label, buffer.getvalue(), captions
+
+
+def scan(source: Path, report: DataReport, *, split: str = "t10k", per_class: int | None = None) -> list[Candidate]:
+    """``iter_images`` as runner candidates (the PNGs are small: decoded once, kept in memory)."""
+    del report  # IDX files are all-or-nothing: a bad file is a DataError for the whole run
+    return [
+        Candidate(file, cls, captions, _png_loader(data), captions["source"])
+        for file, cls, _, data, captions in iter_images(source, split=split, per_class=per_class)
+    ]
+
+
+def labels() -> dict[str, int]:
+    """Fashion-MNIST's own label ids (0 = T-shirt/top ... 9 = Ankle boot)."""
+    return {name: label for label, name in enumerate(CLASS_NAMES)}
+
+
+def _png_loader(data: bytes) -> Callable[[], Loaded]:
+    def load() -> Loaded:
+        return Loaded(Image.open(io.BytesIO(data)).convert("RGB"), data)
+
+    return load

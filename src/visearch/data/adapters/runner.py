@@ -10,7 +10,7 @@ import json
 import shutil
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,6 +102,7 @@ def prepare_category(
     options: PrepareOptions | None = None,
     embedder: Embedder | None = None,
     staging: Path | None = None,
+    labels: Mapping[str, int] | None = None,
 ) -> PrepareReport:
     """Load every candidate, report and drop bad ones and duplicates, write images + meta CSV.
 
@@ -113,6 +114,7 @@ def prepare_category(
         options: Limits, duplicate handling, class size.
         embedder: Optional ``paths -> L2-normalised vectors`` for embedding-distance duplicates.
         staging: Local folder for the loaded images (a temporary folder when None; emptied at the end).
+        labels: Fixed class → label map (e.g. a dataset's own label ids); default: sorted class order.
     """
     options = options or PrepareOptions()
     candidates = list(candidates)
@@ -125,13 +127,13 @@ def prepare_category(
         staged = _drop_small_classes(staged, report, options.min_per_class)
         if not staged:
             raise DataError(f"{report.dataset}: no usable images ({len(report.dropped)} dropped)\n{report.summary()}")
-        labels = class_labels([item.cls for item in staged])
+        labels = labels or class_labels([item.cls for item in staged])
         rows = (
             (item.file, item.cls, labels[item.cls], (staging / item.file).read_bytes(), item.captions)
             for item in staged
         )
         report.kept = write_category(store, category, rows, total=len(staged), show_progress=options.show_progress)
-        report.classes = len(labels)
+        report.classes = len({item.cls for item in staged})
         store.put_bytes(f"{category.data_prefix}/{REPORT_NAME}", json.dumps(report.to_dict(), indent=1).encode())
         return report
     finally:
@@ -145,7 +147,9 @@ def _load_all(
     staged: list[_Staged] = []
     seen: set[str] = set()
     per_class: Counter[str] = Counter()
-    progress = tqdm(candidates, desc=f"reading {report.dataset}", unit="img", disable=None if options.show_progress else True)
+    progress = tqdm(
+        candidates, desc=f"reading {report.dataset}", unit="img", disable=None if options.show_progress else True
+    )
     for candidate in progress:
         if options.limit is not None and len(staged) >= options.limit:
             break
