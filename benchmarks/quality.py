@@ -73,7 +73,9 @@ def main() -> None:
         else:
             overrides = {**RECIPES[recipe], **({"epochs": args.epochs} if args.epochs else {})}
             params = TrainParams.model_validate({**category.train.model_dump(), **overrides})
-            trained = run_train(settings, store, work / "manifest", params, work / recipe, show_progress=False, onnx=False)
+            trained = run_train(
+                settings, store, work / "manifest", params, work / recipe, show_progress=False, onnx=False
+            )
             from visearch.model import load_model
 
             model = load_model(trained.model_dir)

@@ -1,0 +1,115 @@
+"""Qdrant index: upsert throughput, query latency and recall@10 at several sizes, per client mode.
+
+    python benchmarks/index.py [--sizes 10000,100000] [--dim 128] [--queries 200] [--modes local,memory]
+
+Baselines in the same run: exact brute-force search with numpy (recall reference and latency floor).
+Vectors are clustered (like real embeddings of classes), L2-normalised. A server mode is measured
+when QDRANT_URL is set (`--modes server`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+from common import table, write_result  # noqa: E402
+from qdrant_client import QdrantClient, models  # noqa: E402
+
+
+def clustered(n: int, dim: int, rng: np.random.Generator, clusters: int = 100) -> np.ndarray:
+    centres = rng.normal(size=(clusters, dim))
+    vectors = centres[rng.integers(0, clusters, n)] + rng.normal(scale=0.6, size=(n, dim))
+    return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+
+def client_for(mode: str, folder: str) -> QdrantClient:
+    if mode == "local":
+        return QdrantClient(path=folder)
+    if mode == "memory":
+        return QdrantClient(":memory:")
+    return QdrantClient(url=os.environ["QDRANT_URL"], api_key=os.environ.get("QDRANT_API_KEY"))
+
+
+def percentile_ms(samples: list[float], q: float) -> float:
+    return float(np.percentile(samples, q) * 1000)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--modes", default="local,memory")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", UserWarning)  # local mode warns past 20k points
+    rng = np.random.default_rng(0)
+    rows = []
+    for size in map(int, args.sizes.split(",")):
+        data = clustered(size, args.dim, rng)
+        queries = clustered(args.queries, args.dim, rng)
+        started = time.perf_counter()
+        exact = []
+        for query in queries:
+            exact.append(np.argpartition(-(data @ query), 10)[:10])
+        numpy_ms = (time.perf_counter() - started) / len(queries) * 1000
+        ids = [str(uuid.UUID(int=i)) for i in range(size)]
+        for mode in args.modes.split(","):
+            with tempfile.TemporaryDirectory() as folder:
+                client = client_for(mode, folder)
+                name = "bench"
+                if client.collection_exists(name):
+                    client.delete_collection(name)
+                client.create_collection(
+                    name, vectors_config=models.VectorParams(size=args.dim, distance=models.Distance.COSINE)
+                )
+                rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+                started = time.perf_counter()
+                client.upload_points(name, (models.PointStruct(id=pid, vector=v.tolist()) for pid, v in zip(ids, data, strict=True)),
+                                     batch_size=512, wait=True)  # fmt: skip
+                upsert_rate = size / (time.perf_counter() - started)
+                latencies, recalls = [], []
+                for query, truth in zip(queries, exact, strict=True):
+                    started = time.perf_counter()
+                    hits = client.query_points(name, query=query.tolist(), limit=10).points
+                    latencies.append(time.perf_counter() - started)
+                    found = {uuid.UUID(str(h.id)).int for h in hits}
+                    recalls.append(len(found & set(truth.tolist())) / 10)
+                rss_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
+                client.close()
+            p50 = percentile_ms(latencies, 50)
+            rows.append([size, mode, f"{upsert_rate:,.0f}", f"{p50:.1f}", f"{percentile_ms(latencies, 99):.1f}",
+                         f"{np.mean(recalls):.3f}", f"{numpy_ms:.2f}", f"{p50 / numpy_ms:.1f}x", f"{max(rss_mb, 0):.0f}"])  # fmt: skip
+            print(rows[-1], flush=True)
+    write_result(
+        "index",
+        "Qdrant index: upsert, query latency, recall@10",
+        f"dim {args.dim}, cosine, {args.queries} queries, clustered synthetic vectors; baseline = exact numpy search",
+        table(
+            [
+                "points",
+                "mode",
+                "upsert pts/s",
+                "query p50 ms",
+                "query p99 ms",
+                "recall@10",
+                "numpy exact ms",
+                "p50 / numpy",
+                "peak RSS growth MB",
+            ],
+            rows,
+        ),  # fmt: skip
+    )
+
+
+if __name__ == "__main__":
+    main()
