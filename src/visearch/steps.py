@@ -10,23 +10,32 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import shutil
+import tempfile
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
-from visearch.categories import Category, TrainParams
+from visearch.categories import Category, Registry, TrainParams, load_registry
 from visearch.data.meta import caption_columns
 from visearch.data.preprocess import read_manifest, split_by_class, validate_category
-from visearch.embed import embed_paths, embed_to_shards, read_shards
-from visearch.evaluate import retrieval_metrics
-from visearch.index import VectorIndex, make_client, point_id
-from visearch.model import EmbeddingModel, export_onnx, load_model, read_spec, save_model
+from visearch.errors import ConfigError
 from visearch.settings import Settings
-from visearch.storage import ObjectStore
-from visearch.train import TrainResult, frozen_model, train
+from visearch.storage import ObjectStore, make_store
+
+# torch, faiss, Qdrant and MLflow are imported inside the steps that need them: every pipeline
+# step is a fresh process, and importing all of them costs each step 10-20 s on 2 cores.
+if TYPE_CHECKING:
+    from visearch.gate import GateOutcome
+    from visearch.index import VectorIndex
+    from visearch.model import EmbeddingModel
+    from visearch.tracking import TrackedRun, Tracker
+    from visearch.train import EpochCallback, TrainResult
 
 log = logging.getLogger(__name__)
 MANIFEST = "manifest.csv"
@@ -55,14 +64,19 @@ def run_preprocess(
     *,
     params: TrainParams | None = None,
     show_progress: bool = True,
+    run: TrackedRun | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Validate the category's data and write ``manifest.csv`` + ``report.json`` to ``out_dir``."""
+    """Validate the category's data and write ``manifest.csv`` + ``report.json`` to ``out_dir``.
+
+    With ``run``, the dataset's size, split and data hash go to MLflow as params.
+    """
     params = params or category.train
     frame, report = validate_category(category, store, cache_dir(settings), show_progress=show_progress)
     manifest = split_by_class(frame, split=params.split, holdout=params.holdout, seed=params.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(out_dir / MANIFEST, index=False)
     summary = {
+        "category": category.name,
         **report.to_dict(),
         "classes": int(manifest["class"].nunique()),
         "splits": {name: int(n) for name, n in manifest["split"].value_counts().items()},
@@ -70,6 +84,12 @@ def run_preprocess(
         "data_hash": manifest_hash(manifest),
     }
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    if run:
+        splits = summary["splits"]
+        run.log_params({"dataset_size": len(manifest), "dataset_dropped": len(report.dropped),
+                        "classes": summary["classes"], "split_seed": params.seed, "data_hash": summary["data_hash"],
+                        "data_prefix": category.data_prefix, **{f"images_{k}": v for k, v in splits.items()}})  # fmt: skip
+        run.log_artifact(out_dir / "report.json", "data")
     return out_dir / MANIFEST, summary
 
 
@@ -85,23 +105,53 @@ def run_train(
     params: TrainParams,
     out_dir: Path,
     *,
-    on_epoch: Any = None,
+    on_epoch: EpochCallback | None = None,
     show_progress: bool = True,
     onnx: bool = True,
+    run: TrackedRun | None = None,
 ) -> TrainResult:
-    """Fine-tune on the manifest's ``train`` rows; the model (and model.onnx) lands in ``out_dir/model``."""
+    """Fine-tune on the manifest's ``train`` rows; the model (and model.onnx) lands in ``out_dir/model``.
+
+    With ``run``: all training params, the loss of every epoch and the model files go to MLflow.
+    """
+    from visearch.model import export_onnx, load_model
+    from visearch.train import train
+
     manifest = load_manifest(manifest_dir)
     rows = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    # PML's MPerClassSampler draws from NumPy's global RNG: seed it so equal inputs give an equal
+    # model (and version), which keeps re-runs idempotent.
+    np.random.seed(params.seed)
+    if run:
+        run.log_params({**params.model_dump(), "train_images": len(rows)})
+    callback = on_epoch
+    if run:
+
+        def callback(epoch: int, loss: float) -> None:
+            run.log_metric("loss", loss, step=epoch)
+            if on_epoch:
+                on_epoch(epoch, loss)
+
     result = train(rows, image_paths(store, settings, rows["key"].tolist()), params, out_dir,
-                   on_epoch=on_epoch, show_progress=show_progress)  # fmt: skip
+                   on_epoch=callback, show_progress=show_progress)  # fmt: skip
     if onnx:
         export_onnx(load_model(result.model_dir), result.model_dir / "model.onnx")
+    if run:
+        run.log_params({"effective_batch_size": result.batch_size, "model_version": result.version})
+        run.log_model_dir(result.model_dir, "model")
     return result
 
 
-def save_baseline(params: TrainParams, out_dir: Path) -> Path:
+def save_baseline(params: TrainParams, out_dir: Path, *, onnx: bool = False) -> Path:
     """The frozen pretrained trunk as a model directory: the baseline, and a candidate the gate may pick."""
-    return save_model(frozen_model(params), out_dir)
+    from visearch.model import export_onnx, save_model
+    from visearch.train import frozen_model
+
+    model = frozen_model(params)
+    model_dir = save_model(model, out_dir)
+    if onnx:
+        export_onnx(model, model_dir / "model.onnx")
+    return model_dir
 
 
 # --- evaluate --------------------------------------------------------------------------------
@@ -109,7 +159,16 @@ def evaluate_model(
     model: EmbeddingModel, manifest: pd.DataFrame, paths: list[Path], *, show_progress: bool = True
 ) -> dict[str, dict[str, float]]:
     """In-domain (held-out images vs training images of the same classes) and class-disjoint metrics."""
+    from visearch.embed import embed_paths
+
     vectors = embed_paths(model, paths, show_progress=show_progress, desc=f"evaluating {model.spec.version}")
+    return evaluate_vectors(vectors, manifest)
+
+
+def evaluate_vectors(vectors: np.ndarray, manifest: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The metrics of :func:`evaluate_model` for vectors already computed (one row per manifest row)."""
+    from visearch.evaluate import retrieval_metrics
+
     labels = manifest["label"].to_numpy(dtype=np.int64)
     split = manifest["split"].to_numpy()
     results: dict[str, dict[str, float]] = {}
@@ -133,18 +192,33 @@ def run_evaluate(
     show_progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate each named model directory (e.g. baseline, tuned); writes and returns the metrics."""
-    manifest = load_manifest(manifest_dir)
-    paths = image_paths(store, settings, manifest["key"].tolist())
-    report: dict[str, Any] = {}
-    for name, model_dir in models.items():
-        model = load_model(model_dir)
-        report[name] = {
-            "version": model.spec.version,
-            **evaluate_model(model, manifest, paths, show_progress=show_progress),
-        }
+    report, _ = evaluate_models(settings, store, load_manifest(manifest_dir), models, show_progress=show_progress)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report
+
+
+def evaluate_models(
+    settings: Settings,
+    store: ObjectStore,
+    manifest: pd.DataFrame,
+    models: dict[str, Path],
+    *,
+    show_progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metrics of each named model directory, plus its vectors of every manifest row (for plots)."""
+    from visearch.embed import embed_paths
+    from visearch.model import load_model
+
+    paths = image_paths(store, settings, manifest["key"].tolist())
+    report: dict[str, Any] = {}
+    vectors: dict[str, np.ndarray] = {}
+    for name, model_dir in models.items():
+        model = load_model(model_dir)
+        vectors[name] = embed_paths(model, paths, show_progress=show_progress,
+                                    desc=f"evaluating {name} {model.spec.version}")  # fmt: skip
+        report[name] = {"version": model.spec.version, **evaluate_vectors(vectors[name], manifest)}
+    return report, vectors
 
 
 # --- embed -----------------------------------------------------------------------------------
@@ -157,13 +231,30 @@ def run_embed(
     *,
     batch_size: int = 64,
     show_progress: bool = True,
+    scratch: Path | None = None,
 ) -> Path:
-    """Embed every valid image of the category (all splits); resumable shard by shard."""
+    """Embed every valid image of the category (all splits); resumable shard by shard.
+
+    ``scratch``: embed there, then copy the finished shards to ``out_dir``. A pipeline gives every
+    run fresh output folders, so a stable scratch folder is what lets an interrupted embed resume.
+    """
+    from visearch.embed import embed_to_shards
+    from visearch.model import load_model
+
     manifest = load_manifest(manifest_dir)
     keys = manifest["key"].tolist()
     model = load_model(model_dir)
-    return embed_to_shards(model, keys, image_paths(store, settings, keys), out_dir, batch_size=batch_size,
-                           show_progress=show_progress)  # fmt: skip
+    target = scratch or out_dir
+    embed_to_shards(model, keys, image_paths(store, settings, keys), target, batch_size=batch_size,
+                    show_progress=show_progress)  # fmt: skip
+    if scratch:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        for path in sorted(scratch.glob("part-*.npz")):
+            if not path.name.endswith(".tmp.npz"):
+                shutil.copyfile(path, out_dir / path.name)
+        shutil.copyfile(scratch / "done.json", out_dir / "done.json")  # last: marks the copy complete
+        shutil.rmtree(scratch, ignore_errors=True)
+    return out_dir
 
 
 # --- upsert ----------------------------------------------------------------------------------
@@ -178,6 +269,8 @@ class UpsertResult:
 
 def publish_model(store: ObjectStore, category: str, model_dir: Path) -> str:
     """Copy the model files to ``models/<category>/<version>/`` (the search path loads from there)."""
+    from visearch.model import read_spec
+
     version = read_spec(model_dir).version
     for path in sorted(model_dir.iterdir()):
         if path.is_file() and path.suffix in (".pth", ".json", ".onnx"):
@@ -205,12 +298,35 @@ def run_upsert(
     *,
     index: VectorIndex | None = None,
     batch_size: int = 256,
+    run: TrackedRun | None = None,
 ) -> UpsertResult:
     """Write a new collection version, verify its count, then swap the alias atomically.
 
     Idempotent: the same model + data resolve to the same collection, already stored ids are
-    skipped (an interrupted run finishes), and uuid5 ids never duplicate a point.
+    skipped (an interrupted run finishes), and uuid5 ids never duplicate a point. With ``run``,
+    the live collection is recorded on the MLflow run.
     """
+    result = _upsert(settings, store, category, manifest_dir, model_dir, embeddings_dir, index, batch_size)
+    if run:
+        run.set_tags({"index.collection": result.collection, "index.previous": result.previous or "",
+                      "index.reused": result.reused})  # fmt: skip
+        run.log_metrics({"index.points": result.count})
+    return result
+
+
+def _upsert(
+    settings: Settings,
+    store: ObjectStore,
+    category: Category,
+    manifest_dir: Path,
+    model_dir: Path,
+    embeddings_dir: Path,
+    index: VectorIndex | None,
+    batch_size: int,
+) -> UpsertResult:
+    from visearch.embed import read_shards
+    from visearch.index import VectorIndex, make_client, point_id
+
     manifest = load_manifest(manifest_dir)
     keys, vectors, model_version = read_shards(embeddings_dir)
     if keys != manifest["key"].tolist():
@@ -240,6 +356,120 @@ def run_upsert(
             index.client.close()
 
 
+# --- pipeline steps: what the kfp components call (settings from the environment) ------------
+@dataclass
+class StepContext:
+    """Settings, registry, store and tracker, built once at a step's entry point."""
+
+    settings: Settings
+    registry: Registry
+    store: ObjectStore
+
+    @classmethod
+    def from_env(cls) -> StepContext:
+        settings = Settings()
+        return cls(settings, load_registry(settings.visearch_categories), make_store(settings))
+
+    def tracker(self) -> Tracker:
+        from visearch.tracking import Tracker
+
+        return Tracker.from_settings(self.settings)
+
+
+def resolve_params(category: Category, overrides: dict[str, Any] | None = None) -> TrainParams:
+    """The category's registry params with pipeline overrides.
+
+    A pipeline parameter cannot be "unset" in KFP, so a negative number or an empty string means
+    "keep the registry value"; ``embedder_layers`` may be given as ``"512,128"``.
+    """
+    values = category.train.model_dump()
+    for key, value in (overrides or {}).items():
+        if (
+            value is None
+            or value == ""
+            or (isinstance(value, int | float) and not isinstance(value, bool) and value < 0)
+        ):
+            continue
+        if key == "embedder_layers" and isinstance(value, str):
+            value = [int(part) for part in value.split(",") if part.strip()]
+        values[key] = value
+    try:
+        return TrainParams.model_validate(values)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise ConfigError(f"invalid training parameter {first['loc'][0]}: {first['msg']}") from exc
+
+
+def pipeline_preprocess(category: str, manifest_dir: Path, *, overrides: dict[str, Any] | None = None,
+                        pipeline_run: str = "") -> str:  # fmt: skip
+    """Step 1: start the category's MLflow run, validate and split; returns the MLflow run id."""
+    ctx = StepContext.from_env()
+    cat = ctx.registry.get(category)
+    tracker = ctx.tracker()
+    run = tracker.run(tracker.start_run(category, tags={"kfp.run": pipeline_run} if pipeline_run else None))
+    with run.failing():
+        run_preprocess(ctx.settings, ctx.store, cat, manifest_dir, params=resolve_params(cat, overrides), run=run)
+    return run.run_id
+
+
+def pipeline_train(category: str, manifest_dir: Path, run_id: str, model_dir: Path, baseline_dir: Path, *,
+                   overrides: dict[str, Any] | None = None) -> TrainResult:  # fmt: skip
+    """Step 2: fine-tune (model → ``model_dir``) and save the frozen trunk (→ ``baseline_dir``): two candidates."""
+    from visearch.gate import ARTIFACT_PATHS, FROZEN, copy_model
+
+    ctx = StepContext.from_env()
+    params = resolve_params(ctx.registry.get(category), overrides)
+    run = ctx.tracker().run(run_id)
+    with run.failing(), tempfile.TemporaryDirectory(prefix="visearch-train-") as work:
+        # Checkpoints stay out of the output artifact: only the model files are the step's output.
+        result = run_train(ctx.settings, ctx.store, manifest_dir, params, Path(work), run=run)
+        copy_model(result.model_dir, model_dir)
+        result.model_dir = model_dir
+        save_baseline(params, baseline_dir, onnx=True)
+        run.log_model_dir(baseline_dir, ARTIFACT_PATHS[FROZEN])
+    return result
+
+
+def pipeline_evaluate(category: str, manifest_dir: Path, run_id: str, model_dir: Path, baseline_dir: Path,
+                      report_dir: Path, champion_dir: Path) -> GateOutcome:  # fmt: skip
+    """Step 3: evaluate both candidates and the champion; the gate decides which model to index."""
+    from visearch.gate import FROZEN, TUNED, evaluate_and_gate
+
+    ctx = StepContext.from_env()
+    tracker = ctx.tracker()
+    run = tracker.run(run_id)
+    with run.failing():
+        outcome = evaluate_and_gate(ctx.settings, ctx.store, ctx.registry.get(category), manifest_dir,
+                                    {TUNED: model_dir, FROZEN: baseline_dir}, report_dir, champion_dir,
+                                    tracker=tracker, run=run)  # fmt: skip
+    print(f"gate for {category}: {outcome.decision.reason}")  # the run says why, in its log
+    return outcome
+
+
+def pipeline_embed(category: str, manifest_dir: Path, model_dir: Path, out_dir: Path) -> Path:
+    """Step 4: embed every valid image with the champion (resumes in a stable scratch folder)."""
+    from visearch.model import read_spec
+
+    ctx = StepContext.from_env()
+    version = read_spec(model_dir).version
+    data_hash = manifest_hash(load_manifest(manifest_dir))
+    scratch = ctx.settings.work_dir / category / "embed-scratch" / f"{version}-{data_hash}"
+    return run_embed(ctx.settings, ctx.store, manifest_dir, model_dir, out_dir, scratch=scratch)
+
+
+def pipeline_upsert(category: str, manifest_dir: Path, model_dir: Path, embeddings_dir: Path,
+                    run_id: str) -> UpsertResult:  # fmt: skip
+    """Step 5: new collection version (or the same one, resumed), verified, alias swapped; ends the run."""
+    ctx = StepContext.from_env()
+    run = ctx.tracker().run(run_id)
+    with run.failing():
+        result = run_upsert(ctx.settings, ctx.store, ctx.registry.get(category), manifest_dir, model_dir,
+                            embeddings_dir, run=run)  # fmt: skip
+    run.end()
+    print(f"index {category}: alias -> {result.collection} ({result.count} points, reused={result.reused})")
+    return result
+
+
 # --- the whole loop in one process (the kfp pipeline runs the same steps as components) ------
 @dataclass
 class LoopOutcome:
@@ -247,18 +477,41 @@ class LoopOutcome:
     metrics: dict[str, Any]
     collection: str
     count: int
+    reason: str = ""
+    run_id: str | None = None
 
 
 def run_loop(
-    settings: Settings, store: ObjectStore, category: Category, *, show_progress: bool = True
+    settings: Settings, store: ObjectStore, category: Category, *, show_progress: bool = True, track: bool = True
 ) -> LoopOutcome:
+    """preprocess → train → evaluate + gate → embed → upsert in this process, tracked in MLflow.
+
+    Without ``track`` (no MLflow), the gate has no champion history and picks the better candidate.
+    """
+    from visearch.gate import FROZEN, TUNED, evaluate_and_gate
+
     work = settings.work_dir / category.name
-    manifest, _ = run_preprocess(settings, store, category, work / "manifest", show_progress=show_progress)
-    trained = run_train(settings, store, work / "manifest", category.train, work / "train", show_progress=show_progress)
-    baseline = save_baseline(category.train, work / "baseline")
-    metrics = run_evaluate(settings, store, work / "manifest", {"baseline": baseline, "tuned": trained.model_dir},
-                           work / "metrics.json", show_progress=show_progress)  # fmt: skip
-    embeddings = run_embed(settings, store, work / "manifest", trained.model_dir, work / "embeddings",
-                           show_progress=show_progress)  # fmt: skip
-    result = run_upsert(settings, store, category, work / "manifest", trained.model_dir, embeddings)
-    return LoopOutcome(manifest, metrics, result.collection, result.count)
+    tracker = None
+    run = None
+    if track:
+        from visearch.tracking import Tracker
+
+        tracker = Tracker.from_settings(settings)
+        run = tracker.run(tracker.start_run(category.name, tags={"visearch.runner": "run_loop"}))
+    guard = run.failing() if run else nullcontext()
+    with guard:
+        manifest, _ = run_preprocess(settings, store, category, work / "manifest", show_progress=show_progress, run=run)
+        trained = run_train(settings, store, work / "manifest", category.train, work / "train",
+                            show_progress=show_progress, run=run)  # fmt: skip
+        baseline = save_baseline(category.train, work / "baseline")
+        outcome = evaluate_and_gate(settings, store, category, work / "manifest",
+                                    {TUNED: trained.model_dir, FROZEN: baseline}, work / "evaluation",
+                                    work / "champion", tracker=tracker, run=run, show_progress=show_progress)  # fmt: skip
+        embeddings = run_embed(settings, store, work / "manifest", outcome.champion_dir, work / "embeddings",
+                               show_progress=show_progress)  # fmt: skip
+        result = run_upsert(settings, store, category, work / "manifest", outcome.champion_dir, embeddings, run=run)
+    if run:
+        run.end()
+    metrics = {name: entry for name, entry in outcome.report.items()}
+    return LoopOutcome(manifest, metrics, result.collection, result.count, outcome.decision.reason,
+                       run.run_id if run else None)  # fmt: skip

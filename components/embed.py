@@ -1,0 +1,12 @@
+"""Component `embed`: vectors of every valid image of the category, with the champion model."""
+
+from kfp.dsl import Dataset, Input, Model, Output
+
+
+def embed(category: str, manifest: Input[Dataset], model: Input[Model], embeddings: Output[Dataset]) -> None:
+    """Resumable: finished shards of an interrupted run are kept and reused."""
+    from pathlib import Path
+
+    from visearch.steps import pipeline_embed
+
+    pipeline_embed(category, Path(manifest.path), Path(model.path), Path(embeddings.path))

@@ -1,0 +1,17 @@
+"""Component `preprocess`: validate the category's data, split by class, start its MLflow run."""
+
+from kfp.dsl import Dataset, Output
+
+
+def preprocess(
+    category: str,
+    manifest: Output[Dataset],
+    split: float = -1.0,
+    pipeline_run: str = "",
+) -> str:
+    """Writes manifest.csv + report.json; returns the MLflow run id the later steps log to."""
+    from pathlib import Path
+
+    from visearch.steps import pipeline_preprocess
+
+    return pipeline_preprocess(category, Path(manifest.path), overrides={"split": split}, pipeline_run=pipeline_run)

@@ -1,0 +1,32 @@
+"""Component `train`: fine-tune trunk + embedder; the frozen trunk comes along as the second candidate."""
+
+from kfp.dsl import Dataset, Input, Model, Output
+
+
+def train(
+    category: str,
+    manifest: Input[Dataset],
+    run_id: str,
+    model: Output[Model],
+    baseline: Output[Model],
+    trunk_model: str = "",
+    embedder_layers: str = "",
+    batch_size: int = -1,
+    epochs: int = -1,
+    lr: float = -1.0,
+    weight_decay: float = -1.0,
+    sampler_m: int = -1,
+    input_size: int = -1,
+    max_steps: int = -1,
+) -> None:
+    """Negative numbers and empty strings keep the category's registry value."""
+    from pathlib import Path
+
+    from visearch.steps import pipeline_train
+
+    overrides = {"trunk_model": trunk_model, "embedder_layers": embedder_layers, "batch_size": batch_size,
+                 "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "sampler_m": sampler_m,
+                 "input_size": input_size, "max_steps": max_steps}  # fmt: skip
+    result = pipeline_train(category, Path(manifest.path), run_id, Path(model.path), Path(baseline.path),
+                            overrides=overrides)  # fmt: skip
+    model.metadata.update({"version": result.version, "epoch_losses": result.epoch_losses})

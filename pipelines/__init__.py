@@ -1,0 +1,1 @@
+"""The visearch Kubeflow pipeline: build, compile, and run locally with kfp.local."""

@@ -1,0 +1,93 @@
+"""The visearch pipeline: preprocess → train → evaluate (gate) → embed → upsert, per category.
+
+Declarative: ``dsl.ParallelFor`` over the categories chosen at submit time, five components per
+category, no logic in the body. ``python -m pipelines.visearch_pipeline [OUTPUT]`` compiles it.
+"""
+
+# No `from __future__ import annotations`: kfp reads the pipeline's parameter types at runtime.
+import sys
+from pathlib import Path
+from typing import Any, List  # noqa: UP035 - kfp parses typing.List, not list[str]
+
+from kfp import compiler, dsl, kubernetes
+
+from components import build
+
+PIPELINE_NAME = "visearch"
+COMPILED = Path(__file__).with_name("visearch-pipeline.yaml")
+# On a cluster the steps read their engines from these (both optional; see docs/readme/pipeline.md).
+CONFIG_MAP = "visearch-config"
+SECRET = "visearch-secrets"
+CONFIG_ENV = ("QDRANT_URL", "MINIO_HOST", "MINIO_BUCKET_NAME", "MINIO_MAIN_PATH", "MINIO_SECURE", "MINIO_REGION",
+              "MLFLOW_TRACKING_URI", "VISEARCH_CATEGORIES")  # fmt: skip
+SECRET_ENV = ("QDRANT_API_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY")
+CLUSTER_PARALLELISM = 4
+
+
+def _with_env(task: Any) -> Any:
+    """Engine settings from a ConfigMap and a Secret; kfp.local ignores them (its steps inherit the env)."""
+    kubernetes.use_config_map_as_env(task, CONFIG_MAP, {name: name for name in CONFIG_ENV}, optional=True)
+    kubernetes.use_secret_as_env(task, SECRET, {name: name for name in SECRET_ENV}, optional=True)
+    return task
+
+
+def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM) -> Any:
+    """The pipeline with every component on ``image``.
+
+    Args:
+        image: The train image (``Settings.train_image``).
+        parallelism: Categories processed at once; 1 locally, where embedded Qdrant and SQLite MLflow
+            allow one writer process.
+    """
+    steps = build(image)
+
+    @dsl.pipeline(name=PIPELINE_NAME, description="Train, gate and index one visual search model per category.")
+    def visearch(
+        categories: List[str],  # noqa: UP006
+        trunk_model: str = "",
+        embedder_layers: str = "",
+        split: float = -1.0,
+        batch_size: int = -1,
+        epochs: int = -1,
+        lr: float = -1.0,
+        weight_decay: float = -1.0,
+        sampler_m: int = -1,
+        input_size: int = -1,
+        max_steps: int = -1,
+    ) -> None:
+        """Training params left at -1 / empty take each category's value from the registry."""
+        with dsl.ParallelFor(items=categories, parallelism=parallelism, name="category") as category:
+            prep = _with_env(steps.preprocess(category=category, split=split,
+                                              pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER))  # fmt: skip
+            trained = _with_env(steps.train(
+                category=category, manifest=prep.outputs["manifest"], run_id=prep.outputs["Output"],
+                trunk_model=trunk_model, embedder_layers=embedder_layers, batch_size=batch_size, epochs=epochs,
+                lr=lr, weight_decay=weight_decay, sampler_m=sampler_m, input_size=input_size, max_steps=max_steps,
+            ))  # fmt: skip
+            gated = _with_env(steps.evaluate(
+                category=category, manifest=prep.outputs["manifest"], run_id=prep.outputs["Output"],
+                model=trained.outputs["model"], baseline=trained.outputs["baseline"],
+            ))  # fmt: skip
+            vectors = _with_env(steps.embed(
+                category=category, manifest=prep.outputs["manifest"], model=gated.outputs["champion"]
+            ))  # fmt: skip
+            _with_env(steps.upsert(
+                category=category, manifest=prep.outputs["manifest"], model=gated.outputs["champion"],
+                embeddings=vectors.outputs["embeddings"], run_id=prep.outputs["Output"],
+            ))  # fmt: skip
+
+    return visearch
+
+
+def compile_pipeline(output: Path, image: str, *, parallelism: int = CLUSTER_PARALLELISM) -> Path:
+    """Write the pipeline YAML that KFP accepts (upload in the dashboard, or ``kfp.Client``)."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build_pipeline(image, parallelism=parallelism), str(output))
+    return output
+
+
+if __name__ == "__main__":
+    from visearch.settings import Settings
+
+    target = Path(sys.argv[1]) if len(sys.argv) > 1 else COMPILED
+    print(compile_pipeline(target, Settings().train_image))

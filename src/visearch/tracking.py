@@ -1,0 +1,273 @@
+"""MLflow adapter: one experiment per category, runs, the registered model and its ``champion`` alias.
+
+Everything goes through one ``MlflowClient`` (no fluent global state), so the pipeline steps,
+which run in separate processes, and in-process callers share the same code. Registered model
+``visearch-<category>``; every model version carries the visearch model version (content hash)
+as a tag, so the champion maps to ``models/<category>/<version>/`` in the object store.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from visearch.errors import VisearchError
+from visearch.settings import Settings
+
+CHAMPION = "champion"
+VERSION_TAG = "visearch.model_version"
+CANDIDATE_TAG = "visearch.candidate"
+
+
+class TrackingError(VisearchError):
+    """MLflow refused an operation or holds inconsistent state (e.g. a champion without files)."""
+
+
+def model_name(category: str) -> str:
+    """The registered model of a category."""
+    return f"visearch-{category}"
+
+
+def experiment_name(category: str) -> str:
+    return f"visearch-{category}"
+
+
+def git_commit() -> str | None:
+    """The commit the code runs from: ``VISEARCH_GIT_COMMIT`` (baked into images) or ``git rev-parse``."""
+    if os.environ.get("VISEARCH_GIT_COMMIT"):
+        return os.environ["VISEARCH_GIT_COMMIT"]
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                                text=True, timeout=5, check=False)  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if result.returncode != 0:
+        return None
+    return result.stdout.strip() or None
+
+
+def flatten_report(report: dict[str, Any]) -> dict[str, float]:
+    """``{"tuned": {"in_domain": {"precision_at_1": .9}}}`` → ``{"tuned.in_domain.precision_at_1": .9}``."""
+    flat: dict[str, float] = {}
+    for model, result in report.items():
+        for evaluation, metrics in result.items():
+            if isinstance(metrics, dict):
+                for metric, value in metrics.items():
+                    flat[f"{model}.{evaluation}.{metric}"] = float(value)
+    return flat
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The registered model version that holds the ``champion`` alias."""
+
+    registry_version: str
+    model_version: str
+    run_id: str | None
+    source: str
+
+
+class Tracker:
+    """All MLflow calls of visearch, over one ``MlflowClient``."""
+
+    def __init__(self, client: Any, *, artifact_root: str | None = None) -> None:
+        self.client = client
+        self.artifact_root = artifact_root
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Tracker:
+        """MLflow at ``settings.tracking_uri``; artifacts under the data home unless a server stores them."""
+        from mlflow import MlflowClient
+
+        uri = settings.tracking_uri
+        # A client-side database has no artifact store of its own: MLflow would default to ./mlruns
+        # in whatever directory the step happens to run in.
+        local = uri.startswith(("sqlite:", "file:", "postgresql:", "mysql:")) or "://" not in uri
+        root = (settings.home / "mlartifacts").as_uri() if local else None
+        return cls(MlflowClient(tracking_uri=uri, registry_uri=uri), artifact_root=root)
+
+    # --- runs ------------------------------------------------------------------------------
+    def experiment_id(self, category: str) -> str:
+        name = experiment_name(category)
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        location = f"{self.artifact_root}/{category}" if self.artifact_root else None
+        try:
+            return str(self.client.create_experiment(name, artifact_location=location))
+        except Exception:  # noqa: BLE001 - a concurrent step may have created it first
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return str(experiment.experiment_id)
+
+    def start_run(self, category: str, *, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
+        """A new run in the category's experiment; returns its id (steps reopen it by id)."""
+        all_tags = {"visearch.category": category, **(tags or {})}
+        commit = git_commit()
+        if commit:
+            all_tags["mlflow.source.git.commit"] = commit
+        run = self.client.create_run(self.experiment_id(category), run_name=run_name, tags=all_tags)
+        return str(run.info.run_id)
+
+    def run(self, run_id: str) -> TrackedRun:
+        return TrackedRun(self, run_id)
+
+    # --- registry --------------------------------------------------------------------------
+    def champion(self, category: str) -> Champion | None:
+        """The current champion of the category, or None before the first promotion."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            version = self.client.get_model_version_by_alias(model_name(category), CHAMPION)
+        except MlflowException:
+            return None
+        return Champion(str(version.version), str(version.tags.get(VERSION_TAG, "")), version.run_id,
+                        str(version.source))  # fmt: skip
+
+    def find_version(self, category: str, model_version: str) -> str | None:
+        """The registry version that already holds this visearch model (content hash), if any."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.search_model_versions(
+                f"name='{model_name(category)}' and tags.`{VERSION_TAG}`='{model_version}'"
+            )
+        except MlflowException:
+            return None
+        return str(min(int(v.version) for v in found)) if found else None
+
+    def register(self, category: str, run_id: str, artifact_path: str, model_version: str,
+                 tags: dict[str, str] | None = None) -> str:  # fmt: skip
+        """Register the run's model folder (once per content hash: re-runs create no duplicates)."""
+        from mlflow.exceptions import MlflowException
+
+        existing = self.find_version(category, model_version)
+        if existing:
+            return existing
+        name = model_name(category)
+        try:
+            self.client.create_registered_model(name, description=f"visearch embedding model of {category!r}")
+        except MlflowException as exc:
+            if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
+                raise TrackingError(f"cannot create registered model {name}: {exc}") from exc
+        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
+        version = self.client.create_model_version(
+            name, source=source, run_id=run_id, tags={VERSION_TAG: model_version, **(tags or {})}
+        )
+        return str(version.version)
+
+    def set_champion(self, category: str, registry_version: str) -> None:
+        self.client.set_registered_model_alias(model_name(category), CHAMPION, registry_version)
+
+    def download(self, champion: Champion, destination: Path) -> Path:
+        """The champion's model files (trunk.pth, embedder.pth, meta.json, ...) in ``destination``."""
+        import mlflow.artifacts
+
+        destination.mkdir(parents=True, exist_ok=True)
+        try:
+            path = mlflow.artifacts.download_artifacts(
+                artifact_uri=champion.source, dst_path=str(destination), tracking_uri=self.client.tracking_uri
+            )
+        except Exception as exc:  # noqa: BLE001 - MLflow raises several types for missing artifacts
+            raise TrackingError(f"cannot download champion version {champion.registry_version}: {exc}") from exc
+        return Path(path)
+
+
+@dataclass
+class TrackedRun:
+    """One MLflow run, reopened by id in every step of a pipeline run."""
+
+    tracker: Tracker
+    run_id: str
+
+    @property
+    def client(self) -> Any:
+        return self.tracker.client
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        logged = self.client.get_run(self.run_id).data.params
+        # MLflow refuses to change a logged param; a resumed step logs the same values again.
+        new = [Param(k, _param_text(v)) for k, v in params.items() if k not in logged]
+        for lo in range(0, len(new), 100):
+            self.client.log_batch(self.run_id, params=new[lo : lo + 100])
+
+    def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        self.client.log_metric(self.run_id, key, float(value), step=step)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        batch = [Metric(k, float(v), now, step or 0) for k, v in metrics.items()]
+        for lo in range(0, len(batch), 500):
+            self.client.log_batch(self.run_id, metrics=batch[lo : lo + 500])
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        for key, value in tags.items():
+            self.client.set_tag(self.run_id, key, str(value))
+
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_model_dir(self, model_dir: Path, artifact_path: str) -> None:
+        """The model files only (not training checkpoints)."""
+        for path in sorted(model_dir.iterdir()):
+            if path.is_file() and path.suffix in (".pth", ".json", ".onnx"):
+                self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def end(self, status: str = "FINISHED") -> None:
+        self.client.set_terminated(self.run_id, status=status)
+
+    @contextmanager
+    def failing(self) -> Iterator[TrackedRun]:
+        """Mark the run FAILED when the block raises (a step that dies leaves no RUNNING run behind)."""
+        try:
+            yield self
+        except BaseException:
+            self.end("FAILED")
+            raise
+
+
+def _param_text(value: Any) -> str:
+    text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+    return text[:6000]
+
+
+def plot_embedding_map(path: Path, vectors: dict[str, np.ndarray], labels: np.ndarray, names: list[str]) -> Path:
+    """One PCA scatter per model of the same images (e.g. frozen vs fine-tuned on held-out classes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display in pipelines and CI
+    import matplotlib.pyplot as plt
+
+    classes = np.unique(labels)
+    fig, axes = plt.subplots(1, len(vectors), figsize=(5 * len(vectors), 4.5), squeeze=False)
+    for ax, (title, points) in zip(axes[0], vectors.items(), strict=True):
+        centred = points - points.mean(axis=0)
+        # PCA through the SVD: the two directions of largest variance.
+        _, _, components = np.linalg.svd(centred, full_matrices=False)
+        xy = centred @ components[:2].T if len(components) >= 2 else np.c_[centred[:, 0], np.zeros(len(centred))]
+        for cls in classes:
+            mask = labels == cls
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=12, alpha=0.75, label=names[int(np.flatnonzero(mask)[0])])
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+    fig.suptitle("Embedding map of the held-out classes (PCA)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
