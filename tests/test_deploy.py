@@ -109,8 +109,10 @@ def test_every_rendered_manifest_is_valid(rendered: tuple[str, list[dict[str, An
     for doc in docs:
         # strict: unknown fields (typos such as `readinesProbe`) are errors too
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
-        if doc["kind"] != "Namespace":
-            assert doc["metadata"]["namespace"] == "visearch"
+        if doc["kind"] == "Namespace":
+            continue
+        component = doc["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        assert doc["metadata"]["namespace"] == ("kubeflow" if component == "pipeline-env" else "visearch")
 
 
 def test_engines_and_service_are_all_there(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -158,16 +160,32 @@ def test_secrets_are_placeholders_in_dev_and_absent_in_prod(rendered: tuple[str,
     if overlay == "prod":
         assert secrets == []  # created out of band; apply -k must never overwrite them
         return
-    assert {s["metadata"]["name"] for s in secrets} == {"visearch-minio", "visearch-qdrant", "visearch-postgres"}
+    assert sorted((s["metadata"]["namespace"], s["metadata"]["name"]) for s in secrets) == [
+        ("kubeflow", "visearch-secrets"), ("visearch", "visearch-postgres"), ("visearch", "visearch-secrets")]  # fmt: skip
     for secret in secrets:
         for key, value in secret["stringData"].items():
             assert value.startswith("CHANGE-ME") or key in ("user", "database"), (secret["metadata"]["name"], key)
 
 
+def test_pipeline_finds_its_config_and_secret(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """The components' env comes from objects of these names and keys in KFP's namespace."""
+    from pipelines.visearch_pipeline import CONFIG_ENV, CONFIG_MAP, SECRET, SECRET_ENV
+
+    _, docs = rendered
+    in_kfp = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["metadata"].get("namespace") == "kubeflow"}
+    config = in_kfp[("ConfigMap", CONFIG_MAP)]["data"]
+    assert {"QDRANT_URL", "MINIO_HOST", "MLFLOW_TRACKING_URI"} <= set(config) <= set(CONFIG_ENV)
+    assert all(".visearch.svc.cluster.local" in config[k] for k in ("QDRANT_URL", "MINIO_HOST", "MLFLOW_TRACKING_URI"))
+    service = by_kind(docs, "Deployment", "visearch")["spec"]["template"]["spec"]["containers"][0]
+    assert {"secretRef": {"name": SECRET}} in service["envFrom"]
+    if ("Secret", SECRET) in in_kfp:
+        assert set(in_kfp[("Secret", SECRET)]["stringData"]) == set(SECRET_ENV)
+
+
 def test_config_keys_are_settings(rendered: tuple[str, list[dict[str, Any]]]) -> None:
     _, docs = rendered
-    config = by_kind(docs, "ConfigMap", "visearch-config")
-    assert set(config["data"]) <= {name.upper() for name in Settings.model_fields}
+    for config in (d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "visearch-config"):
+        assert set(config["data"]) <= {name.upper() for name in Settings.model_fields}
 
 
 def test_shipped_pipeline_is_the_compiled_one() -> None:
