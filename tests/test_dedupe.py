@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageEnhance
@@ -76,3 +77,21 @@ def test_near_pairs_matches_brute_force() -> None:
         expected = set(zip(rows.tolist(), cols.tolist(), strict=True))
         assert set(map(tuple, near_pairs(hashes, max_distance).tolist())) == expected
     assert len(near_pairs(hashes, 4)) >= 300
+
+
+def test_frozen_trunk_embeddings_find_a_cropped_copy(tmp_path: Path) -> None:
+    """A crop changes the pHash a lot; the pretrained trunk still sees the same picture."""
+    from visearch.data.dedupe import trunk_embedder
+
+    original = photo(0, 128)
+    images = {"a.png": original, "b.png": original.crop((4, 4, 124, 124)).resize((128, 128)),
+              "c.png": photo(1, 128), "d.png": photo(3, 128)}  # fmt: skip
+    for name, image in images.items():
+        image.save(tmp_path / name)
+    hashes = [hash_image(image) for image in images.values()]
+    vectors = trunk_embedder(show_progress=False)([tmp_path / name for name in images])
+    assert vectors.shape[0] == 4 and np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-4)
+    assert not find_duplicates(list(images), hashes).duplicates  # the crop moved the pHash
+    report = find_duplicates(list(images), hashes, vectors=vectors, min_cosine=0.93)
+    assert [(d.file, d.of) for d in report.duplicates] == [("b.png", "a.png")]
+    assert float(vectors[0] @ vectors[2]) < 0.9

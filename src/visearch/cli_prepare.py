@@ -45,7 +45,7 @@ def prepare_folder(
     dedupe: DedupeOpt = False,
     max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.97,
+    min_cosine: MinCosineOpt = 0.95,
     report: ReportOpt = None,
 ) -> None:
     """Copy a folder holding meta.csv + images/ into the category's data location."""
@@ -69,7 +69,7 @@ def prepare_fashion_mnist(
     dedupe: DedupeOpt = False,
     max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.97,
+    min_cosine: MinCosineOpt = 0.95,
     report: ReportOpt = None,
 ) -> None:
     """Fashion-MNIST IDX files (Debian `dataset-fashion-mnist`) → PNGs + meta CSV."""
@@ -131,7 +131,7 @@ def prepare_shoes(
     dedupe: DedupeOpt = False,
     max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.97,
+    min_cosine: MinCosineOpt = 0.95,
     report: ReportOpt = None,
 ) -> None:
     """UT Zappos50K (ut-zap50k-images-square/<Category>/<SubCategory>/<Brand>/*.jpg)."""
@@ -151,7 +151,7 @@ def prepare_dogs(
     dedupe: DedupeOpt = False,
     max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.97,
+    min_cosine: MinCosineOpt = 0.95,
     report: ReportOpt = None,
 ) -> None:
     """Stanford Dogs (Images/<wnid>-<breed>/*.jpg + Annotation/ VOC XML)."""
@@ -173,7 +173,7 @@ def prepare_celebrities(
     dedupe: DedupeOpt = False,
     max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.97,
+    min_cosine: MinCosineOpt = 0.95,
     report: ReportOpt = None,
 ) -> None:
     """IMDB-WIKI (imdb_crop/NN/*.jpg + imdb.mat): RGB, > 30 kB, one face with a good score."""
@@ -193,7 +193,7 @@ def prepare_logos(
     dedupe: DedupeOpt = False,
     max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.97,
+    min_cosine: MinCosineOpt = 0.95,
     report: ReportOpt = None,
 ) -> None:
     """LogoDet-3K (<Category>/<Brand>/<n>.jpg + <n>.xml): every logo box cropped to its own image."""
@@ -212,7 +212,7 @@ def prepare_fashion(
     dedupe: DedupeOpt = False,
     max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.97,
+    min_cosine: MinCosineOpt = 0.95,
     report: ReportOpt = None,
 ) -> None:
     """Kaggle Fashion Product Images (images/<id>.jpg + styles.csv): class = articleType."""
@@ -232,7 +232,7 @@ def prepare_logo_icons(
     dedupe: DedupeOpt = False,
     max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.97,
+    min_cosine: MinCosineOpt = 0.95,
     report: ReportOpt = None,
 ) -> None:
     """Brand logos from the npm packages devicon (MIT) + simple-icons (CC0), rendered with cairosvg."""

@@ -19,7 +19,14 @@ from tqdm import tqdm
 
 from visearch.categories import Category
 from visearch.data.adapters.common import Candidate, class_labels
-from visearch.data.dedupe import DEFAULT_MAX_DISTANCE, DuplicateReport, ImageHashes, find_duplicates, hash_image
+from visearch.data.dedupe import (
+    DEFAULT_MAX_DISTANCE,
+    DEFAULT_MIN_COSINE,
+    DuplicateReport,
+    ImageHashes,
+    find_duplicates,
+    hash_image,
+)
 from visearch.data.ingest import write_category
 from visearch.data.meta import DataReport
 from visearch.errors import DataError, VisearchError
@@ -47,7 +54,7 @@ class PrepareOptions:
     min_per_class: int = 1
     dedupe: bool = False
     max_distance: int | None = DEFAULT_MAX_DISTANCE
-    min_cosine: float = 0.97
+    min_cosine: float = DEFAULT_MIN_COSINE
     show_progress: bool = True
 
 
