@@ -115,7 +115,8 @@ class Tracker:
         commit = git_commit()
         if commit:
             all_tags["mlflow.source.git.commit"] = commit
-        run = self.client.create_run(self.experiment_id(category), run_name=run_name, tags=all_tags)
+        name = run_name or f"{category}-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+        run = self.client.create_run(self.experiment_id(category), run_name=name, tags=all_tags)
         return str(run.info.run_id)
 
     def run(self, run_id: str) -> TrackedRun:

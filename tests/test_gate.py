@@ -1,0 +1,118 @@
+"""The evaluation gate: unit rules, and a worse model that must leave champion and live index alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from visearch.gate import CURRENT, FROZEN, TUNED, decide
+
+
+def entry(version: str, in_domain: float | None, class_disjoint: float | None) -> dict[str, Any]:
+    result: dict[str, Any] = {"version": version}
+    if in_domain is not None:
+        result["in_domain"] = {"mean_average_precision_at_r": in_domain}
+    if class_disjoint is not None:
+        result["class_disjoint"] = {"mean_average_precision_at_r": class_disjoint}
+    return result
+
+
+def test_first_run_promotes_the_better_of_tuned_and_frozen() -> None:
+    report = {TUNED: entry("t", 0.6, 0.5), FROZEN: entry("f", 0.4, 0.5)}
+    decision = decide(report, candidates=[TUNED, FROZEN])
+    assert decision.promoted == TUNED and decision.serve == TUNED
+    assert "first model" in decision.reason
+
+    report = {TUNED: entry("t", 0.3, 0.5), FROZEN: entry("f", 0.4, 0.5)}
+    assert decide(report, candidates=[TUNED, FROZEN]).promoted == FROZEN
+
+
+def test_tuned_model_that_forgets_held_out_classes_is_not_eligible() -> None:
+    # Better in-domain, but below the frozen trunk on held-out classes (naive fine-tuning forgets).
+    report = {TUNED: entry("t", 0.7, 0.3), FROZEN: entry("f", 0.4, 0.5)}
+    decision = decide(report, candidates=[TUNED, FROZEN])
+    assert decision.promoted == FROZEN and decision.eligible == [FROZEN]
+    assert "falls below the frozen trunk" in decision.reason
+
+
+def test_champion_is_kept_unless_beaten_in_domain() -> None:
+    report = {TUNED: entry("t", 0.5, 0.6), FROZEN: entry("f", 0.4, 0.5), CURRENT: entry("c", 0.55, 0.2)}
+    kept = decide(report, candidates=[TUNED, FROZEN], champion=CURRENT)
+    assert kept.promoted is None and kept.serve == CURRENT and "kept" in kept.reason
+
+    report[TUNED] = entry("t", 0.6, 0.6)
+    beaten = decide(report, candidates=[TUNED, FROZEN], champion=CURRENT)
+    assert beaten.promoted == TUNED and "beats champion c" in beaten.reason
+
+
+def test_candidate_equal_to_champion_changes_nothing() -> None:
+    report = {TUNED: entry("t", 0.3, 0.5), FROZEN: entry("f", 0.4, 0.5), CURRENT: entry("f", 0.4, 0.5)}
+    decision = decide(report, candidates=[TUNED, FROZEN], champion=CURRENT)
+    assert decision.promoted is None and "champion already" in decision.reason
+
+
+def test_without_held_out_images_the_gate_ranks_on_held_out_classes() -> None:
+    report = {TUNED: entry("t", None, 0.6), FROZEN: entry("f", None, 0.5)}
+    decision = decide(report, candidates=[TUNED, FROZEN])
+    assert decision.evaluation == "class_disjoint" and decision.promoted == TUNED
+
+
+def worse_model(directory: Path) -> Path:
+    """A randomly initialised trunk with a 4-d head: far worse than the pretrained one, deterministic."""
+    import torch
+
+    from visearch.model import EmbeddingModel, ModelSpec, build_embedder, build_trunk, save_model, trunk_output_dim
+
+    torch.manual_seed(0)
+    trunk = build_trunk("efficientnet-lite0", pretrained=False)
+    spec = ModelSpec("efficientnet-lite0", [4], 32, trunk_output_dim(trunk, 32))
+    model = EmbeddingModel(trunk, build_embedder(spec.trunk_dim, [4]), spec)
+    model.eval()
+    return save_model(model, directory)
+
+
+@pytest.mark.slow
+def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registry, store) -> None:  # type: ignore[no-untyped-def]
+    from visearch.gate import evaluate_and_gate
+    from visearch.index import VectorIndex, make_client
+    from visearch.steps import run_embed, run_loop, run_upsert
+    from visearch.tracking import Tracker
+
+    from .conftest import TINY
+
+    category = registry.get(TINY)
+    first = run_loop(home, store, category, show_progress=False)  # establishes champion + live index
+    tracker = Tracker.from_settings(home)
+    champion = tracker.champion(TINY)
+    assert champion is not None
+
+    work = home.work_dir / "gate-test"
+    run = tracker.run(tracker.start_run(TINY))
+    candidates = {TUNED: worse_model(work / "worse"), FROZEN: home.work_dir / TINY / "baseline"}
+    outcome = evaluate_and_gate(home, store, category, home.work_dir / TINY / "manifest", candidates,
+                                work / "report", work / "champion", tracker=tracker, run=run,
+                                show_progress=False)  # fmt: skip
+
+    metric = "mean_average_precision_at_r"
+    assert outcome.report[TUNED]["in_domain"][metric] < outcome.report[CURRENT]["in_domain"][metric]
+    assert outcome.decision.promoted is None
+    assert "kept" in outcome.decision.reason or "champion already" in outcome.decision.reason
+    assert tracker.champion(TINY) == champion  # the alias did not move
+    assert outcome.champion_version == champion.model_version
+    tags = tracker.client.get_run(run.run_id).data.tags
+    assert tags["gate.decision"] == "kept" and tags["gate.reason"] == outcome.decision.reason
+
+    # embed + upsert index the champion: the live collection stays the very same one.
+    embeddings = run_embed(home, store, home.work_dir / TINY / "manifest", outcome.champion_dir, work / "emb",
+                           show_progress=False)  # fmt: skip
+    result = run_upsert(home, store, category, home.work_dir / TINY / "manifest", outcome.champion_dir, embeddings)
+    assert result.reused and result.collection == first.collection
+    index = VectorIndex(make_client(home))
+    try:
+        assert index.require_live(TINY).name == first.collection
+        assert [v.name for v in index.versions(TINY)] == [first.collection]
+        assert index.count(first.collection) == first.count
+    finally:
+        index.client.close()
