@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from functools import partial
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,6 +16,7 @@ from visearch.errors import ConfigError
 if TYPE_CHECKING:
     from visearch.cli import Context
     from visearch.data.adapters.common import Candidate
+    from visearch.data.adapters.runner import PrepareOptions
     from visearch.data.meta import DataReport
 
 prepare_app = typer.Typer(help="Bring a dataset into a category's layout (images/ + meta CSV).", no_args_is_help=True)
@@ -51,13 +53,15 @@ def prepare_folder(
     """Copy a folder holding meta.csv + images/ into the category's data location."""
     from visearch.data.adapters import folder
 
-    found: dict[str, dict[str, int]] = {}
+    found: dict[str, int] = {}
 
     def scan(rep: DataReport) -> list[Candidate]:
-        candidates, found["labels"] = folder.scan(source, rep)
+        candidates, labels = folder.scan(source, rep)
+        found.update(labels)
         return candidates
 
-    run_prepare("folder", scan, labels=lambda: found["labels"], **_common(locals() | _NO_LIMITS))
+    options = _options(None, None, 1, dedupe, max_distance, min_cosine)
+    run_prepare("folder", scan, category, options, embeddings, report, labels=lambda: found)
 
 
 @prepare_app.command("fashion-mnist")
@@ -78,47 +82,8 @@ def prepare_fashion_mnist(
     def scan(rep: DataReport) -> list[Candidate]:
         return fashion_mnist.scan(source, rep, split=split, per_class=per_class)
 
-    values = locals() | {"limit": None, "per_class": None, "min_per_class": 1}  # per_class is applied by the scan
-    run_prepare("fashion-mnist", scan, labels=fashion_mnist.labels, **_common(values))
-
-
-def run_prepare(
-    dataset: str,
-    scan: Callable[[DataReport], list[Candidate]],
-    *,
-    category: str | None,
-    limit: int | None,
-    per_class: int | None,
-    min_per_class: int,
-    dedupe: bool,
-    max_distance: int,
-    embeddings: bool,
-    min_cosine: float,
-    report_path: Path | None,
-    labels: Callable[[], dict[str, int]] | None = None,
-) -> None:
-    """Shared by every dataset command: scan → load/check → duplicates → write; print the summary."""
-    from visearch.cli import Context
-    from visearch.data.adapters.runner import PrepareOptions, PrepareReport, prepare_category
-    from visearch.data.dedupe import trunk_embedder
-
-    ctx = Context.create()
-    target = ctx.category(category or dataset)
-    report = PrepareReport(dataset=dataset)
-    candidates = scan(report)
-    typer.echo(f"{dataset}: {len(candidates)} candidate images, {len(report.dropped)} dropped while scanning")
-    options = PrepareOptions(limit=limit, per_class=per_class, min_per_class=min_per_class, dedupe=dedupe,
-                             max_distance=None if max_distance < 0 else max_distance, min_cosine=min_cosine)  # fmt: skip
-    embedder = trunk_embedder() if embeddings else None
-    try:
-        fixed = labels() if labels else None
-        prepare_category(ctx.store, target, candidates, report, options=options, embedder=embedder, labels=fixed)
-    finally:
-        if report_path is not None:
-            report_path.parent.mkdir(parents=True, exist_ok=True)
-            report_path.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
-    typer.echo(report.summary())
-    typer.echo(f"written to category {target.name} ({target.data_prefix}/)")
+    options = _options(None, None, 1, dedupe, max_distance, min_cosine)
+    run_prepare("fashion-mnist", scan, category, options, embeddings, report, labels=fashion_mnist.labels)
 
 
 @prepare_app.command("shoes")
@@ -137,7 +102,8 @@ def prepare_shoes(
     """UT Zappos50K (ut-zap50k-images-square/<Category>/<SubCategory>/<Brand>/*.jpg)."""
     from visearch.data.adapters import shoes
 
-    run_prepare("shoes", lambda rep: shoes.scan(source, rep), **_common(locals()))
+    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
+    run_prepare("shoes", partial(shoes.scan, source), category, options, embeddings, report)
 
 
 @prepare_app.command("dogs")
@@ -157,7 +123,8 @@ def prepare_dogs(
     """Stanford Dogs (Images/<wnid>-<breed>/*.jpg + Annotation/ VOC XML)."""
     from visearch.data.adapters import dogs
 
-    run_prepare("dogs", lambda rep: dogs.scan(source, rep, crop=crop), **_common(locals()))
+    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
+    run_prepare("dogs", partial(dogs.scan, source, crop=crop), category, options, embeddings, report)
 
 
 @prepare_app.command("celebrities")
@@ -180,7 +147,8 @@ def prepare_celebrities(
     from visearch.data.adapters import celebrities
 
     rules = celebrities.CelebrityRules(min_kb * 1000, min_face_score, not keep_second_face)
-    run_prepare("celebrities", lambda rep: celebrities.scan(source, rep, rules=rules), **_common(locals()))
+    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
+    run_prepare("celebrities", partial(celebrities.scan, source, rules=rules), category, options, embeddings, report)
 
 
 @prepare_app.command("logos")
@@ -199,7 +167,8 @@ def prepare_logos(
     """LogoDet-3K (<Category>/<Brand>/<n>.jpg + <n>.xml): every logo box cropped to its own image."""
     from visearch.data.adapters import logos
 
-    run_prepare("logos", lambda rep: logos.scan(source, rep), **_common(locals()))
+    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
+    run_prepare("logos", partial(logos.scan, source), category, options, embeddings, report)
 
 
 @prepare_app.command("fashion")
@@ -218,7 +187,8 @@ def prepare_fashion(
     """Kaggle Fashion Product Images (images/<id>.jpg + styles.csv): class = articleType."""
     from visearch.data.adapters import fashion
 
-    run_prepare("fashion", lambda rep: fashion.scan(source, rep), **_common(locals()))
+    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
+    run_prepare("fashion", partial(fashion.scan, source), category, options, embeddings, report)
 
 
 @prepare_app.command("logos-icons")
@@ -238,16 +208,59 @@ def prepare_logo_icons(
     """Brand logos from the npm packages devicon (MIT) + simple-icons (CC0), rendered with cairosvg."""
     from visearch.data.adapters import logo_icons
 
-    run_prepare("logos-icons", lambda rep: logo_icons.scan(source, rep, size=size), **_common(locals()))
+    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
+    run_prepare("logos-icons", partial(logo_icons.scan, source, size=size), category, options, embeddings, report)
 
 
-_NO_LIMITS = {"limit": None, "per_class": None, "min_per_class": 1}
+def _options(
+    limit: int | None, per_class: int | None, min_per_class: int, dedupe: bool, max_distance: int, min_cosine: float
+) -> PrepareOptions:
+    from visearch.data.adapters.runner import PrepareOptions
+
+    return PrepareOptions(limit=limit, per_class=per_class, min_per_class=min_per_class, dedupe=dedupe,
+                          max_distance=None if max_distance < 0 else max_distance, min_cosine=min_cosine)  # fmt: skip
 
 
-def _common(values: dict[str, object]) -> dict[str, object]:
-    """The shared options of a command's locals, named as run_prepare takes them."""
-    names = ("category", "limit", "per_class", "min_per_class", "dedupe", "max_distance", "embeddings", "min_cosine")
-    return {name: values[name] for name in names} | {"report_path": values["report"]}
+def run_prepare(
+    dataset: str,
+    scan: Callable[[DataReport], list[Candidate]],
+    category: str | None,
+    options: PrepareOptions,
+    embeddings: bool,
+    report_path: Path | None,
+    *,
+    labels: Callable[[], dict[str, int]] | None = None,
+) -> None:
+    """Shared by every dataset command: scan → load/check → duplicates → write; print the summary.
+
+    Args:
+        dataset: The dataset's name (and the default category).
+        scan: The adapter's scan, bound to its source and options; fills the report with scan drops.
+        category: Target category (None: the dataset's name).
+        options: Limits and duplicate handling.
+        embeddings: Also compare frozen-trunk embeddings for duplicates.
+        report_path: Also write the JSON report there.
+        labels: Fixed class → label map, called after the scan (default: sorted class order).
+    """
+    from visearch.cli import Context
+    from visearch.data.adapters.runner import PrepareReport, prepare_category
+    from visearch.data.dedupe import trunk_embedder
+
+    ctx = Context.create()
+    target = ctx.category(category or dataset)
+    report = PrepareReport(dataset=dataset)
+    candidates = scan(report)
+    typer.echo(f"{dataset}: {len(candidates)} candidate images, {len(report.dropped)} dropped while scanning")
+    embedder = trunk_embedder() if embeddings else None
+    try:
+        prepare_category(ctx.store, target, candidates, report, options=options, embedder=embedder,
+                         labels=labels() if labels else None)  # fmt: skip
+    finally:
+        if report_path is not None:
+            report_path.parent.mkdir(parents=True, exist_ok=True)
+            report_path.write_text(json.dumps(report.to_dict(), indent=1), encoding="utf-8")
+    typer.echo(report.summary())
+    typer.echo(f"written to category {target.name} ({target.data_prefix}/)")
 
 
 @prepare_app.command("demo")

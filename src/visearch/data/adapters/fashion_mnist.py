@@ -42,8 +42,8 @@ def _read_idx(path: Path) -> np.ndarray:
 
 def iter_images(
     source: Path, *, split: str = "t10k", per_class: int | None = None
-) -> Iterator[tuple[str, str, int, bytes]]:
-    """Yield (file, class, label, png bytes), at most ``per_class`` per class, in file order."""
+) -> Iterator[tuple[str, str, int, bytes, dict[str, str]]]:
+    """Yield (file, class, label, png bytes, captions), at most ``per_class`` per class, in file order."""
     images_path = next(
         (p for p in (source / f"{split}-images-idx3-ubyte.gz", source / f"{split}-images-idx3-ubyte") if p.exists()),
         None,

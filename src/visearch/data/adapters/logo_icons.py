@@ -15,6 +15,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 from PIL import Image
 
@@ -51,7 +52,7 @@ def locate(source: Path) -> tuple[Path | None, Path | None]:
     return found
 
 
-def _read_json(path: Path) -> list[dict[str, object]]:
+def _read_json(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
         return []
     try:
@@ -89,7 +90,7 @@ def simple_icons(folder: Path, names: dict[str, str]) -> dict[str, list[Icon]]:
             continue
         item = meta.get(slug, {})
         title, colour = str(item.get("title") or brand), str(item.get("hex") or "")
-        licence = str((item.get("license") or {}).get("type", "CC0-1.0"))  # type: ignore[union-attr]
+        licence = str((item.get("license") or {}).get("type", "CC0-1.0"))
         data = path.read_bytes()
         variants = [Icon(brand, "brand-colour", "simple-icons", data, title, licence, f"#{colour}")] if colour else []
         variants.append(Icon(brand, "black", "simple-icons", data, title, licence, "#000000"))
@@ -103,7 +104,7 @@ def brand_names(folder: Path, brands: list[str]) -> dict[str, str]:
     for item in _read_json(folder / "devicon.json"):
         brand = str(item.get("name", ""))
         if brand in brands:
-            for alt in item.get("altnames", []) or []:  # type: ignore[union-attr]
+            for alt in item.get("altnames", []) or []:
                 names.setdefault(re.sub(r"[^a-z0-9]", "", str(alt).lower()), brand)
     return names
 
@@ -154,7 +155,8 @@ def render_svg(svg: bytes, *, size: int = DEFAULT_SIZE, fill: str | None = None)
         canvas = Image.new("RGB", (size, size), background)
         rgba = image.convert("RGBA")
         canvas.paste(rgba, ((size - rgba.width) // 2, (size - rgba.height) // 2), mask=rgba.getchannel("A"))
-        if max(high - low for low, high in canvas.getextrema()) >= 16:
+        extrema = cast(tuple[tuple[int, int], ...], canvas.getextrema())  # per band for RGB
+        if max(high - low for low, high in extrema) >= 16:
             return to_rgb(canvas)
     raise Rejected("blank render: the SVG draws nothing visible on white or black")
 
