@@ -24,6 +24,7 @@ TITLE = "Visual similarity search"
 EXAMPLES_SHOWN = 12
 DEFAULT_K = 6
 UI_MAX_K = 50
+DISPLAY_MIN_SIDE = 160
 PROJECT_CREDITS = (
     "visearch: PyTorch Metric Learning embeddings, Qdrant vector search, MLflow tracking, a Kubeflow "
     "pipeline and a BentoML service. Category-based design after STX Next's visual-similarity-search demo."
@@ -56,8 +57,16 @@ def query_from_upload(runtime: Runtime, path: str | None) -> bytes:
     return data
 
 
+def for_display(image: Image.Image, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:
+    """Enlarge tiny images (28 px Fashion-MNIST) by a whole factor so they stay crisp on screen."""
+    factor = min_side // max(1, max(image.size))
+    return (
+        image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST) if factor > 1 else image
+    )
+
+
 def stored_image(engine: SearchEngine, result: SearchResult) -> Image.Image:
-    return engine.decode(engine.store.get_bytes(result.image_key))
+    return for_display(engine.decode(engine.store.get_bytes(result.image_key)))
 
 
 def caption(result: SearchResult) -> str:
@@ -162,7 +171,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 upload = gr.File(label="Upload an image (JPEG, PNG, WebP, GIF, BMP...)", type="filepath",
                                  elem_id="upload")  # fmt: skip
             with gr.Tab("Pick an example"):
-                examples = gr.Gallery(label="Examples from the category", columns=6, height="auto",
+                examples = gr.Gallery(label="Examples from the category", columns=6, height=None,
                                       allow_preview=False, elem_id="examples")  # fmt: skip
             with gr.Tab("Random"):
                 random_button = gr.Button("Pick a random image", elem_id="random")
@@ -180,7 +189,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 search_button = gr.Button("Find similar images", variant="primary", elem_id="search")
                 reset_results = gr.Button("Reset results", elem_id="reset-results")
             search_error = gr.Markdown(visible=False, elem_id="search-error")
-            results = gr.Gallery(label="Most similar images", columns=6, height="auto", visible=False,
+            results = gr.Gallery(label="Most similar images", columns=6, height=None, visible=False,
                                  elem_id="results")  # fmt: skip
             table = gr.Markdown(visible=False, elem_id="results-table")
         with gr.Column(visible=False) as credits_section:
@@ -214,7 +223,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         def show_query(data: bytes) -> dict[Any, Any]:
             image = runtime.run(lambda engine: engine.decode(data))
             update = cleared_query(parts)
-            update.update({parts.query: data, parts.input_section: gr.update(visible=True), parts.input_image: image,
+            update.update({parts.query: data, parts.input_section: gr.update(visible=True), parts.input_image: for_display(image),
                            parts.search_section: gr.update(visible=True), parts.provision_error: error_box(None)})  # fmt: skip
             return update
 

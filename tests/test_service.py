@@ -1,0 +1,302 @@
+"""The real service over HTTP: `bentoml serve` on a loopback port, on the indexed tiny category.
+
+Every endpoint, its answers and its error cases (4xx JSON with a message, never a 5xx).
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+import struct
+import subprocess
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from PIL import Image
+
+from visearch.serve import serve_command, wait_ready
+from visearch.settings import Settings
+
+from .conftest import TINY, TINY_CLASSES, TINY_PER_CLASS, env_for
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start_server(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """`bentoml serve` for ``settings``' home on a free loopback port (as `visearch serve` runs it)."""
+    port = free_port()
+    env = {**env_for(settings), "BENTOML_DO_NOT_TRACK": "true"}
+    with log.open("wb") as out:
+        process = subprocess.Popen(serve_command(port=port, host="127.0.0.1"), env=env, cwd=ROOT,
+                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    return process, f"http://127.0.0.1:{port}"
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def server(indexed_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    log = tmp_path_factory.mktemp("service") / "server.log"
+    process, url = start_server(indexed_home, log)
+    try:
+        if not wait_ready(url, process, timeout=180):
+            pytest.fail(f"service did not become ready:\n{log.read_text(errors='replace')[-4000:]}")
+        yield url
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def client(server: str) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=server, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def examples(client: httpx.Client) -> list[dict]:  # type: ignore[type-arg]
+    response = client.get(f"/categories/{TINY}/examples", params={"limit": 40})
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def image_bytes(client: httpx.Client, example: dict) -> bytes:  # type: ignore[type-arg]
+    response = client.get(example["image_url"])
+    assert response.status_code == 200
+    return response.content
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width``×``height`` (a decompression bomb's header)."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)
+
+
+# --- health, docs, categories -------------------------------------------------------------------
+def test_health_readiness_and_metrics(client: httpx.Client) -> None:
+    for path in ("/readyz", "/livez", "/healthz"):
+        assert client.get(path).status_code == 200, path
+    client.get("/categories")
+    metrics = client.get("/metrics")
+    assert metrics.status_code == 200
+    assert "bentoml_service_request" in metrics.text
+
+
+def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
+    spec = client.get("/docs.json").json()
+    expected = {"/search", "/search_by_id", "/search_batch", "/categories", "/categories/{category}/examples",
+                "/images/{category}/{point_id}", "/readyz", "/livez", "/healthz", "/metrics"}  # fmt: skip
+    assert expected <= set(spec["paths"])
+    assert "multipart/form-data" in spec["paths"]["/search"]["post"]["requestBody"]["content"]
+    assert client.get("/docs").status_code == 200
+
+
+def test_categories_list_titles_texts_and_counts(client: httpx.Client) -> None:
+    categories = {c["name"]: c for c in client.get("/categories").json()}
+    tiny = categories[TINY]
+    assert tiny["title"] and tiny["business_usage"] and tiny["credits"]
+    assert tiny["image_count"] == len(TINY_CLASSES) * TINY_PER_CLASS and tiny["indexed"] is True
+    assert categories["shoes"]["indexed"] is False and categories["shoes"]["image_count"] == 0
+
+
+# --- searches -------------------------------------------------------------------------------------
+def test_search_by_upload_finds_the_image_itself_first(client: httpx.Client, examples: list[dict]) -> None:  # type: ignore[type-arg]
+    query = examples[0]
+    files = {"image": ("query.png", image_bytes(client, query), "image/png")}
+    response = client.post("/search", data={"category": TINY, "k": 5}, files=files)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["category"] == TINY and len(body["results"]) == 5
+    first = body["results"][0]
+    assert first["id"] == query["id"] and first["similarity"] > 99
+    assert set(first) == {"id", "score", "similarity", "class", "file", "captions", "image_url"}
+    assert first["class"] == query["class"] and first["file"] == query["file"]
+    assert "article" in first["captions"]
+    scores = [r["score"] for r in body["results"]]
+    assert scores == sorted(scores, reverse=True)
+    fetched = client.get(first["image_url"])
+    assert fetched.status_code == 200 and fetched.headers["content-type"] == "image/png"
+    assert fetched.content == files["image"][1]
+
+
+def test_search_options_filter_results(client: httpx.Client, examples: list[dict]) -> None:  # type: ignore[type-arg]
+    query = examples[0]
+    data = image_bytes(client, query)
+    other = next(c for c in TINY_CLASSES if c != query["class"])
+    filtered = client.post("/search", data={"category": TINY, "k": 20, "class_filter": other},
+                           files={"image": ("q.png", data)}).json()["results"]  # fmt: skip
+    assert filtered and {r["class"] for r in filtered} == {other}
+    strict = client.post("/search", data={"category": TINY, "k": 20, "min_similarity": 90},
+                         files={"image": ("q.png", data)}).json()["results"]  # fmt: skip
+    assert strict and all(r["similarity"] >= 90 for r in strict)
+
+
+def test_more_like_this_excludes_the_stored_image(client: httpx.Client, examples: list[dict]) -> None:  # type: ignore[type-arg]
+    query = examples[1]
+    response = client.post("/search_by_id", json={"category": TINY, "point_id": query["id"], "k": 4})
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert len(results) == 4 and query["id"] not in {r["id"] for r in results}
+
+
+def test_batch_search_answers_each_image_in_order(client: httpx.Client, examples: list[dict]) -> None:  # type: ignore[type-arg]
+    chosen = examples[:3]
+    files = [("images", (f"{i}.png", image_bytes(client, e), "image/png")) for i, e in enumerate(chosen)]
+    response = client.post("/search_batch", data={"category": TINY, "k": 3}, files=files)
+    assert response.status_code == 200, response.text
+    lists = response.json()["results"]
+    assert [results[0]["id"] for results in lists] == [e["id"] for e in chosen]
+    assert all(len(results) == 3 for results in lists)
+
+
+def test_examples_and_images(client: httpx.Client, examples: list[dict]) -> None:  # type: ignore[type-arg]
+    assert len(examples) == len(TINY_CLASSES) * TINY_PER_CLASS
+    assert {e["class"] for e in examples} == set(TINY_CLASSES)
+    image = Image.open(io.BytesIO(image_bytes(client, examples[2])))
+    assert image.size == (28, 28)
+
+
+# --- errors -----------------------------------------------------------------------------------------
+def upload(client: httpx.Client, data: bytes, **fields: object) -> httpx.Response:
+    return client.post("/search", data={"category": TINY, **fields}, files={"image": ("x.png", data)})
+
+
+@pytest.fixture(scope="module")
+def good(client: httpx.Client, examples: list[dict]) -> bytes:  # type: ignore[type-arg]
+    return image_bytes(client, examples[0])
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "message"),
+    [
+        ("empty file", 400, "empty image"),
+        ("non-image", 400, "not a supported image"),
+        ("truncated", 400, "truncated"),
+        ("bomb header", 400, "pixels"),
+        ("oversized", 413, "upload too large"),
+        ("unknown category", 404, "unknown category"),
+        ("category without index", 404, "no index yet"),
+        ("k = 0", 400, "k must be"),
+        ("k negative", 400, "k must be"),
+        ("k huge", 400, "k must be"),
+        ("k not an integer", 400, "validation error"),
+        ("min similarity over 100", 400, "min_similarity"),
+        ("min similarity negative", 400, "min_similarity"),
+        ("class filter too long", 400, "validation error"),
+        ("text in the file field", 400, "expected an uploaded file"),
+        ("URL in the file field", 400, "expected an uploaded file"),
+        ("no image", 400, "validation error"),
+    ],
+)
+def test_bad_uploads_get_4xx_json(client: httpx.Client, good: bytes, case: str, status: int, message: str) -> None:
+    if case == "empty file":
+        response = upload(client, b"")
+    elif case == "non-image":
+        response = upload(client, b"%PDF-1.4 definitely not an image")
+    elif case == "truncated":
+        response = upload(client, good[: len(good) // 2])
+    elif case == "bomb header":
+        response = upload(client, png_claiming(20000, 20000))
+    elif case == "oversized":
+        response = upload(client, good + b"\0" * (11 * 1024 * 1024))
+    elif case == "unknown category":
+        response = upload(client, good, category="no-such-category")
+    elif case == "category without index":
+        response = upload(client, good, category="shoes")
+    elif case.startswith("k"):
+        k = {"k = 0": 0, "k negative": -3, "k huge": 10**9, "k not an integer": "ten"}[case]
+        response = upload(client, good, k=k)
+    elif case.startswith("min similarity"):
+        response = upload(client, good, min_similarity=150 if "over" in case else -1)
+    elif case == "class filter too long":
+        response = upload(client, good, class_filter="x" * 1000)
+    elif case in ("text in the file field", "URL in the file field"):
+        value = "hello" if case.startswith("text") else "http://127.0.0.1:1/secret"
+        response = client.post("/search", data={"category": TINY}, files={"image": (None, value)})
+    else:
+        response = client.post("/search", data={"category": TINY})
+    assert response.status_code == status, response.text
+    assert "error" in response.json() and message in response.text  # pydantic errors carry it in "detail"
+    assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "message"),
+    [
+        ({"category": TINY, "point_id": "00000000-0000-0000-0000-000000000000"}, 404, "no image with id"),
+        ({"category": TINY, "point_id": "../../etc/passwd"}, 404, "invalid point id"),
+        ({"category": "../../etc", "point_id": "00000000-0000-0000-0000-000000000000"}, 404, "unknown category"),
+        ({"category": TINY, "point_id": "x", "k": 0}, 400, "k must be"),
+        ({"category": TINY}, 400, "validation error"),
+    ],
+)
+def test_bad_more_like_this_requests(client: httpx.Client, body: dict, status: int, message: str) -> None:  # type: ignore[type-arg]
+    response = client.post("/search_by_id", json=body)
+    assert response.status_code == status, response.text
+    assert message in response.json()["error"]
+
+
+def test_malformed_json_and_batch_limits(client: httpx.Client, good: bytes) -> None:
+    bad_json = client.post("/search_by_id", content=b"{", headers={"content-type": "application/json"})
+    assert bad_json.status_code == 400 and "validation error" in bad_json.json()["error"]
+    too_many = [("images", (f"{i}.png", good)) for i in range(17)]
+    response = client.post("/search_batch", data={"category": TINY}, files=too_many)
+    assert response.status_code == 400 and "1 to 16 images" in response.json()["error"]
+    one_bad = [("images", ("a.png", good)), ("images", ("b.png", b"junk"))]
+    response = client.post("/search_batch", data={"category": TINY}, files=one_bad)
+    assert response.status_code == 400 and "not a supported image" in response.json()["error"]
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [
+        (f"/images/{TINY}/00000000-0000-0000-0000-000000000000", 404),
+        (f"/images/{TINY}/..%2F..%2Fetc%2Fpasswd", 404),
+        ("/images/no-such-category/00000000-0000-0000-0000-000000000000", 404),
+        ("/images/shoes/00000000-0000-0000-0000-000000000000", 404),
+        (f"/categories/{TINY}/examples?limit=0", 422),
+        (f"/categories/{TINY}/examples?limit=abc", 422),
+        ("/categories/no-such-category/examples", 404),
+    ],
+)
+def test_bad_get_requests(client: httpx.Client, path: str, status: int) -> None:
+    response = client.get(path)
+    assert response.status_code == status, response.text
+    assert "Traceback" not in response.text
+
+
+def test_path_traversal_in_the_raw_url_does_not_escape(server: str) -> None:
+    # httpx would normalise "..": send the raw request line.
+    host, port = server.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"GET /images/{TINY}/../../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+        )
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 404") and b"root:" not in answer
+
+
+def test_the_service_is_still_ready_after_all_that(client: httpx.Client) -> None:
+    assert client.get("/readyz").status_code == 200
