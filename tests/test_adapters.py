@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -61,8 +62,9 @@ def voc_xml(filename: str, size: tuple[int, int], boxes: list[tuple[str, tuple[i
 def run(tmp_path: Path, name: str, candidates: list, report: PrepareReport, **options: object):
     store = LocalStore(tmp_path / "objects")
     category = Category(name=name, title=name)
+    staging_root = options.pop("staging_root", None)
     options = {"min_per_class": 2, "show_progress": False} | options  # the CLI's default class size
-    prepare_category(store, category, candidates, report, options=PrepareOptions(**options))
+    prepare_category(store, category, candidates, report, options=PrepareOptions(**options), staging_root=staging_root)
     meta = pd.read_csv(tmp_path / "objects" / "datasets" / name / "meta.csv", index_col=0)
     return meta, tmp_path / "objects" / "datasets" / name / "images"
 
@@ -206,7 +208,7 @@ def test_logos_every_box_is_an_image(tmp_path: Path) -> None:
     reasons = dict(report.dropped)
     assert reasons["Food/Pepsi/3.jpg"].startswith("annotation missing")
     assert reasons["Clothes/adidas/3.jpg box 0"].startswith("box too small")  # clipped to 6x6
-    assert reasons["Clothes/adidas/3.jpg box 1"].startswith("empty box")
+    assert reasons["Clothes/adidas/3.jpg box 1"].startswith("empty box:")
     assert not report.duplicates.duplicates
 
 
@@ -332,3 +334,29 @@ def test_fashion(tmp_path: Path) -> None:
     (source / "fashion-dataset" / "styles.csv").unlink()
     with pytest.raises(DataError, match="styles.csv not found"):
         fashion.scan(source, PrepareReport())
+
+
+# --- the runner -----------------------------------------------------------------------------------
+def test_runner_survives_any_file_and_cleans_its_staging(tmp_path: Path) -> None:
+    from visearch.data.adapters.common import Candidate, Loaded
+
+    def good(index: int) -> Callable[[], Loaded]:
+        return lambda: Loaded(photo(index, 64), jpeg(photo(index, 64)))
+
+    def boom() -> Loaded:
+        raise RuntimeError("decoder exploded")
+
+    candidates = [Candidate(f"c{i}/{n}.jpg", f"c{i}", {"n": n}, good(i * 3 + n)) for i in range(2) for n in range(3)]
+    candidates += [Candidate("c0/bad.jpg", "c0", {"n": 9}, boom, "raw/bad.jpg"), candidates[0]]
+    report = PrepareReport(dataset="t")
+    meta, _ = run(tmp_path, "t", candidates, report, staging_root=tmp_path / "staging")
+    assert len(meta) == 6 and meta["label"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert dict(report.dropped) == {
+        "raw/bad.jpg": "unexpected error: RuntimeError: decoder exploded",
+        "c0/0.jpg": "duplicate file name: two sources map to the same file",
+    }
+    assert report.reasons() == {"unexpected error": 1, "duplicate file name": 1}
+    assert "t: 6 images kept in 2 classes, 2 dropped (of 8 considered)" in report.summary()
+    assert list((tmp_path / "staging").iterdir()) == []
+    with pytest.raises(DataError, match="no usable images"):
+        run(tmp_path / "none", "t", candidates[-2:-1], PrepareReport(dataset="t"))

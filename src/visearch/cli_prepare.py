@@ -253,8 +253,9 @@ def run_prepare(
     typer.echo(f"{dataset}: {len(candidates)} candidate images, {len(report.dropped)} dropped while scanning")
     embedder = trunk_embedder() if embeddings else None
     try:
+        # Staged under the data home, not /tmp: a whole dataset passes through it.
         prepare_category(ctx.store, target, candidates, report, options=options, embedder=embedder,
-                         labels=labels() if labels else None)  # fmt: skip
+                         staging_root=ctx.settings.work_dir / "prepare", labels=labels() if labels else None)  # fmt: skip
     finally:
         if report_path is not None:
             report_path.parent.mkdir(parents=True, exist_ok=True)

@@ -158,9 +158,9 @@ def parse_voc(path: Path) -> VocAnnotation:
     except FileNotFoundError as exc:
         raise Rejected(f"annotation missing: {path.name}") from exc
     except (ET.ParseError, OSError) as exc:
-        raise Rejected(f"bad annotation XML {path.name}: {exc}") from exc
+        raise Rejected(f"bad annotation XML: {path.name}: {exc}") from exc
     if root.tag != "annotation":
-        raise Rejected(f"bad annotation XML {path.name}: root is <{root.tag}>, not <annotation>")
+        raise Rejected(f"bad annotation XML: {path.name}: root is <{root.tag}>, not <annotation>")
     annotation = VocAnnotation(filename=root.findtext("filename", "").strip())
     width, height = root.findtext("size/width"), root.findtext("size/height")
     if width and height:
@@ -172,7 +172,7 @@ def parse_voc(path: Path) -> VocAnnotation:
         try:
             box = tuple(int(float(obj.findtext(f"bndbox/{key}", ""))) for key in ("xmin", "ymin", "xmax", "ymax"))
         except ValueError as exc:
-            raise Rejected(f"bad annotation XML {path.name}: object {number} has no numeric bndbox") from exc
+            raise Rejected(f"bad annotation XML: {path.name}: object {number} has no numeric bndbox") from exc
         annotation.objects.append(VocObject(obj.findtext("name", "").strip(), box))  # type: ignore[arg-type]
     return annotation
 
@@ -185,7 +185,7 @@ def crop_box(image: Image.Image, box: tuple[int, int, int, int], *, min_side: in
     """
     xmin, ymin, xmax, ymax = box
     if xmax <= xmin or ymax <= ymin:
-        raise Rejected(f"empty box {box}")
+        raise Rejected(f"empty box: {box}")
     width, height = image.size
     left, top = max(0, xmin - 1), max(0, ymin - 1)
     right, bottom = min(width, xmax), min(height, ymax)

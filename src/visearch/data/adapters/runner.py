@@ -108,7 +108,7 @@ def prepare_category(
     *,
     options: PrepareOptions | None = None,
     embedder: Embedder | None = None,
-    staging: Path | None = None,
+    staging_root: Path | None = None,
     labels: Mapping[str, int] | None = None,
 ) -> PrepareReport:
     """Load every candidate, report and drop bad ones and duplicates, write images + meta CSV.
@@ -120,13 +120,15 @@ def prepare_category(
         report: Filled in and returned.
         options: Limits, duplicate handling, class size.
         embedder: Optional ``paths -> L2-normalised vectors`` for embedding-distance duplicates.
-        staging: Local folder for the loaded images (a temporary folder when None; emptied at the end).
+        staging_root: Where the temporary staging folder goes (default: the system's temp folder);
+            it needs room for the whole prepared dataset and is removed at the end.
         labels: Fixed class → label map (e.g. a dataset's own label ids); default: sorted class order.
     """
     options = options or PrepareOptions()
     candidates = list(candidates)
-    owned = staging is None
-    staging = Path(tempfile.mkdtemp(prefix="visearch-prepare-")) if staging is None else staging
+    if staging_root is not None:
+        staging_root.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"prepare-{category.name}-", dir=staging_root))
     try:
         staged = _load_all(candidates, report, staging, options)
         report.total = len(report.dropped) + len(staged)
@@ -144,8 +146,7 @@ def prepare_category(
         store.put_bytes(f"{category.data_prefix}/{REPORT_NAME}", json.dumps(report.to_dict(), indent=1).encode())
         return report
     finally:
-        if owned:
-            shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def _load_all(
@@ -173,6 +174,9 @@ def _load_all(
             continue
         except (OSError, ValueError, SyntaxError) as exc:  # decoder errors that slipped past the checks
             report.drop(candidate.source or candidate.file, f"unreadable image: {exc}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - one odd file must not end a run over 10^5 files
+            report.drop(candidate.source or candidate.file, f"unexpected error: {type(exc).__name__}: {exc}")
             continue
         target = staging / candidate.file
         target.parent.mkdir(parents=True, exist_ok=True)
