@@ -112,13 +112,24 @@ def near_pairs(phashes: np.ndarray, max_distance: int) -> np.ndarray:
         order = np.argsort(keys, kind="stable")
         boundaries = np.flatnonzero(np.diff(keys[order])) + 1
         for members in np.split(order, boundaries):
-            if len(members) < 2:
-                continue
-            members = np.sort(members)
-            distances = np.bitwise_count(hashes[members][:, None] ^ hashes[members][None, :])
-            rows, cols = np.nonzero(np.triu(distances <= max_distance, k=1))
-            found.update(zip(members[rows].tolist(), members[cols].tolist(), strict=True))
+            if len(members) > 1:
+                found.update(_bucket_pairs(hashes, np.sort(members), max_distance))
     return np.array(sorted(found), dtype=np.int64).reshape(-1, 2)
+
+
+def _bucket_pairs(
+    hashes: np.ndarray, members: np.ndarray, max_distance: int, chunk: int = 1024
+) -> set[tuple[int, int]]:
+    """Close pairs inside one bucket, a block of rows at a time (a skewed bucket can hold 10^4 hashes)."""
+    pairs: set[tuple[int, int]] = set()
+    values = hashes[members]
+    for start in range(0, len(members), chunk):
+        distances = np.bitwise_count(values[start : start + chunk, None] ^ values[None, :])
+        rows, cols = np.nonzero(distances <= max_distance)
+        rows = rows + start
+        keep = rows < cols
+        pairs.update(zip(members[rows[keep]].tolist(), members[cols[keep]].tolist(), strict=True))
+    return pairs
 
 
 def colour_distance(a: ImageHashes, b: ImageHashes) -> int:
@@ -168,9 +179,7 @@ def find_duplicates(
         union.union(first_by_digest.setdefault(item.digest, index), index)
     phashes = np.array([item.phash for item in hashes], dtype=np.uint64)
     if max_distance is not None and len(files) > 1:
-        for i, j in near_pairs(phashes, max_distance):
-            if max_colour is None or colour_distance(hashes[i], hashes[j]) <= max_colour:
-                union.union(int(i), int(j))
+        _join_near(union, hashes, phashes, max_distance, max_colour)
     if vectors is not None and len(files) > 1:
         for i, j in embedding_pairs(vectors, min_cosine):
             union.union(int(i), int(j))
@@ -184,6 +193,34 @@ def find_duplicates(
         report.duplicates.append(_describe(index, root, files, hashes, phashes, vectors, max_distance, min_cosine))
     report.groups = len(roots)
     return report
+
+
+def _join_near(
+    union: _UnionFind, hashes: Sequence[ImageHashes], phashes: np.ndarray, max_distance: int, max_colour: int | None
+) -> None:
+    """Join images with close pHashes and colours.
+
+    Equal pHashes are grouped first (a catalogue can hold thousands of near-blank images with the
+    same hash: all pairs would not fit in memory); within a hash, images split into colour
+    clusters, each represented by its first image; then only distinct hashes are compared.
+    """
+    unique, inverse = np.unique(phashes, return_inverse=True)
+    clusters: list[list[int]] = [[] for _ in range(len(unique))]
+
+    def same_colour(a: int, b: int) -> bool:
+        return max_colour is None or colour_distance(hashes[a], hashes[b]) <= max_colour
+
+    for index, value in enumerate(inverse.tolist()):
+        match = next((first for first in clusters[value] if same_colour(first, index)), None)
+        if match is None:
+            clusters[value].append(index)
+        else:
+            union.union(match, index)
+    for a, b in near_pairs(unique, max_distance).tolist():
+        for first_a in clusters[a]:
+            for first_b in clusters[b]:
+                if same_colour(first_a, first_b):
+                    union.union(first_a, first_b)
 
 
 def _describe(
