@@ -210,6 +210,11 @@ def test_logos_every_box_is_an_image(tmp_path: Path) -> None:
     assert reasons["Clothes/adidas/3.jpg box 0"].startswith("box too small")  # clipped to 6x6
     assert reasons["Clothes/adidas/3.jpg box 1"].startswith("empty box:")
     assert not report.duplicates.duplicates
+    (tmp_path / "ld" / "LogoDet-3K").rename(tmp_path / "inner")
+    (tmp_path / "ld" / "LogoDet-3K").mkdir()
+    (tmp_path / "inner").rename(tmp_path / "ld" / "LogoDet-3K" / "LogoDet-3K")  # the Kaggle zip's nesting
+    assert (tmp_path / "ld" / "LogoDet-3K" / "LogoDet-3K" / "Food" / "Pepsi").is_dir()
+    assert len(logos.scan(tmp_path / "ld", PrepareReport())) == 14
 
 
 # --- celebrities: IMDB-WIKI -----------------------------------------------------------------------

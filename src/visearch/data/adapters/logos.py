@@ -28,8 +28,10 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 def dataset_root(source: Path) -> Path:
     """``source`` or its ``LogoDet-3K`` folder: the folder whose grandchildren are brand folders."""
     require_dir(source, "LogoDet-3K source folder")
-    found = find_dir(source, "LogoDet-3K", depth=1)
-    return found or source
+    root = find_dir(source, "LogoDet-3K", depth=1) or source
+    while (root / "LogoDet-3K").is_dir():  # the Kaggle zip nests LogoDet-3K/LogoDet-3K/
+        root = root / "LogoDet-3K"
+    return root
 
 
 def scan(source: Path, report: DataReport) -> list[Candidate]:
