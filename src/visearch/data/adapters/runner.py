@@ -137,6 +137,9 @@ def prepare_category(
         if not staged:
             raise DataError(f"{report.dataset}: no usable images ({len(report.dropped)} dropped)\n{report.summary()}")
         labels = labels or class_labels([item.cls for item in staged])
+        unlabelled = sorted({item.cls for item in staged} - set(labels))
+        if unlabelled:
+            raise DataError(f"{report.dataset}: no label for class(es) {unlabelled[:5]}")
         rows = (
             (item.file, item.cls, labels[item.cls], (staging / item.file).read_bytes(), item.captions)
             for item in staged
