@@ -46,6 +46,7 @@ def embed_to_shards(
     out_dir: Path,
     *,
     batch_size: int = 64,
+    shard_size: int = SHARD_SIZE,
     show_progress: bool = True,
 ) -> Path:
     """Write ``part-NNNNN.npz`` shards (keys + vectors) then ``done.json``; finished shards are kept on re-run."""
@@ -54,10 +55,10 @@ def embed_to_shards(
     expected = {"model_version": model.spec.version, "count": len(keys)}
     if done.exists() and json.loads(done.read_text()) == expected:
         return out_dir
-    n_shards = (len(keys) + SHARD_SIZE - 1) // SHARD_SIZE
+    n_shards = (len(keys) + shard_size - 1) // shard_size
     for shard in range(n_shards):
         path = out_dir / f"part-{shard:05d}.npz"
-        lo, hi = shard * SHARD_SIZE, min(len(keys), (shard + 1) * SHARD_SIZE)
+        lo, hi = shard * shard_size, min(len(keys), (shard + 1) * shard_size)
         if path.exists():
             with np.load(path) as existing:
                 if existing["keys"].tolist() == keys[lo:hi] and str(existing["model"]) == model.spec.version:
@@ -67,6 +68,9 @@ def embed_to_shards(
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, keys=np.array(keys[lo:hi]), vectors=vectors, model=np.array(model.spec.version))
         tmp.replace(path)
+    for stale in out_dir.glob("part-*.npz"):  # left by an earlier run with another shard size
+        if not stale.name.endswith(".tmp.npz") and int(stale.stem.split("-")[1]) >= n_shards:
+            stale.unlink()
     done.write_text(json.dumps(expected))
     return out_dir
 

@@ -59,6 +59,13 @@ def freeze_batchnorm(module: torch.nn.Module) -> None:
             layer.eval()
 
 
+def save_checkpoint(path: Path, state: dict[str, object]) -> None:
+    """Write then rename: a kill during the write leaves the previous checkpoint intact."""
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
 def frozen_model(params: TrainParams) -> EmbeddingModel:
     """The pretrained trunk alone (no embedder): the baseline, and a valid candidate model."""
     model = create_model(params.trunk_model, [], params.input_size, trunk_weights=params.trunk_weights)
@@ -111,7 +118,8 @@ def train(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / "checkpoint.pt"
-    params_key = json.dumps(params.model_dump(), sort_keys=True)
+    # How long to train is not part of the run's identity: a longer re-run continues the shorter one.
+    params_key = json.dumps(params.model_dump(exclude={"epochs", "max_steps"}), sort_keys=True)
     start_epoch, epoch_losses = 0, []
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -142,11 +150,8 @@ def train(
         epoch_losses.append(total / max(batches, 1))
         if on_epoch:
             on_epoch(epoch, epoch_losses[-1])
-        torch.save(
-            {"params": params_key, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-             "epoch": epoch + 1, "losses": epoch_losses},
-            checkpoint,
-        )  # fmt: skip
+        save_checkpoint(checkpoint, {"params": params_key, "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "losses": epoch_losses})  # fmt: skip
         if params.max_steps and step >= params.max_steps:
             break
     model.eval()
