@@ -171,7 +171,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 upload = gr.File(label="Upload an image (JPEG, PNG, WebP, GIF, BMP...)", type="filepath",
                                  elem_id="upload")  # fmt: skip
             with gr.Tab("Pick an example"):
-                examples = gr.Gallery(label="Examples from the category", columns=6, height=None,
+                examples = gr.Gallery(label="Examples from the category", columns=6, height=280,
                                       allow_preview=False, elem_id="examples")  # fmt: skip
             with gr.Tab("Random"):
                 random_button = gr.Button("Pick a random image", elem_id="random")
@@ -189,7 +189,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 search_button = gr.Button("Find similar images", variant="primary", elem_id="search")
                 reset_results = gr.Button("Reset results", elem_id="reset-results")
             search_error = gr.Markdown(visible=False, elem_id="search-error")
-            results = gr.Gallery(label="Most similar images", columns=6, height=None, visible=False,
+            results = gr.Gallery(label="Most similar images", columns=6, height=280, visible=False,
                                  elem_id="results")  # fmt: skip
             table = gr.Markdown(visible=False, elem_id="results-table")
         with gr.Column(visible=False) as credits_section:
@@ -238,7 +238,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             try:
                 return show_query(query_from_upload(runtime, path))
             except Exception as exc:  # noqa: BLE001 - shown in place
-                return provision_failed(exc)
+                return {**provision_failed(exc), upload: None}  # empty the drop zone for the next try
 
         def stored(category: str | None, point_id: str) -> dict[Any, Any]:
             try:
@@ -277,7 +277,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         for name, button in buttons.items():
             button.click(partial(choose, name), outputs=outputs)
         reset_all.click(lambda: cleared(parts), outputs=outputs)
-        upload.upload(uploaded, inputs=upload, outputs=outputs)
+        upload.upload(uploaded, inputs=upload, outputs=[*outputs, upload])
         examples.select(picked, inputs=[parts.category, parts.example_ids], outputs=outputs)
         random_button.click(random_pick, inputs=parts.category, outputs=outputs)
         search_button.click(run_search, inputs=[parts.category, parts.query, k, min_similarity], outputs=outputs)
