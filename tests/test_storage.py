@@ -199,6 +199,22 @@ def test_local_list_hides_partial_writes(tmp_path: Path) -> None:
     assert list(store.list("a")) == ["a/b.txt"]
 
 
+def test_local_objects_keep_umask_permissions(tmp_path: Path) -> None:
+    """Objects are readable by the group/others the umask allows (a shared data home), not owner-only."""
+    old = os.umask(0o022)
+    try:
+        store = LocalStore(tmp_path)
+        store.put_bytes("a/b.txt", b"x")
+        source = tmp_path / "src.bin"
+        source.write_bytes(b"y")
+        store.put_file("a/c.bin", source)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a" / "b.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a" / "c.bin").stat().st_mode & 0o777 == 0o644
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["b.txt", "c.bin"]  # no temp files left
+
+
 def test_local_path_is_the_file_itself(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "objects")
     store.put_bytes("m/x.bin", b"abc")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
@@ -52,17 +52,19 @@ def _atomic_write(target: Path, write: Callable[[IO[bytes]], object]) -> None:
     """Write through a unique temp file in the target folder, then rename: readers never see half a file.
 
     ``write`` is called with the open binary temp file. A unique name (not ``<name>.part``) keeps
-    two processes filling the same cache entry from clobbering each other.
+    two processes filling the same cache entry from clobbering each other; ``os.open`` with 0o666
+    keeps the umask's permissions (``tempfile`` would make every object owner-only).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=target.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX, delete=False) as tmp:
-        try:
-            write(tmp)
-        except BaseException:
-            tmp.close()
-            os.unlink(tmp.name)
-            raise
-    os.replace(tmp.name, target)
+    tmp = target.with_name(f"{TEMP_PREFIX}{target.name}.{uuid.uuid4().hex[:12]}{TEMP_SUFFIX}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            write(out)
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 class ObjectStore(Protocol):
@@ -112,7 +114,8 @@ class LocalStore:
 
     def list(self, prefix: str) -> Iterator[str]:
         """Keys under the folder ``prefix`` (``""`` = all), recursively, sorted."""
-        base = self.root / clean_prefix(prefix) if clean_prefix(prefix) else self.root
+        folder = clean_prefix(prefix)
+        base = self.root / folder if folder else self.root
         if not base.is_dir():
             return
         keys = [
