@@ -17,7 +17,8 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from visearch.search import CategoryInfo, SearchEngine, SearchResult
+from visearch.categories import load_registry
+from visearch.search import SearchEngine, SearchResult
 from visearch.serve import Runtime, error_payload, read_upload
 
 TITLE = "Visual similarity search"
@@ -67,6 +68,13 @@ def for_display(image: Image.Image, min_side: int = DISPLAY_MIN_SIDE) -> Image.I
 
 def stored_image(engine: SearchEngine, result: SearchResult) -> Image.Image:
     return for_display(engine.decode(engine.store.get_bytes(result.image_key)))
+
+
+def category_examples(engine: SearchEngine, name: str) -> tuple[int, list[tuple[str, Image.Image, str]]]:
+    """Indexed image count and the example thumbnails (id, image, class) of a category."""
+    examples = engine.examples(name, EXAMPLES_SHOWN)  # raises when the category has no index
+    count = next((info.image_count for info in engine.categories() if info.name == name), len(examples))
+    return count, [(r.id, stored_image(engine, r), r.cls) for r in examples]
 
 
 def caption(result: SearchResult) -> str:
@@ -143,14 +151,16 @@ def cleared_results(parts: Parts) -> dict[Any, Any]:
 
 
 def build_ui(runtime: Runtime) -> gr.Blocks:
-    """The UI over ``runtime``; if the engine cannot open, a page saying why."""
+    """The UI over ``runtime``, built from the registry alone (the index may come up later).
+
+    If the registry cannot be read, a page saying why.
+    """
     try:
-        infos = runtime.run(lambda engine: engine.categories())
+        registry = load_registry(runtime.settings.visearch_categories)
     except Exception as exc:  # noqa: BLE001 - shown on the page instead of failing the server
         with gr.Blocks(title=TITLE) as broken:
             gr.Markdown(f"# {TITLE}\n\n**⚠ {message_for(exc)}**\n\nFix it and restart the service.")
         return broken
-    by_name = {info.name: info for info in infos}
     max_k = min(UI_MAX_K, runtime.settings.max_k)
 
     with gr.Blocks(title=TITLE) as demo:
@@ -158,8 +168,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         gr.Markdown("### Input options")
         with gr.Row():
             buttons = {
-                info.name: gr.Button(info.title, elem_id=f"category-{info.name}", interactive=info.indexed)
-                for info in infos
+                category.name: gr.Button(category.title, elem_id=f"category-{category.name}")
+                for category in registry.categories
             }
             reset_all = gr.Button("Reset all", variant="stop", elem_id="reset-all")
         with gr.Column(visible=False) as usage_section:
@@ -201,21 +211,18 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         outputs = parts.all()
 
         def choose(name: str) -> dict[Any, Any]:
-            info: CategoryInfo = by_name[name]
+            category = registry.get(name)
             update = cleared(parts)
             update.update({parts.category: name, parts.usage_section: gr.update(visible=True),
-                           parts.usage: f"**{info.title}** ({info.image_count} images)\n\n{info.business_usage}",
+                           parts.usage: f"**{category.title}**\n\n{category.business_usage}",
                            parts.provision_section: gr.update(visible=True),
-                           parts.credits: f"{info.credits}\n\n{PROJECT_CREDITS}"})  # fmt: skip
+                           parts.credits: f"{category.credits}\n\n{PROJECT_CREDITS}"})  # fmt: skip
             try:
-                found = runtime.run(
-                    lambda engine: [
-                        (r.id, stored_image(engine, r), r.cls) for r in engine.examples(name, EXAMPLES_SHOWN)
-                    ]
-                )
-            except Exception as exc:  # noqa: BLE001 - shown in place
+                count, found = runtime.run(lambda engine: category_examples(engine, name))
+            except Exception as exc:  # noqa: BLE001 - shown in place (e.g. "no index yet")
                 update[parts.provision_error] = error_box(exc)
                 return update
+            update[parts.usage] = f"**{category.title}** ({count} images)\n\n{category.business_usage}"
             update[parts.examples] = gr.update(value=[(image, cls) for _, image, cls in found])
             update[parts.example_ids] = [pid for pid, _, _ in found]
             return update
