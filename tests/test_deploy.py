@@ -68,6 +68,12 @@ def test_serve_image_has_healthcheck_and_only_serving_deps() -> None:
 def test_train_image_has_pipeline_and_training_deps() -> None:
     text = (ROOT / "Dockerfile.train").read_text()
     assert '"/src[pipeline,datasets]"' in text
+    # kfp's local artifact folders, writable by the non-root user (kfp.dsl.types.artifact_types)
+    from kfp.dsl.types import artifact_types
+
+    for prefix in (artifact_types._MINIO_LOCAL_MOUNT_PREFIX, artifact_types._S3_LOCAL_MOUNT_PREFIX,
+                   artifact_types._GCS_LOCAL_MOUNT_PREFIX):  # fmt: skip
+        assert prefix.rstrip("/") in text
     assert "import visearch, kfp, torch" in text
 
 

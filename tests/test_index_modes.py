@@ -46,16 +46,16 @@ def settings_for(mode: str, home: Path) -> Settings:
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
     client = make_client(settings_for(request.param, tmp_path))
     yield VectorIndex(client)
-    # A server outlives the test: remove what this test made (its categories are unique).
-    for collection in client.get_collections().collections:
-        if collection.name.startswith("t-"):
-            client.delete_collection(collection.name)
     client.close()
 
 
 @pytest.fixture
-def category() -> str:
-    return f"t-{uuid.uuid4().hex[:10]}"
+def category(index: VectorIndex) -> Iterator[str]:
+    """A category name of this test only; a server outlives the test, so its collections go after."""
+    name = f"t-{uuid.uuid4().hex[:10]}"
+    yield name
+    for version in index.versions(name):
+        index.client.delete_collection(version.name)
 
 
 def unit_vectors(n: int, seed: int) -> np.ndarray:
