@@ -4,12 +4,15 @@ Every step runs as a subprocess of the current Python with the current environme
 the same data home (``VISEARCH_HOME``), Qdrant local mode and SQLite MLflow as the CLI.
 """
 
+import io
 import json
 import os
+import sys
 import warnings
+from contextlib import nullcontext, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from kfp import local
 
@@ -42,13 +45,20 @@ class LocalRun:
     categories: list[CategoryRun]
 
 
-def run_local(settings: Settings, categories: list[str], overrides: dict[str, Any] | None = None) -> LocalRun:
+def run_local(
+    settings: Settings,
+    categories: list[str],
+    overrides: dict[str, Any] | None = None,
+    *,
+    log_file: Path | None = None,
+) -> LocalRun:
     """Run the pipeline for ``categories``; artifacts land under ``<VISEARCH_HOME>/kfp``.
 
     Args:
         settings: The data home and engines; exported to the step subprocesses.
         categories: Category names (the ParallelFor items), processed one after another.
         overrides: Pipeline parameters (training params by their seed names).
+        log_file: Write the steps' full logs there and show only their key lines (the demo).
     """
     root = settings.home / "kfp"
     root.mkdir(parents=True, exist_ok=True)
@@ -59,7 +69,8 @@ def run_local(settings: Settings, categories: list[str], overrides: dict[str, An
     before = set(root.iterdir())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = build_pipeline(settings.train_image, parallelism=1)
-    with warnings.catch_warnings():
+    output = KeyLines(log_file, sys.stdout) if log_file else nullcontext()
+    with warnings.catch_warnings(), output:
         # base_image is only used on a cluster; locally the steps run in this environment.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
         pipeline(categories=categories, **(overrides or {}))
@@ -67,6 +78,39 @@ def run_local(settings: Settings, categories: list[str], overrides: dict[str, An
     if not created:
         raise RuntimeError(f"kfp.local wrote no run folder under {root}")
     return collect(created[-1], categories)
+
+
+class KeyLines(io.TextIOBase):
+    """A stdout for the step logs: everything to a file, only the lines that matter to the screen.
+
+    kfp.local prints each step's whole output, including its executor input as JSON.
+    """
+
+    KEEP = ("Executing task", "finished with status", "gate for", "index ", "Traceback", "Error: ", "error: ")
+
+    def __init__(self, path: Path, screen: TextIO) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.file = path.open("w", encoding="utf-8")
+        self.screen = screen
+        self.redirect = redirect_stdout(self)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self.file.write(text)
+        for line in text.splitlines():
+            if any(key in line for key in self.KEEP):
+                self.screen.write(f"    {line.strip()}\n")
+        return len(text)
+
+    def __enter__(self) -> "KeyLines":
+        self.redirect.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.redirect.__exit__(*exc)  # type: ignore[arg-type]
+        self.file.close()
 
 
 def collect(folder: Path, categories: list[str]) -> LocalRun:

@@ -25,7 +25,11 @@ CLUSTER_PARALLELISM = 4
 
 
 def _with_env(task: Any) -> Any:
-    """Engine settings from a ConfigMap and a Secret; kfp.local ignores them (its steps inherit the env)."""
+    """Engine settings from a ConfigMap and a Secret; kfp.local ignores them (its steps inherit the env).
+
+    Caching is off: the steps read state that KFP cannot see (object store, registry, index).
+    """
+    task.set_caching_options(False)
     kubernetes.use_config_map_as_env(task, CONFIG_MAP, {name: name for name in CONFIG_ENV}, optional=True)
     kubernetes.use_secret_as_env(task, SECRET, {name: name for name in SECRET_ENV}, optional=True)
     return task

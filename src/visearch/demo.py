@@ -1,44 +1,83 @@
-"""`visearch demo`: the whole loop on the bundled demo category, then a sample query."""
+"""`visearch demo`: the Kubeflow pipeline (kfp.local) on the bundled demo category, then a sample query."""
 
 from __future__ import annotations
 
+import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+from visearch.errors import ConfigError
 
 if TYPE_CHECKING:
     from visearch.cli import Context
 
+MAP = "mean_average_precision_at_r"
+
 
 def run_demo(ctx: Context, *, serve: bool, port: int) -> None:
-    from visearch.cli import format_metrics, format_results
+    """Pipeline for the demo category, its metrics and gate decision, a sample query, then the service."""
+    from visearch.cli import format_metrics
     from visearch.cli_prepare import ensure_demo_data
-    from visearch.index import VectorIndex, make_client
-    from visearch.search import SearchEngine
-    from visearch.steps import load_manifest, run_loop
+
+    try:
+        from visearch.cli_pipeline import run_pipeline
+    except ImportError as exc:
+        raise ConfigError("the demo runs the Kubeflow pipeline locally: install the pipeline extra (kfp)") from exc
 
     started = time.monotonic()
+    logging.getLogger("faiss").setLevel(logging.WARNING)  # its loader announces CPU features at INFO
     typer.echo(ensure_demo_data(ctx))
     category = next(c for c in ctx.registry.categories if c.demo)
-    outcome = run_loop(ctx.settings, ctx.store, category)
-    typer.echo("\nEvaluation (baseline = frozen pretrained trunk, tuned = fine-tuned):")
-    typer.echo(format_metrics(outcome.metrics))
-    typer.echo(f"\nindex: alias {category.name} -> {outcome.collection} ({outcome.count} images)")
+    log_file = ctx.settings.home / "kfp" / "demo.log"
+    typer.echo(f"\nRunning the pipeline for {category.name} with kfp.local "
+               f"(preprocess → train → evaluate → embed → upsert; full log: {log_file})")  # fmt: skip
+    result = run_pipeline(ctx.settings, [category.name], log_file=log_file).categories[0]
+    report = {name: entry for name, entry in result.report.items() if name != "gate"}
+    typer.echo("\nEvaluation (baseline = frozen pretrained trunk, tuned = fine-tuned, champion = before this run):")
+    typer.echo(format_metrics(report))
+    typer.echo(summary_line(report))
+    typer.echo(f"gate: {result.reason}")
+    typer.echo(f"index: alias {category.name} -> {result.collection}")
+    typer.echo(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {ctx.settings.tracking_uri}")
+    typer.echo(f"artifacts: {result.folder}")
+    sample_query(ctx, category.name, result.artifacts["preprocess/manifest"])
+    typer.echo(f"\ndemo finished in {time.monotonic() - started:.0f} s")
+    if serve:
+        from visearch.serve import serve_forever
 
-    manifest = load_manifest(outcome.manifest)
+        serve_forever(ctx.settings, port=port)
+
+
+def summary_line(report: dict[str, Any]) -> str:
+    """Fine-tuned vs frozen MAP@R on both questions (design.md "Evaluation: two questions")."""
+    parts = []
+    for evaluation, label in (("in_domain", "in-domain"), ("class_disjoint", "held-out classes")):
+        try:
+            frozen, tuned = report["baseline"][evaluation][MAP], report["tuned"][evaluation][MAP]
+        except KeyError:
+            continue
+        ratio = f" ({tuned / frozen:.2f}x)" if frozen else ""
+        parts.append(f"{label} MAP@R {frozen:.3f} -> {tuned:.3f}{ratio}")
+    return "fine-tuned vs frozen: " + "; ".join(parts) if parts else ""
+
+
+def sample_query(ctx: Context, category: str, manifest_dir: Any) -> None:
+    """Search with a held-out image, as a user of the service would."""
+    from visearch.cli import format_results
+    from visearch.index import VectorIndex, make_client
+    from visearch.search import SearchEngine
+    from visearch.steps import load_manifest
+
+    manifest = load_manifest(manifest_dir)
     query = manifest[manifest["split"] != "train"].iloc[0]
     engine = SearchEngine(ctx.settings, ctx.registry, ctx.store, VectorIndex(make_client(ctx.settings)))
     try:
-        results = engine.search_bytes(category.name, ctx.store.get_bytes(query["key"]), k=5)
+        results = engine.search_bytes(category, ctx.store.get_bytes(query["key"]), k=5)
     finally:
         engine.index.client.close()
     typer.echo(f"\nSample query: {query['file']} (class {query['class']})")
     typer.echo(format_results(results))
     image = ctx.store.local_path(query["key"], ctx.settings.home / "cache")
-    typer.echo(f"\nTry it: visearch search --category {category.name} --json {image}")
-    typer.echo(f"demo pipeline finished in {time.monotonic() - started:.0f} s")
-    if serve:
-        from visearch.serve import serve_forever
-
-        serve_forever(ctx.settings, port=port)
+    typer.echo(f"\nTry it: visearch search --category {category} --json {image}")
