@@ -328,6 +328,7 @@ def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, 
     """The tiny dataset lives only in the bucket; the loop reads it, publishes models there, indexes it."""
     from visearch.categories import load_registry
     from visearch.index import VectorIndex, make_client
+    from visearch.search import SearchEngine
     from visearch.steps import run_loop
 
     from .conftest import TINY, make_home
@@ -339,7 +340,8 @@ def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, 
         store.put_file(key, local.objects_dir / key)
     shutil.rmtree(local.objects_dir)  # nothing may come from the local folder
 
-    outcome = run_loop(settings, store, load_registry(settings.visearch_categories).get(TINY), show_progress=False)
+    registry = load_registry(settings.visearch_categories)
+    outcome = run_loop(settings, store, registry.get(TINY), show_progress=False)
 
     assert not local.objects_dir.exists()
     assert outcome.count == 40
@@ -350,7 +352,14 @@ def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, 
         index = VectorIndex(client)
         (pid, payload), *_ = index.sample(TINY, 1)
         assert payload["image_uri"].startswith(f"s3://{settings.minio_bucket_name}/team/visearch/datasets/{TINY}/")
-        # what the service does to serve a result image: read it back through the store
-        assert store.get_bytes(payload["image_key"])[:8] == b"\x89PNG\r\n\x1a\n"
+        # The service's query path: the model comes from the bucket (through the cache), the
+        # result image is read back from the bucket.
+        engine = SearchEngine(settings, registry, store, index)
+        data, served = engine.image(TINY, pid)
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and served["file"] == payload["file"]
+        results = engine.search_bytes(TINY, data, k=3)
+        assert results[0].id == pid
+        cached = settings.home / "cache" / "s3" / settings.minio_bucket_name / "team" / "visearch" / "models" / TINY
+        assert any(cached.rglob("*.onnx")) or any(cached.rglob("*.pth"))
     finally:
         client.close()
