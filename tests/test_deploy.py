@@ -55,6 +55,8 @@ def test_images_are_multistage_non_root_cpu_torch(dockerfile: str) -> None:
     assert "download.pytorch.org/whl/cpu" in build and "torch==2.14.1" in build
     assert re.search(r"^USER 10001", runtime, flags=re.M), "runtime stage must run as non-root"
     assert "COPY --from=build /opt/venv /opt/venv" in runtime
+    # the data home of compose/k8s exists and belongs to that user (named volumes inherit it)
+    assert re.search(r"mkdir -p [^\n]*/data", runtime) and re.search(r"chown visearch:visearch [^\n]*/data", runtime)
     assert "apt-get" not in runtime and "gcc" not in runtime  # no build tools in what ships
 
 
