@@ -220,13 +220,13 @@ class MinioStore:
     def local_path(self, key: str, cache_dir: Path) -> Path:
         """A local copy under ``cache_dir``, downloaded once and fetched again when the object changed.
 
-        The cache is namespaced by bucket and main path; beside each file a ``.etag`` sidecar holds
+        The cache is namespaced by bucket and main path; beside each file a hidden ``.<name>.etag`` sidecar holds
         the object's ETag, so one HEAD request tells whether the copy is current (objects under one
         key can be replaced, e.g. ``prepare --force``; timestamps have only 1 s resolution).
         """
         name = self._name(key)
         target = cache_dir / "s3" / self.bucket / name
-        sidecar = target.with_name(target.name + ".etag")
+        sidecar = target.with_name(f".{target.name}.etag")  # hidden: never mistaken for an object
         with self._errors(key):
             try:
                 etag = self.client.stat_object(self.bucket, name).etag
@@ -279,7 +279,9 @@ def make_minio_client(settings: Settings) -> Minio:
     access = settings.minio_access_key.get_secret_value() if settings.minio_access_key else None
     secret = settings.minio_secret_key.get_secret_value() if settings.minio_secret_key else None
     try:
-        return Minio(endpoint, access_key=access, secret_key=secret, secure=secure, region=settings.minio_region)
+        return Minio(
+            endpoint, access_key=access, secret_key=secret, secure=secure, region=settings.minio_region or None
+        )
     except ValueError as exc:
         raise ConfigError(f"invalid MINIO_HOST {settings.minio_host!r}: {exc}") from exc
 
