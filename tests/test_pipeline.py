@@ -135,7 +135,9 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
 
     add_broken_image(home)
     valid_images = len(TINY_CLASSES) * TINY_PER_CLASS
-    out = run_cli(home, tmp_path)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    out = run_cli(home, cwd)
 
     # Where the artifacts landed is printed, and they are there.
     assert "pipeline run folder:" in out
@@ -143,7 +145,7 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
                  "embed/embeddings"):  # fmt: skip
         line = next(line for line in out.splitlines() if line.strip().startswith(step))
         assert Path(line.split()[-1]).exists(), line
-    assert not list(tmp_path.iterdir())  # nothing lands in the working directory (mlruns, mlflow.db)
+    assert not list(cwd.iterdir())  # nothing lands in the working directory (mlruns, mlflow.db)
 
     # MLflow: one finished run with params, per-epoch loss, final metrics and artifacts.
     tracker = Tracker.from_settings(home)
@@ -180,7 +182,7 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
     assert LocalStore(home.objects_dir).exists(f"models/{TINY}/{model_version}/trunk.pth")
 
     # Re-run on the same data: same model, no new registry version, the same live collection.
-    run_cli(home, tmp_path)
+    run_cli(home, cwd)
     runs = tracker.client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
     assert len(runs) == 2
     assert runs[0].data.tags["gate.decision"] == "kept" and runs[0].data.tags["index.reused"] == "True"
