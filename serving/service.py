@@ -17,7 +17,7 @@ from typing import Annotated, Any
 import bentoml
 from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -112,6 +112,24 @@ class Category(BaseModel):
         return cls(**info.to_dict())
 
 
+class EmbedRequest(BaseModel):
+    category: CategoryName
+    image: Base64Bytes = Field(description="The image file, base64-encoded")
+
+
+class EmbedOutcome(BaseModel):
+    vector: list[float] | None = Field(default=None, description="L2-normalised embedding (null on error)")
+    error: str | None = None
+    status: int = Field(default=200, description="HTTP status this item would get on its own")
+
+    @classmethod
+    def of(cls, outcome: Any) -> "EmbedOutcome":
+        if isinstance(outcome, BaseException):
+            status, body = error_payload(outcome)
+            return cls(error=body["error"], status=status)
+        return cls(vector=[float(x) for x in outcome])
+
+
 class ErrorBody(BaseModel):
     error: str
     status: int
@@ -172,6 +190,19 @@ class Visearch:
             return SearchResponse(category=category, results=[Result.of(category, r) for r in found])
 
         return self._answer(call)
+
+    @bentoml.api(route="/embed", batchable=True, max_batch_size=32, max_latency_ms=10_000)
+    def embed(self, requests: list[EmbedRequest]) -> list[EmbedOutcome]:
+        """Embedding vectors of images (BentoML adaptive batching).
+
+        Concurrent calls are merged into one forward pass per category. One outcome per
+        request item; a bad image fails only its own item (status and error in the outcome).
+        """
+        try:
+            outcomes = self.runtime.run(lambda engine: engine.embed_many([(r.category, r.image) for r in requests]))
+        except Exception as exc:  # noqa: BLE001 - e.g. the engine is unavailable: every item says so
+            outcomes = [exc] * len(requests)
+        return [EmbedOutcome.of(outcome) for outcome in outcomes]
 
     @bentoml.api(route="/search_by_id")
     def search_by_id(

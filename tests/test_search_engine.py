@@ -104,3 +104,15 @@ def test_bad_inputs_raise_visearch_errors(engine: SearchEngine) -> None:
         engine.examples("shoes")
     with pytest.raises(InvalidQueryError):
         engine.search_images(TINY, [])
+
+
+def test_embed_many_isolates_bad_items_and_search_vector_matches(engine: SearchEngine) -> None:
+    example = engine.examples(TINY, limit=1)[0]
+    data = engine.store.get_bytes(example.image_key)
+    good, bad, unknown, again = engine.embed_many([(TINY, data), (TINY, b"junk"), ("nope", data), (TINY, data)])
+    assert isinstance(bad, InvalidImageError) and isinstance(unknown, UnknownCategoryError)
+    np.testing.assert_allclose(good, again, atol=1e-6)
+    by_vector = engine.search_vector(TINY, good.tolist(), k=5)
+    assert [r.id for r in by_vector] == [r.id for r in engine.search_bytes(TINY, data, k=5)]
+    with pytest.raises(InvalidQueryError, match="dimensions"):
+        engine.search_vector(TINY, [0.1, 0.2], k=5)

@@ -5,12 +5,14 @@ Every endpoint, its answers and its error cases (4xx JSON with a message, never 
 
 from __future__ import annotations
 
+import base64
 import io
 import socket
 import struct
 import subprocess
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -104,7 +106,7 @@ def test_health_readiness_and_metrics(client: httpx.Client) -> None:
 
 def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
     spec = client.get("/docs.json").json()
-    expected = {"/search", "/search_by_id", "/search_batch", "/categories", "/categories/{category}/examples",
+    expected = {"/search", "/search_by_id", "/search_batch", "/embed", "/categories", "/categories/{category}/examples",
                 "/images/{category}/{point_id}", "/readyz", "/livez", "/healthz", "/metrics"}  # fmt: skip
     assert expected <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/search"]["post"]["requestBody"]["content"]
@@ -300,3 +302,34 @@ def test_path_traversal_in_the_raw_url_does_not_escape(server: str) -> None:
 
 def test_the_service_is_still_ready_after_all_that(client: httpx.Client) -> None:
     assert client.get("/readyz").status_code == 200
+
+
+# --- embeddings (adaptive batching) -------------------------------------------------------------
+def test_embed_gives_one_outcome_per_item(client: httpx.Client, good: bytes) -> None:
+    items = [{"category": TINY, "image": base64.b64encode(good).decode()},
+             {"category": TINY, "image": base64.b64encode(b"junk").decode()},
+             {"category": "no-such-category", "image": base64.b64encode(good).decode()}]  # fmt: skip
+    response = client.post("/embed", json={"requests": items})
+    assert response.status_code == 200, response.text
+    ok, bad, unknown = response.json()
+    assert ok["status"] == 200 and ok["vector"] and abs(sum(x * x for x in ok["vector"]) - 1) < 1e-4  # L2-normalised
+    assert bad["status"] == 400 and "not a supported image" in bad["error"] and bad["vector"] is None
+    assert unknown["status"] == 404 and "unknown category" in unknown["error"]
+
+
+def test_concurrent_embeds_are_batched_and_equal_single_ones(server: str, examples: list[dict]) -> None:  # type: ignore[type-arg]
+    with httpx.Client(base_url=server, timeout=60) as client:
+        payloads = [base64.b64encode(image_bytes(client, e)).decode() for e in examples[:16]]
+
+        def embed(data: str) -> list[float]:
+            response = client.post("/embed", json={"requests": [{"category": TINY, "image": data}]})
+            assert response.status_code == 200, response.text
+            return response.json()[0]["vector"]
+
+        alone = [embed(data) for data in payloads[:4]]
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(embed, payloads * 2))
+        metrics = client.get("/metrics").text
+    for single, merged in zip(alone, together, strict=False):
+        assert max(abs(a - b) for a, b in zip(single, merged, strict=True)) < 1e-5
+    assert 'bentoml_service_adaptive_batch_size_count{method_name="embed"' in metrics

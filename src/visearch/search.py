@@ -25,7 +25,7 @@ from PIL import Image
 from visearch.categories import Registry
 from visearch.data.images import decode_image
 from visearch.data.transforms import eval_transform
-from visearch.errors import InvalidQueryError, NotFoundError
+from visearch.errors import InvalidQueryError, NotFoundError, VisearchError
 from visearch.index import Hit, VectorIndex
 from visearch.model import EmbeddingModel, ModelSpec, export_onnx, load_model
 from visearch.settings import Settings
@@ -237,6 +237,51 @@ class SearchEngine:
     def decode(self, data: bytes) -> Image.Image:
         """Untrusted bytes → RGB image, within the configured byte and pixel limits."""
         return decode_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels)
+
+    def embed_many(self, requests: Sequence[tuple[str, bytes]]) -> list[np.ndarray | VisearchError]:
+        """Embed (category, image bytes) pairs: one forward pass per category, one outcome per pair.
+
+        A bad image or category fails only its own pair (the server merges concurrent requests
+        into one call, so one client's bad upload must not fail another's).
+        """
+        outcomes: list[np.ndarray | VisearchError] = [VisearchError("not embedded")] * len(requests)
+        groups: dict[str, list[tuple[int, Image.Image]]] = {}
+        for position, (category, data) in enumerate(requests):
+            try:
+                self.registry.get(category)
+                image = self.decode(data)
+            except VisearchError as exc:
+                outcomes[position] = exc
+                continue
+            groups.setdefault(category, []).append((position, image))
+        for category, members in groups.items():
+            try:
+                vectors = self.embed_images(category, [image for _, image in members])
+            except VisearchError as exc:
+                vectors = [exc] * len(members)  # type: ignore[assignment]
+            for (position, _), vector in zip(members, vectors, strict=True):
+                outcomes[position] = vector
+        return outcomes
+
+    def search_vector(
+        self,
+        category: str,
+        vector: Sequence[float],
+        *,
+        k: int = 10,
+        min_similarity: float = 0.0,
+        class_filter: str | None = None,
+    ) -> list[SearchResult]:
+        """Neighbours of a query vector produced by this category's live model (see ``embed_many``)."""
+        self.check_params(k, min_similarity, class_filter)
+        self.registry.get(category)
+        live = self.index.require_live(category)
+        dim = self.model_for(category).spec.embedding_dim
+        if len(vector) != dim:
+            raise InvalidQueryError(
+                f"vector has {len(vector)} dimensions; category {category!r} uses {dim} ({live.name})"
+            )
+        return self._query(category, vector, k, min_similarity, class_filter)
 
     def search_id(
         self,
