@@ -11,6 +11,7 @@ def train(
     baseline: Output[Model],
     trunk_model: str = "",
     embedder_layers: str = "",
+    split: float = -1.0,
     batch_size: int = -1,
     epochs: int = -1,
     lr: float = -1.0,
@@ -19,12 +20,15 @@ def train(
     input_size: int = -1,
     max_steps: int = -1,
 ) -> None:
-    """Negative numbers and empty strings keep the category's registry value."""
+    """Negative numbers and empty strings keep the category's registry value.
+
+    ``split`` was applied by preprocess; it comes along so the MLflow run records the value used.
+    """
     from pathlib import Path
 
     from visearch.steps import pipeline_train
 
-    overrides = {"trunk_model": trunk_model, "embedder_layers": embedder_layers, "batch_size": batch_size,
+    overrides = {"trunk_model": trunk_model, "embedder_layers": embedder_layers, "split": split, "batch_size": batch_size,
                  "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "sampler_m": sampler_m,
                  "input_size": input_size, "max_steps": max_steps}  # fmt: skip
     result = pipeline_train(category, Path(manifest.path), run_id, Path(model.path), Path(baseline.path),

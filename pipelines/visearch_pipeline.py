@@ -65,7 +65,7 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM) -> Any
                                               pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER))  # fmt: skip
             trained = _with_env(steps.train(
                 category=category, manifest=prep.outputs["manifest"], run_id=prep.outputs["Output"],
-                trunk_model=trunk_model, embedder_layers=embedder_layers, batch_size=batch_size, epochs=epochs,
+                trunk_model=trunk_model, embedder_layers=embedder_layers, split=split, batch_size=batch_size, epochs=epochs,
                 lr=lr, weight_decay=weight_decay, sampler_m=sampler_m, input_size=input_size, max_steps=max_steps,
             ))  # fmt: skip
             gated = _with_env(steps.evaluate(

@@ -80,6 +80,34 @@ def test_committed_pipeline_yaml_is_current(tmp_path: Path, monkeypatch: pytest.
     )
 
 
+# --- parameters ----------------------------------------------------------------------------------
+def test_pipeline_parameters_left_at_minus_one_or_empty_keep_the_registry_value(registry) -> None:  # type: ignore[no-untyped-def]
+    from visearch.errors import ConfigError
+    from visearch.steps import resolve_params
+
+    category = registry.get(TINY)
+    unset = {"epochs": -1, "lr": -1.0, "trunk_model": "", "embedder_layers": "", "max_steps": -1}
+    assert resolve_params(category, unset) == category.train
+    given = resolve_params(category, {"epochs": 0, "weight_decay": 0.0, "embedder_layers": "64,16", "split": 0.5})
+    assert (given.epochs, given.weight_decay, given.embedder_layers, given.split) == (0, 0.0, [64, 16], 0.5)
+    with pytest.raises(ConfigError, match="split"):
+        resolve_params(category, {"split": 2.0})
+
+
+def test_pipeline_run_refuses_bad_input_before_starting(home, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from visearch.cli_pipeline import pipeline_app
+    from visearch.errors import ConfigError, UnknownCategoryError
+
+    for key, value in env_for(home).items():
+        if key.startswith("VISEARCH_"):
+            monkeypatch.setenv(key, value)
+    result = CliRunner().invoke(pipeline_app, ["run", "--categories", f"{TINY},nope"])
+    assert isinstance(result.exception, UnknownCategoryError)
+    result = CliRunner().invoke(pipeline_app, ["run", "--categories", TINY, "--sampler-m", "0"])
+    assert isinstance(result.exception, ConfigError)
+    assert not (home.home / "kfp").exists()
+
+
 # --- resume --------------------------------------------------------------------------------------
 def test_interrupted_embed_resumes_from_its_finished_shards(home, registry, store, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from visearch.categories import TrainParams

@@ -66,6 +66,9 @@ def run_command(
     sampler_m: Annotated[int | None, typer.Option(help="Images per class in a batch")] = None,
     input_size: Annotated[int | None, typer.Option()] = None,
     max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (smoke runs)")] = None,
+    log_file: Annotated[
+        Path | None, typer.Option(help="Write the steps' full logs here; show only task status and decisions")
+    ] = None,
 ) -> None:
     """Run the pipeline here (kfp.local) on the embedded engines; prints where each artifact landed."""
     from visearch.categories import load_registry
@@ -81,8 +84,12 @@ def run_command(
     overrides = overrides_from(trunk_model=trunk_model, embedder_layers=embedder_layers, split=split,
                                batch_size=batch_size, epochs=epochs, lr=lr, weight_decay=weight_decay,
                                sampler_m=sampler_m, input_size=input_size, max_steps=max_steps)  # fmt: skip
+    from visearch.steps import resolve_params
+
+    for name in names:
+        resolve_params(registry.get(name), overrides)  # bad values fail here, not in a step
     started = time.monotonic()
-    result = run_pipeline(settings, names, overrides)
+    result = run_pipeline(settings, names, overrides, log_file=log_file)
     from pipelines.local import describe
 
     typer.echo(describe(result))
@@ -90,13 +97,15 @@ def run_command(
                f"compare runs: mlflow ui --backend-store-uri {settings.tracking_uri}")  # fmt: skip
 
 
-def run_pipeline(settings: Any, categories: list[str], overrides: dict[str, Any] | None = None) -> Any:
+def run_pipeline(
+    settings: Any, categories: list[str], overrides: dict[str, Any] | None = None, *, log_file: Path | None = None
+) -> Any:
     """Run the pipeline locally (kfp.local); returns ``pipelines.local.LocalRun``."""
     source_root()
     from pipelines.local import run_local
 
     try:
-        return run_local(settings, categories, overrides)
+        return run_local(settings, categories, overrides, log_file=log_file)
     except RuntimeError as exc:
         # kfp.local raises RuntimeError when a task fails; the task's own log above says why.
         raise PipelineFailedError(f"the pipeline failed: {exc}") from exc

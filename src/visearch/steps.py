@@ -75,17 +75,17 @@ def run_preprocess(
     manifest = split_by_class(frame, split=params.split, holdout=params.holdout, seed=params.seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(out_dir / MANIFEST, index=False)
+    splits = {str(name): int(n) for name, n in manifest["split"].value_counts().items()}
     summary = {
         "category": category.name,
         **report.to_dict(),
         "classes": int(manifest["class"].nunique()),
-        "splits": {name: int(n) for name, n in manifest["split"].value_counts().items()},
+        "splits": splits,
         "split_seed": params.seed,
         "data_hash": manifest_hash(manifest),
     }
     (out_dir / "report.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
     if run:
-        splits = summary["splits"]
         run.log_params({"dataset_size": len(manifest), "dataset_dropped": len(report.dropped),
                         "classes": summary["classes"], "split_seed": params.seed, "data_hash": summary["data_hash"],
                         "data_prefix": category.data_prefix, **{f"images_{k}": v for k, v in splits.items()}})  # fmt: skip
