@@ -139,7 +139,9 @@ class Runtime:
             if self._engine is None:
                 try:
                     self._engine = self._opener(self.settings)
-                except (ConfigError, IndexBusyError, *_unavailable_types()) as exc:
+                except Exception as exc:
+                    if not isinstance(exc, (ConfigError, IndexBusyError, *_unavailable_types())):
+                        raise
                     self.last_error = str(exc)
                     raise ServiceUnavailableError(f"search engine not available: {exc}") from exc
                 self.last_error = None
