@@ -8,11 +8,11 @@ path which model produced the vectors, so a rollback brings its model along.
 
 from __future__ import annotations
 
-import time
 import uuid
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -125,7 +125,9 @@ class VectorIndex:
         existing = self.find_version(category, model_version, data_hash)
         if existing:
             return existing
-        version = CollectionVersion(category, time.strftime("%Y%m%dT%H%M%S", time.gmtime()), model_version, data_hash)
+        # Microseconds: versions created within one second still sort in creation order.
+        created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+        version = CollectionVersion(category, created, model_version, data_hash)
         self.client.create_collection(
             version.name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
         )

@@ -15,7 +15,8 @@ class Settings(BaseSettings):
     local folder for objects, all under ``VISEARCH_HOME``. Env names keep the seed's spelling.
     """
 
-    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+    # A blank `NAME=` in .env means "unset", not an empty path or string.
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore", env_ignore_empty=True)
 
     visearch_home: Path = Field(default=Path(".visearch"), description="Data home for embedded engines")
     visearch_categories: Path | None = Field(
@@ -25,9 +26,12 @@ class Settings(BaseSettings):
     qdrant_url: str | None = Field(default=None, description="Qdrant server URL; unset = local mode")
     qdrant_host: str | None = Field(default=None, description="Seed-style Qdrant host (with QDRANT_PORT)")
     qdrant_port: int = 6333
+    qdrant_https: bool = Field(default=False, description="TLS for the seed-style QDRANT_HOST/QDRANT_PORT address")
     qdrant_api_key: SecretStr | None = None
 
-    minio_host: str | None = Field(default=None, description="MinIO/S3 endpoint host:port; unset = local")
+    minio_host: str | None = Field(
+        default=None, description="MinIO/S3 endpoint host:port or http(s)://host:port; unset = local folder"
+    )
     minio_access_key: SecretStr | None = None
     minio_secret_key: SecretStr | None = None
     minio_bucket_name: str = "visearch"
@@ -71,7 +75,8 @@ class Settings(BaseSettings):
         if self.qdrant_url:
             return self.qdrant_url
         if self.qdrant_host:
-            return f"http://{self.qdrant_host}:{self.qdrant_port}"
+            scheme = "https" if self.qdrant_https else "http"
+            return f"{scheme}://{self.qdrant_host}:{self.qdrant_port}"
         return None
 
     @property
