@@ -104,6 +104,16 @@ def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registr
     tags = tracker.client.get_run(run.run_id).data.tags
     assert tags["gate.decision"] == "kept" and tags["gate.reason"] == outcome.decision.reason
 
+    # A champion that is none of the candidates is fetched from the registry and re-evaluated.
+    worse = {TUNED: candidates[TUNED], FROZEN: candidates[TUNED]}
+    again = evaluate_and_gate(home, store, category, home.work_dir / TINY / "manifest", worse, work / "report2",
+                              work / "champion2", tracker=tracker, run=tracker.run(tracker.start_run(TINY)),
+                              show_progress=False)  # fmt: skip
+    assert again.report[CURRENT]["version"] == champion.model_version != again.report[TUNED]["version"]
+    assert again.decision.promoted is None and tracker.champion(TINY) == champion
+    assert again.champion_version == champion.model_version
+    assert not (work / "report2" / "current-champion").exists()  # only the report is the step's output
+
     # embed + upsert index the champion: the live collection stays the very same one.
     embeddings = run_embed(home, store, home.work_dir / TINY / "manifest", outcome.champion_dir, work / "emb",
                            show_progress=False)  # fmt: skip

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+import pandas as pd
 
 from visearch.categories import Category
 from visearch.model import read_spec
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
-from visearch.tracking import CANDIDATE_TAG, TrackedRun, Tracker, flatten_report, plot_embedding_map
+from visearch.tracking import CANDIDATE_TAG, Champion, TrackedRun, Tracker, flatten_report, plot_embedding_map
 
 PRIMARY = "mean_average_precision_at_r"
 FROZEN = "baseline"
@@ -144,35 +148,21 @@ def evaluate_and_gate(
     report and map go to the run, every candidate is registered once per content hash, and the
     ``champion`` alias moves only when the gate says so.
     """
-    from visearch.steps import evaluate_models, load_manifest
+    from visearch.steps import load_manifest
 
     manifest = load_manifest(manifest_dir)
-    versions = {name: read_spec(path).version for name, path in candidates.items()}
-    models = dict(candidates)
     current = tracker.champion(category.name) if tracker else None
-    same_as = next((name for name, version in versions.items() if current and version == current.model_version), None)
-    if current and not same_as:
-        models[CURRENT] = tracker.download(current, report_dir / "current-champion")  # type: ignore[union-attr]
-    report, vectors = evaluate_models(settings, store, manifest, models, show_progress=show_progress)
-    if current and same_as:
-        report[CURRENT] = dict(report[same_as])
-    decision = decide(report, candidates=list(candidates), champion=CURRENT if current else None)
-    serve_dir = models[decision.serve] if decision.serve in models else candidates[same_as or ""]
-
-    report_dir.mkdir(parents=True, exist_ok=True)
-    report_path = report_dir / "report.json"
-    report_path.write_text(json.dumps({**report, "gate": decision.to_dict()}, indent=2), encoding="utf-8")
-    test = (manifest["split"] == "test").to_numpy()
-    map_path = None
-    if test.sum() > 2:
-        shown = {f"{name} ({report[name]['version']})": vectors[name][test] for name in vectors}
-        classes = manifest["class"].astype(str).to_numpy()[test].tolist()
-        map_path = plot_embedding_map(
-            report_dir / "embedding_map.png", shown, manifest["label"].to_numpy()[test], classes
-        )
-    copy_model(serve_dir, champion_dir)
+    # The current champion is downloaded to a scratch folder: it is not part of this step's outputs.
+    with tempfile.TemporaryDirectory(prefix="visearch-champion-") as scratch:
+        if current and tracker and current.model_version not in {read_spec(p).version for p in candidates.values()}:
+            current_dir: Path | None = tracker.download(current, Path(scratch))
+        else:
+            current_dir = None
+        report, vectors, decision, serve_dir = _evaluate(settings, store, manifest, candidates, current, current_dir,
+                                                         show_progress=show_progress)  # fmt: skip
+        copy_model(serve_dir, champion_dir)
+    report_path, map_path = _write_report(report_dir, report, decision, vectors, manifest)
     champion_version = read_spec(champion_dir).version
-
     registry_version = None
     if tracker and run:
         registered = {name: _register(tracker, run, category.name, name, path) for name, path in candidates.items()}
@@ -181,13 +171,59 @@ def evaluate_and_gate(
         champ = tracker.champion(category.name)
         registry_version = champ.registry_version if champ else None
         run.log_metrics({**flatten_report(report), "gate.promoted": float(decision.promoted is not None)})
-        run.log_artifact(report_path, "evaluation")
-        if map_path:
-            run.log_artifact(map_path, "evaluation")
+        for path in (report_path, map_path):
+            if path:
+                run.log_artifact(path, "evaluation")
         run.set_tags({"gate.decision": "promoted" if decision.promoted else "kept", "gate.reason": decision.reason,
                       "gate.champion_model_version": champion_version,
                       "gate.champion_registry_version": registry_version or ""})  # fmt: skip
     return GateOutcome(decision, report, champion_dir, champion_version, registry_version)
+
+
+def _evaluate(
+    settings: Settings,
+    store: ObjectStore,
+    manifest: pd.DataFrame,
+    candidates: dict[str, Path],
+    current: Champion | None,
+    current_dir: Path | None,
+    *,
+    show_progress: bool,
+) -> tuple[dict[str, Any], dict[str, np.ndarray], GateDecision, Path]:
+    """Metrics of every model on the same data, the decision, and the folder of the model to serve."""
+    from visearch.steps import evaluate_models
+
+    models = dict(candidates)
+    if current_dir:
+        models[CURRENT] = current_dir
+    report, vectors = evaluate_models(settings, store, manifest, models, show_progress=show_progress)
+    if current and not current_dir:
+        # The champion is one of the candidates (same weights): its metrics are that candidate's.
+        same = next(name for name in candidates if report[name]["version"] == current.model_version)
+        report[CURRENT] = dict(report[same])
+        models[CURRENT] = candidates[same]
+    decision = decide(report, candidates=list(candidates), champion=CURRENT if current else None)
+    return report, vectors, decision, models[decision.serve]
+
+
+def _write_report(
+    report_dir: Path,
+    report: dict[str, Any],
+    decision: GateDecision,
+    vectors: dict[str, np.ndarray],
+    manifest: pd.DataFrame,
+) -> tuple[Path, Path | None]:
+    """``report.json`` (metrics + decision) and, with enough held-out-class images, ``embedding_map.png``."""
+    report_dir.mkdir(parents=True, exist_ok=True)
+    report_path = report_dir / "report.json"
+    report_path.write_text(json.dumps({**report, "gate": decision.to_dict()}, indent=2), encoding="utf-8")
+    test = (manifest["split"] == "test").to_numpy()
+    if test.sum() <= 2:
+        return report_path, None
+    shown = {f"{name} ({report[name]['version']})": vectors[name][test] for name in vectors}
+    classes = manifest["class"].astype(str).to_numpy()[test].tolist()
+    return report_path, plot_embedding_map(report_dir / "embedding_map.png", shown, manifest["label"].to_numpy()[test],
+                                           classes)  # fmt: skip
 
 
 def _register(tracker: Tracker, run: TrackedRun, category: str, name: str, model_dir: Path) -> str:
