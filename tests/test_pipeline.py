@@ -105,6 +105,16 @@ def test_pipeline_run_refuses_bad_input_before_starting(home, monkeypatch) -> No
     assert isinstance(result.exception, UnknownCategoryError)
     result = CliRunner().invoke(pipeline_app, ["run", "--categories", TINY, "--sampler-m", "0"])
     assert isinstance(result.exception, ConfigError)
+    # The embedded index is held by another client (a running service): refused before any training.
+    from visearch.errors import IndexBusyError
+    from visearch.index import make_client
+
+    holder = make_client(home)
+    try:
+        result = CliRunner().invoke(pipeline_app, ["run", "--categories", TINY])
+    finally:
+        holder.close()
+    assert isinstance(result.exception, IndexBusyError)
     assert not (home.home / "kfp").exists()
 
 
