@@ -19,6 +19,8 @@ from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
 from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -35,26 +37,35 @@ MinSimilarity = Annotated[float, Field(description="Minimum similarity in percen
 ClassFilter = Annotated[str | None, Field(description="Only results of this class", max_length=200)]
 
 
-class UploadInput(bentoml.IODescriptor):
-    """Multipart input whose file fields must be files.
+def invalid(model: str, field: str, kind: str, message: str) -> ValidationError:
+    """A pydantic validation error: BentoML answers it with 400 and the message in ``detail``."""
+    line = {"type": PydanticCustomError(kind, message), "loc": (field,), "input": "<body>"}
+    return ValidationError.from_exception_data(model, [line])  # type: ignore[list-item]
 
-    BentoML would treat a text value in a file field as a URL and download it (a server-side
-    request on the caller's behalf, and a 500 when it is no URL): refuse it as a 400 instead.
+
+class GuardedInput(bentoml.IODescriptor):
+    """Request input that turns BentoML's multipart pitfalls into 400s.
+
+    A multipart body without boundary or with broken parts makes BentoML answer 500; a text value
+    in a file field BentoML would fetch as a URL (a server-side request on the caller's behalf,
+    and a 500 when it is no URL). Both are refused here as validation errors.
     """
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> bentoml.IODescriptor:
-        if request.headers.get("content-type", "").startswith("multipart/form-data"):
-            form = await request.form()  # starlette caches the parsed form for BentoML's own parse
+        if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+            try:
+                form = await request.form()  # starlette caches it for BentoML's own parse
+            except (HTTPException, MultiPartException) as exc:
+                detail = getattr(exc, "detail", None) or getattr(exc, "message", "")
+                raise invalid(cls.__name__, "body", "multipart_invalid", f"malformed multipart body: {detail}") from exc
             for name in cls.multipart_fields:
                 if any(isinstance(value, str) for value in form.getlist(name)):
-                    error = PydanticCustomError("file_expected", "expected an uploaded file, got a text value")
-                    line = {"type": error, "loc": (name,), "input": "<text>"}
-                    raise ValidationError.from_exception_data(cls.__name__, [line])  # type: ignore[list-item]
+                    raise invalid(cls.__name__, name, "file_expected", "expected an uploaded file, got a text value")
         return await super().from_http_request(request, serde)
 
 
-class SearchInput(UploadInput):
+class SearchInput(GuardedInput):
     image: Annotated[Path, Field(description="The query image (multipart file)")]
     category: CategoryName
     k: K = 10
@@ -62,9 +73,17 @@ class SearchInput(UploadInput):
     class_filter: ClassFilter = None
 
 
-class BatchInput(UploadInput):
+class BatchInput(GuardedInput):
     images: Annotated[list[Path], Field(description="Query images (repeat the multipart field)")]
     category: CategoryName
+    k: K = 10
+    min_similarity: MinSimilarity = 0.0
+    class_filter: ClassFilter = None
+
+
+class ByIdInput(GuardedInput):
+    category: CategoryName
+    point_id: Annotated[str, Field(description="Id of a stored image (a result's `id`)", max_length=100)]
     k: K = 10
     min_similarity: MinSimilarity = 0.0
     class_filter: ClassFilter = None
@@ -115,6 +134,10 @@ class Category(BaseModel):
 class EmbedRequest(BaseModel):
     category: CategoryName
     image: Base64Bytes = Field(description="The image file, base64-encoded")
+
+
+class EmbedInput(GuardedInput):
+    requests: list[EmbedRequest]
 
 
 class EmbedOutcome(BaseModel):
@@ -191,7 +214,7 @@ class Visearch:
 
         return self._answer(call)
 
-    @bentoml.api(route="/embed", batchable=True, max_batch_size=32, max_latency_ms=10_000)
+    @bentoml.api(route="/embed", input_spec=EmbedInput, batchable=True, max_batch_size=32, max_latency_ms=10_000)
     def embed(self, requests: list[EmbedRequest]) -> list[EmbedOutcome]:
         """Embedding vectors of images (BentoML adaptive batching).
 
@@ -204,14 +227,9 @@ class Visearch:
             outcomes = [exc] * len(requests)
         return [EmbedOutcome.of(outcome) for outcome in outcomes]
 
-    @bentoml.api(route="/search_by_id")
+    @bentoml.api(route="/search_by_id", input_spec=ByIdInput)
     def search_by_id(
-        self,
-        category: CategoryName,
-        point_id: Annotated[str, Field(description="Id of a stored image (a result's `id`)", max_length=100)],
-        k: K = 10,
-        min_similarity: MinSimilarity = 0.0,
-        class_filter: ClassFilter = None,
+        self, category: str, point_id: str, k: int = 10, min_similarity: float = 0.0, class_filter: str | None = None
     ) -> SearchResponse:
         """ "More like this": the neighbours of a stored image, the image itself excluded."""
 
@@ -284,3 +302,10 @@ class Visearch:
             return Response(data, media_type=media_type, headers=headers)
 
         return self._answer(call)
+
+
+@web.get("/images/{rest:path}", include_in_schema=False)
+@web.get("/categories/{rest:path}", include_in_schema=False)
+def no_such_resource(rest: str) -> JSONResponse:
+    """Paths under the API's prefixes that match no route (e.g. an id containing '/'): JSON 404."""
+    return JSONResponse({"error": "no such resource; see /docs for the API", "status": 404}, status_code=404)

@@ -333,3 +333,19 @@ def test_concurrent_embeds_are_batched_and_equal_single_ones(server: str, exampl
     for single, merged in zip(alone, together, strict=False):
         assert max(abs(a - b) for a, b in zip(single, merged, strict=True)) < 1e-5
     assert 'bentoml_service_adaptive_batch_size_count{method_name="embed"' in metrics
+
+
+@pytest.mark.parametrize("route", ["/search", "/search_batch", "/search_by_id", "/embed"])
+def test_malformed_multipart_is_a_400(client: httpx.Client, route: str) -> None:
+    for content_type, body in (
+        ("multipart/form-data", b'{"a": 1}'),
+        ("multipart/form-data; boundary=xyz", b"--xyz\r\nbroken"),
+    ):
+        response = client.post(route, content=body, headers={"content-type": content_type})
+        assert response.status_code == 400, response.text
+        assert "error" in response.json()
+
+
+def test_unmatched_paths_under_the_api_prefixes_get_json_404(client: httpx.Client) -> None:
+    response = client.get(f"/images/{TINY}/a%2Fb/c")
+    assert response.status_code == 404 and "no such resource" in response.json()["error"]
