@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -349,3 +350,44 @@ def test_malformed_multipart_is_a_400(client: httpx.Client, route: str) -> None:
 def test_unmatched_paths_under_the_api_prefixes_get_json_404(client: httpx.Client) -> None:
     response = client.get(f"/images/{TINY}/a%2Fb/c")
     assert response.status_code == 404 and "no such resource" in response.json()["error"]
+
+
+def variant(data: bytes, kind: str) -> bytes:
+    """The query image re-encoded as an unusual but valid image."""
+    image = Image.open(io.BytesIO(data)).convert("L")
+    out = io.BytesIO()
+    if kind == "animated GIF":
+        frames = [image.convert("P"), Image.eval(image, lambda v: 255 - v).convert("P")]
+        frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    elif kind == "CMYK JPEG":
+        image.convert("CMYK").save(out, format="JPEG", quality=95)
+    elif kind == "16-bit PNG":
+        Image.fromarray(np.asarray(image).astype(np.uint16) * 257).save(out, format="PNG")  # mode I;16
+    elif kind == "RGBA PNG":
+        rgba = image.convert("RGBA")
+        rgba.putalpha(255)
+        rgba.save(out, format="PNG")
+    elif kind == "upright JPEG":
+        image.convert("RGB").save(out, format="JPEG", quality=95)
+    elif kind == "EXIF-rotated JPEG":
+        exif = Image.Exif()
+        exif[0x0112] = 6  # "rotate 90° clockwise to display": stored turned the other way
+        image.convert("RGB").rotate(90, expand=True).save(out, format="JPEG", quality=95, exif=exif.tobytes())
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("kind", ["animated GIF", "CMYK JPEG", "16-bit PNG", "RGBA PNG"])
+def test_unusual_valid_images_are_answered(client: httpx.Client, examples: list[dict], kind: str) -> None:  # type: ignore[type-arg]
+    query = examples[0]
+    response = upload(client, variant(image_bytes(client, query), kind), k=3)
+    assert response.status_code == 200, response.text
+    assert response.json()["results"][0]["id"] == query["id"]
+
+
+def test_exif_rotation_is_applied(client: httpx.Client, examples: list[dict]) -> None:  # type: ignore[type-arg]
+    data = image_bytes(client, examples[3])
+    upright = upload(client, variant(data, "upright JPEG"), k=3).json()["results"]
+    rotated = upload(client, variant(data, "EXIF-rotated JPEG"), k=3).json()["results"]
+    # JPEG blocks fall differently on the turned pixels: same best match, nearly the same score.
+    assert rotated[0]["id"] == upright[0]["id"] == examples[3]["id"]
+    assert rotated[0]["score"] == pytest.approx(upright[0]["score"], abs=0.02)
