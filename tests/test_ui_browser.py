@@ -132,3 +132,16 @@ def test_choose_upload_search_and_see_the_grid(server: str, browser, indexed_hom
     browser.find_element(By.ID, "reset-all").click()
     wait.until(ec.invisibility_of_element_located((By.ID, "business-usage")))
     assert not shown(browser, "search") and not shown(browser, "input-image")
+
+    # Picking one of the category's examples gives an input image too.
+    browser.find_element(By.ID, f"category-{TINY}").click()
+    wait.until(
+        ec.element_to_be_clickable((By.XPATH, "//button[@role='tab' and normalize-space()='Pick an example']"))
+    ).click()
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#examples img"))).click()
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))
+
+    # A category without an index: the reason shows in place.
+    browser.find_element(By.ID, "category-shoes").click()
+    error = wait.until(ec.visibility_of_element_located((By.ID, "provision-error")))
+    assert "no index yet" in error.text
