@@ -26,7 +26,7 @@ from starlette.responses import JSONResponse, Response
 
 from visearch import __version__
 from visearch.search import CategoryInfo, SearchResult
-from visearch.serve import Runtime, check_batch, error_payload, image_url, read_upload
+from visearch.serve import Runtime, check_batch, error_payload, image_url, keep_temp_files_in_home, read_upload
 from visearch.settings import Settings
 
 logger = logging.getLogger("visearch.service")
@@ -176,9 +176,11 @@ class Visearch:
     """Category-based visual similarity search."""
 
     def __init__(self) -> None:
-        from ui.app import mount_ui
-
         self.settings = Settings()
+        keep_temp_files_in_home(self.settings)  # uploads stay inside the data home
+
+        from ui.app import mount_ui  # after the line above: gradio reads GRADIO_TEMP_DIR at import
+
         self.runtime = Runtime(self.settings)
         if not self.runtime.ready():
             logger.warning("visearch not ready yet: %s", self.runtime.last_error)

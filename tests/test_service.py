@@ -142,6 +142,12 @@ def test_search_by_upload_finds_the_image_itself_first(client: httpx.Client, exa
     assert fetched.content == files["image"][1]
 
 
+def test_uploads_are_spooled_inside_the_data_home(client: httpx.Client, indexed_home: Settings, good: bytes) -> None:
+    assert upload(client, good, k=1).status_code == 200
+    spooled = list((indexed_home.home / "tmp").glob("bentoml-request-*"))
+    assert spooled, "BentoML's request temp dirs should live under <home>/tmp"
+
+
 def test_search_options_filter_results(client: httpx.Client, examples: list[dict]) -> None:  # type: ignore[type-arg]
     query = examples[0]
     data = image_bytes(client, query)

@@ -119,6 +119,7 @@ def test_choose_upload_search_and_see_the_grid(server: str, browser, indexed_hom
     assert "100.0 %" in table.text and "Ankle-boot" in table.text and "article:" in table.text
     assert "Fashion-MNIST" in wait.until(ec.visibility_of_element_located((By.ID, "credits"))).text
     save_full_page(browser, SCREENSHOT)
+    assert any((indexed_home.home / "tmp" / "gradio").rglob("*.png")), "Gradio's upload cache stays in the home"
 
     # Reset the results: the grid and the credits go, the input stays.
     browser.find_element(By.ID, "reset-results").click()

@@ -12,6 +12,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -164,6 +165,19 @@ class Runtime:
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
+
+
+def keep_temp_files_in_home(settings: Settings) -> Path:
+    """Make this process write temporary files (uploads included) under ``<home>/tmp``.
+
+    BentoML spools uploads through :mod:`tempfile` and Gradio caches them in GRADIO_TEMP_DIR;
+    both would otherwise land in the system's /tmp. Call before gradio is imported.
+    """
+    temp = settings.home / "tmp"
+    (temp / "gradio").mkdir(parents=True, exist_ok=True, mode=0o700)
+    tempfile.tempdir = str(temp)
+    os.environ["GRADIO_TEMP_DIR"] = str(temp / "gradio")
+    return temp
 
 
 def open_engine(settings: Settings) -> SearchEngine:
