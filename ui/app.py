@@ -158,12 +158,12 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
     try:
         registry = load_registry(runtime.settings.visearch_categories)
     except Exception as exc:  # noqa: BLE001 - shown on the page instead of failing the server
-        with gr.Blocks(title=TITLE) as broken:
+        with gr.Blocks(title=TITLE, analytics_enabled=False) as broken:
             gr.Markdown(f"# {TITLE}\n\n**⚠ {message_for(exc)}**\n\nFix it and restart the service.")
         return broken
     max_k = min(UI_MAX_K, runtime.settings.max_k)
 
-    with gr.Blocks(title=TITLE) as demo:
+    with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\nFind the images of a category that look most like yours.")
         gr.Markdown("### Input options")
         with gr.Row():
