@@ -8,6 +8,7 @@ One worker: embedded Qdrant admits one process per folder, so this process holds
 client for its lifetime (a Qdrant server lifts that limit, set QDRANT_URL).
 """
 
+import json
 import logging
 import mimetypes
 from collections.abc import Callable
@@ -311,3 +312,60 @@ class Visearch:
 def no_such_resource(rest: str) -> JSONResponse:
     """Paths under the API's prefixes that match no route (e.g. an id containing '/'): JSON 404."""
     return JSONResponse({"error": "no such resource; see /docs for the API", "status": 404}, status_code=404)
+
+
+class ValidationMessages:
+    """ASGI middleware: BentoML's request-validation 400s in this API's error shape.
+
+    BentoML answers them ``{"error": "1 validation error for SearchInput", "detail": [...]}``
+    (a list where its own OpenAPI documents a string); this says which field is wrong and why:
+    ``{"error": "k: Input should be a valid integer ...", "detail": ..., "status": 400}``.
+    """
+
+    def __init__(self, app: Any, routes: tuple[str, ...] = ("/search", "/search_by_id", "/search_batch", "/embed")):
+        self.app = app
+        self.routes = routes
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.routes:
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] | None = None
+        chunks: list[bytes] = []
+
+        async def rewrite(message: dict[str, Any]) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start" and message["status"] == 400:
+                start = message
+                return
+            if start is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            chunks.append(message.get("body", b""))
+            if message.get("more_body"):
+                return
+            body = readable_validation_error(b"".join(chunks))
+            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+
+        await self.app(scope, receive, rewrite)
+
+
+def readable_validation_error(body: bytes) -> bytes:
+    """``{"error": title, "detail": [pydantic errors]}`` → one message naming each field; else unchanged."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict) or not isinstance(data.get("detail"), list):
+        return body
+    parts = []
+    for item in data["detail"]:
+        where = ".".join(str(part) for part in item.get("loc", ())) or "body"
+        parts.append(f"{where}: {item.get('msg', 'invalid')}")
+    message = "; ".join(parts) or str(data.get("error", "invalid request"))
+    return json.dumps({"error": message, "detail": str(data.get("error", "")), "status": 400}).encode()
+
+
+Visearch.add_asgi_middleware(ValidationMessages)
