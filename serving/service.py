@@ -255,7 +255,7 @@ class Visearch:
         """Several query images in one request, embedded as one batch."""
 
         def call() -> BatchResponse:
-            check_batch(len(images))
+            check_batch(len(images), self.settings.max_batch_images)
             datas = [read_upload(path, self.settings.max_upload_bytes) for path in images]
 
             def run(engine: Any) -> list[list[SearchResult]]:

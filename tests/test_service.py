@@ -201,7 +201,7 @@ def good(client: httpx.Client, examples: list[dict]) -> bytes:  # type: ignore[t
         ("empty file", 400, "empty image"),
         ("non-image", 400, "not a supported image"),
         ("truncated", 400, "truncated"),
-        ("bomb header", 400, "pixels"),
+        ("bomb header", 413, "pixels"),
         ("oversized", 413, "upload too large"),
         ("unknown category", 404, "unknown category"),
         ("category without index", 404, "no index yet"),

@@ -11,6 +11,7 @@ from qdrant_client.http.exceptions import ResponseHandlingException
 from visearch.errors import (
     ConfigError,
     DataError,
+    ImageTooLargeError,
     IndexBusyError,
     InvalidImageError,
     InvalidQueryError,
@@ -21,7 +22,6 @@ from visearch.search import SearchEngine
 from visearch.serve import (
     Runtime,
     ServiceUnavailableError,
-    UploadTooLargeError,
     check_batch,
     error_payload,
     http_status,
@@ -36,7 +36,7 @@ from visearch.settings import Settings
     ("exc", "status"),
     [
         (InvalidImageError("bad"), 400),
-        (UploadTooLargeError("big"), 413),
+        (ImageTooLargeError("big"), 413),
         (InvalidQueryError("k"), 400),
         (UnknownCategoryError("cat"), 404),
         (NotFoundError("id"), 404),
@@ -86,13 +86,13 @@ def test_runtime_is_not_ready_while_the_engine_cannot_open_and_recovers(home: Se
 def test_uploads_over_the_limit_are_refused_before_reading(tmp_path: Path) -> None:
     path = tmp_path / "big.bin"
     path.write_bytes(b"\0" * 2048)
-    with pytest.raises(UploadTooLargeError, match="2048 bytes"):
+    with pytest.raises(ImageTooLargeError, match="2048 bytes"):
         read_upload(path, 1024)
     assert read_upload(path, 4096) == b"\0" * 2048
     with pytest.raises(InvalidQueryError):
-        check_batch(0)
+        check_batch(0, 16)
     with pytest.raises(InvalidQueryError):
-        check_batch(17)
+        check_batch(17, 16)
 
 
 def test_serve_command_runs_bentoml_on_the_service_module() -> None:

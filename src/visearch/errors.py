@@ -21,6 +21,10 @@ class InvalidImageError(VisearchError):
     """Bytes that are not a usable image (corrupt, truncated, empty, too large)."""
 
 
+class ImageTooLargeError(InvalidImageError):
+    """An image over the byte or pixel limit (the service answers 413)."""
+
+
 class InvalidQueryError(VisearchError):
     """A search request with bad parameters (k, minimum similarity, filter)."""
 

@@ -146,8 +146,9 @@ class SearchEngine:
         store: ObjectStore,
         index: VectorIndex,
         *,
-        backend: Backend = DEFAULT_BACKEND,
+        backend: Backend | None = None,
     ) -> None:
+        backend = backend or settings.inference_backend
         if backend not in ("onnx", "torch"):
             raise InvalidQueryError(f"unknown inference backend {backend!r} (onnx or torch)")
         self.settings = settings

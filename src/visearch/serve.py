@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 from visearch.categories import load_registry
 from visearch.errors import (
     ConfigError,
+    ImageTooLargeError,
     IndexBusyError,
     InvalidImageError,
     InvalidQueryError,
@@ -39,11 +40,6 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SERVICE_TARGET = "serving.service:Visearch"
-MAX_BATCH_IMAGES = 16
-
-
-class UploadTooLargeError(InvalidImageError):
-    """An upload over the byte limit (HTTP 413)."""
 
 
 class ServiceUnavailableError(VisearchError):
@@ -67,7 +63,7 @@ def _unavailable_types() -> tuple[type[BaseException], ...]:
 
 def http_status(exc: BaseException) -> int:
     """The HTTP status for an exception: 4xx for what the caller can fix, 503 for engines, else 500."""
-    if isinstance(exc, UploadTooLargeError):
+    if isinstance(exc, ImageTooLargeError):
         return 413
     if isinstance(exc, InvalidImageError | InvalidQueryError):
         return 400
@@ -100,11 +96,11 @@ def read_upload(path: Path, max_bytes: int) -> bytes:
     """Bytes of an uploaded file, refusing oversized ones before reading them."""
     size = path.stat().st_size
     if size > max_bytes:
-        raise UploadTooLargeError(f"upload too large: {size} bytes (limit {max_bytes})")
+        raise ImageTooLargeError(f"upload too large: {size} bytes (limit {max_bytes})")
     return path.read_bytes()
 
 
-def check_batch(count: int, limit: int = MAX_BATCH_IMAGES) -> None:
+def check_batch(count: int, limit: int) -> None:
     if not 1 <= count <= limit:
         raise InvalidQueryError(f"a batch holds 1 to {limit} images, got {count}")
 

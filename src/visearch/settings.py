@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,10 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_k: int = 100
+    max_batch_images: int = Field(default=16, ge=1, description="Images in one batch search")
+    inference_backend: Literal["onnx", "torch"] = Field(
+        default="onnx", description="Query-time inference (ONNX Runtime measured faster on CPU)"
+    )
     keep_index_versions: int = 2
 
     @property

@@ -7,7 +7,7 @@ import warnings
 
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from visearch.errors import InvalidImageError
+from visearch.errors import ImageTooLargeError, InvalidImageError
 
 DEFAULT_MAX_BYTES = 10 * 1024 * 1024
 DEFAULT_MAX_PIXELS = 40_000_000
@@ -24,14 +24,14 @@ def decode_image(
     if not data:
         raise InvalidImageError("empty image: no bytes received")
     if len(data) > max_bytes:
-        raise InvalidImageError(f"image too large: {len(data)} bytes (limit {max_bytes})")
+        raise ImageTooLargeError(f"image too large: {len(data)} bytes (limit {max_bytes})")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             opened = Image.open(io.BytesIO(data))
             width, height = opened.size
             if width * height > max_pixels:
-                raise InvalidImageError(f"image too large: {width}x{height} pixels (limit {max_pixels})")
+                raise ImageTooLargeError(f"image too large: {width}x{height} pixels (limit {max_pixels})")
             opened.load()
             return to_rgb(ImageOps.exif_transpose(opened) or opened)
     except InvalidImageError:
@@ -39,7 +39,7 @@ def decode_image(
     except UnidentifiedImageError as exc:
         raise InvalidImageError("not a supported image: the bytes are no known image format") from exc
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise InvalidImageError(f"not a supported image: {exc}") from exc
+        raise ImageTooLargeError(f"image too large: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(f"corrupt or truncated image: {exc}") from exc
 
