@@ -1,0 +1,129 @@
+"""Query latency end to end over HTTP vs the bare model forward of one preprocessed image.
+
+    python benchmarks/latency.py [--category fashion-mnist] [--requests 200] [--clients 1,8]
+
+Needs an indexed category in VISEARCH_HOME (run `make demo` or `visearch pipeline run` first).
+Starts the real service on a free loopback port, uploads one image per request (k=10), and
+reports p50/p95/p99 per client count, against the floor measured in this process: the forward
+pass of one preprocessed image, on ONNX Runtime (what the service uses) and on torch eager.
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+from common import table, write_result  # noqa: E402
+
+from visearch.data.images import decode_image  # noqa: E402
+from visearch.index import VectorIndex, make_client  # noqa: E402
+from visearch.search import load_embedder, preprocess  # noqa: E402
+from visearch.serve import serve_command, serve_env, wait_ready  # noqa: E402
+from visearch.settings import Settings  # noqa: E402
+from visearch.storage import make_store  # noqa: E402
+
+MODEL_FILES = ("trunk.pth", "embedder.pth", "meta.json", "model.onnx")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def percentiles(samples: list[float]) -> tuple[float, float, float]:
+    p50, p95, p99 = np.percentile(samples, [50, 95, 99]) * 1000
+    return float(p50), float(p95), float(p99)
+
+
+def floor_ms(settings: Settings, category: str, image_bytes: bytes, repeats: int = 200) -> dict[str, float]:
+    """Median forward time of one preprocessed image per backend (the in-process floor)."""
+    index = VectorIndex(make_client(settings))
+    try:
+        version = index.require_live(category).model_version
+    finally:
+        index.client.close()
+    store = make_store(settings)
+    cache = settings.home / "cache"
+    paths = [store.local_path(f"models/{category}/{version}/{name}", cache) for name in MODEL_FILES
+             if store.exists(f"models/{category}/{version}/{name}")]  # fmt: skip
+    result = {}
+    for backend in ("onnx", "torch"):
+        embedder = load_embedder(paths[0].parent, backend=backend, onnx_cache=cache / "onnx")
+        batch = preprocess([decode_image(image_bytes)], embedder.spec)
+        embedder.embed(batch)
+        times = []
+        for _ in range(repeats if backend == "onnx" else repeats // 4):
+            started = time.perf_counter()
+            embedder.embed(batch)
+            times.append(time.perf_counter() - started)
+        result[backend] = statistics.median(times) * 1000
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--category", default="fashion-mnist")
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--clients", default="1,8")
+    args = parser.parse_args()
+    settings = Settings()
+    store = make_store(settings)
+    image_key = next(iter(store.list(f"datasets/{args.category}/images")), None)
+    if image_key is None:
+        raise SystemExit(f"no images for {args.category} in {settings.home}: run `make demo` first")
+    image_bytes = store.get_bytes(image_key)
+    floors = floor_ms(settings, args.category, image_bytes)
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(serve_command(port=port, host="127.0.0.1"), env=serve_env(settings),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    rows = []
+    try:
+        if not wait_ready(url, server, timeout=180):
+            raise SystemExit("the service did not become ready")
+        files = {"image": ("query.png", image_bytes, "image/png")}
+        data = {"category": args.category, "k": "10"}
+        with httpx.Client(timeout=30) as client:
+            for _ in range(10):  # warm-up: model load, first-call allocations
+                client.post(f"{url}/search", files=files, data=data).raise_for_status()
+        for clients in map(int, args.clients.split(",")):
+
+            def one(_: int) -> float:
+                with httpx.Client(timeout=30) as client:
+                    started = time.perf_counter()
+                    client.post(f"{url}/search", files=files, data=data).raise_for_status()
+                    return time.perf_counter() - started
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=clients) as pool:
+                samples = list(pool.map(one, range(args.requests)))
+            rate = args.requests / (time.perf_counter() - started)
+            p50, p95, p99 = percentiles(samples)
+            rows.append([clients, f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}", f"{rate:.0f}",
+                         f"{p50 / floors['onnx']:.2f}x"])  # fmt: skip
+            print(rows[-1], flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    body = table(["clients", "p50 ms", "p95 ms", "p99 ms", "requests/s", "p50 / ONNX floor"], rows)
+    body += (f"\n\nFloor (bare forward of one preprocessed image, same machine): ONNX Runtime "
+             f"{floors['onnx']:.1f} ms, torch eager {floors['torch']:.1f} ms "
+             f"(ONNX {floors['torch'] / floors['onnx']:.1f}x faster; the service uses ONNX).")  # fmt: skip
+    write_result("latency", "Query latency over HTTP (upload one image, k=10)",
+                 f"category {args.category}, {args.requests} requests per row, image {image_key}", body)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
