@@ -16,7 +16,7 @@ def evaluate(
     """Returns the gate's reason; ``champion`` holds the new champion, or the kept one."""
     from pathlib import Path
 
-    from visearch.steps import pipeline_evaluate
+    from visearch.pipeline_steps import pipeline_evaluate
 
     outcome = pipeline_evaluate(category, Path(manifest.path), run_id, Path(model.path), Path(baseline.path),
                                 Path(report.path), Path(champion.path))  # fmt: skip

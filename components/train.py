@@ -26,7 +26,7 @@ def train(
     """
     from pathlib import Path
 
-    from visearch.steps import pipeline_train
+    from visearch.pipeline_steps import pipeline_train
 
     overrides = {"trunk_model": trunk_model, "embedder_layers": embedder_layers, "split": split, "batch_size": batch_size,
                  "epochs": epochs, "lr": lr, "weight_decay": weight_decay, "sampler_m": sampler_m,

@@ -14,7 +14,7 @@ def upsert(
     """Returns the live collection name; an interrupted upsert finishes on re-run."""
     from pathlib import Path
 
-    from visearch.steps import pipeline_upsert
+    from visearch.pipeline_steps import pipeline_upsert
 
     result = pipeline_upsert(category, Path(manifest.path), Path(model.path), Path(embeddings.path), run_id)
     index.log_metric("points", result.count)

@@ -15,6 +15,8 @@ from components import build
 
 PIPELINE_NAME = "visearch"
 COMPILED = Path(__file__).with_name("visearch-pipeline.yaml")
+# kustomize reads only files under k8s/: the ConfigMap ships a copy of the compiled pipeline.
+K8S_COPY = Path(__file__).resolve().parent.parent / "k8s" / "base" / "pipeline" / "visearch-pipeline.yaml"
 # On a cluster the steps read their engines from these (both optional; see docs/readme/pipeline.md).
 CONFIG_MAP = "visearch-config"
 SECRET = "visearch-secrets"
@@ -95,3 +97,6 @@ if __name__ == "__main__":
 
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else COMPILED
     print(compile_pipeline(target, Settings().train_image))
+    if target == COMPILED:
+        K8S_COPY.write_bytes(COMPILED.read_bytes())
+        print(K8S_COPY)

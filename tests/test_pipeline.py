@@ -83,7 +83,7 @@ def test_committed_pipeline_yaml_is_current(tmp_path: Path, monkeypatch: pytest.
 # --- parameters ----------------------------------------------------------------------------------
 def test_pipeline_parameters_left_at_minus_one_or_empty_keep_the_registry_value(registry) -> None:  # type: ignore[no-untyped-def]
     from visearch.errors import ConfigError
-    from visearch.steps import resolve_params
+    from visearch.pipeline_steps import resolve_params
 
     category = registry.get(TINY)
     unset = {"epochs": -1, "lr": -1.0, "trunk_model": "", "embedder_layers": "", "max_steps": -1}
@@ -122,7 +122,8 @@ def test_pipeline_run_refuses_bad_input_before_starting(home, monkeypatch) -> No
 def test_interrupted_embed_resumes_from_its_finished_shards(home, registry, store, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from visearch.categories import TrainParams
     from visearch.embed import read_shards
-    from visearch.steps import load_manifest, manifest_hash, pipeline_embed, run_preprocess, save_baseline
+    from visearch.pipeline_steps import pipeline_embed
+    from visearch.steps import load_manifest, manifest_hash, run_preprocess, save_baseline
 
     monkeypatch.chdir(tmp_path)
     for key, value in env_for(home).items():

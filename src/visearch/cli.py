@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import ValidationError
 
 from visearch.categories import Category, Registry, TrainParams, load_registry
 from visearch.errors import ConfigError, InvalidImageError, VisearchError
@@ -66,12 +65,10 @@ def echo_json(data: Any) -> None:
 
 
 def train_params(category: Category, overrides: dict[str, Any]) -> TrainParams:
-    values = {**category.train.model_dump(), **{k: v for k, v in overrides.items() if v is not None}}
-    try:
-        return TrainParams.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        raise ConfigError(f"invalid training parameter {first['loc'][0]}: {first['msg']}") from exc
+    """The category's registry params with the options given on the command line."""
+    from visearch.pipeline_steps import resolve_params
+
+    return resolve_params(category, {key: value for key, value in overrides.items() if value is not None})
 
 
 def parse_layers(text: str | None) -> list[int] | None:
@@ -307,7 +304,7 @@ def demo(
 def main() -> None:
     _register_subcommands()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "urllib3", "alembic", "mlflow", "bentoml", "kfp", "PML"):
+    for noisy in ("httpx", "urllib3", "alembic", "mlflow", "bentoml", "kfp", "PML", "faiss"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         app()

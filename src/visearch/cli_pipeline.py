@@ -84,7 +84,7 @@ def run_command(
     overrides = overrides_from(trunk_model=trunk_model, embedder_layers=embedder_layers, split=split,
                                batch_size=batch_size, epochs=epochs, lr=lr, weight_decay=weight_decay,
                                sampler_m=sampler_m, input_size=input_size, max_steps=max_steps)  # fmt: skip
-    from visearch.steps import resolve_params
+    from visearch.pipeline_steps import resolve_params
 
     for name in names:
         resolve_params(registry.get(name), overrides)  # bad values fail here, not in a step

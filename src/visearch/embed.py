@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from visearch.data.dataset import ImageFiles
-from visearch.data.transforms import eval_transform
-from visearch.model import EmbeddingModel
+# torch is imported where vectors are computed: reading finished shards (the upsert step, a fresh
+# process in the pipeline) needs only NumPy.
+if TYPE_CHECKING:
+    from visearch.model import EmbeddingModel
 
 SHARD_SIZE = 1024
 
@@ -27,6 +27,12 @@ def embed_paths(
     desc: str = "embedding",
 ) -> np.ndarray:
     """L2-normalised embeddings (float32, one row per path) in the order given."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from visearch.data.dataset import ImageFiles
+    from visearch.data.transforms import eval_transform
+
     model.eval()
     dataset = ImageFiles(paths, [0] * len(paths), eval_transform(model.spec.input_size, model.spec.normalize))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(default=None, description="unset = sqlite under the home")
 
     train_image: str = Field(
-        default="visearch-train:latest", description="Container image every pipeline component runs in"
+        default="visearch-train:latest",
+        validation_alias=AliasChoices("TRAIN_IMAGE", "VISEARCH_TRAIN_IMAGE"),
+        description="Container image every pipeline component runs in",
     )
 
     # Limits for untrusted input (service and CLI).
