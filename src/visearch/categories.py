@@ -28,7 +28,9 @@ class TrainParams(BaseModel):
     holdout: float = Field(default=0.2, ge=0, lt=1, description="Fraction of a train class's images held out")
     batch_size: int = Field(default=32, ge=2)
     epochs: int = Field(default=3, ge=0)
-    lr: float = Field(default=1e-3, gt=0, description="Embedder lr (tuned on the demo: 1e-3 beat 1e-4 and the seed recipe)")
+    lr: float = Field(
+        default=1e-3, gt=0, description="Embedder lr (tuned on the demo: 1e-3 beat 1e-4 and the seed recipe)"
+    )
     trunk_lr_scale: float = Field(default=0.1, ge=0, description="Trunk lr = lr * this (0 freezes the trunk)")
     weight_decay: float = Field(default=1e-4, ge=0)
     sampler_m: int = Field(default=4, ge=1, description="Images per class in a batch (MPerClassSampler)")
