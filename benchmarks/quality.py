@@ -57,7 +57,7 @@ def main() -> None:
     category = registry.get(args.category)
     store = make_store(settings)
     if category.demo:
-        from visearch.cli import Context
+        from visearch.context import Context
 
         ensure_demo_data(Context(settings, registry, store))
     work = settings.work_dir / "bench-quality" / category.name

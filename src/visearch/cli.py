@@ -5,16 +5,27 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from visearch.categories import Category, Registry, TrainParams, load_registry
+from visearch.categories import Category, TrainParams
+from visearch.cli_options import (
+    BatchSizeOpt,
+    EmbedderLayersOpt,
+    EpochsOpt,
+    InputSizeOpt,
+    LrOpt,
+    MaxStepsOpt,
+    SamplerMOpt,
+    SplitOpt,
+    TrunkModelOpt,
+    WeightDecayOpt,
+)
+from visearch.context import Context
 from visearch.errors import ConfigError, InvalidImageError, VisearchError
 from visearch.settings import Settings
-from visearch.storage import ObjectStore, make_store
 
 app = typer.Typer(help="Category-based visual similarity search.", no_args_is_help=True,
                   pretty_exceptions_enable=False, add_completion=False)  # fmt: skip
@@ -38,26 +49,6 @@ def _register_subcommands() -> None:
 
 CategoryOpt = Annotated[str, typer.Option("--category", "-c", help="Category name from the registry")]
 DirOpt = Annotated[Path | None, typer.Option(help="Directory (default: under VISEARCH_HOME/work/<category>)")]
-
-
-@dataclass
-class Context:
-    """Settings, registry and store, built once per command at the entry point."""
-
-    settings: Settings
-    registry: Registry
-    store: ObjectStore
-
-    @classmethod
-    def create(cls) -> Context:
-        settings = Settings()
-        return cls(settings, load_registry(settings.visearch_categories), make_store(settings))
-
-    def category(self, name: str) -> Category:
-        return self.registry.get(name)
-
-    def work(self, category: str, name: str, given: Path | None = None) -> Path:
-        return given or self.settings.work_dir / category / name
 
 
 def echo_json(data: Any) -> None:
@@ -86,7 +77,7 @@ def categories(as_json: Annotated[bool, typer.Option("--json", help="Print JSON"
     """List the categories of the registry and whether each has a live index."""
     from visearch.index import VectorIndex, make_client
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     index = VectorIndex(make_client(ctx.settings))
     rows = []
     for category in ctx.registry.categories:
@@ -107,7 +98,7 @@ def preprocess(category: CategoryOpt, out: DirOpt = None) -> None:
     """Validate meta CSV + images and split by class into a manifest (bad files are reported)."""
     from visearch.steps import run_preprocess
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     path, summary = run_preprocess(ctx.settings, ctx.store, ctx.category(category), ctx.work(category, "manifest", out))
     typer.echo(f"manifest: {path}")
     echo_json({k: v for k, v in summary.items() if k != "dropped"} | {"dropped": len(summary["dropped"])})
@@ -118,21 +109,21 @@ def train(
     category: CategoryOpt,
     manifest: DirOpt = None,
     out: DirOpt = None,
-    trunk_model: Annotated[str | None, typer.Option(help="efficientnet-lite0 or a torchvision name")] = None,
-    embedder_layers: Annotated[str | None, typer.Option(help="Comma-separated widths, e.g. 512,128")] = None,
-    split: Annotated[float | None, typer.Option(help="Fraction of classes for training")] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    lr: Annotated[float | None, typer.Option()] = None,
-    weight_decay: Annotated[float | None, typer.Option()] = None,
-    sampler_m: Annotated[int | None, typer.Option(help="Images per class in a batch")] = None,
-    input_size: Annotated[int | None, typer.Option()] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (smoke runs)")] = None,
+    trunk_model: TrunkModelOpt = None,
+    embedder_layers: EmbedderLayersOpt = None,
+    split: SplitOpt = None,
+    batch_size: BatchSizeOpt = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    sampler_m: SamplerMOpt = None,
+    input_size: InputSizeOpt = None,
+    max_steps: MaxStepsOpt = None,
 ) -> None:
     """Fine-tune the trunk + embedder with pytorch-metric-learning; saves trunk.pth, embedder.pth, meta.json."""
     from visearch.steps import run_train
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     cat = ctx.category(category)
     params = train_params(cat, dict(trunk_model=trunk_model, embedder_layers=parse_layers(embedder_layers),
                                     split=split, batch_size=batch_size, epochs=epochs, lr=lr,
@@ -153,7 +144,7 @@ def evaluate(
     """P@1, MAP@R, R-precision, Recall@{1,5,10}: frozen baseline and fine-tuned, in-domain and class-disjoint."""
     from visearch.steps import run_evaluate, save_baseline
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     baseline = save_baseline(ctx.category(category).train, ctx.work(category, "baseline"))
     models = {
         "baseline": baseline,
@@ -190,7 +181,7 @@ def embed(
     """Embed every valid image of the category in batches (resumable)."""
     from visearch.steps import run_embed
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     path = run_embed(ctx.settings, ctx.store, ctx.work(category, "manifest", manifest),
                      model or ctx.work(category, "train") / "model", ctx.work(category, "embeddings", out),
                      batch_size=batch_size)  # fmt: skip
@@ -202,7 +193,7 @@ def upsert(category: CategoryOpt, manifest: DirOpt = None, model: DirOpt = None,
     """Write a new collection version, verify it, and swap the category alias to it atomically."""
     from visearch.steps import run_upsert
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     result = run_upsert(ctx.settings, ctx.store, ctx.category(category), ctx.work(category, "manifest", manifest),
                         model or ctx.work(category, "train") / "model", ctx.work(category, "embeddings", embeddings))  # fmt: skip
     typer.echo(f"alias {category} -> {result.collection} ({result.count} points; previous {result.previous})")
@@ -222,7 +213,7 @@ def search(
     from visearch.index import VectorIndex, make_client
     from visearch.search import SearchEngine
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     try:
         data = image.read_bytes()
     except OSError as exc:
@@ -252,7 +243,7 @@ def index_status(category: CategoryOpt) -> None:
     """The live collection of CATEGORY and the versions kept for rollback."""
     from visearch.index import VectorIndex, make_client
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     ctx.category(category)
     index = VectorIndex(make_client(ctx.settings))
     live = index.live(category)
@@ -268,7 +259,7 @@ def index_rollback(category: CategoryOpt) -> None:
     """Point CATEGORY's alias back at the previous collection version (its model comes along)."""
     from visearch.index import VectorIndex, make_client
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     ctx.category(category)
     index = VectorIndex(make_client(ctx.settings))
     try:
@@ -298,7 +289,7 @@ def demo(
     """The main job end to end on the bundled demo data: pipeline, metrics, a sample query, then the service."""
     from visearch.demo import run_demo
 
-    run_demo(Context.create(), serve=serve, port=port)
+    run_demo(Context.from_env(), serve=serve, port=port)
 
 
 def main() -> None:

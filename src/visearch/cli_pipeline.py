@@ -15,6 +15,18 @@ from typing import Annotated, Any
 import kfp  # noqa: F401 - the ImportError without the pipeline extra hides this sub-app
 import typer
 
+from visearch.cli_options import (
+    BatchSizeOpt,
+    EmbedderLayersOpt,
+    EpochsOpt,
+    InputSizeOpt,
+    LrOpt,
+    MaxStepsOpt,
+    SamplerMOpt,
+    SplitOpt,
+    TrunkModelOpt,
+    WeightDecayOpt,
+)
 from visearch.errors import ConfigError, VisearchError
 
 pipeline_app = typer.Typer(help="Compile the Kubeflow pipeline, or run it locally with kfp.local.",
@@ -56,16 +68,16 @@ def compile_command(
 @pipeline_app.command("run")
 def run_command(
     categories: Annotated[str, typer.Option(help="Comma-separated category names")],
-    trunk_model: Annotated[str | None, typer.Option(help="efficientnet-lite0 or a torchvision name")] = None,
-    embedder_layers: Annotated[str | None, typer.Option(help="Comma-separated widths, e.g. 512,128")] = None,
-    split: Annotated[float | None, typer.Option(help="Fraction of classes for training")] = None,
-    batch_size: Annotated[int | None, typer.Option()] = None,
-    epochs: Annotated[int | None, typer.Option()] = None,
-    lr: Annotated[float | None, typer.Option()] = None,
-    weight_decay: Annotated[float | None, typer.Option()] = None,
-    sampler_m: Annotated[int | None, typer.Option(help="Images per class in a batch")] = None,
-    input_size: Annotated[int | None, typer.Option()] = None,
-    max_steps: Annotated[int | None, typer.Option(help="Stop after N steps (smoke runs)")] = None,
+    trunk_model: TrunkModelOpt = None,
+    embedder_layers: EmbedderLayersOpt = None,
+    split: SplitOpt = None,
+    batch_size: BatchSizeOpt = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    sampler_m: SamplerMOpt = None,
+    input_size: InputSizeOpt = None,
+    max_steps: MaxStepsOpt = None,
     log_file: Annotated[
         Path | None, typer.Option(help="Write the steps' full logs here; show only task status and decisions")
     ] = None,

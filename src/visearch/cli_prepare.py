@@ -14,7 +14,7 @@ import typer
 from visearch.errors import ConfigError
 
 if TYPE_CHECKING:
-    from visearch.cli import Context
+    from visearch.context import Context
     from visearch.data.adapters.common import Candidate
     from visearch.data.adapters.runner import PrepareOptions
     from visearch.data.meta import DataReport
@@ -242,11 +242,11 @@ def run_prepare(
         report_path: Also write the JSON report there.
         labels: Fixed class → label map, called after the scan (default: sorted class order).
     """
-    from visearch.cli import Context
+    from visearch.context import Context
     from visearch.data.adapters.runner import PrepareReport, prepare_category
     from visearch.data.dedupe import trunk_embedder
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     target = ctx.category(category or dataset)
     report = PrepareReport(dataset=dataset)
     candidates = scan(report)
@@ -267,9 +267,9 @@ def run_prepare(
 @prepare_app.command("demo")
 def prepare_demo() -> None:
     """Copy the bundled demo subset (1,000 Fashion-MNIST images) into category fashion-mnist."""
-    from visearch.cli import Context
+    from visearch.context import Context
 
-    ctx = Context.create()
+    ctx = Context.from_env()
     typer.echo(ensure_demo_data(ctx, force=True))
 
 

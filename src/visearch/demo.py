@@ -11,7 +11,7 @@ import typer
 from visearch.errors import ConfigError
 
 if TYPE_CHECKING:
-    from visearch.cli import Context
+    from visearch.context import Context
 
 MAP = "mean_average_precision_at_r"
 

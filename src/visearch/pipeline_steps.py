@@ -8,15 +8,14 @@ the category's training parameters with the pipeline's overrides, call the step 
 from __future__ import annotations
 
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from visearch.categories import Category, Registry, TrainParams, load_registry
+from visearch.categories import Category, TrainParams
+from visearch.context import Context
 from visearch.errors import ConfigError
-from visearch.settings import Settings
 from visearch.steps import (
     UpsertResult,
     load_manifest,
@@ -27,31 +26,10 @@ from visearch.steps import (
     run_upsert,
     save_baseline,
 )
-from visearch.storage import ObjectStore, make_store
 
 if TYPE_CHECKING:
     from visearch.gate import GateOutcome
-    from visearch.tracking import Tracker
     from visearch.train import TrainResult
-
-
-@dataclass
-class StepContext:
-    """Settings, registry, store and tracker, built once at a step's entry point."""
-
-    settings: Settings
-    registry: Registry
-    store: ObjectStore
-
-    @classmethod
-    def from_env(cls) -> StepContext:
-        settings = Settings()
-        return cls(settings, load_registry(settings.visearch_categories), make_store(settings))
-
-    def tracker(self) -> Tracker:
-        from visearch.tracking import Tracker
-
-        return Tracker.from_settings(self.settings)
 
 
 def resolve_params(category: Category, overrides: dict[str, Any] | None = None) -> TrainParams:
@@ -81,7 +59,7 @@ def resolve_params(category: Category, overrides: dict[str, Any] | None = None) 
 def pipeline_preprocess(category: str, manifest_dir: Path, *, overrides: dict[str, Any] | None = None,
                         pipeline_run: str = "") -> str:  # fmt: skip
     """Step 1: start the category's MLflow run, validate and split; returns the MLflow run id."""
-    ctx = StepContext.from_env()
+    ctx = Context.from_env()
     cat = ctx.registry.get(category)
     tracker = ctx.tracker()
     run = tracker.run(tracker.start_run(category, tags={"kfp.run": pipeline_run} if pipeline_run else None))
@@ -95,7 +73,7 @@ def pipeline_train(category: str, manifest_dir: Path, run_id: str, model_dir: Pa
     """Step 2: fine-tune (model → ``model_dir``) and save the frozen trunk (→ ``baseline_dir``): two candidates."""
     from visearch.gate import ARTIFACT_PATHS, FROZEN, copy_model
 
-    ctx = StepContext.from_env()
+    ctx = Context.from_env()
     params = resolve_params(ctx.registry.get(category), overrides)
     run = ctx.tracker().run(run_id)
     with run.failing(), tempfile.TemporaryDirectory(prefix="visearch-train-") as work:
@@ -113,7 +91,7 @@ def pipeline_evaluate(category: str, manifest_dir: Path, run_id: str, model_dir:
     """Step 3: evaluate both candidates and the champion; the gate decides which model to index."""
     from visearch.gate import FROZEN, TUNED, evaluate_and_gate
 
-    ctx = StepContext.from_env()
+    ctx = Context.from_env()
     tracker = ctx.tracker()
     run = tracker.run(run_id)
     with run.failing():
@@ -128,7 +106,7 @@ def pipeline_embed(category: str, manifest_dir: Path, model_dir: Path, out_dir: 
     """Step 4: embed every valid image with the champion (resumes in a stable scratch folder)."""
     from visearch.model import read_spec
 
-    ctx = StepContext.from_env()
+    ctx = Context.from_env()
     version = read_spec(model_dir).version
     data_hash = manifest_hash(load_manifest(manifest_dir))
     scratch = ctx.settings.work_dir / category / "embed-scratch" / f"{version}-{data_hash}"
@@ -138,7 +116,7 @@ def pipeline_embed(category: str, manifest_dir: Path, model_dir: Path, out_dir: 
 def pipeline_upsert(category: str, manifest_dir: Path, model_dir: Path, embeddings_dir: Path,
                     run_id: str) -> UpsertResult:  # fmt: skip
     """Step 5: new collection version (or the same one, resumed), verified, alias swapped; ends the run."""
-    ctx = StepContext.from_env()
+    ctx = Context.from_env()
     run = ctx.tracker().run(run_id)
     with run.failing():
         result = run_upsert(ctx.settings, ctx.store, ctx.registry.get(category), manifest_dir, model_dir,

@@ -1,0 +1,18 @@
+"""Command-line options shared by `visearch train` and `visearch pipeline run` (the seed's parameter names)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+TrunkModelOpt = Annotated[str | None, typer.Option(help="efficientnet-lite0 or a torchvision name")]
+EmbedderLayersOpt = Annotated[str | None, typer.Option(help="Comma-separated widths, e.g. 512,128")]
+SplitOpt = Annotated[float | None, typer.Option(help="Fraction of classes for training")]
+BatchSizeOpt = Annotated[int | None, typer.Option()]
+EpochsOpt = Annotated[int | None, typer.Option()]
+LrOpt = Annotated[float | None, typer.Option()]
+WeightDecayOpt = Annotated[float | None, typer.Option()]
+SamplerMOpt = Annotated[int | None, typer.Option(help="Images per class in a batch")]
+InputSizeOpt = Annotated[int | None, typer.Option()]
+MaxStepsOpt = Annotated[int | None, typer.Option(help="Stop after N steps (smoke runs)")]

@@ -1,0 +1,40 @@
+"""The objects every entry point builds once: settings, the category registry and the object store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from visearch.categories import Category, Registry, load_registry
+from visearch.settings import Settings
+from visearch.storage import ObjectStore, make_store
+
+if TYPE_CHECKING:
+    from visearch.tracking import Tracker
+
+
+@dataclass
+class Context:
+    """Settings, registry and store, built at an entry point (CLI command, pipeline step) and passed down."""
+
+    settings: Settings
+    registry: Registry
+    store: ObjectStore
+
+    @classmethod
+    def from_env(cls) -> Context:
+        settings = Settings()
+        return cls(settings, load_registry(settings.visearch_categories), make_store(settings))
+
+    def category(self, name: str) -> Category:
+        return self.registry.get(name)
+
+    def work(self, category: str, name: str, given: Path | None = None) -> Path:
+        """A step's directory: the one given, else ``<home>/work/<category>/<name>``."""
+        return given or self.settings.work_dir / category / name
+
+    def tracker(self) -> Tracker:
+        from visearch.tracking import Tracker
+
+        return Tracker.from_settings(self.settings)
