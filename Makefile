@@ -24,6 +24,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+## The quick benchmark set (under 10 minutes on 2 cores); results land in benchmarks/results/.
+## Latency needs an indexed demo category: run `make demo` (then stop its service) first.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/embedding.py --images 512
+	$(BIN)/python benchmarks/index.py --sizes 10000
+	$(BIN)/python benchmarks/quality.py --recipes frozen,seed,default
+	$(BIN)/python benchmarks/latency.py --requests 200 --clients 1,8
+
 lint: $(STAMP)
 	$(BIN)/ruff check src tests components pipelines serving ui benchmarks
 	$(BIN)/mypy
