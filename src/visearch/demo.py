@@ -42,7 +42,7 @@ def run_demo(ctx: Context, *, serve: bool, port: int) -> None:
     typer.echo(f"index: alias {category.name} -> {result.collection}")
     typer.echo(f"MLflow run {result.run_id}: mlflow ui --backend-store-uri {ctx.settings.tracking_uri}")
     typer.echo(f"artifacts: {result.folder}")
-    sample_query(ctx, category.name, result.artifacts["preprocess/manifest"])
+    sample_query(ctx, category.name, result.artifacts["preprocess/manifest"], port=port if serve else None)
     typer.echo(f"\ndemo finished in {time.monotonic() - started:.0f} s")
     if serve:
         from visearch.serve import serve_forever
@@ -63,7 +63,7 @@ def summary_line(report: dict[str, Any]) -> str:
     return "fine-tuned vs frozen: " + "; ".join(parts) if parts else ""
 
 
-def sample_query(ctx: Context, category: str, manifest_dir: Any) -> None:
+def sample_query(ctx: Context, category: str, manifest_dir: Any, *, port: int | None = None) -> None:
     """Search with a held-out image, as a user of the service would."""
     from visearch.cli import format_results
     from visearch.index import VectorIndex, make_client
@@ -81,3 +81,7 @@ def sample_query(ctx: Context, category: str, manifest_dir: Any) -> None:
     typer.echo(format_results(results))
     image = ctx.store.local_path(query["key"], ctx.settings.home / "cache")
     typer.echo(f"\nTry it: visearch search --category {category} --json {image}")
+    if port:
+        # Embedded Qdrant admits one process: while the service runs, the index is its own.
+        typer.echo(f"  (once the service below is stopped; while it runs, ask it:\n"
+                   f"   curl -F image=@{image} -F category={category} -F k=5 http://127.0.0.1:{port}/search)")  # fmt: skip
