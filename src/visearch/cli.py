@@ -24,6 +24,7 @@ from visearch.cli_options import (
     WeightDecayOpt,
 )
 from visearch.context import Context
+from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
 from visearch.errors import ConfigError, InvalidImageError, VisearchError
 from visearch.settings import Settings
 
@@ -176,7 +177,7 @@ def embed(
     manifest: DirOpt = None,
     model: DirOpt = None,
     out: DirOpt = None,
-    batch_size: Annotated[int, typer.Option(min=1)] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass")] = EMBED_BATCH_SIZE,
 ) -> None:
     """Embed every valid image of the category in batches (resumable)."""
     from visearch.steps import run_embed

@@ -15,13 +15,15 @@ if TYPE_CHECKING:
     from visearch.model import EmbeddingModel
 
 SHARD_SIZE = 1024
+# Fastest on 2 cores in benchmarks/results/embedding.md: batch 32, no DataLoader workers (0.97x the bare forward).
+BATCH_SIZE = 32
 
 
 def embed_paths(
     model: EmbeddingModel,
     paths: list[Path],
     *,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     workers: int = 0,
     show_progress: bool = True,
     desc: str = "embedding",
@@ -51,7 +53,7 @@ def embed_to_shards(
     paths: list[Path],
     out_dir: Path,
     *,
-    batch_size: int = 64,
+    batch_size: int = BATCH_SIZE,
     shard_size: int = SHARD_SIZE,
     show_progress: bool = True,
 ) -> Path:

@@ -22,6 +22,7 @@ import pandas as pd
 from visearch.categories import Category, TrainParams
 from visearch.data.meta import caption_columns
 from visearch.data.preprocess import read_manifest, split_by_class, validate_category
+from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
@@ -225,7 +226,7 @@ def run_embed(
     model_dir: Path,
     out_dir: Path,
     *,
-    batch_size: int = 64,
+    batch_size: int = EMBED_BATCH_SIZE,
     show_progress: bool = True,
     scratch: Path | None = None,
 ) -> Path:
