@@ -31,6 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/index.py --sizes 10000
 	$(BIN)/python benchmarks/quality.py --recipes frozen,seed,default
 	$(BIN)/python benchmarks/latency.py --requests 200 --clients 1,8
+	$(BIN)/python benchmarks/pipeline.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests components pipelines serving ui benchmarks
