@@ -7,6 +7,7 @@ PNG images from the bundled Fashion-MNIST subset, real (very short) training.
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -98,3 +99,28 @@ def indexed_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
     registry = load_registry(settings.visearch_categories)
     run_loop(settings, LocalStore(settings.objects_dir), registry.get(TINY), show_progress=False)
     yield settings
+
+
+@pytest.fixture(scope="module")
+def served(
+    indexed_home: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """The real service (`bentoml serve`) on the indexed home: its URL and process, one per test module."""
+    from visearch.serve import wait_ready
+
+    from .servers import start_server, stop_server
+
+    log = tmp_path_factory.mktemp("service") / "server.log"
+    process, url = start_server(indexed_home, log)
+    try:
+        if not wait_ready(url, process, timeout=180):
+            pytest.fail(f"service did not become ready:\n{log.read_text(errors='replace')[-4000:]}")
+        yield url, process
+    finally:
+        stop_server(process)
+
+
+@pytest.fixture(scope="module")
+def server(served: tuple[str, subprocess.Popen[bytes]]) -> str:
+    """The URL of the real service on the indexed home."""
+    return served[0]

@@ -9,61 +9,20 @@ import base64
 import io
 import socket
 import struct
-import subprocess
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
 
-from visearch.serve import serve_command, wait_ready
 from visearch.settings import Settings
 
-from .conftest import TINY, TINY_CLASSES, TINY_PER_CLASS, env_for
+from .conftest import TINY, TINY_CLASSES, TINY_PER_CLASS
 
 pytestmark = pytest.mark.slow
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start_server(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    """`bentoml serve` for ``settings``' home on a free loopback port (as `visearch serve` runs it)."""
-    port = free_port()
-    env = {**env_for(settings), "BENTOML_DO_NOT_TRACK": "true"}
-    with log.open("wb") as out:
-        process = subprocess.Popen(serve_command(port=port, host="127.0.0.1"), env=env, cwd=ROOT,
-                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
-    return process, f"http://127.0.0.1:{port}"
-
-
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
-@pytest.fixture(scope="module")
-def server(indexed_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("service") / "server.log"
-    process, url = start_server(indexed_home, log)
-    try:
-        if not wait_ready(url, process, timeout=180):
-            pytest.fail(f"service did not become ready:\n{log.read_text(errors='replace')[-4000:]}")
-        yield url
-    finally:
-        stop_server(process)
 
 
 @pytest.fixture(scope="module")

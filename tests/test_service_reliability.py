@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,27 +13,11 @@ import httpx
 import numpy as np
 import pytest
 
-from visearch.serve import wait_ready
-from visearch.settings import Settings
-
 from .conftest import TINY
-from .test_service import start_server, stop_server
 
 LOAD_CLIENTS = 16
 LOAD_SECONDS = float(os.environ.get("VISEARCH_LOAD_SECONDS", "60"))
 MEMORY_GROWTH_LIMIT_MB = 200
-
-
-@pytest.fixture(scope="module")
-def served(indexed_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
-    log = tmp_path_factory.mktemp("reliability") / "server.log"
-    process, url = start_server(indexed_home, log)
-    try:
-        if not wait_ready(url, process, timeout=180):
-            pytest.fail(f"service did not become ready:\n{log.read_text(errors='replace')[-4000:]}")
-        yield url, process.pid
-    finally:
-        stop_server(process)
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -54,7 +37,7 @@ def tree_rss_mb(pid: int) -> float:
 
 @pytest.mark.slow
 def test_fuzzing_the_openapi_finds_no_server_error_nor_schema_violation(
-    served: tuple[str, int], tmp_path: Path
+    served: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     url, _ = served
     command = [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/docs.json", "--url", url,
@@ -68,8 +51,8 @@ def test_fuzzing_the_openapi_finds_no_server_error_nor_schema_violation(
 
 
 @pytest.mark.slow
-def test_sixteen_clients_get_no_errors_and_memory_stays_flat(served: tuple[str, int]) -> None:
-    url, pid = served
+def test_sixteen_clients_get_no_errors_and_memory_stays_flat(served: tuple[str, subprocess.Popen[bytes]]) -> None:
+    url, pid = served[0], served[1].pid
     with httpx.Client(base_url=url, timeout=60) as client:
         example = client.get(f"/categories/{TINY}/examples", params={"limit": 1}).json()[0]
         image = client.get(example["image_url"]).content

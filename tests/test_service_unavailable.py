@@ -10,7 +10,7 @@ import pytest
 from qdrant_client import QdrantClient
 
 from .conftest import TINY, make_home
-from .test_service import start_server, stop_server
+from .servers import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 

@@ -26,18 +26,14 @@ from visearch.errors import ConfigError, NotFoundError, VisearchError
 from visearch.settings import Settings
 from visearch.storage import LocalStore, MinioStore, ObjectStore, make_minio_client, make_store, parse_endpoint
 
+from .servers import free_port
+
 REGION = "us-east-1"  # moto's default; the minio client must not probe for it
 ACCESS, SECRET = "visearch-test-access", "visearch-test-secret-value"
 BAD_KEYS = ["", "/etc/passwd", "../outside", "a/../../b", "a/..", "..\\windows", "a\x00b", "\\abs"]
 
 
 # --- the S3 server ------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def moto_executable() -> Path:
     exe = Path(sys.executable).parent / "moto_server"
     if not exe.exists():

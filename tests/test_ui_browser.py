@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from visearch.serve import wait_ready
 from visearch.settings import Settings
 
 from .conftest import TINY
-from .test_service import ROOT, start_server, stop_server
+from .servers import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 SCREENSHOT = ROOT / "docs" / "screenshots" / "ui.png"
@@ -54,18 +53,6 @@ def browser() -> Iterator[object]:
     finally:
         driver.quit()
         shutil.rmtree(profile, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def server(indexed_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    log = tmp_path_factory.mktemp("ui") / "server.log"
-    process, url = start_server(indexed_home, log)
-    try:
-        if not wait_ready(url, process, timeout=180):
-            pytest.fail(f"service did not become ready:\n{log.read_text(errors='replace')[-4000:]}")
-        yield url
-    finally:
-        stop_server(process)
 
 
 def shown(browser, element_id: str) -> bool:  # type: ignore[no-untyped-def]
