@@ -30,10 +30,11 @@ def start_server(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes]
     return process, f"http://127.0.0.1:{port}"
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
+def stop_server(process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    """Terminate, and kill if it has not exited within ``timeout`` seconds."""
     process.terminate()
     try:
-        process.wait(timeout=30)
+        process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()

@@ -26,7 +26,7 @@ from visearch.errors import ConfigError, NotFoundError, VisearchError
 from visearch.settings import Settings
 from visearch.storage import LocalStore, MinioStore, ObjectStore, make_minio_client, make_store, parse_endpoint
 
-from .servers import free_port
+from .servers import free_port, stop_server
 
 REGION = "us-east-1"  # moto's default; the minio client must not probe for it
 ACCESS, SECRET = "visearch-test-access", "visearch-test-secret-value"
@@ -65,12 +65,7 @@ def moto_server(log_dir: Path, *, cert: Path | None = None, key: Path | None = N
                 time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_server(proc, timeout=10)
         log.close()
 
 
