@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from common import table, write_result  # noqa: E402
 
 from visearch.data.images import decode_image  # noqa: E402
-from visearch.index import VectorIndex, make_client  # noqa: E402
+from visearch.index import open_index  # noqa: E402
 from visearch.search import load_embedder, preprocess  # noqa: E402
 from visearch.serve import serve_command, serve_env, wait_ready  # noqa: E402
 from visearch.settings import Settings  # noqa: E402
@@ -48,11 +48,11 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
 
 def floor_ms(settings: Settings, category: str, image_bytes: bytes, repeats: int = 200) -> dict[str, float]:
     """Median forward time of one preprocessed image per backend (the in-process floor)."""
-    index = VectorIndex(make_client(settings))
+    index = open_index(settings)
     try:
         version = index.require_live(category).model_version
     finally:
-        index.client.close()
+        index.close()
     store = make_store(settings)
     cache = settings.home / "cache"
     paths = [store.local_path(f"models/{category}/{version}/{name}", cache) for name in MODEL_FILES

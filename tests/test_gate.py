@@ -76,7 +76,7 @@ def worse_model(directory: Path) -> Path:
 @pytest.mark.slow
 def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registry, store) -> None:  # type: ignore[no-untyped-def]
     from visearch.gate import evaluate_and_gate
-    from visearch.index import VectorIndex, make_client
+    from visearch.index import open_index
     from visearch.steps import run_embed, run_loop, run_upsert
     from visearch.tracking import Tracker
 
@@ -119,10 +119,10 @@ def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registr
                            show_progress=False)  # fmt: skip
     result = run_upsert(home, store, category, home.work_dir / TINY / "manifest", outcome.champion_dir, embeddings)
     assert result.reused and result.collection == first.collection
-    index = VectorIndex(make_client(home))
+    index = open_index(home)
     try:
         assert index.require_live(TINY).name == first.collection
         assert [v.name for v in index.versions(TINY)] == [first.collection]
         assert index.count(first.collection) == first.count
     finally:
-        index.client.close()
+        index.close()

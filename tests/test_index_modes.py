@@ -1,9 +1,9 @@
 """The index adapter's behaviour on every Qdrant client mode that can start here.
 
-One suite, parametrised over the client modes ``make_client`` builds: embedded local mode
-(``path=``), ``:memory:`` and a server (remote mode; no Qdrant server installs here, so it runs
-only when ``QDRANT_URL`` points at one, e.g. ``docker run -p 6333:6333 qdrant/qdrant``). The
-same calls on every mode is what keeps the library on one code path.
+One suite, parametrised over the engines ``open_index`` builds: the embedded engine (qdrant-edge,
+shard folders and alias files), qdrant-client's ``:memory:`` and a server (remote mode; no Qdrant
+server installs here, so it runs only when ``QDRANT_URL`` points at one, e.g. ``docker run -p
+6333:6333 qdrant/qdrant``). The same calls on every engine keep the library on one code path.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ import pytest
 from qdrant_client import QdrantClient
 
 from visearch.errors import ConfigError, NotFoundError
-from visearch.index import CollectionVersion, VectorIndex, make_client, point_id
+from visearch.index import CollectionVersion, VectorIndex, open_index, point_id
+from visearch.index_qdrant import make_client
 from visearch.settings import Settings
 
-MODES = ["local", "memory", "remote"]
+MODES = ["embedded", "memory", "remote"]
 CLASSES = ["boot", "bag", "dress"]
 DIM = 8
 
@@ -44,9 +45,9 @@ def settings_for(mode: str, home: Path) -> Settings:
 
 @pytest.fixture(params=MODES)
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
-    client = make_client(settings_for(request.param, tmp_path))
-    yield VectorIndex(client)
-    client.close()
+    index = open_index(settings_for(request.param, tmp_path))
+    yield index
+    index.close()
 
 
 @pytest.fixture
@@ -55,7 +56,7 @@ def category(index: VectorIndex) -> Iterator[str]:
     name = f"t-{uuid.uuid4().hex[:10]}"
     yield name
     for version in index.versions(name):
-        index.client.delete_collection(version.name)
+        index.delete(version.name)
 
 
 def unit_vectors(n: int, seed: int) -> np.ndarray:
@@ -71,6 +72,7 @@ def fill(index: VectorIndex, category: str, model_version: str, *, n: int = 30, 
     vectors = unit_vectors(n, seed)
     payloads = [{"file": f, "class": f.split("/")[0], "label": i % 3, "image_uri": f"s3://b/{f}"} for i, f in enumerate(files)]  # fmt: skip
     index.upsert(version.name, ids, vectors, payloads, batch_size=7)
+    index.seal(version.name)
     return version.name, ids, vectors
 
 
@@ -98,28 +100,28 @@ def test_alias_query_filter_threshold_retrieve(index: VectorIndex, category: str
     index.swap_alias(category, collection)
     assert index.require_live(category).name == collection
 
-    hits = index.query(category, vectors[4].tolist(), k=5)
+    hits = index.query(collection, vectors[4].tolist(), k=5)
     assert len(hits) == 5 and hits[0].id == ids[4] and hits[0].score == pytest.approx(1.0, abs=1e-4)
     assert hits[0].payload["file"] == "bag/004.png" and hits[0].similarity_percent == pytest.approx(100, abs=0.01)
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
-    filtered = index.query(category, vectors[4].tolist(), k=30, class_filter="dress")
+    filtered = index.query(collection, vectors[4].tolist(), k=30, class_filter="dress")
     assert filtered and {h.payload["class"] for h in filtered} == {"dress"} and len(filtered) == 10
 
-    strict = index.query(category, vectors[4].tolist(), k=30, min_score=0.5)
+    strict = index.query(collection, vectors[4].tolist(), k=30, min_score=0.5)
     assert strict and all(h.score >= 0.5 for h in strict) and len(strict) < 30
 
-    others = index.query(category, vectors[4].tolist(), k=3, exclude_id=ids[4])
+    others = index.query(collection, vectors[4].tolist(), k=3, exclude_id=ids[4])
     assert ids[4] not in {h.id for h in others}
 
-    payload, vector = index.get(category, ids[7], with_vector=True)
+    payload, vector = index.get(collection, ids[7], with_vector=True)
     assert payload["class"] == "bag" and vector is not None
     assert np.allclose(vector, vectors[7], atol=1e-5)
     with pytest.raises(NotFoundError):
-        index.get(category, point_id(category, "missing.png"))
+        index.get(collection, point_id(category, "missing.png"))
     with pytest.raises(NotFoundError):
-        index.get(category, "not-a-uuid")
-    assert len(index.sample(category, 4)) == 4
+        index.get(collection, "not-a-uuid")
+    assert len(index.sample(collection, 4)) == 4
 
 
 def test_alias_swap_rollback_and_drop_old(index: VectorIndex, category: str) -> None:
@@ -129,10 +131,10 @@ def test_alias_swap_rollback_and_drop_old(index: VectorIndex, category: str) -> 
     second, ids, vectors = fill(index, category, "m2", n=9, seed=1)
     index.swap_alias(category, second)
     assert index.require_live(category).model_version == "m2"
-    assert index.count(category) == 9  # the alias answers like a collection
+    assert index.count(index.require_live(category).name) == 9
 
     back = index.rollback(category)
-    assert back.name == first and index.require_live(category).name == first and index.count(category) == 6
+    assert back.name == first and index.require_live(category).name == first and index.count(first) == 6
     with pytest.raises(NotFoundError):
         index.rollback(category)  # nothing older than the first
 
@@ -140,7 +142,7 @@ def test_alias_swap_rollback_and_drop_old(index: VectorIndex, category: str) -> 
     assert index.drop_old(category, keep=1) == [first]
     assert [v.name for v in index.versions(category)] == [second]
     assert index.drop_old(category, keep=0) == []  # never the live one
-    assert index.query(category, vectors[0].tolist(), k=1)[0].id == ids[0]
+    assert index.query(second, vectors[0].tolist(), k=1)[0].id == ids[0]
 
 
 # --- client building: the settings reach the wire ---------------------------------------------

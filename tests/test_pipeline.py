@@ -105,16 +105,6 @@ def test_pipeline_run_refuses_bad_input_before_starting(home, monkeypatch) -> No
     assert isinstance(result.exception, UnknownCategoryError)
     result = CliRunner().invoke(pipeline_app, ["run", "--categories", TINY, "--sampler-m", "0"])
     assert isinstance(result.exception, ConfigError)
-    # The embedded index is held by another client (a running service): refused before any training.
-    from visearch.errors import IndexBusyError
-    from visearch.index import make_client
-
-    holder = make_client(home)
-    try:
-        result = CliRunner().invoke(pipeline_app, ["run", "--categories", TINY])
-    finally:
-        holder.close()
-    assert isinstance(result.exception, IndexBusyError)
     assert not (home.home / "kfp").exists()
 
 
@@ -168,7 +158,7 @@ def run_cli(settings: Settings, cwd: Path) -> str:
 
 @pytest.mark.slow
 def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp_path: Path) -> None:
-    from visearch.index import VectorIndex, make_client
+    from visearch.index import open_index
     from visearch.storage import LocalStore
     from visearch.tracking import CHAMPION, VERSION_TAG, Tracker, experiment_name, model_name
 
@@ -211,13 +201,13 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
     versions = tracker.client.search_model_versions(f"name='{model_name(TINY)}'")
 
     # Qdrant: alias -> a collection of that model with one point per valid image.
-    index = VectorIndex(make_client(home))
+    index = open_index(home)
     try:
         live = index.require_live(TINY)
         assert live.model_version == model_version
         assert index.count(live.name) == valid_images
     finally:
-        index.client.close()
+        index.close()
     assert LocalStore(home.objects_dir).exists(f"models/{TINY}/{model_version}/trunk.pth")
 
     # Re-run on the same data: same model, no new registry version, the same live collection.
@@ -227,9 +217,9 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
     assert runs[0].data.tags["gate.decision"] == "kept" and runs[0].data.tags["index.reused"] == "True"
     assert len(tracker.client.search_model_versions(f"name='{model_name(TINY)}'")) == len(versions)
     assert tracker.client.get_model_version_by_alias(model_name(TINY), CHAMPION).version == champion.version
-    index = VectorIndex(make_client(home))
+    index = open_index(home)
     try:
         assert [v.name for v in index.versions(TINY)] == [live.name]
         assert index.require_live(TINY).name == live.name and index.count(live.name) == valid_images
     finally:
-        index.client.close()
+        index.close()

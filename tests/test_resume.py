@@ -12,7 +12,7 @@ import pytest
 
 from visearch.categories import TrainParams
 from visearch.embed import read_shards
-from visearch.index import VectorIndex, make_client
+from visearch.index import open_index
 from visearch.settings import Settings
 from visearch.steps import load_manifest, run_preprocess, run_train, run_upsert, save_baseline
 
@@ -68,11 +68,11 @@ def test_killed_embed_finishes_on_rerun_with_one_point_per_image(home: Settings,
     assert keys == manifest["key"].tolist() and len(vectors) == len(manifest)
 
     result = run_upsert(home, store, registry.get(TINY), work / "manifest", model, out)
-    index = VectorIndex(make_client(home))
+    index = open_index(home)
     try:
         assert index.count(result.collection) == len(manifest) == result.count
     finally:
-        index.client.close()
+        index.close()
 
 
 def test_longer_training_continues_from_the_checkpoint(home: Settings, registry, store) -> None:  # type: ignore[no-untyped-def]

@@ -9,7 +9,7 @@ import pytest
 
 from visearch.categories import load_registry
 from visearch.errors import InvalidImageError, InvalidQueryError, NotFoundError, UnknownCategoryError
-from visearch.index import VectorIndex, make_client
+from visearch.index import open_index
 from visearch.search import OnnxEmbedder, SearchEngine, TorchEmbedder, load_embedder, preprocess
 from visearch.settings import Settings
 from visearch.storage import LocalStore
@@ -20,7 +20,7 @@ from .conftest import TINY, TINY_CLASSES, TINY_PER_CLASS
 @pytest.fixture(scope="module")
 def engine(indexed_home: Settings) -> Iterator[SearchEngine]:
     store = LocalStore(indexed_home.objects_dir)
-    index = VectorIndex(make_client(indexed_home))
+    index = open_index(indexed_home)
     engine = SearchEngine(indexed_home, load_registry(indexed_home.visearch_categories), store, index)
     yield engine
     engine.close()  # embedded Qdrant: free the folder for the next module (the service tests)

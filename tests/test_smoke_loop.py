@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from visearch.categories import load_registry
-from visearch.index import VectorIndex, make_client
+from visearch.index import open_index
 from visearch.search import SearchEngine
 from visearch.settings import Settings
 from visearch.storage import LocalStore
@@ -13,7 +13,7 @@ from .conftest import TINY, TINY_CLASSES, TINY_PER_CLASS
 
 def test_loop_indexes_every_image_and_answers(indexed_home: Settings) -> None:
     store = LocalStore(indexed_home.objects_dir)
-    index = VectorIndex(make_client(indexed_home))
+    index = open_index(indexed_home)
     try:
         live = index.require_live(TINY)
         assert index.count(live.name) == len(TINY_CLASSES) * TINY_PER_CLASS
@@ -27,4 +27,4 @@ def test_loop_indexes_every_image_and_answers(indexed_home: Settings) -> None:
         assert results[0].similarity > 99.0
         assert results[0].score >= results[-1].score
     finally:
-        index.client.close()
+        index.close()

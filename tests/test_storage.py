@@ -318,7 +318,7 @@ def test_tls_store_against_a_tls_server(tmp_path: Path, monkeypatch: pytest.Monk
 def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, tmp_path: Path) -> None:
     """The tiny dataset lives only in the bucket; the loop reads it, publishes models there, indexes it."""
     from visearch.categories import load_registry
-    from visearch.index import VectorIndex, make_client
+    from visearch.index import open_index
     from visearch.search import SearchEngine
     from visearch.steps import run_loop
 
@@ -338,10 +338,9 @@ def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, 
     assert outcome.count == 40
     version = outcome.collection.split("-")[-2]
     assert {k.rsplit("/", 1)[1] for k in store.list(f"models/{TINY}/{version}")} >= {"trunk.pth", "embedder.pth"}
-    client = make_client(settings)
+    index = open_index(settings)
     try:
-        index = VectorIndex(client)
-        (pid, payload), *_ = index.sample(TINY, 1)
+        (pid, payload), *_ = index.sample(index.require_live(TINY).name, 1)
         assert payload["image_uri"].startswith(f"s3://{settings.minio_bucket_name}/team/visearch/datasets/{TINY}/")
         # The service's query path: the model comes from the bucket (through the cache), the
         # result image is read back from the bucket.
@@ -353,4 +352,4 @@ def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, 
         cached = settings.home / "cache" / "s3" / settings.minio_bucket_name / "team" / "visearch" / "models" / TINY
         assert any(cached.rglob("*.onnx")) or any(cached.rglob("*.pth"))
     finally:
-        client.close()
+        index.close()

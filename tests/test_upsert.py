@@ -6,7 +6,7 @@ from pathlib import Path
 
 from visearch.categories import TrainParams
 from visearch.embed import read_shards
-from visearch.index import VectorIndex, make_client, point_id
+from visearch.index import open_index, point_id
 from visearch.search import SearchEngine
 from visearch.steps import load_manifest, payload_for, run_embed, run_preprocess, run_upsert, save_baseline
 
@@ -37,7 +37,7 @@ def test_upsert_is_idempotent_resumable_and_rolls_back(home, registry, store) ->
     _, model_b, emb_b = prepared(home, registry, store, 48)
     keys, vectors, version_b = read_shards(emb_b)
     manifest = load_manifest(manifest_dir)
-    index = VectorIndex(make_client(home))
+    index = open_index(home)
     try:
         from visearch.steps import manifest_hash
 
@@ -57,7 +57,7 @@ def test_upsert_is_idempotent_resumable_and_rolls_back(home, registry, store) ->
         assert rolled.name == first.collection
         # The query path follows the alias and loads the model that produced those vectors.
         assert engine.model_for(TINY).spec.input_size == 32
-        names = [c.name for c in index.client.get_collections().collections]
+        names = index.backend.collections()
         assert sorted(names) == sorted([first.collection, partial.name])
     finally:
-        index.client.close()
+        index.close()

@@ -76,16 +76,16 @@ def parse_layers(text: str | None) -> list[int] | None:
 @app.command()
 def categories(as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False) -> None:
     """List the categories of the registry and whether each has a live index."""
-    from visearch.index import VectorIndex, make_client
+    from visearch.index import open_index
 
     ctx = Context.from_env()
-    index = VectorIndex(make_client(ctx.settings))
+    index = open_index(ctx.settings)
     rows = []
     for category in ctx.registry.categories:
         live = index.live(category.name)
         rows.append({"name": category.name, "title": category.title,
                      "index": live.name if live else None, "images": index.count(live.name) if live else 0})  # fmt: skip
-    index.client.close()
+    index.close()
     if as_json:
         echo_json(rows)
         return
@@ -211,7 +211,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
     """Find the images of CATEGORY most similar to IMAGE."""
-    from visearch.index import VectorIndex, make_client
+    from visearch.index import open_index
     from visearch.search import SearchEngine
 
     ctx = Context.from_env()
@@ -220,11 +220,11 @@ def search(
     except OSError as exc:
         raise InvalidImageError(f"cannot read {image}: {exc.strerror or exc}") from exc
     ctx.category(category)
-    engine = SearchEngine(ctx.settings, ctx.registry, ctx.store, VectorIndex(make_client(ctx.settings)))
+    engine = SearchEngine(ctx.settings, ctx.registry, ctx.store, open_index(ctx.settings))
     try:
         results = engine.search_bytes(category, data, k=k, min_similarity=min_similarity, class_filter=class_filter)
     finally:
-        engine.index.client.close()
+        engine.close()
     if as_json:
         echo_json({"category": category, "results": [r.to_dict() for r in results]})
         return
@@ -242,31 +242,31 @@ def format_results(results: list[Any]) -> str:
 @index_app.command("status")
 def index_status(category: CategoryOpt) -> None:
     """The live collection of CATEGORY and the versions kept for rollback."""
-    from visearch.index import VectorIndex, make_client
+    from visearch.index import open_index
 
     ctx = Context.from_env()
     ctx.category(category)
-    index = VectorIndex(make_client(ctx.settings))
+    index = open_index(ctx.settings)
     live = index.live(category)
     for version in index.versions(category):
         typer.echo(
-            f"{'*' if live and live.name == version.name else ' '} {version.name} ({index.count(version.name)} points)"
+            f"{'*' if live and live.name == version.name else ' '} {version.name} ({index.status(version.name)})"
         )
-    index.client.close()
+    index.close()
 
 
 @index_app.command("rollback")
 def index_rollback(category: CategoryOpt) -> None:
     """Point CATEGORY's alias back at the previous collection version (its model comes along)."""
-    from visearch.index import VectorIndex, make_client
+    from visearch.index import open_index
 
     ctx = Context.from_env()
     ctx.category(category)
-    index = VectorIndex(make_client(ctx.settings))
+    index = open_index(ctx.settings)
     try:
         version = index.rollback(category)
     finally:
-        index.client.close()
+        index.close()
     typer.echo(f"alias {category} -> {version.name}")
 
 

@@ -113,16 +113,11 @@ def run_pipeline(
     settings: Any, categories: list[str], overrides: dict[str, Any] | None = None, *, log_file: Path | None = None
 ) -> Any:
     """Run the pipeline locally (kfp.local); returns ``pipelines.local.LocalRun``."""
-    from visearch.index import make_client
-
     source_root()
     from pipelines.local import run_local
 
     if settings.qdrant_location == ":memory:":
         raise ConfigError("QDRANT_URL=:memory: cannot work here: every pipeline step is its own process")
-    if settings.qdrant_location is None:
-        # Embedded Qdrant admits one process: fail now (IndexBusyError) rather than after training.
-        make_client(settings).close()
     try:
         return run_local(settings, categories, overrides, log_file=log_file)
     except RuntimeError as exc:

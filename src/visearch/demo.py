@@ -66,22 +66,21 @@ def summary_line(report: dict[str, Any]) -> str:
 def sample_query(ctx: Context, category: str, manifest_dir: Any, *, port: int | None = None) -> None:
     """Search with a held-out image, as a user of the service would."""
     from visearch.cli import format_results
-    from visearch.index import VectorIndex, make_client
+    from visearch.index import open_index
     from visearch.search import SearchEngine
     from visearch.steps import load_manifest
 
     manifest = load_manifest(manifest_dir)
     query = manifest[manifest["split"] != "train"].iloc[0]
-    engine = SearchEngine(ctx.settings, ctx.registry, ctx.store, VectorIndex(make_client(ctx.settings)))
+    engine = SearchEngine(ctx.settings, ctx.registry, ctx.store, open_index(ctx.settings))
     try:
         results = engine.search_bytes(category, ctx.store.get_bytes(query["key"]), k=5)
     finally:
-        engine.index.client.close()
+        engine.close()
     typer.echo(f"\nSample query: {query['file']} (class {query['class']})")
     typer.echo(format_results(results))
     image = ctx.store.local_path(query["key"], ctx.settings.home / "cache")
     typer.echo(f"\nTry it: visearch search --category {category} --json {image}")
     if port:
-        # Embedded Qdrant admits one process: while the service runs, the index is its own.
-        typer.echo(f"  (once the service below is stopped; while it runs, ask it:\n"
-                   f"   curl -F image=@{image} -F category={category} -F k=5 http://127.0.0.1:{port}/search)")  # fmt: skip
+        typer.echo(f"  or ask the service below: curl -F image=@{image} -F category={category} -F k=5 "
+                   f"http://127.0.0.1:{port}/search")  # fmt: skip

@@ -34,4 +34,4 @@ class NotFoundError(VisearchError):
 
 
 class IndexBusyError(VisearchError):
-    """The embedded Qdrant store is held by another process."""
+    """An index version is being written by another process (two pipelines on one category)."""

@@ -1,56 +1,46 @@
-"""Qdrant adapter: versioned collections, uuid5 ids, batched upsert, atomic alias swap, query.
+"""The index: versioned collections, uuid5 ids, batched upsert, atomic alias swap, query.
 
-One code path for every client mode: local (embedded, ``path=``), ``:memory:`` and a server.
 Collection ``<category>__<version>`` with version ``<UTC time>-<model version>-<data hash>``;
-alias ``<category>`` points at the live one. The model version in the name tells the search
-path which model produced the vectors, so a rollback brings its model along.
+alias ``<category>`` names the live one. The model version in the name tells the search path
+which model produced the vectors, so a rollback brings its model along.
+
+Two engines behind one set of primitives (:class:`visearch.index_types.IndexBackend`): with no
+``QDRANT_URL``, the embedded Rust engine qdrant-edge (one shard folder per version, the alias a
+pointer file, see :mod:`visearch.index_edge`); with one, a Qdrant server through qdrant-client
+(``:memory:`` for throwaway in-process indexes).
 """
 
 from __future__ import annotations
 
 import uuid
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from qdrant_client import QdrantClient, models
 
-from visearch.errors import ConfigError, IndexBusyError, NotFoundError, VisearchError
+from visearch.errors import NotFoundError, VisearchError
+from visearch.index_types import Hit, IndexBackend, Record
 from visearch.settings import Settings
+
+__all__ = ["CollectionVersion", "Hit", "Record", "VectorIndex", "open_index", "point_id"]
 
 POINT_NAMESPACE = uuid.UUID("6f1d7f0e-2b7c-5d53-9a54-1c0a7e1f7a3e")
 SEPARATOR = "__"
 
 
-def make_client(settings: Settings) -> QdrantClient:
-    """The one place that knows the client mode; everything else runs the same calls on any client.
+def open_index(settings: Settings) -> VectorIndex:
+    """The index the settings name: a Qdrant server (or ``:memory:``) if configured, else embedded."""
+    if settings.qdrant_location:
+        from visearch.index_qdrant import QdrantBackend, make_client
 
-    ``QDRANT_URL`` (or seed ``QDRANT_HOST``/``QDRANT_PORT``) → a server: TLS when the URL says
-    ``https://``, ``QDRANT_API_KEY`` sent as the ``api-key`` header. ``QDRANT_URL=:memory:`` → an
-    in-process throwaway index (tests, experiments). Unset → embedded local mode under the home.
-    """
-    location = settings.qdrant_location
-    if location == ":memory:":
-        return QdrantClient(location=":memory:")
-    if location:
-        api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-        if not location.startswith(("http://", "https://")):
-            # Without a scheme qdrant-client guesses TLS from the API key; make the choice explicit.
-            raise ConfigError(f"QDRANT_URL must start with http:// or https://, got {location!r}")
-        return QdrantClient(url=location, api_key=api_key, timeout=30)
-    settings.qdrant_path.mkdir(parents=True, exist_ok=True)
-    try:
-        return QdrantClient(path=str(settings.qdrant_path))
-    except RuntimeError as exc:
-        if "already accessed" in str(exc):
-            raise IndexBusyError(
-                f"the embedded index {settings.qdrant_path} is in use by another process (the running "
-                "service?); stop it, or run a Qdrant server and set QDRANT_URL"
-            ) from exc
-        raise
+        # :memory: searches exactly and warns about search params; a server takes them.
+        hnsw_ef = None if settings.qdrant_location == ":memory:" else settings.qdrant_hnsw_ef
+        return VectorIndex(QdrantBackend(make_client(settings), hnsw_ef=hnsw_ef))
+    from visearch.index_edge import EdgeBackend
+
+    return VectorIndex(EdgeBackend(settings.index_path, hnsw_ef=settings.qdrant_hnsw_ef))
 
 
 def point_id(category: str, file: str) -> str:
@@ -78,27 +68,16 @@ class CollectionVersion:
         return cls(category, *parts)
 
 
-@dataclass
-class Hit:
-    id: str
-    score: float
-    payload: dict[str, Any]
-
-    @property
-    def similarity_percent(self) -> float:
-        return round(max(0.0, self.score) * 100, 2)
-
-
 class VectorIndex:
-    """All index operations of visearch, over any QdrantClient."""
+    """All index operations of visearch, over any backend."""
 
-    def __init__(self, client: QdrantClient) -> None:
-        self.client = client
+    def __init__(self, backend: IndexBackend) -> None:
+        self.backend = backend
 
     # --- versions and aliases -------------------------------------------------------------
     def versions(self, category: str) -> list[CollectionVersion]:
         """This category's collections, oldest first."""
-        found = [CollectionVersion.parse(c.name) for c in self.client.get_collections().collections]
+        found = [CollectionVersion.parse(name) for name in self.backend.collections()]
         return sorted((v for v in found if v and v.category == category), key=lambda v: v.created)
 
     def find_version(self, category: str, model_version: str, data_hash: str) -> CollectionVersion | None:
@@ -109,10 +88,8 @@ class VectorIndex:
 
     def live(self, category: str) -> CollectionVersion | None:
         """The collection the category alias points at, or None before the first swap."""
-        for alias in self.client.get_aliases().aliases:
-            if alias.alias_name == category:
-                return CollectionVersion.parse(alias.collection_name)
-        return None
+        target = self.backend.alias(category)
+        return CollectionVersion.parse(target) if target else None
 
     def require_live(self, category: str) -> CollectionVersion:
         live = self.live(category)
@@ -128,26 +105,12 @@ class VectorIndex:
         # Microseconds: versions created within one second still sort in creation order.
         created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         version = CollectionVersion(category, created, model_version, data_hash)
-        self.client.create_collection(
-            version.name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
-        )
-        with warnings.catch_warnings():
-            # Local mode says payload indexes have no effect there; a server uses them for filters.
-            warnings.simplefilter("ignore", UserWarning)
-            self.client.create_payload_index(version.name, "class", models.PayloadSchemaType.KEYWORD, wait=True)
+        self.backend.create_collection(version.name, dim)
         return version
 
     def swap_alias(self, category: str, collection: str) -> None:
         """Point the alias at ``collection`` in one atomic operation."""
-        operations: list[models.AliasOperations] = []
-        if self.live(category):
-            operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=category)))
-        operations.append(
-            models.CreateAliasOperation(
-                create_alias=models.CreateAlias(collection_name=collection, alias_name=category)
-            )
-        )
-        self.client.update_collection_aliases(change_aliases_operations=operations)
+        self.backend.set_alias(category, collection)
 
     def rollback(self, category: str) -> CollectionVersion:
         """Point the alias at the version before the live one."""
@@ -159,15 +122,18 @@ class VectorIndex:
         return older[-1]
 
     def drop_old(self, category: str, keep: int) -> list[str]:
-        """Delete versions beyond the newest ``keep`` (never the live one)."""
+        """Delete versions beyond the newest ``keep`` (never the live one, never one being written)."""
         live = self.live(category)
         versions = self.versions(category)
         dropped = []
         for version in versions[: max(0, len(versions) - keep)]:
-            if live is None or version.name != live.name:
-                self.client.delete_collection(version.name)
+            if (live is None or version.name != live.name) and not self.backend.is_being_written(version.name):
+                self.backend.delete_collection(version.name)
                 dropped.append(version.name)
         return dropped
+
+    def delete(self, collection: str) -> None:
+        self.backend.delete_collection(collection)
 
     # --- writes --------------------------------------------------------------------------
     def upsert(
@@ -179,30 +145,36 @@ class VectorIndex:
         *,
         batch_size: int = 256,
     ) -> None:
-        """Batched upload (qdrant-client's batching), waiting for each batch to be applied."""
+        """Batched upload, each batch applied and durable before the next."""
         if not (len(ids) == len(vectors) == len(payloads)):
             raise VisearchError("ids, vectors and payloads differ in length")
-        points: Iterable[models.PointStruct] = (
-            models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
-            for pid, vector, payload in zip(ids, vectors, payloads, strict=True)
-        )
-        self.client.upload_points(collection, points, batch_size=batch_size, wait=True)
+        self.backend.upsert(collection, ids, vectors, payloads, batch_size)
+
+    def seal(self, collection: str) -> None:
+        """Finish a version before it goes live (the embedded engine builds its HNSW graph here)."""
+        self.backend.seal(collection)
 
     def count(self, collection: str) -> int:
-        return int(self.client.count(collection, exact=True).count)
+        return self.backend.count(collection)
+
+    def status(self, collection: str) -> str:
+        """Point count, or that a pipeline is still writing this version."""
+        if self.backend.is_being_written(collection):
+            return "being written"
+        return f"{self.count(collection)} points"
 
     def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are already stored (lets an interrupted upsert skip finished work)."""
         found: set[str] = set()
         for lo in range(0, len(ids), 1024):
-            records = self.client.retrieve(collection, ids=list(ids[lo : lo + 1024]), with_payload=False)
-            found.update(str(record.id) for record in records)
+            records = self.backend.retrieve(collection, ids[lo : lo + 1024], with_payload=False, with_vector=False)
+            found.update(record.id for record in records)
         return found
 
-    # --- reads ---------------------------------------------------------------------------
+    # --- reads (of one collection: resolve the alias once per request with ``require_live``) ---
     def query(
         self,
-        category: str,
+        collection: str,
         vector: Sequence[float],
         *,
         k: int,
@@ -210,31 +182,24 @@ class VectorIndex:
         class_filter: str | None = None,
         exclude_id: str | None = None,
     ) -> list[Hit]:
-        must: list[models.Condition] = []
-        if class_filter:
-            must.append(models.FieldCondition(key="class", match=models.MatchValue(value=class_filter)))
-        must_not: list[models.Condition] = [models.HasIdCondition(has_id=[exclude_id])] if exclude_id else []
-        response = self.client.query_points(
-            category, query=list(map(float, vector)), limit=k, score_threshold=min_score, with_payload=True,
-            query_filter=models.Filter(must=must, must_not=must_not) if must or must_not else None,
-        )  # fmt: skip
-        return [Hit(str(point.id), float(point.score), dict(point.payload or {})) for point in response.points]
+        return self.backend.query(collection, vector, k=k, min_score=min_score, class_filter=class_filter,
+                                  exclude_id=exclude_id)  # fmt: skip
 
-    def get(self, category: str, pid: str, *, with_vector: bool = False) -> tuple[dict[str, Any], list[float] | None]:
-        """Payload (and vector) of one point of the live collection."""
+    def get(self, collection: str, pid: str, *, with_vector: bool = False) -> tuple[dict[str, Any], list[float] | None]:
+        """Payload (and vector) of one point."""
         try:
             uuid.UUID(pid)
         except ValueError as exc:
             raise NotFoundError(f"invalid point id {pid!r} (expected a UUID)") from exc
-        records = self.client.retrieve(category, ids=[pid], with_payload=True, with_vectors=with_vector)
+        records = self.backend.retrieve(collection, [pid], with_payload=True, with_vector=with_vector)
         if not records:
-            raise NotFoundError(f"no image with id {pid} in category {category!r}")
-        vector = records[0].vector if with_vector else None
-        # Unnamed single vectors come back as a flat list of floats.
-        flat = [float(v) for v in vector] if isinstance(vector, list) and not isinstance(vector[0], list) else None
-        return dict(records[0].payload or {}), flat
+            version = CollectionVersion.parse(collection)
+            raise NotFoundError(f"no image with id {pid} in category {version.category if version else collection!r}")
+        return records[0].payload, records[0].vector
 
-    def sample(self, category: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
-        """The first ``limit`` points (id, payload) of the live collection, in id order."""
-        records, _ = self.client.scroll(category, limit=limit, with_payload=True)
-        return [(str(r.id), dict(r.payload or {})) for r in records]
+    def sample(self, collection: str, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """The first ``limit`` points (id, payload), in id order."""
+        return [(record.id, record.payload) for record in self.backend.scroll(collection, limit)]
+
+    def close(self) -> None:
+        self.backend.close()

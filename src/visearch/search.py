@@ -26,7 +26,7 @@ from visearch.categories import Registry
 from visearch.data.images import decode_image
 from visearch.data.transforms import eval_transform
 from visearch.errors import InvalidQueryError, NotFoundError, VisearchError
-from visearch.index import Hit, VectorIndex
+from visearch.index import CollectionVersion, Hit, VectorIndex
 from visearch.model import EmbeddingModel, ModelSpec, export_onnx, load_model
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
@@ -175,10 +175,10 @@ class SearchEngine:
             raise InvalidQueryError(f"class_filter must be a class name of at most {MAX_CLASS_FILTER_CHARS} characters")
 
     # --- models ----------------------------------------------------------------------------
-    def model_for(self, category: str) -> Embedder:
-        """The model whose vectors the live collection holds (loaded once, then cached)."""
+    def model_for(self, category: str, live: CollectionVersion | None = None) -> Embedder:
+        """The model whose vectors the live collection (or ``live``) holds (loaded once, then cached)."""
         self.registry.get(category)
-        live = self.index.require_live(category)
+        live = live or self.index.require_live(category)
         key = (category, live.model_version)
         with self._lock:
             if key not in self._models:
@@ -195,9 +195,11 @@ class SearchEngine:
             self.store.local_path(onnx_key, cache)
         return paths[0].parent
 
-    def embed_images(self, category: str, images: Sequence[Image.Image]) -> np.ndarray:
-        """Embed several images in one forward pass (N×D)."""
-        model = self.model_for(category)
+    def embed_images(
+        self, category: str, images: Sequence[Image.Image], live: CollectionVersion | None = None
+    ) -> np.ndarray:
+        """Embed several images in one forward pass (N×D), with the model of ``live`` (default: now live)."""
+        model = self.model_for(category, live)
         return model.embed(preprocess(images, model.spec))
 
     def embed_image(self, category: str, image: Image.Image) -> np.ndarray:
@@ -229,8 +231,11 @@ class SearchEngine:
         self.check_params(k, min_similarity, class_filter)
         if not images:
             raise InvalidQueryError("no images given")
-        vectors = self.embed_images(category, images)
-        return [self._query(category, vector, k, min_similarity, class_filter) for vector in vectors]
+        # Resolve the alias once: the model and the collection of one request are the same version,
+        # even when a reindex swaps the alias meanwhile.
+        live = self.index.require_live(category)
+        vectors = self.embed_images(category, images, live)
+        return [self._query(live.name, vector, k, min_similarity, class_filter) for vector in vectors]
 
     def search_bytes(self, category: str, data: bytes, **options: Any) -> list[SearchResult]:
         return self.search_image(category, self.decode(data), **options)
@@ -277,12 +282,12 @@ class SearchEngine:
         self.check_params(k, min_similarity, class_filter)
         self.registry.get(category)
         live = self.index.require_live(category)
-        dim = self.model_for(category).spec.embedding_dim
+        dim = self.model_for(category, live).spec.embedding_dim
         if len(vector) != dim:
             raise InvalidQueryError(
                 f"vector has {len(vector)} dimensions; category {category!r} uses {dim} ({live.name})"
             )
-        return self._query(category, vector, k, min_similarity, class_filter)
+        return self._query(live.name, vector, k, min_similarity, class_filter)
 
     def search_id(
         self,
@@ -296,39 +301,39 @@ class SearchEngine:
         """ "More like this": neighbours of a stored image (the image itself excluded)."""
         self.check_params(k, min_similarity, class_filter)
         self.registry.get(category)
-        self.index.require_live(category)
-        _, vector = self.index.get(category, point_id, with_vector=True)
+        live = self.index.require_live(category)
+        _, vector = self.index.get(live.name, point_id, with_vector=True)
         if vector is None:
             raise NotFoundError(f"no vector stored for {point_id}")
-        return self._query(category, vector, k, min_similarity, class_filter, exclude_id=point_id)
+        return self._query(live.name, vector, k, min_similarity, class_filter, exclude_id=point_id)
 
     def _query(
         self,
-        category: str,
+        collection: str,
         vector: Sequence[float],
         k: int,
         min_similarity: float,
         class_filter: str | None,
         exclude_id: str | None = None,
     ) -> list[SearchResult]:
-        hits = self.index.query(category, vector, k=k, min_score=min_similarity / 100 or None,
+        hits = self.index.query(collection, vector, k=k, min_score=min_similarity / 100 or None,
                                 class_filter=class_filter or None, exclude_id=exclude_id)  # fmt: skip
         return [SearchResult.from_hit(hit) for hit in hits]
 
     def image(self, category: str, point_id: str) -> tuple[bytes, dict[str, Any]]:
         """The stored image bytes of a point, with its payload."""
         self.registry.get(category)
-        self.index.require_live(category)
-        payload, _ = self.index.get(category, point_id)
+        live = self.index.require_live(category)
+        payload, _ = self.index.get(live.name, point_id)
         return self.store.get_bytes(str(payload["image_key"])), payload
 
     def examples(self, category: str, limit: int = 12) -> list[SearchResult]:
         """A few stored images of the category (for "pick an example" in the UI)."""
         self.registry.get(category)
-        self.index.require_live(category)
+        live = self.index.require_live(category)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= self.settings.max_k:
             raise InvalidQueryError(f"limit must be an integer from 1 to {self.settings.max_k}, got {limit!r}")
-        return [SearchResult.from_hit(Hit(pid, 1.0, payload)) for pid, payload in self.index.sample(category, limit)]
+        return [SearchResult.from_hit(Hit(pid, 1.0, payload)) for pid, payload in self.index.sample(live.name, limit)]
 
     def categories(self) -> list[CategoryInfo]:
         """Every registry category with its texts and the size of its live index (0 when not built)."""
@@ -341,5 +346,5 @@ class SearchEngine:
         return infos
 
     def close(self) -> None:
-        """Release the index client (embedded Qdrant holds a lock on its folder while open)."""
-        self.index.client.close()
+        """Release the index (open shard files or the server connection)."""
+        self.index.close()

@@ -31,7 +31,7 @@ from visearch.errors import (
     UnknownCategoryError,
     VisearchError,
 )
-from visearch.index import VectorIndex, make_client
+from visearch.index import open_index
 from visearch.search import SearchEngine, SearchResult
 from visearch.settings import Settings
 from visearch.storage import make_store
@@ -179,7 +179,7 @@ def keep_temp_files_in_home(settings: Settings) -> Path:
 def open_engine(settings: Settings) -> SearchEngine:
     """Registry + object store + index client → engine (raises ConfigError / IndexBusyError)."""
     registry = load_registry(settings.visearch_categories)
-    return SearchEngine(settings, registry, make_store(settings), VectorIndex(make_client(settings)))
+    return SearchEngine(settings, registry, make_store(settings), open_index(settings))
 
 
 # --- running the server -------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     """Where visearch keeps its data and which engines it talks to.
 
-    Unset engine settings mean the embedded default: Qdrant local mode, MLflow on SQLite and a
+    Unset engine settings mean the embedded default: Qdrant's embedded engine (qdrant-edge), MLflow on SQLite and a
     local folder for objects, all under ``VISEARCH_HOME``. Env names keep the seed's spelling.
     """
 
@@ -24,11 +24,16 @@ class Settings(BaseSettings):
         default=None, description="Category registry YAML; unset = the one shipped with the package"
     )
 
-    qdrant_url: str | None = Field(default=None, description="Qdrant server URL; unset = local mode")
+    qdrant_url: str | None = Field(
+        default=None, description="Qdrant server URL; unset = the embedded engine (qdrant-edge) under the home"
+    )
     qdrant_host: str | None = Field(default=None, description="Seed-style Qdrant host (with QDRANT_PORT)")
     qdrant_port: int = 6333
     qdrant_https: bool = Field(default=False, description="TLS for the seed-style QDRANT_HOST/QDRANT_PORT address")
     qdrant_api_key: SecretStr | None = None
+    qdrant_hnsw_ef: int = Field(
+        default=128, ge=1, description="HNSW beam width per query (higher = better recall, slower); both engines"
+    )
 
     minio_host: str | None = Field(
         default=None, description="MinIO/S3 endpoint host:port or http(s)://host:port; unset = local folder"
@@ -73,8 +78,9 @@ class Settings(BaseSettings):
         return self.home / "work"
 
     @property
-    def qdrant_path(self) -> Path:
-        return self.home / "qdrant"
+    def index_path(self) -> Path:
+        """The embedded index (one qdrant-edge shard per collection version, aliases as files)."""
+        return self.home / "index"
 
     @property
     def qdrant_location(self) -> str | None:

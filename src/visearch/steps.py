@@ -322,7 +322,7 @@ def _upsert(
     batch_size: int,
 ) -> UpsertResult:
     from visearch.embed import read_shards
-    from visearch.index import VectorIndex, make_client, point_id
+    from visearch.index import open_index, point_id
 
     manifest = load_manifest(manifest_dir)
     keys, vectors, model_version = read_shards(embeddings_dir)
@@ -330,7 +330,7 @@ def _upsert(
         raise ValueError(f"{embeddings_dir} does not match the manifest; re-run embed")
     publish_model(store, category.name, model_dir)
     own_client = index is None
-    index = index or VectorIndex(make_client(settings))
+    index = index or open_index(settings)
     try:
         previous = index.live(category.name)
         version = index.create(category.name, model_version, manifest_hash(manifest), vectors.shape[1])
@@ -345,12 +345,13 @@ def _upsert(
         count = index.count(version.name)
         if count != len(ids):
             raise ValueError(f"{version.name} holds {count} points, expected {len(ids)}: alias not swapped")
+        index.seal(version.name)
         index.swap_alias(category.name, version.name)
         dropped = index.drop_old(category.name, settings.keep_index_versions)
         return UpsertResult(version.name, count, previous.name if previous else None, dropped, bool(done))
     finally:
         if own_client:
-            index.client.close()
+            index.close()
 
 
 # --- the whole loop in one process (the kfp pipeline runs the same steps as components) ------

@@ -1,0 +1,128 @@
+"""The index backend over qdrant-client: a Qdrant server (remote mode) or ``:memory:``.
+
+A server keeps collections and aliases itself; this module only translates the few primitives
+:class:`visearch.index.VectorIndex` needs into qdrant-client calls.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+from visearch.errors import ConfigError
+from visearch.index_types import Hit, Record
+from visearch.settings import Settings
+
+
+def make_client(settings: Settings) -> QdrantClient:
+    """A client for the configured server, or an in-process ``:memory:`` index.
+
+    ``QDRANT_URL`` (or seed ``QDRANT_HOST``/``QDRANT_PORT``) → a server: TLS when the URL says
+    ``https://``, ``QDRANT_API_KEY`` sent as the ``api-key`` header. ``QDRANT_URL=:memory:`` → a
+    throwaway index in this process (tests, experiments).
+    """
+    location = settings.qdrant_location
+    if location == ":memory:":
+        return QdrantClient(location=":memory:")
+    if not location:
+        raise ConfigError("no Qdrant server configured (QDRANT_URL); the embedded index needs no client")
+    if not location.startswith(("http://", "https://")):
+        # Without a scheme qdrant-client guesses TLS from the API key; make the choice explicit.
+        raise ConfigError(f"QDRANT_URL must start with http:// or https://, got {location!r}")
+    api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+    return QdrantClient(url=location, api_key=api_key, timeout=30)
+
+
+class QdrantBackend:
+    """Collections and aliases of a Qdrant server (or ``:memory:``) through qdrant-client."""
+
+    def __init__(self, client: QdrantClient, *, hnsw_ef: int | None = None) -> None:
+        self.client = client
+        self.search_params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+
+    def collections(self) -> list[str]:
+        return [c.name for c in self.client.get_collections().collections]
+
+    def alias(self, name: str) -> str | None:
+        for alias in self.client.get_aliases().aliases:
+            if alias.alias_name == name:
+                return alias.collection_name
+        return None
+
+    def set_alias(self, name: str, collection: str) -> None:
+        """Repoint (or create) the alias in one atomic server operation."""
+        operations: list[models.AliasOperations] = []
+        if self.alias(name):
+            operations.append(models.DeleteAliasOperation(delete_alias=models.DeleteAlias(alias_name=name)))
+        operations.append(
+            models.CreateAliasOperation(create_alias=models.CreateAlias(collection_name=collection, alias_name=name))
+        )
+        self.client.update_collection_aliases(change_aliases_operations=operations)
+
+    def create_collection(self, name: str, dim: int) -> None:
+        self.client.create_collection(
+            name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
+        )
+        with warnings.catch_warnings():
+            # :memory: says payload indexes have no effect there; a server uses them for filters.
+            warnings.simplefilter("ignore", UserWarning)
+            self.client.create_payload_index(name, "class", models.PayloadSchemaType.KEYWORD, wait=True)
+
+    def delete_collection(self, name: str) -> None:
+        self.client.delete_collection(name)
+
+    def upsert(
+        self, collection: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]],
+        batch_size: int,
+    ) -> None:  # fmt: skip
+        points: Iterable[models.PointStruct] = (
+            models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
+            for pid, vector, payload in zip(ids, vectors, payloads, strict=True)
+        )
+        self.client.upload_points(collection, points, batch_size=batch_size, wait=True)
+
+    def seal(self, collection: str) -> None:
+        """Nothing to do: a server indexes in the background and answers meanwhile."""
+
+    def is_being_written(self, collection: str) -> bool:
+        return False
+
+    def count(self, collection: str) -> int:
+        return int(self.client.count(collection, exact=True).count)
+
+    def retrieve(self, collection: str, ids: Sequence[str], *, with_payload: bool, with_vector: bool) -> list[Record]:
+        records = self.client.retrieve(collection, ids=list(ids), with_payload=with_payload, with_vectors=with_vector)
+        return [Record(str(r.id), dict(r.payload or {}), flat_vector(r.vector)) for r in records]
+
+    def query(
+        self, collection: str, vector: Sequence[float], *, k: int, min_score: float | None,
+        class_filter: str | None, exclude_id: str | None,
+    ) -> list[Hit]:  # fmt: skip
+        must: list[models.Condition] = []
+        if class_filter:
+            must.append(models.FieldCondition(key="class", match=models.MatchValue(value=class_filter)))
+        must_not: list[models.Condition] = [models.HasIdCondition(has_id=[exclude_id])] if exclude_id else []
+        response = self.client.query_points(
+            collection, query=list(map(float, vector)), limit=k, score_threshold=min_score, with_payload=True,
+            query_filter=models.Filter(must=must, must_not=must_not) if must or must_not else None,
+            search_params=self.search_params,
+        )  # fmt: skip
+        return [Hit(str(point.id), float(point.score), dict(point.payload or {})) for point in response.points]
+
+    def scroll(self, collection: str, limit: int) -> list[Record]:
+        records, _ = self.client.scroll(collection, limit=limit, with_payload=True)
+        return [Record(str(r.id), dict(r.payload or {}), None) for r in records]
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def flat_vector(vector: Any) -> list[float] | None:
+    """An unnamed single vector comes back as a flat list of floats; anything else is not ours."""
+    if isinstance(vector, list) and vector and not isinstance(vector[0], list):
+        return [float(v) for v in vector]
+    return None

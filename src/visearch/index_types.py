@@ -1,0 +1,53 @@
+"""Value types shared by the index and its backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+
+@dataclass
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+    @property
+    def similarity_percent(self) -> float:
+        return round(max(0.0, self.score) * 100, 2)
+
+
+@dataclass
+class Record:
+    id: str
+    payload: dict[str, Any]
+    vector: list[float] | None
+
+
+class IndexBackend(Protocol):
+    """The primitives :class:`visearch.index.VectorIndex` builds on; one implementation per engine.
+
+    ``collection`` arguments name a collection, never an alias: a reader resolves the alias once
+    and then queries that collection, so one request never mixes two versions.
+    """
+
+    def collections(self) -> list[str]: ...
+    def alias(self, name: str) -> str | None: ...
+    def set_alias(self, name: str, collection: str) -> None: ...
+    def create_collection(self, name: str, dim: int) -> None: ...
+    def delete_collection(self, name: str) -> None: ...
+    def upsert(
+        self, collection: str, ids: list[str] | Any, vectors: np.ndarray, payloads: Any, batch_size: int
+    ) -> None: ...
+    def seal(self, collection: str) -> None: ...
+    def is_being_written(self, collection: str) -> bool: ...
+    def count(self, collection: str) -> int: ...
+    def retrieve(self, collection: str, ids: Any, *, with_payload: bool, with_vector: bool) -> list[Record]: ...
+    def query(
+        self, collection: str, vector: Any, *, k: int, min_score: float | None, class_filter: str | None,
+        exclude_id: str | None,
+    ) -> list[Hit]: ...  # fmt: skip
+    def scroll(self, collection: str, limit: int) -> list[Record]: ...
+    def close(self) -> None: ...
