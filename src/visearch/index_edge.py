@@ -27,7 +27,7 @@ import numpy as np
 import qdrant_edge as edge
 
 from visearch.errors import IndexBusyError, NotFoundError, VisearchError
-from visearch.index_types import Hit, Record
+from visearch.index_types import EF_CONSTRUCT, HNSW_M, Hit, Record
 
 VECTOR = ""  # the one unnamed dense vector of a collection
 CONFIG_FILE = "edge_config.json"
@@ -36,7 +36,9 @@ CONFIG_FILE = "edge_config.json"
 class EdgeBackend:
     """Collections as edge shards in folders, aliases as pointer files."""
 
-    def __init__(self, root: Path, *, hnsw_ef: int | None = None, hnsw_m: int = 16, ef_construct: int = 100) -> None:
+    def __init__(
+        self, root: Path, *, hnsw_ef: int | None = None, hnsw_m: int = HNSW_M, ef_construct: int = EF_CONSTRUCT
+    ) -> None:
         self.root = root
         self.shards_dir = root / "collections"
         self.aliases_dir = root / "aliases"
@@ -51,7 +53,7 @@ class EdgeBackend:
 
     # --- collections and aliases ----------------------------------------------------------
     def _folder(self, name: str) -> Path:
-        if not name or "/" in name or name.startswith("."):
+        if not _plain(name):
             raise NotFoundError(f"invalid collection name {name!r}")
         return self.shards_dir / name
 
@@ -59,6 +61,8 @@ class EdgeBackend:
         return sorted(p.name for p in self.shards_dir.iterdir() if (p / CONFIG_FILE).is_file())
 
     def alias(self, name: str) -> str | None:
+        if not _plain(name):
+            return None
         try:
             target = (self.aliases_dir / name).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
@@ -67,6 +71,8 @@ class EdgeBackend:
 
     def set_alias(self, name: str, collection: str) -> None:
         """Write the pointer to a temporary file, flush it to disk, then rename it over the old one."""
+        if not _plain(name):
+            raise NotFoundError(f"invalid alias name {name!r}")
         if not (self._folder(collection) / CONFIG_FILE).is_file():
             raise NotFoundError(f"no collection {collection!r}")
         temporary = self.aliases_dir / f".{name}.{os.getpid()}.{threading.get_ident()}"
@@ -207,6 +213,11 @@ class EdgeBackend:
         """Let go of versions another process has deleted (the pipeline keeps only the newest few)."""
         for name in [n for n in self._shards if not self._folder(n).is_dir()]:
             self._forget(name)
+
+
+def _plain(name: str) -> bool:
+    """A name that stays one file inside its folder (no separators, not hidden, not empty)."""
+    return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".") and "\0" not in name
 
 
 def _load(folder: Path) -> edge.EdgeShard:

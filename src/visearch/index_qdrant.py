@@ -14,7 +14,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from visearch.errors import ConfigError
-from visearch.index_types import Hit, Record
+from visearch.index_types import EF_CONSTRUCT, HNSW_M, Hit, Record
 from visearch.settings import Settings
 
 
@@ -65,8 +65,9 @@ class QdrantBackend:
 
     def create_collection(self, name: str, dim: int) -> None:
         self.client.create_collection(
-            name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE)
-        )
+            name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=EF_CONSTRUCT),
+        )  # fmt: skip
         with warnings.catch_warnings():
             # :memory: says payload indexes have no effect there; a server uses them for filters.
             warnings.simplefilter("ignore", UserWarning)

@@ -32,7 +32,7 @@ class Settings(BaseSettings):
     qdrant_https: bool = Field(default=False, description="TLS for the seed-style QDRANT_HOST/QDRANT_PORT address")
     qdrant_api_key: SecretStr | None = None
     qdrant_hnsw_ef: int = Field(
-        default=128, ge=1, description="HNSW beam width per query (higher = better recall, slower); both engines"
+        default=256, ge=1, description="HNSW beam width per query (higher = better recall, slower); both engines"
     )
 
     minio_host: str | None = Field(
