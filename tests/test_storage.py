@@ -44,11 +44,13 @@ def moto_executable() -> Path:
 
 
 @contextmanager
-def moto_server(log_dir: Path, *, cert: Path | None = None, key: Path | None = None) -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1:<free port> (TLS with ``cert``/``key``); yields ``host:port``."""
-    port = free_port()
+def moto_server(
+    log_dir: Path, *, cert: Path | None = None, key: Path | None = None, port: int | None = None
+) -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1:<port, default a free one> (TLS with ``cert``/``key``); yields ``host:port``."""
+    port = port or free_port()
     tls = ["-c", str(cert), "-k", str(key)] if cert and key else []
-    log = (log_dir / f"moto-{port}.log").open("wb")
+    log = (log_dir / f"moto-{port}.log").open("ab")  # appended: a restart on the same port keeps the log
     proc = subprocess.Popen([str(moto_executable()), "-H", "127.0.0.1", "-p", str(port), *tls],
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
