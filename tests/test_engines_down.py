@@ -34,6 +34,8 @@ from .servers import free_port, start_server, stop_server
 from .test_storage import moto_server, s3_settings
 
 Check = Callable[[], bool]
+# qdrant-client asks a server for its version when it connects, and warns when none answers.
+pytestmark = pytest.mark.filterwarnings("ignore:Failed to obtain server version")
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -124,12 +126,18 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
 
 # --- readiness of the runtime (no server process) ------------------------------------------------
 def test_readiness_follows_the_object_store(moto: Moto, tmp_path: Path) -> None:
+    """Down at start, up, down mid-run, back empty: readiness follows within one probe, with the reason."""
     local = make_home(tmp_path / "home")
     settings = s3_settings(moto.endpoint, local.home, visearch_categories=local.visearch_categories)
+    moto.stop()  # down at start
     runtime = Runtime(settings, ready_ttl=0)
     cached = Runtime(settings)  # the default: an answer is reused for READY_TTL_SECONDS
     try:
-        assert runtime.ready() and cached.ready(), runtime.last_error
+        started = time.monotonic()
+        assert not runtime.ready() and "object store unreachable" in (runtime.last_error or "")
+        assert time.monotonic() - started < 3  # no retries: "down" at once, with the reason
+        moto.start()
+        assert runtime.ready() and cached.ready(), runtime.last_error  # the store creates its bucket
         moto.stop()
 
         started = time.monotonic()
@@ -152,7 +160,6 @@ def test_readiness_follows_the_object_store(moto: Moto, tmp_path: Path) -> None:
         cached.close()
 
 
-@pytest.mark.filterwarnings("ignore:Failed to obtain server version")  # qdrant-client's check at connect
 def test_readiness_notices_a_qdrant_server_that_is_down(home: Settings) -> None:
     settings = home.model_copy(update={"qdrant_url": closed_url()})
     runtime = Runtime(settings, ready_ttl=0)

@@ -270,7 +270,7 @@ def test_bad_bucket_name_is_a_config_error(s3_endpoint: str, tmp_path: Path) -> 
 
 
 def test_tls_on_refuses_a_plain_server_and_hides_secrets(s3_endpoint: str, tmp_path: Path) -> None:
-    """MINIO_SECURE=true really means TLS (the client retries ~6 s before giving up)."""
+    """MINIO_SECURE=true really means TLS: the handshake fails, the store says so and shows no secret."""
     settings = s3_settings(s3_endpoint, tmp_path, minio_secure=True)
     with pytest.raises(VisearchError, match="unreachable") as caught:
         make_store(settings)

@@ -1,8 +1,8 @@
 """What the BentoML service and the Gradio UI need from the library besides search itself.
 
-The engine a long-running server holds (opened lazily, reopened after a failure; ready only while
-the index and the object store answer a probe), the mapping of errors to HTTP statuses shared by REST and UI, and
-``serve_forever``, which runs ``bentoml serve`` on ``serving/service.py``. This module imports
+The engine a long-running server holds (opened lazily, reopened after a failure, ready only while
+the index and the object store answer a probe), the mapping of errors to HTTP statuses shared by
+REST and UI, and ``serve_forever``, which runs ``bentoml serve`` on ``serving/service.py``. This module imports
 neither bentoml nor gradio: the service imports it.
 """
 

@@ -186,10 +186,14 @@ class MinioStore:
             raise EngineUnavailableError(f"object store bucket {self.bucket} does not exist")
 
     def ensure_bucket(self) -> None:
-        """Create the bucket if it is missing (in the client's region); safe if another process races."""
+        """Create the bucket if it is missing (in the client's region); safe if another process races.
+
+        The existence check goes through the probe client: a server that is down fails here at
+        once, before a step or the service starts any work.
+        """
         with self._errors(""):
             try:
-                if self.client.bucket_exists(self.bucket):
+                if self.probe.bucket_exists(self.bucket):
                     return
                 self.client.make_bucket(self.bucket)
             except ValueError as exc:  # the client checks S3's bucket naming rules
