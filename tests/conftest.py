@@ -64,10 +64,25 @@ def make_home(home: Path) -> Settings:
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    """Environment for a subprocess (CLI, service, pipeline) that uses this home."""
+    """Environment for a subprocess (CLI, service, pipeline) that uses this home and these engines.
+
+    The caller's engine variables are dropped; the engines the settings name (a Qdrant or MLflow
+    server, an S3 store) are passed on, so a subprocess sees exactly what ``settings`` says.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith(("QDRANT_", "MINIO_", "MLFLOW_", "VISEARCH_"))}
     env["VISEARCH_HOME"] = str(settings.home)
     env["VISEARCH_CATEGORIES"] = str(settings.visearch_categories)
+    if settings.qdrant_url:
+        env["QDRANT_URL"] = settings.qdrant_url
+    if settings.mlflow_tracking_uri:
+        env["MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
+    if settings.minio_host:
+        secrets = {"MINIO_ACCESS_KEY": settings.minio_access_key, "MINIO_SECRET_KEY": settings.minio_secret_key}
+        env.update({name: value.get_secret_value() for name, value in secrets.items() if value is not None})
+        env.update({"MINIO_HOST": settings.minio_host, "MINIO_BUCKET_NAME": settings.minio_bucket_name,
+                    "MINIO_MAIN_PATH": settings.minio_main_path, "MINIO_SECURE": str(settings.minio_secure).lower()})  # fmt: skip
+        if settings.minio_region:
+            env["MINIO_REGION"] = settings.minio_region
     return env
 
 

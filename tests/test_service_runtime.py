@@ -73,7 +73,7 @@ def test_runtime_is_not_ready_while_the_engine_cannot_open_and_recovers(home: Se
             raise IndexBusyError("the embedded index is in use by another process")
         return FakeEngine()  # type: ignore[return-value]
 
-    runtime = Runtime(home, opener=opener)
+    runtime = Runtime(home, opener=opener, probe=lambda engine: None, ready_ttl=0)
     assert not runtime.ready() and "another process" in (runtime.last_error or "")
     with pytest.raises(ServiceUnavailableError, match="another process"):
         runtime.run(lambda engine: engine)

@@ -44,11 +44,13 @@ def moto_executable() -> Path:
 
 
 @contextmanager
-def moto_server(log_dir: Path, *, cert: Path | None = None, key: Path | None = None) -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1:<free port> (TLS with ``cert``/``key``); yields ``host:port``."""
-    port = free_port()
+def moto_server(
+    log_dir: Path, *, cert: Path | None = None, key: Path | None = None, port: int | None = None
+) -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1:<port, default a free one> (TLS with ``cert``/``key``); yields ``host:port``."""
+    port = port or free_port()
     tls = ["-c", str(cert), "-k", str(key)] if cert and key else []
-    log = (log_dir / f"moto-{port}.log").open("wb")
+    log = (log_dir / f"moto-{port}.log").open("ab")  # appended: a restart on the same port keeps the log
     proc = subprocess.Popen([str(moto_executable()), "-H", "127.0.0.1", "-p", str(port), *tls],
                             stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     try:
@@ -268,7 +270,7 @@ def test_bad_bucket_name_is_a_config_error(s3_endpoint: str, tmp_path: Path) -> 
 
 
 def test_tls_on_refuses_a_plain_server_and_hides_secrets(s3_endpoint: str, tmp_path: Path) -> None:
-    """MINIO_SECURE=true really means TLS (the client retries ~6 s before giving up)."""
+    """MINIO_SECURE=true really means TLS: the handshake fails, the store says so and shows no secret."""
     settings = s3_settings(s3_endpoint, tmp_path, minio_secure=True)
     with pytest.raises(VisearchError, match="unreachable") as caught:
         make_store(settings)

@@ -100,6 +100,12 @@ def run_command(
 
     for name in names:
         resolve_params(registry.get(name), overrides)  # bad values fail here, not in a step
+    from visearch.storage import make_store
+    from visearch.tracking import check_reachable
+
+    # An engine that is down fails here, in seconds, not in a step after minutes of retries.
+    check_reachable(settings.tracking_uri)
+    make_store(settings)
     started = time.monotonic()
     result = run_pipeline(settings, names, overrides, log_file=log_file)
     from pipelines.local import describe

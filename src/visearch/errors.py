@@ -35,3 +35,10 @@ class NotFoundError(VisearchError):
 
 class IndexBusyError(VisearchError):
     """An index version is being written by another process (two pipelines on one category)."""
+
+
+class EngineUnavailableError(VisearchError):
+    """An engine (index server, object store, MLflow) cannot be reached now; the same call may work later.
+
+    The service answers 503 and reports not ready; a pipeline step stops with the message.
+    """

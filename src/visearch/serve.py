@@ -1,8 +1,8 @@
 """What the BentoML service and the Gradio UI need from the library besides search itself.
 
-The engine a long-running server holds (opened lazily, ready only once the registry and the index
-open, reopened after a failure), the mapping of errors to HTTP statuses shared by REST and UI, and
-``serve_forever``, which runs ``bentoml serve`` on ``serving/service.py``. This module imports
+The engine a long-running server holds (opened lazily, reopened after a failure, ready only while
+the index and the object store answer a probe), the mapping of errors to HTTP statuses shared by
+REST and UI, and ``serve_forever``, which runs ``bentoml serve`` on ``serving/service.py``. This module imports
 neither bentoml nor gradio: the service imports it.
 """
 
@@ -17,12 +17,15 @@ import threading
 import time
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
 
 from visearch.categories import load_registry
 from visearch.errors import (
     ConfigError,
+    EngineUnavailableError,
     ImageTooLargeError,
     IndexBusyError,
     InvalidImageError,
@@ -40,9 +43,15 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SERVICE_TARGET = "serving.service:Visearch"
+# /readyz answers from a result this young, so probes (and clients polling readiness) cannot
+# hammer the engines; a change of state shows within this time.
+READY_TTL_SECONDS = 1.5
+# An engine that does not answer a trivial call within this time counts as down (Kubernetes'
+# default probe timeout is 1 s; set timeoutSeconds above this one to see the reason instead).
+PROBE_TIMEOUT_SECONDS = 3.0
 
 
-class ServiceUnavailableError(VisearchError):
+class ServiceUnavailableError(EngineUnavailableError):
     """The registry, the index or the object store cannot be used right now (HTTP 503)."""
 
 
@@ -69,7 +78,7 @@ def http_status(exc: BaseException) -> int:
         return 400
     if isinstance(exc, UnknownCategoryError | NotFoundError):
         return 404
-    if isinstance(exc, ServiceUnavailableError | IndexBusyError | ConfigError):
+    if isinstance(exc, EngineUnavailableError | IndexBusyError | ConfigError):
         return 503
     if isinstance(exc, VisearchError):
         return 400  # e.g. an invalid object key: the request named something that cannot exist
@@ -86,10 +95,35 @@ def error_payload(exc: BaseException) -> tuple[int, dict[str, Any]]:
         message = "internal error; the server log has the details"
     elif status == 503 and not isinstance(exc, VisearchError):
         logger.warning("engine unavailable: %s", exc)
-        message = f"search engine unavailable ({type(exc).__name__}); retry shortly"
+        message = f"{engine_of(exc)} unavailable ({type(exc).__name__}); retry shortly"
     else:
         message = str(exc)
     return status, {"error": message, "status": status}
+
+
+def engine_of(exc: BaseException) -> str:
+    """Which engine a client exception comes from, for the message of a 503."""
+    module = type(exc).__module__
+    if module.startswith("qdrant_client"):
+        return "the index (Qdrant server)"
+    if module.startswith(("minio", "urllib3")):  # qdrant-client speaks httpx: urllib3 is the store's
+        return "the object store"
+    return "a search engine"
+
+
+def probe_engines(engine: SearchEngine) -> str | None:
+    """None if the index and the object store answer one cheap call each, else which one fails and why."""
+    checks: tuple[tuple[str, Callable[[], object]], ...] = (
+        ("index", engine.index.backend.collections),
+        ("object store", engine.store.ping),
+    )
+    for name, check in checks:
+        try:
+            check()
+        except Exception as exc:  # noqa: BLE001 - any failure of a probe means "not ready", with its reason
+            reason = str(exc) if isinstance(exc, VisearchError) else f"{type(exc).__name__}: {exc}"
+            return f"{name} unavailable: {reason}"
+    return None
 
 
 def read_upload(path: Path, max_bytes: int) -> bytes:
@@ -118,17 +152,32 @@ def result_dict(category: str, result: SearchResult) -> dict[str, Any]:
 class Runtime:
     """The search engine a server process holds for its lifetime.
 
-    Opening needs the registry and the index; embedded Qdrant admits one process per folder, so
-    the server keeps its client open. Calls are serialised: qdrant-client's local mode is not
-    thread-safe, and ONNX Runtime already uses every core for one batch. A failed open is retried
-    on the next call, so the server recovers once the engine is back.
+    Opening needs the registry, the object store and the index client; the server keeps them open.
+    Calls are serialised: qdrant-client's local mode is not thread-safe, and ONNX Runtime already
+    uses every core for one batch. A failed open is retried on the next call, and the clients
+    reconnect by themselves, so the server recovers once an engine is back. ``ready()`` probes
+    the engines (outside that lock, with a timeout, cached briefly): an engine that went down
+    after start makes the server not ready, and ``last_error`` says which one.
     """
 
-    def __init__(self, settings: Settings, *, opener: Callable[[Settings], SearchEngine] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        opener: Callable[[Settings], SearchEngine] | None = None,
+        probe: Callable[[SearchEngine], str | None] = probe_engines,
+        ready_ttl: float = READY_TTL_SECONDS,
+    ) -> None:
         self.settings = settings
         self._opener = opener or open_engine
+        self._probe = probe
+        self._ready_ttl = ready_ttl
         self._engine: SearchEngine | None = None
         self._lock = threading.RLock()
+        self._ready_lock = threading.Lock()
+        self._prober: ThreadPoolExecutor | None = None
+        self._ready: bool | None = None
+        self._ready_at = 0.0
         self.last_error: str | None = None
 
     def engine(self) -> SearchEngine:
@@ -137,7 +186,8 @@ class Runtime:
                 try:
                     self._engine = self._opener(self.settings)
                 except Exception as exc:
-                    if not isinstance(exc, (ConfigError, IndexBusyError, *_unavailable_types())):
+                    if not isinstance(exc, (ConfigError, IndexBusyError, EngineUnavailableError,
+                                            *_unavailable_types())):  # fmt: skip
                         raise
                     self.last_error = str(exc)
                     raise ServiceUnavailableError(f"search engine not available: {exc}") from exc
@@ -150,17 +200,46 @@ class Runtime:
             return call(self.engine())
 
     def ready(self) -> bool:
-        try:
-            self.engine()
-        except ServiceUnavailableError:
-            return False
-        return True
+        """True if the engine opens and its index and object store answer (the answer is cached ``ready_ttl`` s)."""
+        with self._ready_lock:
+            if self._ready is not None and time.monotonic() - self._ready_at < self._ready_ttl:
+                return self._ready
+            if self._prober is None:
+                self._prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visearch-probe")
+            # In a thread with a timeout: a hung engine must not hang /readyz (a hung probe keeps
+            # the one worker busy, so later probes time out too until it returns).
+            future = self._prober.submit(self._check)
+            try:
+                problem = future.result(timeout=PROBE_TIMEOUT_SECONDS)
+            except FutureTimeout:
+                problem = f"the engines did not answer within {PROBE_TIMEOUT_SECONDS:g} s"
+            ready = problem is None
+            if ready != self._ready:
+                if ready:
+                    logger.info("visearch is ready")
+                else:
+                    logger.warning("visearch is not ready: %s", problem)
+            self._ready, self._ready_at, self.last_error = ready, time.monotonic(), problem
+            return ready
+
+    def _check(self) -> str | None:
+        # An open engine is probed without the call lock: a long search must not look like an outage.
+        engine = self._engine
+        if engine is None:
+            try:
+                engine = self.engine()
+            except ServiceUnavailableError as exc:
+                return str(exc)
+        return self._probe(engine)
 
     def close(self) -> None:
         with self._lock:
             if self._engine is not None:
                 self._engine.close()
                 self._engine = None
+        if self._prober is not None:
+            self._prober.shutdown(wait=False, cancel_futures=True)
+            self._prober = None
 
 
 def keep_temp_files_in_home(settings: Settings) -> Path:

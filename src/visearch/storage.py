@@ -17,16 +17,21 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Protocol
 from urllib.parse import urlsplit
 
+import certifi
+import urllib3
 from minio import Minio
 from minio.error import S3Error
-from urllib3.exceptions import HTTPError
+from urllib3.exceptions import HTTPError, MaxRetryError
 
-from visearch.errors import ConfigError, NotFoundError, VisearchError
+from visearch.errors import ConfigError, EngineUnavailableError, NotFoundError, VisearchError
 from visearch.settings import Settings
 
 # S3 error codes that mean "this object (or its bucket) is not there".
 MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".part"
+# A health probe must answer fast and say "down" rather than retry: the readiness check of the
+# service calls it, and minio's own client retries a refused connection for ~6 s.
+PROBE_TIMEOUT_SECONDS = 2.0
 
 
 def clean_key(key: str) -> str:
@@ -78,6 +83,7 @@ class ObjectStore(Protocol):
     def list(self, prefix: str) -> Iterator[str]: ...
     def local_path(self, key: str, cache_dir: Path) -> Path: ...
     def uri(self, key: str) -> str: ...
+    def ping(self) -> None: ...
 
 
 class LocalStore:
@@ -135,14 +141,18 @@ class LocalStore:
     def uri(self, key: str) -> str:
         return self._path(key).resolve().as_uri()
 
+    def ping(self) -> None:
+        """Nothing to reach: a local folder cannot go down (an unreadable file fails where it is read)."""
+
 
 class MinioStore:
     """Objects in a MinIO/S3 bucket under a main path (prefix)."""
 
-    def __init__(self, client: Minio, bucket: str, main_path: str = "") -> None:
+    def __init__(self, client: Minio, bucket: str, main_path: str = "", *, probe: Minio | None = None) -> None:
         self.client = client
         self.bucket = bucket
         self.main_path = clean_prefix(main_path)
+        self.probe = probe or client  # ping() uses it: a client with a short timeout and no retries
 
     def __repr__(self) -> str:  # never the credentials
         return f"MinioStore(bucket={self.bucket!r}, main_path={self.main_path!r})"
@@ -162,15 +172,28 @@ class MinioStore:
         except S3Error as exc:
             if exc.code in MISSING_CODES:
                 raise NotFoundError(f"object not found: {key} (bucket {self.bucket})") from exc
-            raise VisearchError(f"object store error on {key!r} in bucket {self.bucket}: {exc.code}") from exc
+            status = getattr(exc.response, "status", 0) or 0
+            kind = EngineUnavailableError if status >= 500 else VisearchError  # 5xx: the server is failing
+            raise kind(f"object store error on {key!r} in bucket {self.bucket}: {exc.code}") from exc
         except HTTPError as exc:
-            raise VisearchError(f"object store unreachable ({type(exc).__name__}): {exc}") from exc
+            raise EngineUnavailableError(f"object store unreachable (bucket {self.bucket}): {_reason(exc)}") from exc
+
+    def ping(self) -> None:
+        """Raise EngineUnavailableError unless the server answers and the bucket exists (one cheap request)."""
+        with self._errors(""):
+            found = self.probe.bucket_exists(self.bucket)
+        if not found:
+            raise EngineUnavailableError(f"object store bucket {self.bucket} does not exist")
 
     def ensure_bucket(self) -> None:
-        """Create the bucket if it is missing (in the client's region); safe if another process races."""
+        """Create the bucket if it is missing (in the client's region); safe if another process races.
+
+        The existence check goes through the probe client: a server that is down fails here at
+        once, before a step or the service starts any work.
+        """
         with self._errors(""):
             try:
-                if self.client.bucket_exists(self.bucket):
+                if self.probe.bucket_exists(self.bucket):
                     return
                 self.client.make_bucket(self.bucket)
             except ValueError as exc:  # the client checks S3's bucket naming rules
@@ -252,6 +275,12 @@ class MinioStore:
         return f"s3://{self.bucket}/{self._name(key)}"
 
 
+def _reason(exc: HTTPError) -> str:
+    """The cause of a failed request in one line (urllib3 wraps it in "Max retries exceeded ...")."""
+    reason = exc.reason if isinstance(exc, MaxRetryError) and exc.reason is not None else exc
+    return f"{type(reason).__name__}: {reason}"
+
+
 def _copy_stream(response: object, out: IO[bytes]) -> None:
     for chunk in response.stream(1024 * 1024):  # type: ignore[attr-defined]
         out.write(chunk)
@@ -271,16 +300,35 @@ def parse_endpoint(host: str, secure: bool) -> tuple[str, bool]:
     return parts.netloc, parts.scheme == "https"
 
 
-def make_minio_client(settings: Settings) -> Minio:
-    """A minio client from MINIO_* settings (TLS per MINIO_SECURE or the URL scheme; CA bundle from SSL_CERT_FILE)."""
+def make_minio_client(settings: Settings, *, timeout: float | None = None, retries: int | None = None) -> Minio:
+    """A minio client from MINIO_* settings (TLS per MINIO_SECURE or the URL scheme; CA bundle from SSL_CERT_FILE).
+
+    ``timeout`` (seconds) and ``retries`` replace the client's defaults (5 minutes, 5 retries),
+    e.g. for a health probe that must answer "down" quickly.
+    """
     if not settings.minio_host:
         raise ConfigError("MINIO_HOST is not set")
     endpoint, secure = parse_endpoint(settings.minio_host, settings.minio_secure)
     access = settings.minio_access_key.get_secret_value() if settings.minio_access_key else None
     secret = settings.minio_secret_key.get_secret_value() if settings.minio_secret_key else None
+    http_client = None
+    if timeout is not None or retries is not None:
+        # The pool minio builds itself, with other limits: same TLS checks, same CA bundle.
+        seconds = timeout if timeout is not None else 300.0
+        http_client = urllib3.PoolManager(
+            timeout=urllib3.Timeout(connect=seconds, read=seconds), maxsize=2, cert_reqs="CERT_REQUIRED",
+            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+            retries=urllib3.Retry(total=retries if retries is not None else 5, backoff_factor=0.2,
+                                  status_forcelist=[500, 502, 503, 504]),
+        )  # fmt: skip
     try:
         return Minio(
-            endpoint, access_key=access, secret_key=secret, secure=secure, region=settings.minio_region or None
+            endpoint,
+            access_key=access,
+            secret_key=secret,
+            secure=secure,
+            region=settings.minio_region or None,
+            http_client=http_client,
         )
     except ValueError as exc:
         raise ConfigError(f"invalid MINIO_HOST {settings.minio_host!r}: {exc}") from exc
@@ -290,6 +338,7 @@ def make_store(settings: Settings) -> ObjectStore:
     """The MinIO store when MINIO_HOST is set (bucket created if missing), else the local folder."""
     if not settings.minio_host:
         return LocalStore(settings.objects_dir)
-    store = MinioStore(make_minio_client(settings), settings.minio_bucket_name, settings.minio_main_path)
+    probe = make_minio_client(settings, timeout=PROBE_TIMEOUT_SECONDS, retries=0)
+    store = MinioStore(make_minio_client(settings), settings.minio_bucket_name, settings.minio_main_path, probe=probe)
     store.ensure_bucket()
     return store

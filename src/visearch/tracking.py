@@ -11,24 +11,62 @@ from __future__ import annotations
 import os
 import subprocess
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 
-from visearch.errors import VisearchError
+from visearch.errors import EngineUnavailableError, VisearchError
 from visearch.settings import Settings
 
 CHAMPION = "champion"
 VERSION_TAG = "visearch.model_version"
 CANDIDATE_TAG = "visearch.candidate"
+# How long a step waits for an MLflow server to answer before it stops. MLflow's own client
+# retries a refused connection 7 times with exponential backoff (minutes); a step should say
+# "MLflow is down" in seconds instead.
+REACH_TIMEOUT_SECONDS = 5.0
 
 
 class TrackingError(VisearchError):
     """MLflow refused an operation or holds inconsistent state (e.g. a champion without files)."""
+
+
+class TrackingUnavailableError(TrackingError, EngineUnavailableError):
+    """The MLflow tracking server does not answer."""
+
+
+def check_reachable(uri: str, *, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
+    """Raise TrackingUnavailableError unless the MLflow server at an http(s) ``uri`` answers.
+
+    Any HTTP answer counts (a 401 or 404 is MLflow's to report); only no answer at all is "down".
+    Other URIs (sqlite, file, databricks) are not servers this can reach, and are not checked.
+    """
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https"):
+        return
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))  # no credentials in messages
+    health = urlunsplit((parts.scheme, netloc, f"{parts.path.rstrip('/')}/health", "", ""))
+    try:
+        with urllib.request.urlopen(health, timeout=timeout):  # noqa: S310 - http(s) only, checked above
+            return
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise TrackingUnavailableError(
+            f"MLflow tracking server {shown} is unreachable ({type(reason).__name__}: {reason}); "
+            "start it or fix MLFLOW_TRACKING_URI"
+        ) from exc
 
 
 def model_name(category: str) -> str:
@@ -84,10 +122,15 @@ class Tracker:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Tracker:
-        """MLflow at ``settings.tracking_uri``; artifacts under the data home unless a server stores them."""
+        """MLflow at ``settings.tracking_uri``; artifacts under the data home unless a server stores them.
+
+        A server is checked first (TrackingUnavailableError within seconds if it does not answer),
+        so a step stops before any work rather than after minutes of MLflow's retries.
+        """
         from mlflow import MlflowClient
 
         uri = settings.tracking_uri
+        check_reachable(uri)
         # A client-side database has no artifact store of its own: MLflow would default to ./mlruns
         # in whatever directory the step happens to run in.
         local = uri.startswith(("sqlite:", "file:", "postgresql:", "mysql:")) or "://" not in uri
