@@ -35,3 +35,15 @@ class NotFoundError(VisearchError):
 
 class IndexBusyError(VisearchError):
     """An index version is being written by another process (two pipelines on one category)."""
+
+
+class UnauthorizedError(VisearchError):
+    """A protected request without credentials (HTTP 401)."""
+
+
+class ForbiddenError(VisearchError):
+    """Credentials that do not match, or admin access switched off (HTTP 403)."""
+
+
+class ConflictError(VisearchError):
+    """A request that the index's current state forbids, e.g. deleting the live version (HTTP 409)."""

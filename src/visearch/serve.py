@@ -23,11 +23,14 @@ from typing import Any, TypeVar
 from visearch.categories import load_registry
 from visearch.errors import (
     ConfigError,
+    ConflictError,
+    ForbiddenError,
     ImageTooLargeError,
     IndexBusyError,
     InvalidImageError,
     InvalidQueryError,
     NotFoundError,
+    UnauthorizedError,
     UnknownCategoryError,
     VisearchError,
 )
@@ -69,6 +72,12 @@ def http_status(exc: BaseException) -> int:
         return 400
     if isinstance(exc, UnknownCategoryError | NotFoundError):
         return 404
+    if isinstance(exc, UnauthorizedError):
+        return 401
+    if isinstance(exc, ForbiddenError):
+        return 403
+    if isinstance(exc, ConflictError):
+        return 409
     if isinstance(exc, ServiceUnavailableError | IndexBusyError | ConfigError):
         return 503
     if isinstance(exc, VisearchError):
