@@ -7,8 +7,11 @@ answers; the key never reaches the server log nor any response.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import subprocess
+import sys
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,6 +95,17 @@ def test_admin_operations_on_an_index(tmp_path: Path) -> None:
             admin.rollback(index, TINY)
     finally:
         index.close()
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../../etc/passwd", "a/b"])
+def test_category_names_never_address_files_outside_the_index(tmp_path: Path, name: str) -> None:
+    from visearch.index_edge import EdgeBackend
+
+    backend = EdgeBackend(tmp_path / "index")
+    with pytest.raises(NotFoundError):
+        backend.alias(name)
+    with pytest.raises(NotFoundError):
+        backend.set_alias(name, "x")
 
 
 # --- no key configured: admin refused ----------------------------------------------------------
@@ -216,6 +230,22 @@ def test_rollback_changes_what_search_answers_and_the_live_version_cannot_be_del
         assert [v["name"] for v in state["versions"]] == [older] and state["live"] == older
         assert search(client, versions.query) == versions.expected[older]
         assert client.get("/readyz").status_code == 200
+
+
+@pytest.mark.slow
+def test_fuzzing_the_admin_endpoints_with_the_key_finds_no_server_error(versions: Versions, tmp_path: Path) -> None:
+    """What the unauthenticated fuzzing of the whole API cannot reach: the admin bodies behind the key."""
+    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{versions.url}/docs.json", "--url", versions.url,
+               "--include-path-regex", "^/admin/", "-H", f"Authorization: Bearer {KEY}",
+               "--checks", "not_a_server_error,response_schema_conformance", "--max-examples", "40", "--seed", "7",
+               "--request-timeout", "60"]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            env={**os.environ, "SCHEMATHESIS_HOOKS": ""})  # fmt: skip
+    assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
+    assert "3 selected" in result.stdout and not re.search(r"\d+ failed", result.stdout)
+    with httpx.Client(base_url=versions.url, timeout=60) as client:
+        state = client.get("/admin/index", params={"category": TINY}, headers={"X-API-Key": KEY}).json()
+        assert state["live"] == versions.older  # random names never hit the real category's versions
 
 
 def test_the_key_never_reaches_the_log_nor_a_response(versions: Versions) -> None:
