@@ -411,7 +411,8 @@ class Visearch:
 
         def call(index: Any) -> RollbackResult:
             result = RollbackResult(**admin.rollback(index, body.category))
-            logger.info("admin: rolled %s back from %s to %s", body.category, result.previous, result.live)
+            # WARNING, not INFO: an audit line must show, and BentoML passes only WARNING+ of app loggers.
+            logger.warning("admin: rolled %s back from %s to %s", body.category, result.previous, result.live)
             return result
 
         return self._admin(body.category, call)
@@ -422,7 +423,7 @@ class Visearch:
 
         def call(index: Any) -> DeleteResult:
             result = DeleteResult(**admin.delete_version(index, body.category, body.collection))
-            logger.info("admin: deleted %s", result.deleted)
+            logger.warning("admin: deleted index version %s", result.deleted)
             return result
 
         return self._admin(body.category, call)

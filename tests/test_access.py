@@ -255,7 +255,10 @@ def test_the_key_never_reaches_the_log_nor_a_response(versions: Versions) -> Non
         answers.append(client.get("/docs.json").text)
     assert not any(KEY in text or WRONG in text for text in answers)
     log = versions.log.read_text(errors="replace")
-    assert "admin request GET /admin/index" in log and "refused" in log  # refusals are logged, keys are not
+    # refusals and changes are logged (an audit trail), keys are not
+    assert "admin request GET /admin/index from 127.0.0.1 refused: invalid API key" in log
+    assert f"admin: rolled {TINY} back from {versions.newer} to {versions.older}" in log
+    assert f"admin: deleted index version {versions.newer}" in log
     assert KEY not in log and WRONG not in log
 
 
