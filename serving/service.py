@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
-from fastapi import FastAPI, Query
+from fastapi import Depends, FastAPI, Query, Security
 from fastapi import Path as PathParam
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException
@@ -25,7 +26,8 @@ from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from visearch import __version__
+from visearch import __version__, admin
+from visearch.errors import ForbiddenError, UnauthorizedError
 from visearch.search import CategoryInfo, SearchResult
 from visearch.serve import Runtime, check_batch, error_payload, image_url, keep_temp_files_in_home, read_upload
 from visearch.settings import Settings
@@ -171,6 +173,90 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 web = FastAPI(title="visearch", version=__version__)
 
 
+# --- admin: models and the API-key guard -----------------------------------------------------
+class IndexVersion(BaseModel):
+    name: str = Field(description="Collection name: <category>__<created>-<model version>-<data hash>")
+    created: str
+    model_version: str
+    data_hash: str
+    live: bool = Field(description="The category alias points at this version")
+    being_written: bool = Field(description="A pipeline is still writing it")
+    points: int | None = Field(description="Point count (null while being written)")
+
+
+class IndexState(BaseModel):
+    category: str
+    live: str | None = Field(description="The live version (null before the first pipeline run)")
+    versions: list[IndexVersion] = Field(description="Oldest first")
+
+
+class RollbackRequest(BaseModel):
+    category: CategoryName
+
+
+class RollbackResult(BaseModel):
+    category: str
+    live: str = Field(description="The version now live (the one before the previous live version)")
+    previous: str = Field(description="The version that was live before the rollback")
+
+
+class DeleteRequest(BaseModel):
+    category: CategoryName
+    collection: str = Field(description="A version's `name` from GET /admin/index (not the live one)", max_length=300)
+
+
+class DeleteResult(BaseModel):
+    category: str
+    deleted: str
+    live: str | None
+
+
+# auto_error=False: the guard decides (401 without a key, 403 with a wrong one), in the API's
+# error shape; declaring both schemes gives Swagger UI its "Authorize" button.
+bearer_scheme = HTTPBearer(auto_error=False, description="VISEARCH_API_KEY as a Bearer token")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="VISEARCH_API_KEY")
+
+
+def admin_access(
+    service: Annotated[Any, Depends(bentoml.get_current_service)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(bearer_scheme)],
+    api_key: Annotated[str | None, Security(api_key_scheme)],
+    request: Request,
+) -> None:
+    """Dependency of every admin route; runs before the body is validated, so callers without the
+    key learn nothing about the endpoint's input."""
+    try:
+        admin.check_key(
+            service.settings.visearch_api_key, admin.presented_key(bearer.credentials if bearer else None, api_key)
+        )
+    except (UnauthorizedError, ForbiddenError) as exc:
+        client = request.client.host if request.client else "?"
+        logger.warning("admin request %s %s from %s refused: %s", request.method, request.url.path, client, exc)
+        raise
+
+
+@web.exception_handler(UnauthorizedError)
+@web.exception_handler(ForbiddenError)
+def access_refused(request: Request, exc: Exception) -> JSONResponse:
+    response = error_response(exc)
+    if response.status_code == 401:
+        response.headers["WWW-Authenticate"] = "Bearer"
+    return response
+
+
+ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (401, "No API key sent"),
+        (403, "Wrong API key, or admin endpoints disabled (VISEARCH_API_KEY unset)"),
+        (404, "Unknown category or version, or no older version to roll back to"),
+        (409, "The version is live or being written"),
+        (503, "Engine unavailable"),
+    )
+}
+ADMIN = {"responses": ADMIN_ERRORS, "tags": ["Admin"], "dependencies": [Depends(admin_access)]}
+
+
 @bentoml.service(name="visearch", workers=1, traffic={"timeout": 120, "concurrency": 32})
 @bentoml.asgi_app(web, path="/")
 class Visearch:
@@ -305,6 +391,42 @@ class Visearch:
             return Response(data, media_type=media_type, headers=headers)
 
         return self._answer(call)
+
+    # --- admin endpoints (API key required; see visearch.admin) -------------------------------
+    def _admin(self, category: str, call: Callable[[Any], Any]) -> Any:
+        def run(engine: Any) -> Any:
+            engine.registry.get(category)  # unknown category: 404
+            return call(engine.index)
+
+        return self._answer(lambda: self.runtime.run(run))
+
+    @web.get("/admin/index", response_model=IndexState, **ADMIN)
+    def admin_index(self, category: Annotated[str, Query(max_length=100)]) -> Any:
+        """The category's index versions with their point counts, and which one is live."""
+        return self._admin(category, lambda index: IndexState(**admin.index_state(index, category)))
+
+    @web.post("/admin/rollback", response_model=RollbackResult, **ADMIN)
+    def admin_rollback(self, body: RollbackRequest) -> Any:
+        """Point the category at its previous index version; the next query uses it and its model."""
+
+        def call(index: Any) -> RollbackResult:
+            result = RollbackResult(**admin.rollback(index, body.category))
+            # WARNING, not INFO: an audit line must show, and BentoML passes only WARNING+ of app loggers.
+            logger.warning("admin: rolled %s back from %s to %s", body.category, result.previous, result.live)
+            return result
+
+        return self._admin(body.category, call)
+
+    @web.post("/admin/delete_version", response_model=DeleteResult, **ADMIN)
+    def admin_delete_version(self, body: DeleteRequest) -> Any:
+        """Delete an index version that is neither live nor being written (409 for the live one)."""
+
+        def call(index: Any) -> DeleteResult:
+            result = DeleteResult(**admin.delete_version(index, body.category, body.collection))
+            logger.warning("admin: deleted index version %s", result.deleted)
+            return result
+
+        return self._admin(body.category, call)
 
 
 @web.get("/images/{rest:path}", include_in_schema=False)

@@ -20,10 +20,12 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def start_server(settings: Settings, log: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    settings: Settings, log: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """`bentoml serve` for ``settings``' home on a free loopback port (as `visearch serve` runs it)."""
     port = free_port()
-    env = {**env_for(settings), "BENTOML_DO_NOT_TRACK": "true"}
+    env = {**env_for(settings), "BENTOML_DO_NOT_TRACK": "true", **(extra_env or {})}
     with log.open("wb") as out:
         process = subprocess.Popen(serve_command(port=port, host="127.0.0.1"), env=env, cwd=ROOT,
                                    stdout=out, stderr=subprocess.STDOUT)  # fmt: skip

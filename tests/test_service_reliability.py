@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -45,7 +46,9 @@ def test_fuzzing_the_openapi_finds_no_server_error_nor_schema_violation(
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path,
                             env={**os.environ, "SCHEMATHESIS_HOOKS": ""})  # fmt: skip
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
-    assert " passed" in result.stdout and " failed" not in result.stdout
+    # "N failed" in the summary, not any " failed": its warnings say "Authentication failed" for
+    # the admin endpoints, which refuse everything here by design (no VISEARCH_API_KEY).
+    assert " passed" in result.stdout and not re.search(r"\d+ failed", result.stdout)
     ready = httpx.get(f"{url}/readyz", timeout=10)
     assert ready.status_code == 200  # still up and ready after the fuzzing
 

@@ -42,3 +42,15 @@ class EngineUnavailableError(VisearchError):
 
     The service answers 503 and reports not ready; a pipeline step stops with the message.
     """
+
+
+class UnauthorizedError(VisearchError):
+    """A protected request without credentials (HTTP 401)."""
+
+
+class ForbiddenError(VisearchError):
+    """Credentials that do not match, or admin access switched off (HTTP 403)."""
+
+
+class ConflictError(VisearchError):
+    """A request that the index's current state forbids, e.g. deleting the live version (HTTP 409)."""

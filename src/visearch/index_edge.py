@@ -60,19 +60,24 @@ class EdgeBackend:
     def collections(self) -> list[str]:
         return sorted(p.name for p in self.shards_dir.iterdir() if (p / CONFIG_FILE).is_file())
 
+    def _alias_file(self, name: str) -> Path:
+        # The name comes from requests: "" would be the folder itself, "../x" a file outside it.
+        if not _plain(name):
+            raise NotFoundError(f"invalid category name {name!r}")
+        return self.aliases_dir / name
+
     def alias(self, name: str) -> str | None:
         if not _plain(name):
             return None
         try:
-            target = (self.aliases_dir / name).read_text(encoding="utf-8").strip()
+            target = self._alias_file(name).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
             return None
         return target or None
 
     def set_alias(self, name: str, collection: str) -> None:
         """Write the pointer to a temporary file, flush it to disk, then rename it over the old one."""
-        if not _plain(name):
-            raise NotFoundError(f"invalid alias name {name!r}")
+        target = self._alias_file(name)
         if not (self._folder(collection) / CONFIG_FILE).is_file():
             raise NotFoundError(f"no collection {collection!r}")
         temporary = self.aliases_dir / f".{name}.{os.getpid()}.{threading.get_ident()}"
@@ -80,7 +85,7 @@ class EdgeBackend:
             pointer.write(collection)
             pointer.flush()
             os.fsync(pointer.fileno())
-        os.replace(temporary, self.aliases_dir / name)
+        os.replace(temporary, target)
 
     def create_collection(self, name: str, dim: int) -> None:
         with self._guard:

@@ -231,7 +231,7 @@ class SearchEngine:
         self.check_params(k, min_similarity, class_filter)
         if not images:
             raise InvalidQueryError("no images given")
-        self.registry.get(category)
+        self.registry.get(category)  # unknown names never reach the index (they name its files)
         # Resolve the alias once: the model and the collection of one request are the same version,
         # even when a reindex swaps the alias meanwhile.
         live = self.index.require_live(category)

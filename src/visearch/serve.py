@@ -25,12 +25,15 @@ from typing import Any, TypeVar
 from visearch.categories import load_registry
 from visearch.errors import (
     ConfigError,
+    ConflictError,
     EngineUnavailableError,
+    ForbiddenError,
     ImageTooLargeError,
     IndexBusyError,
     InvalidImageError,
     InvalidQueryError,
     NotFoundError,
+    UnauthorizedError,
     UnknownCategoryError,
     VisearchError,
 )
@@ -78,6 +81,12 @@ def http_status(exc: BaseException) -> int:
         return 400
     if isinstance(exc, UnknownCategoryError | NotFoundError):
         return 404
+    if isinstance(exc, UnauthorizedError):
+        return 401
+    if isinstance(exc, ForbiddenError):
+        return 403
+    if isinstance(exc, ConflictError):
+        return 409
     if isinstance(exc, EngineUnavailableError | IndexBusyError | ConfigError):
         return 503
     if isinstance(exc, VisearchError):

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
         default="onnx", description="Query-time inference (ONNX Runtime measured faster on CPU)"
     )
     keep_index_versions: int = 2
+    visearch_api_key: SecretStr | None = Field(
+        default=None,
+        description="Key for the service's admin endpoints (rollback, delete); unset = admin endpoints refused",
+    )
 
     @property
     def home(self) -> Path:

@@ -1,0 +1,84 @@
+"""Index administration over HTTP: the API-key check and the operations behind ``/admin/*``.
+
+The service's admin endpoints are thin adapters over these functions, as the CLI's ``index``
+commands are over :class:`visearch.index.VectorIndex`. Without a configured key every admin
+request is refused: a service exposed by mistake can search but never change the index.
+"""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from pydantic import SecretStr
+
+from visearch.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
+from visearch.index import VectorIndex
+
+DISABLED = "admin endpoints are disabled: set VISEARCH_API_KEY on the server to enable them"
+MISSING = "admin endpoints need the API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+WRONG = "invalid API key"
+
+
+def presented_key(bearer_token: str | None, api_key: str | None) -> str | None:
+    """The key a request carries: the Bearer token, else the X-API-Key header (blank = none)."""
+    for candidate in (bearer_token, api_key):
+        if candidate and candidate.strip():
+            return candidate.strip()
+    return None
+
+
+def check_key(configured: SecretStr | None, presented: str | None) -> None:
+    """Allow the request only with the configured key; the messages never contain either key.
+
+    Raises:
+        ForbiddenError: no key is configured (admin off), or the presented key is wrong.
+        UnauthorizedError: a key is configured and the request carries none.
+    """
+    expected = configured.get_secret_value() if configured is not None else ""
+    if not expected:
+        raise ForbiddenError(DISABLED)
+    if presented is None:
+        raise UnauthorizedError(MISSING)
+    # Constant time: the answer's timing must not reveal how much of a guess was right.
+    if not hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8")):
+        raise ForbiddenError(WRONG)
+
+
+def index_state(index: VectorIndex, category: str) -> dict[str, Any]:
+    """The category's versions (oldest first) with their point counts, and which one is live."""
+    live = index.live(category)
+    versions = []
+    for version in index.versions(category):
+        writing = index.backend.is_being_written(version.name)
+        versions.append({
+            "name": version.name, "created": version.created, "model_version": version.model_version,
+            "data_hash": version.data_hash, "live": live is not None and version.name == live.name,
+            "being_written": writing, "points": None if writing else index.count(version.name),
+        })  # fmt: skip
+    return {"category": category, "live": live.name if live else None, "versions": versions}
+
+
+def rollback(index: VectorIndex, category: str) -> dict[str, Any]:
+    """Point the alias at the version before the live one; the next query uses it and its model."""
+    previous = index.require_live(category)
+    version = index.rollback(category)
+    return {"category": category, "live": version.name, "previous": previous.name}
+
+
+def delete_version(index: VectorIndex, category: str, collection: str) -> dict[str, Any]:
+    """Delete one version of the category that is neither live nor being written.
+
+    Raises:
+        NotFoundError: ``collection`` is no version of ``category``.
+        ConflictError: it is the live version or a pipeline is writing it.
+    """
+    if collection not in {version.name for version in index.versions(category)}:
+        raise NotFoundError(f"category {category!r} has no index version {collection!r}")
+    live = index.live(category)
+    if live is not None and live.name == collection:
+        raise ConflictError(f"{collection} is the live version of {category!r}; roll back or reindex first")
+    if index.backend.is_being_written(collection):
+        raise ConflictError(f"{collection} is being written by a pipeline; retry once it is done")
+    index.delete(collection)
+    return {"category": category, "deleted": collection, "live": live.name if live else None}
