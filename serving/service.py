@@ -4,8 +4,9 @@ Run: ``bentoml serve serving.service:Visearch`` (or ``visearch serve``). A thin 
 ``visearch.search.SearchEngine``: every endpoint is one library call through the server's
 ``Runtime``; errors become ``{"error": ..., "status": ...}`` JSON with a 4xx (or 503) status.
 
-One worker: embedded Qdrant admits one process per folder, so this process holds the index
-client for its lifetime (a Qdrant server lifts that limit, set QDRANT_URL).
+One worker: ONNX Runtime already uses every core for one batch, and BentoML's adaptive batching
+(/embed) merges concurrent calls within the worker. The embedded index opens read-only here, so
+pipelines and the CLI use the same data home meanwhile.
 """
 
 import json

@@ -67,8 +67,6 @@ class EdgeBackend:
         return self.aliases_dir / name
 
     def alias(self, name: str) -> str | None:
-        if not _plain(name):
-            return None
         try:
             target = self._alias_file(name).read_text(encoding="utf-8").strip()
         except FileNotFoundError:

@@ -162,8 +162,8 @@ class Runtime:
     """The search engine a server process holds for its lifetime.
 
     Opening needs the registry, the object store and the index client; the server keeps them open.
-    Calls are serialised: qdrant-client's local mode is not thread-safe, and ONNX Runtime already
-    uses every core for one batch. A failed open is retried on the next call, and the clients
+    Calls are serialised: ONNX Runtime already uses every core for one batch, so running two at
+    once only adds contention. A failed open is retried on the next call, and the clients
     reconnect by themselves, so the server recovers once an engine is back. ``ready()`` probes
     the engines (outside that lock, with a timeout, cached briefly): an engine that went down
     after start makes the server not ready, and ``last_error`` says which one.
