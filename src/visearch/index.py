@@ -12,6 +12,7 @@ pointer file, see :mod:`visearch.index_edge`); with one, a Qdrant server through
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from visearch.settings import Settings
 
 __all__ = ["CollectionVersion", "Hit", "Record", "VectorIndex", "open_index", "point_id"]
 
+logger = logging.getLogger(__name__)
 POINT_NAMESPACE = uuid.UUID("6f1d7f0e-2b7c-5d53-9a54-1c0a7e1f7a3e")
 SEPARATOR = "__"
 
@@ -40,7 +42,12 @@ def open_index(settings: Settings) -> VectorIndex:
         return VectorIndex(QdrantBackend(make_client(settings), hnsw_ef=hnsw_ef))
     from visearch.index_edge import EdgeBackend
 
-    return VectorIndex(EdgeBackend(settings.index_path, hnsw_ef=settings.qdrant_hnsw_ef))
+    backend = EdgeBackend(settings.index_path, hnsw_ef=settings.qdrant_hnsw_ef)
+    if (settings.home / "qdrant").is_dir() and not backend.collections():
+        # Homes of visearch before the embedded engine changed hold qdrant-client local-mode data.
+        logger.warning("%s holds an index of an older visearch; re-run the pipeline to rebuild it under %s",
+                       settings.home / "qdrant", settings.index_path)  # fmt: skip
+    return VectorIndex(backend)
 
 
 def point_id(category: str, file: str) -> str:
