@@ -132,8 +132,9 @@ def main() -> None:
             rows.append([size, mode, f"{upsert_rate:,.0f}", f"{p50:.1f}", f"{percentile_ms(latencies, 99):.1f}",
                          f"{np.mean(recalls):.3f}", f"{numpy_ms:.2f}", f"{p50 / numpy_ms:.1f}x", f"{max(rss_mb, 0):.0f}"])  # fmt: skip
             print(rows[-1], flush=True)
+    sizes = [int(size) for size in args.sizes.split(",")]
     write_result(
-        "index",
+        "index-1m" if max(sizes) >= 1_000_000 else "index",  # the large run keeps its own file
         "Qdrant index: upsert, query latency, recall@10",
         f"dim {args.dim}, cosine, {args.queries} queries, clustered synthetic vectors; baseline = exact numpy search",
         table(
