@@ -8,7 +8,16 @@ from importlib import metadata
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
-VERSIONS = ("torch", "pytorch-metric-learning", "qdrant-client", "qdrant-edge-py", "onnxruntime", "bentoml", "kfp", "mlflow")
+VERSIONS = (
+    "torch",
+    "pytorch-metric-learning",
+    "qdrant-client",
+    "qdrant-edge-py",
+    "onnxruntime",
+    "bentoml",
+    "kfp",
+    "mlflow",
+)
 
 
 def machine() -> str:
