@@ -1,6 +1,6 @@
 """Shared fixtures: isolated data homes, a tiny real-image category, and an indexed home.
 
-Everything runs on real engines: Qdrant local mode, SQLite MLflow, a local object store, real
+Everything runs on real engines: the embedded Qdrant engine (qdrant-edge), SQLite MLflow, a local object store, real
 PNG images from the bundled Fashion-MNIST subset, real (very short) training.
 """
 

@@ -1,7 +1,7 @@
 """The Kubeflow pipeline: compiled YAML, and whole local runs (kfp.local) on real engines.
 
 The local runs are the product's main job on the tiny real-image category: MLflow on SQLite,
-Qdrant local mode and the local object store, all under a temporary data home.
+the embedded Qdrant engine and the local object store, all under a temporary data home.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def test_settings_defaults_and_seed_names(monkeypatch: pytest.MonkeyPatch, tmp_p
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     settings = Settings(_env_file=None)
-    assert settings.qdrant_location is None  # embedded local mode
+    assert settings.qdrant_location is None  # the embedded engine
     assert settings.tracking_uri == f"sqlite:///{tmp_path / '.visearch' / 'mlflow.db'}"
     assert not (tmp_path / ".visearch").exists()  # nothing happens at construction
     monkeypatch.setenv("QDRANT_HOST", "qdrant")
