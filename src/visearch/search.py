@@ -174,11 +174,19 @@ class SearchEngine:
         ):
             raise InvalidQueryError(f"class_filter must be a class name of at most {MAX_CLASS_FILTER_CHARS} characters")
 
+    def live_version(self, category: str) -> CollectionVersion:
+        """The live index version of a registry category.
+
+        The registry is asked first: names from requests never reach the index unchecked (the
+        embedded index keeps a category's alias in a file of that name).
+        """
+        self.registry.get(category)
+        return self.index.require_live(category)
+
     # --- models ----------------------------------------------------------------------------
     def model_for(self, category: str, live: CollectionVersion | None = None) -> Embedder:
         """The model whose vectors the live collection (or ``live``) holds (loaded once, then cached)."""
-        self.registry.get(category)
-        live = live or self.index.require_live(category)
+        live = live or self.live_version(category)
         key = (category, live.model_version)
         with self._lock:
             if key not in self._models:
@@ -231,10 +239,9 @@ class SearchEngine:
         self.check_params(k, min_similarity, class_filter)
         if not images:
             raise InvalidQueryError("no images given")
-        self.registry.get(category)  # unknown names never reach the index (they name its files)
         # Resolve the alias once: the model and the collection of one request are the same version,
         # even when a reindex swaps the alias meanwhile.
-        live = self.index.require_live(category)
+        live = self.live_version(category)
         vectors = self.embed_images(category, images, live)
         return [self._query(live.name, vector, k, min_similarity, class_filter) for vector in vectors]
 
@@ -281,8 +288,7 @@ class SearchEngine:
     ) -> list[SearchResult]:
         """Neighbours of a query vector produced by this category's live model (see ``embed_many``)."""
         self.check_params(k, min_similarity, class_filter)
-        self.registry.get(category)
-        live = self.index.require_live(category)
+        live = self.live_version(category)
         dim = self.model_for(category, live).spec.embedding_dim
         if len(vector) != dim:
             raise InvalidQueryError(
@@ -301,8 +307,7 @@ class SearchEngine:
     ) -> list[SearchResult]:
         """ "More like this": neighbours of a stored image (the image itself excluded)."""
         self.check_params(k, min_similarity, class_filter)
-        self.registry.get(category)
-        live = self.index.require_live(category)
+        live = self.live_version(category)
         _, vector = self.index.get(live.name, point_id, with_vector=True)
         if vector is None:
             raise NotFoundError(f"no vector stored for {point_id}")
@@ -323,15 +328,13 @@ class SearchEngine:
 
     def image(self, category: str, point_id: str) -> tuple[bytes, dict[str, Any]]:
         """The stored image bytes of a point, with its payload."""
-        self.registry.get(category)
-        live = self.index.require_live(category)
+        live = self.live_version(category)
         payload, _ = self.index.get(live.name, point_id)
         return self.store.get_bytes(str(payload["image_key"])), payload
 
     def examples(self, category: str, limit: int = 12) -> list[SearchResult]:
         """A few stored images of the category (for "pick an example" in the UI)."""
-        self.registry.get(category)
-        live = self.index.require_live(category)
+        live = self.live_version(category)
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= self.settings.max_k:
             raise InvalidQueryError(f"limit must be an integer from 1 to {self.settings.max_k}, got {limit!r}")
         return [SearchResult.from_hit(Hit(pid, 1.0, payload)) for pid, payload in self.index.sample(live.name, limit)]
