@@ -29,8 +29,10 @@ def machine() -> str:
             versions.append(f"{name} {metadata.version(name)}")
         except metadata.PackageNotFoundError:
             continue
-    return (f"{time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
-            f"Python {platform.python_version()} · " + ", ".join(versions))  # fmt: skip
+    return (
+        f"{time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
+        f"Python {platform.python_version()} · " + ", ".join(versions)
+    )
 
 
 def table(header: list[str], rows: list[list[object]]) -> str:

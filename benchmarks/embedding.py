@@ -18,8 +18,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 from common import table, write_result  # noqa: E402
 
-from visearch.cli_prepare import demo_source  # noqa: E402
 from visearch.data.dataset import ImageFiles  # noqa: E402
+from visearch.data.demo import demo_source  # noqa: E402
 from visearch.data.transforms import eval_transform  # noqa: E402
 from visearch.embed import embed_paths  # noqa: E402
 from visearch.model import create_model  # noqa: E402
@@ -59,11 +59,12 @@ def main() -> None:
             rows.append([batch_size, workers, f"{bare:.1f}", f"{step:.1f}", f"{step / bare:.2f}x"])
             print(rows[-1], flush=True)
     write_result(
-        "embedding", "Embedding throughput (images/s)",
+        "embedding",
+        "Embedding throughput (images/s)",
         f"{len(paths)} Fashion-MNIST PNGs, EfficientNet-Lite0 + [512,128] embedder, input {args.input_size} px, "
         f"torch threads {torch.get_num_threads()}",
         table(["batch", "DataLoader workers", "bare forward img/s", "embed step img/s", "step / bare"], rows),
-    )  # fmt: skip
+    )
 
 
 if __name__ == "__main__":

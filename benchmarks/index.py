@@ -78,8 +78,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="10000,100000")
     parser.add_argument("--dim", type=int, default=128)
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--modes", default="embedded,local", help="embedded (visearch default, qdrant-edge), "
-                        "local (qdrant-client local mode), memory, server (needs QDRANT_URL)")  # fmt: skip
+    parser.add_argument(
+        "--modes",
+        default="embedded,local",
+        help="embedded (visearch default, qdrant-edge), "
+        "local (qdrant-client local mode), memory, server (needs QDRANT_URL)",
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore", UserWarning)  # local mode warns past 20k points
     rng = np.random.default_rng(0)
@@ -101,9 +105,19 @@ def main() -> None:
                     rss_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
                 recalls = [len(found & set(truth.tolist())) / 10 for found, truth in zip(found_ids, exact, strict=True)]
                 p50 = percentile_ms(latencies, 50)
-                rows.append([size, mode, f"{upsert_rate:,.0f}", f"{p50:.2f}", f"{percentile_ms(latencies, 99):.2f}",
-                             f"{np.mean(recalls):.3f}", f"{numpy_ms:.2f}", f"{p50 / numpy_ms:.2f}x",
-                             f"{max(rss_mb, 0):.0f}"])  # fmt: skip
+                rows.append(
+                    [
+                        size,
+                        mode,
+                        f"{upsert_rate:,.0f}",
+                        f"{p50:.2f}",
+                        f"{percentile_ms(latencies, 99):.2f}",
+                        f"{np.mean(recalls):.3f}",
+                        f"{numpy_ms:.2f}",
+                        f"{p50 / numpy_ms:.2f}x",
+                        f"{max(rss_mb, 0):.0f}",
+                    ]
+                )
                 print(rows[-1], flush=True)
                 continue
             with tempfile.TemporaryDirectory() as folder:
@@ -116,8 +130,12 @@ def main() -> None:
                 )
                 rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                 started = time.perf_counter()
-                client.upload_points(name, (models.PointStruct(id=pid, vector=v.tolist()) for pid, v in zip(ids, data, strict=True)),
-                                     batch_size=512, wait=True)  # fmt: skip
+                client.upload_points(
+                    name,
+                    (models.PointStruct(id=pid, vector=v.tolist()) for pid, v in zip(ids, data, strict=True)),
+                    batch_size=512,
+                    wait=True,
+                )
                 upsert_rate = size / (time.perf_counter() - started)
                 latencies, recalls = [], []
                 for query, truth in zip(queries, exact, strict=True):
@@ -129,8 +147,19 @@ def main() -> None:
                 rss_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) / 1024
                 client.close()
             p50 = percentile_ms(latencies, 50)
-            rows.append([size, mode, f"{upsert_rate:,.0f}", f"{p50:.1f}", f"{percentile_ms(latencies, 99):.1f}",
-                         f"{np.mean(recalls):.3f}", f"{numpy_ms:.2f}", f"{p50 / numpy_ms:.1f}x", f"{max(rss_mb, 0):.0f}"])  # fmt: skip
+            rows.append(
+                [
+                    size,
+                    mode,
+                    f"{upsert_rate:,.0f}",
+                    f"{p50:.1f}",
+                    f"{percentile_ms(latencies, 99):.1f}",
+                    f"{np.mean(recalls):.3f}",
+                    f"{numpy_ms:.2f}",
+                    f"{p50 / numpy_ms:.1f}x",
+                    f"{max(rss_mb, 0):.0f}",
+                ]
+            )
             print(rows[-1], flush=True)
     sizes = [int(size) for size in args.sizes.split(",")]
     write_result(
@@ -150,7 +179,7 @@ def main() -> None:
                 "peak RSS growth MB",
             ],
             rows,
-        ),  # fmt: skip
+        ),
     )
 
 

@@ -29,10 +29,11 @@ import numpy as np  # noqa: E402
 from common import table, write_result  # noqa: E402
 
 from visearch.categories import load_registry  # noqa: E402
+from visearch.cli.serve import serve_command, serve_env, wait_ready  # noqa: E402
 from visearch.data.images import decode_image  # noqa: E402
 from visearch.index import open_index  # noqa: E402
-from visearch.search import SearchEngine, load_embedder, preprocess  # noqa: E402
-from visearch.serve import serve_command, serve_env, wait_ready  # noqa: E402
+from visearch.inference import load_embedder, preprocess  # noqa: E402
+from visearch.search import SearchEngine  # noqa: E402
 from visearch.settings import Settings  # noqa: E402
 from visearch.storage import make_store  # noqa: E402
 
@@ -59,8 +60,11 @@ def floor_ms(settings: Settings, category: str, image_bytes: bytes, repeats: int
         index.close()
     store = make_store(settings)
     cache = settings.home / "cache"
-    paths = [store.local_path(f"models/{category}/{version}/{name}", cache) for name in MODEL_FILES
-             if store.exists(f"models/{category}/{version}/{name}")]  # fmt: skip
+    paths = [
+        store.local_path(f"models/{category}/{version}/{name}", cache)
+        for name in MODEL_FILES
+        if store.exists(f"models/{category}/{version}/{name}")
+    ]
     result = {}
     for backend in ("onnx", "torch"):
         embedder = load_embedder(paths[0].parent, backend=backend, onnx_cache=cache / "onnx")
@@ -78,9 +82,13 @@ def floor_ms(settings: Settings, category: str, image_bytes: bytes, repeats: int
 def raw_request(request: httpx.Request, port: int) -> bytes:
     """The exact bytes of ``request`` as HTTP/1.1 with keep-alive."""
     body = request.read()
-    head = [f"POST {request.url.raw_path.decode()} HTTP/1.1", f"Host: 127.0.0.1:{port}",
-            f"Content-Type: {request.headers['content-type']}", f"Content-Length: {len(body)}",
-            "Connection: keep-alive"]  # fmt: skip
+    head = [
+        f"POST {request.url.raw_path.decode()} HTTP/1.1",
+        f"Host: 127.0.0.1:{port}",
+        f"Content-Type: {request.headers['content-type']}",
+        f"Content-Length: {len(body)}",
+        "Connection: keep-alive",
+    ]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
@@ -113,8 +121,9 @@ class RawClient:
 
 def library_query_ms(settings: Settings, category: str, image_bytes: bytes, repeats: int = 300) -> float:
     """Median of the service's query path without HTTP: ``SearchEngine.search_bytes`` in this process."""
-    engine = SearchEngine(settings, load_registry(settings.visearch_categories), make_store(settings),
-                          open_index(settings))  # fmt: skip
+    engine = SearchEngine(
+        settings, load_registry(settings.visearch_categories), make_store(settings), open_index(settings)
+    )
     try:
         for _ in range(10):
             engine.search_bytes(category, image_bytes, k=10)
@@ -145,8 +154,12 @@ def main() -> None:
 
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(serve_command(port=port, host="127.0.0.1"), env=serve_env(settings),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    server = subprocess.Popen(
+        serve_command(port=port, host="127.0.0.1"),
+        env=serve_env(settings),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     rows = []
     try:
         if not wait_ready(url, server, timeout=180):
@@ -178,22 +191,40 @@ def main() -> None:
                     samples = list(pool.map(one, range(args.requests)))
                 rate = args.requests / (time.perf_counter() - started)
                 p50, p95, p99 = percentiles(samples)
-                rows.append([kind, clients, f"{p50:.1f}", f"{p95:.1f}", f"{p99:.1f}", f"{rate:.0f}",
-                             f"{p50 / floors['onnx']:.2f}x", f"{p50 / library_ms:.2f}x"])  # fmt: skip
+                rows.append(
+                    [
+                        kind,
+                        clients,
+                        f"{p50:.1f}",
+                        f"{p95:.1f}",
+                        f"{p99:.1f}",
+                        f"{rate:.0f}",
+                        f"{p50 / floors['onnx']:.2f}x",
+                        f"{p50 / library_ms:.2f}x",
+                    ]
+                )
                 print(rows[-1], flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)
-    body = table(["client", "clients", "p50 ms", "p95 ms", "p99 ms", "requests/s", "p50 / ONNX floor",
-                  "p50 / library query"], rows)  # fmt: skip
-    body += (f"\n\nFloor (bare forward of one preprocessed image, same machine): ONNX Runtime "
-             f"{floors['onnx']:.2f} ms, torch eager {floors['torch']:.2f} ms "
-             f"(ONNX {floors['torch'] / floors['onnx']:.1f}x faster; the service uses ONNX). "
-             f"The library query in-process (decode + preprocess + forward + index query, k=10): "
-             f"{library_ms:.2f} ms p50 ({library_ms / floors['onnx']:.2f}x the floor); the rest of "
-             f"the one-client p50 is HTTP: multipart parsing, BentoML, the client.")  # fmt: skip
-    write_result("latency", "Query latency over HTTP (upload one image, k=10)",
-                 f"category {args.category}, {args.requests} requests per row, image {image_key}", body)  # fmt: skip
+    body = table(
+        ["client", "clients", "p50 ms", "p95 ms", "p99 ms", "requests/s", "p50 / ONNX floor", "p50 / library query"],
+        rows,
+    )
+    body += (
+        f"\n\nFloor (bare forward of one preprocessed image, same machine): ONNX Runtime "
+        f"{floors['onnx']:.2f} ms, torch eager {floors['torch']:.2f} ms "
+        f"(ONNX {floors['torch'] / floors['onnx']:.1f}x faster; the service uses ONNX). "
+        f"The library query in-process (decode + preprocess + forward + index query, k=10): "
+        f"{library_ms:.2f} ms p50 ({library_ms / floors['onnx']:.2f}x the floor); the rest of "
+        f"the one-client p50 is HTTP: multipart parsing, BentoML, the client."
+    )
+    write_result(
+        "latency",
+        "Query latency over HTTP (upload one image, k=10)",
+        f"category {args.category}, {args.requests} requests per row, image {image_key}",
+        body,
+    )
 
 
 if __name__ == "__main__":

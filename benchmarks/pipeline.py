@@ -19,16 +19,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import table, write_result  # noqa: E402
 
-from visearch.cli_pipeline import run_pipeline  # noqa: E402
-from visearch.cli_prepare import ensure_demo_data  # noqa: E402
+from visearch.cli.pipeline import run_pipeline  # noqa: E402
 from visearch.context import Context  # noqa: E402
-from visearch.steps import run_loop  # noqa: E402
+from visearch.data.demo import ensure_demo_data  # noqa: E402
+from visearch.loop import run_loop  # noqa: E402
 
 
 def fresh_context(home: Path) -> Context:
     os.environ["VISEARCH_HOME"] = str(home)
     ctx = Context.from_env()
-    ensure_demo_data(ctx)
+    ensure_demo_data(ctx.registry, ctx.store)
     return ctx
 
 
@@ -46,10 +46,16 @@ def main() -> None:
         started = time.perf_counter()
         run_pipeline(ctx.settings, [args.category], log_file=Path(folder) / "kfp.log")
         local = time.perf_counter() - started
-    rows = [["library calls in one process", f"{direct:.1f}", "1.00x"],
-            ["kfp.local pipeline (a subprocess per step)", f"{local:.1f}", f"{local / direct:.2f}x"]]  # fmt: skip
-    write_result("pipeline", "Pipeline wall time: kfp.local vs in-process",
-                 f"category {args.category}, registry parameters, fresh homes", table(["runner", "seconds", "ratio"], rows))  # fmt: skip
+    rows = [
+        ["library calls in one process", f"{direct:.1f}", "1.00x"],
+        ["kfp.local pipeline (a subprocess per step)", f"{local:.1f}", f"{local / direct:.2f}x"],
+    ]
+    write_result(
+        "pipeline",
+        "Pipeline wall time: kfp.local vs in-process",
+        f"category {args.category}, registry parameters, fresh homes",
+        table(["runner", "seconds", "ratio"], rows),
+    )
 
 
 if __name__ == "__main__":

@@ -19,27 +19,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import table, write_result  # noqa: E402
 
 from visearch.categories import TrainParams, load_registry  # noqa: E402
-from visearch.cli_prepare import ensure_demo_data  # noqa: E402
-from visearch.evaluate import METRICS  # noqa: E402
+from visearch.data.demo import ensure_demo_data  # noqa: E402
+from visearch.data.manifest import image_paths, load_manifest  # noqa: E402
+from visearch.evaluate import (
+    METRICS,  # noqa: E402
+    evaluate_model,  # noqa: E402
+)
 from visearch.settings import Settings  # noqa: E402
-from visearch.steps import evaluate_model, image_paths, load_manifest, run_preprocess, run_train  # noqa: E402
+from visearch.steps import run_preprocess, run_train  # noqa: E402
 from visearch.storage import make_store  # noqa: E402
 from visearch.train import frozen_model  # noqa: E402
 
 # The seed's recipe (CircleLoss + MultiSimilarityMiner, Adam lr 1e-5, batch 8, 1024-wide embedder).
 RECIPES: dict[str, dict[str, object]] = {
-    "seed": {"loss": "circle", "lr": 1e-5, "batch_size": 8, "sampler_m": 4, "embedder_layers": [1024],
-             "trunk_lr_scale": 1.0},
+    "seed": {
+        "loss": "circle",
+        "lr": 1e-5,
+        "batch_size": 8,
+        "sampler_m": 4,
+        "embedder_layers": [1024],
+        "trunk_lr_scale": 1.0,
+    },
     "default": {},
-}  # fmt: skip
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--category", default="fashion-mnist")
     parser.add_argument("--recipes", default="frozen,seed,default")
-    parser.add_argument("--set", action="append", default=[], metavar="RECIPE:KEY=VALUE",
-                        help="extra recipe, e.g. --set 'lr3:lr=1e-3' (repeatable; VALUE parsed as JSON)")  # fmt: skip
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="RECIPE:KEY=VALUE",
+        help="extra recipe, e.g. --set 'lr3:lr=1e-3' (repeatable; VALUE parsed as JSON)",
+    )
     parser.add_argument("--epochs", type=int, default=None)
     args = parser.parse_args()
 
@@ -57,9 +72,7 @@ def main() -> None:
     category = registry.get(args.category)
     store = make_store(settings)
     if category.demo:
-        from visearch.context import Context
-
-        ensure_demo_data(Context(settings, registry, store))
+        ensure_demo_data(registry, store)
     work = settings.work_dir / "bench-quality" / category.name
     run_preprocess(settings, store, category, work / "manifest", show_progress=False)
     manifest = load_manifest(work / "manifest")
@@ -90,8 +103,12 @@ def main() -> None:
     header = ["recipe", "evaluation", "P@1", "MAP@R", "R-prec", "R@1", "R@5", "R@10", "MAP@R vs frozen", "train s"]
     params = ", ".join(f"{k}={v}" for k, v in category.train.model_dump().items())
     recipes = "; ".join(f"{name}: {RECIPES.get(name, {})}" for name in args.recipes.split(",") if name != "frozen")
-    write_result(f"quality-{category.name}", f"Retrieval quality: {category.name}",
-                 f"{len(manifest)} images; category defaults {params}; recipes {recipes}", table(header, rows))  # fmt: skip
+    write_result(
+        f"quality-{category.name}",
+        f"Retrieval quality: {category.name}",
+        f"{len(manifest)} images; category defaults {params}; recipes {recipes}",
+        table(header, rows),
+    )
 
 
 if __name__ == "__main__":

@@ -18,8 +18,15 @@ def evaluate(
 
     from visearch.pipeline_steps import pipeline_evaluate
 
-    outcome = pipeline_evaluate(category, Path(manifest.path), run_id, Path(model.path), Path(baseline.path),
-                                Path(report.path), Path(champion.path))  # fmt: skip
+    outcome = pipeline_evaluate(
+        category,
+        Path(manifest.path),
+        run_id,
+        Path(model.path),
+        Path(baseline.path),
+        Path(report.path),
+        Path(champion.path),
+    )
     for name, value in outcome.metrics.items():
         metrics.log_metric(name, value)
     champion.metadata.update({"version": outcome.champion_version, "promoted": outcome.decision.promoted or ""})

@@ -12,6 +12,9 @@ def preprocess(
     """Writes manifest.csv + report.json; returns the MLflow run id the later steps log to."""
     from pathlib import Path
 
+    from components.params import overrides
     from visearch.pipeline_steps import pipeline_preprocess
 
-    return pipeline_preprocess(category, Path(manifest.path), overrides={"split": split}, pipeline_run=pipeline_run)
+    return pipeline_preprocess(
+        category, Path(manifest.path), overrides=overrides(split=split), pipeline_run=pipeline_run
+    )

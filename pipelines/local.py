@@ -41,8 +41,19 @@ class CategoryRun:
 
 @dataclass
 class LocalRun:
+    """A kfp.local run folder and what each category's iteration left in it."""
+
     folder: Path
     categories: list[CategoryRun]
+
+    def describe(self) -> str:
+        """A short listing of where every artifact landed."""
+        lines = [f"pipeline run folder: {self.folder}"]
+        for category in self.categories:
+            lines.append(f"\n{category.category}:  MLflow run {category.run_id}  index {category.collection}")
+            lines.append(f"  gate: {category.reason}")
+            lines += [f"  {name:<22} {path}" for name, path in category.artifacts.items()]
+        return "\n".join(lines)
 
 
 def run_local(
@@ -141,13 +152,3 @@ def _parameters(step_dir: Path, step: str) -> dict[str, str]:
         return {}
     values = json.loads(path.read_text(encoding="utf-8")).get("parameterValues", {})
     return {names[step]: values["Output"]} if "Output" in values else {}
-
-
-def describe(run: LocalRun) -> str:
-    """A short listing of where every artifact landed."""
-    lines = [f"pipeline run folder: {run.folder}"]
-    for category in run.categories:
-        lines.append(f"\n{category.category}:  MLflow run {category.run_id}  index {category.collection}")
-        lines.append(f"  gate: {category.reason}")
-        lines += [f"  {name:<22} {path}" for name, path in category.artifacts.items()]
-    return "\n".join(lines)

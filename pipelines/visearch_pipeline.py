@@ -17,11 +17,19 @@ PIPELINE_NAME = "visearch"
 COMPILED = Path(__file__).with_name("visearch-pipeline.yaml")
 # kustomize reads only files under k8s/: the ConfigMap ships a copy of the compiled pipeline.
 K8S_COPY = Path(__file__).resolve().parent.parent / "k8s" / "base" / "pipeline" / "visearch-pipeline.yaml"
-# On a cluster the steps read their engines from these (both optional; see docs/readme/pipeline.md).
+# On a cluster the steps read their engines from these (both optional; README "Deploy").
 CONFIG_MAP = "visearch-config"
 SECRET = "visearch-secrets"
-CONFIG_ENV = ("QDRANT_URL", "MINIO_HOST", "MINIO_BUCKET_NAME", "MINIO_MAIN_PATH", "MINIO_SECURE", "MINIO_REGION",
-              "MLFLOW_TRACKING_URI", "VISEARCH_CATEGORIES")  # fmt: skip
+CONFIG_ENV = (
+    "QDRANT_URL",
+    "MINIO_HOST",
+    "MINIO_BUCKET_NAME",
+    "MINIO_MAIN_PATH",
+    "MINIO_SECURE",
+    "MINIO_REGION",
+    "MLFLOW_TRACKING_URI",
+    "VISEARCH_CATEGORIES",
+)
 SECRET_ENV = ("QDRANT_API_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY")
 CLUSTER_PARALLELISM = 4
 
@@ -63,24 +71,47 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM) -> Any
     ) -> None:
         """Training params left at -1 / empty take each category's value from the registry."""
         with dsl.ParallelFor(items=categories, parallelism=parallelism, name="category") as category:
-            prep = _with_env(steps.preprocess(category=category, split=split,
-                                              pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER))  # fmt: skip
-            trained = _with_env(steps.train(
-                category=category, manifest=prep.outputs["manifest"], run_id=prep.outputs["Output"],
-                trunk_model=trunk_model, embedder_layers=embedder_layers, split=split, batch_size=batch_size, epochs=epochs,
-                lr=lr, weight_decay=weight_decay, sampler_m=sampler_m, input_size=input_size, max_steps=max_steps,
-            ))  # fmt: skip
-            gated = _with_env(steps.evaluate(
-                category=category, manifest=prep.outputs["manifest"], run_id=prep.outputs["Output"],
-                model=trained.outputs["model"], baseline=trained.outputs["baseline"],
-            ))  # fmt: skip
-            vectors = _with_env(steps.embed(
-                category=category, manifest=prep.outputs["manifest"], model=gated.outputs["champion"]
-            ))  # fmt: skip
-            _with_env(steps.upsert(
-                category=category, manifest=prep.outputs["manifest"], model=gated.outputs["champion"],
-                embeddings=vectors.outputs["embeddings"], run_id=prep.outputs["Output"],
-            ))  # fmt: skip
+            prep = _with_env(
+                steps.preprocess(category=category, split=split, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
+            )
+            trained = _with_env(
+                steps.train(
+                    category=category,
+                    manifest=prep.outputs["manifest"],
+                    run_id=prep.outputs["Output"],
+                    trunk_model=trunk_model,
+                    embedder_layers=embedder_layers,
+                    split=split,
+                    batch_size=batch_size,
+                    epochs=epochs,
+                    lr=lr,
+                    weight_decay=weight_decay,
+                    sampler_m=sampler_m,
+                    input_size=input_size,
+                    max_steps=max_steps,
+                )
+            )
+            gated = _with_env(
+                steps.evaluate(
+                    category=category,
+                    manifest=prep.outputs["manifest"],
+                    run_id=prep.outputs["Output"],
+                    model=trained.outputs["model"],
+                    baseline=trained.outputs["baseline"],
+                )
+            )
+            vectors = _with_env(
+                steps.embed(category=category, manifest=prep.outputs["manifest"], model=gated.outputs["champion"])
+            )
+            _with_env(
+                steps.upsert(
+                    category=category,
+                    manifest=prep.outputs["manifest"],
+                    model=gated.outputs["champion"],
+                    embeddings=vectors.outputs["embeddings"],
+                    run_id=prep.outputs["Output"],
+                )
+            )
 
     return visearch
 

@@ -29,8 +29,8 @@ from starlette.responses import JSONResponse, Response
 
 from visearch import __version__, admin
 from visearch.errors import ForbiddenError, UnauthorizedError
+from visearch.runtime import Runtime, check_batch, error_payload, image_url, keep_temp_files_in_home, read_upload
 from visearch.search import CategoryInfo, SearchResult
-from visearch.serve import Runtime, check_batch, error_payload, image_url, keep_temp_files_in_home, read_upload
 from visearch.settings import Settings
 
 logger = logging.getLogger("visearch.service")
@@ -108,8 +108,15 @@ class Result(BaseModel):
 
     @classmethod
     def of(cls, category: str, result: SearchResult) -> "Result":
-        return cls(id=result.id, score=result.score, similarity=result.similarity, class_=result.cls,
-                   file=result.file, captions=result.captions, image_url=image_url(category, result.id))  # fmt: skip
+        return cls(
+            id=result.id,
+            score=result.score,
+            similarity=result.similarity,
+            class_=result.cls,
+            file=result.file,
+            captions=result.captions,
+            image_url=image_url(category, result.id),
+        )
 
 
 class SearchResponse(BaseModel):
@@ -298,8 +305,11 @@ class Visearch:
 
         def call() -> SearchResponse:
             data = read_upload(image, self.settings.max_upload_bytes)
-            found = self.runtime.run(lambda engine: engine.search_bytes(
-                category, data, k=k, min_similarity=min_similarity, class_filter=class_filter))  # fmt: skip
+            found = self.runtime.run(
+                lambda engine: engine.search_bytes(
+                    category, data, k=k, min_similarity=min_similarity, class_filter=class_filter
+                )
+            )
             return SearchResponse(category=category, results=[Result.of(category, r) for r in found])
 
         return self._answer(call)
@@ -324,8 +334,11 @@ class Visearch:
         """ "More like this": the neighbours of a stored image, the image itself excluded."""
 
         def call() -> SearchResponse:
-            found = self.runtime.run(lambda engine: engine.search_id(
-                category, point_id, k=k, min_similarity=min_similarity, class_filter=class_filter))  # fmt: skip
+            found = self.runtime.run(
+                lambda engine: engine.search_id(
+                    category, point_id, k=k, min_similarity=min_similarity, class_filter=class_filter
+                )
+            )
             return SearchResponse(category=category, results=[Result.of(category, r) for r in found])
 
         return self._answer(call)
@@ -347,8 +360,9 @@ class Visearch:
 
             def run(engine: Any) -> list[list[SearchResult]]:
                 decoded = [engine.decode(data) for data in datas]
-                return engine.search_images(category, decoded, k=k, min_similarity=min_similarity,
-                                            class_filter=class_filter)  # fmt: skip
+                return engine.search_images(
+                    category, decoded, k=k, min_similarity=min_similarity, class_filter=class_filter
+                )
 
             found = self.runtime.run(run)
             return BatchResponse(category=category, results=[[Result.of(category, r) for r in rs] for rs in found])

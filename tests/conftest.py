@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from visearch.categories import Registry, load_registry
-from visearch.cli_prepare import demo_source
+from visearch.data.demo import demo_source
 from visearch.settings import Settings
 from visearch.storage import LocalStore
 
@@ -34,9 +34,17 @@ def write_registry(path: Path, *, data_dir: str = "datasets/tiny") -> Path:
         "business_usage": "Five Fashion-MNIST classes, eight images each.",
         "credits": "Fashion-MNIST (Zalando Research, MIT).",
         "data_dir": data_dir,
-        "train": {"input_size": 32, "epochs": 1, "batch_size": 8, "sampler_m": 2, "embedder_layers": [32],
-                  "split": 0.6, "holdout": 0.25, "max_steps": 3},
-    }  # fmt: skip
+        "train": {
+            "input_size": 32,
+            "epochs": 1,
+            "batch_size": 8,
+            "sampler_m": 2,
+            "embedder_layers": [32],
+            "split": 0.6,
+            "holdout": 0.25,
+            "max_steps": 3,
+        },
+    }
     path.write_text(yaml.safe_dump({"categories": [*shipped["categories"], tiny]}), encoding="utf-8")
     return path
 
@@ -79,8 +87,14 @@ def env_for(settings: Settings) -> dict[str, str]:
     if settings.minio_host:
         secrets = {"MINIO_ACCESS_KEY": settings.minio_access_key, "MINIO_SECRET_KEY": settings.minio_secret_key}
         env.update({name: value.get_secret_value() for name, value in secrets.items() if value is not None})
-        env.update({"MINIO_HOST": settings.minio_host, "MINIO_BUCKET_NAME": settings.minio_bucket_name,
-                    "MINIO_MAIN_PATH": settings.minio_main_path, "MINIO_SECURE": str(settings.minio_secure).lower()})  # fmt: skip
+        env.update(
+            {
+                "MINIO_HOST": settings.minio_host,
+                "MINIO_BUCKET_NAME": settings.minio_bucket_name,
+                "MINIO_MAIN_PATH": settings.minio_main_path,
+                "MINIO_SECURE": str(settings.minio_secure).lower(),
+            }
+        )
         if settings.minio_region:
             env["MINIO_REGION"] = settings.minio_region
     return env
@@ -108,7 +122,7 @@ def indexed_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
 
     Session-scoped and read-only for its users: tests that change the index make their own home.
     """
-    from visearch.steps import run_loop
+    from visearch.loop import run_loop
 
     settings = make_home(tmp_path_factory.mktemp("indexed") / "home")
     registry = load_registry(settings.visearch_categories)
@@ -121,7 +135,7 @@ def served(
     indexed_home: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The real service (`bentoml serve`) on the indexed home: its URL and process, one per test module."""
-    from visearch.serve import wait_ready
+    from visearch.cli.serve import wait_ready
 
     from .servers import start_server, stop_server
 

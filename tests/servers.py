@@ -6,7 +6,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from visearch.serve import serve_command
+from visearch.cli.serve import serve_command
 from visearch.settings import Settings
 
 from .conftest import env_for
@@ -27,8 +27,9 @@ def start_server(
     port = free_port()
     env = {**env_for(settings), "BENTOML_DO_NOT_TRACK": "true", **(extra_env or {})}
     with log.open("wb") as out:
-        process = subprocess.Popen(serve_command(port=port, host="127.0.0.1"), env=env, cwd=ROOT,
-                                   stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+        process = subprocess.Popen(
+            serve_command(port=port, host="127.0.0.1"), env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT
+        )
     return process, f"http://127.0.0.1:{port}"
 
 

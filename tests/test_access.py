@@ -67,7 +67,7 @@ def test_admin_operations_on_an_index(tmp_path: Path) -> None:
     import numpy as np
 
     from visearch.index import VectorIndex, point_id
-    from visearch.index_edge import EdgeBackend
+    from visearch.index.edge import EdgeBackend
 
     index = VectorIndex(EdgeBackend(tmp_path / "index"))
     try:
@@ -82,7 +82,10 @@ def test_admin_operations_on_an_index(tmp_path: Path) -> None:
         state = admin.index_state(index, TINY)
         assert state["live"] == made[1]
         assert [(v["name"], v["live"], v["being_written"], v["points"]) for v in state["versions"]] == [
-            (made[0], False, False, 1), (made[1], True, False, 1), (writing, False, True, None)]  # fmt: skip
+            (made[0], False, False, 1),
+            (made[1], True, False, 1),
+            (writing, False, True, None),
+        ]
         with pytest.raises(ConflictError, match="live version"):
             admin.delete_version(index, TINY, made[1])
         with pytest.raises(ConflictError, match="being written"):
@@ -99,7 +102,7 @@ def test_admin_operations_on_an_index(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("name", ["", ".", "..", "../../etc/passwd", "a/b"])
 def test_category_names_never_address_files_outside_the_index(tmp_path: Path, name: str) -> None:
-    from visearch.index_edge import EdgeBackend
+    from visearch.index.edge import EdgeBackend
 
     backend = EdgeBackend(tmp_path / "index")
     with pytest.raises(NotFoundError):
@@ -162,7 +165,7 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Versions]:
     log = tmp_path_factory.mktemp("access-service") / "server.log"
     process, url = start_server(home, log, {"VISEARCH_API_KEY": KEY})
     try:
-        from visearch.serve import wait_ready
+        from visearch.cli.serve import wait_ready
 
         if not wait_ready(url, process, timeout=180):
             pytest.fail(f"service did not become ready:\n{log.read_text(errors='replace')[-4000:]}")
@@ -197,7 +200,9 @@ def test_admin_needs_the_right_key(versions: Versions) -> None:
         body = state.json()
         assert body["live"] == versions.newer
         assert [(v["name"], v["live"], v["points"]) for v in body["versions"]] == [
-            (versions.older, False, versions.count), (versions.newer, True, versions.count)]  # fmt: skip
+            (versions.older, False, versions.count),
+            (versions.newer, True, versions.count),
+        ]
 
 
 def test_rollback_changes_what_search_answers_and_the_live_version_cannot_be_deleted(versions: Versions) -> None:
@@ -235,12 +240,30 @@ def test_rollback_changes_what_search_answers_and_the_live_version_cannot_be_del
 @pytest.mark.slow
 def test_fuzzing_the_admin_endpoints_with_the_key_finds_no_server_error(versions: Versions, tmp_path: Path) -> None:
     """What the unauthenticated fuzzing of the whole API cannot reach: the admin bodies behind the key."""
-    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{versions.url}/docs.json", "--url", versions.url,
-               "--include-path-regex", "^/admin/", "-H", f"Authorization: Bearer {KEY}",
-               "--checks", "not_a_server_error,response_schema_conformance", "--max-examples", "40", "--seed", "7",
-               "--request-timeout", "60"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=tmp_path,
-                            env={**os.environ, "SCHEMATHESIS_HOOKS": ""})  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{versions.url}/docs.json",
+        "--url",
+        versions.url,
+        "--include-path-regex",
+        "^/admin/",
+        "-H",
+        f"Authorization: Bearer {KEY}",
+        "--checks",
+        "not_a_server_error,response_schema_conformance",
+        "--max-examples",
+        "40",
+        "--seed",
+        "7",
+        "--request-timeout",
+        "60",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, cwd=tmp_path, env={**os.environ, "SCHEMATHESIS_HOOKS": ""}
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert "3 selected" in result.stdout and not re.search(r"\d+ failed", result.stdout)
     with httpx.Client(base_url=versions.url, timeout=60) as client:
@@ -250,8 +273,10 @@ def test_fuzzing_the_admin_endpoints_with_the_key_finds_no_server_error(versions
 
 def test_the_key_never_reaches_the_log_nor_a_response(versions: Versions) -> None:
     with httpx.Client(base_url=versions.url, timeout=60) as client:
-        answers = [client.get("/admin/index", params={"category": TINY}, headers=h).text
-                   for h in ({"X-API-Key": WRONG}, {"X-API-Key": KEY}, {})]  # fmt: skip
+        answers = [
+            client.get("/admin/index", params={"category": TINY}, headers=h).text
+            for h in ({"X-API-Key": WRONG}, {"X-API-Key": KEY}, {})
+        ]
         answers.append(client.get("/docs.json").text)
     assert not any(KEY in text or WRONG in text for text in answers)
     log = versions.log.read_text(errors="replace")

@@ -85,8 +85,12 @@ def test_safe_file_and_voc_crop(tmp_path: Path) -> None:
 # --- shoes: UT Zappos50K --------------------------------------------------------------------------
 def make_zappos(root: Path) -> Path:
     images = root / "ut-zap50k-images-square"
-    layout = [("Shoes", "Sneakers and Athletic Shoes", "Nike"), ("Shoes", "Sneakers and Athletic Shoes", "ASICS"),
-              ("Boots", "Ankle", "A. Testoni"), ("Sandals", "Flat", "Teva")]  # fmt: skip
+    layout = [
+        ("Shoes", "Sneakers and Athletic Shoes", "Nike"),
+        ("Shoes", "Sneakers and Athletic Shoes", "ASICS"),
+        ("Boots", "Ankle", "A. Testoni"),
+        ("Sandals", "Flat", "Teva"),
+    ]
     index = 0
     for category, sub, brand in layout:
         for number in range(3):
@@ -95,8 +99,11 @@ def make_zappos(root: Path) -> Path:
     write(images / "Boots" / "Ankle" / "A. Testoni" / "broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg")
     write(images / "Boots" / "Ankle" / "A. Testoni" / "copy.jpg", jpeg(photo(6)))  # same shoe, listed twice
     write(images / "Boots" / "Thumbs.db", b"junk")
-    write(root / "ut-zap50k-data" / "meta-data.csv", b"CID,Category,SubCategory,HeelHeight,Insole,Closure,Gender,"
-          b"Material,ToeStyle\n7965300-5291,Shoes,Sneakers and Athletic Shoes,Flat,Padded,Lace up,Men,Mesh,Round\n")  # fmt: skip
+    write(
+        root / "ut-zap50k-data" / "meta-data.csv",
+        b"CID,Category,SubCategory,HeelHeight,Insole,Closure,Gender,"
+        b"Material,ToeStyle\n7965300-5291,Shoes,Sneakers and Athletic Shoes,Flat,Padded,Lace up,Men,Mesh,Round\n",
+    )
     return root
 
 
@@ -168,10 +175,12 @@ def test_dogs_crops_and_malformed_annotations(tmp_path: Path) -> None:
     report = PrepareReport(dataset="dogs")
     meta, images = run(tmp_path, "dogs", dogs.scan(source, report, crop=True), report, min_per_class=1)
     assert sorted(meta["file"]) == [
-        "Chihuahua/n02085620_1000_0.jpg", "Chihuahua/n02085620_1000_1.jpg",
-        "Japanese_spaniel/n02085782_1000_0.jpg", "Japanese_spaniel/n02085782_1000_1.jpg",
+        "Chihuahua/n02085620_1000_0.jpg",
+        "Chihuahua/n02085620_1000_1.jpg",
+        "Japanese_spaniel/n02085782_1000_0.jpg",
+        "Japanese_spaniel/n02085782_1000_1.jpg",
         "Japanese_spaniel/n02085782_1001_0.jpg",
-    ]  # fmt: skip
+    ]
     assert Image.open(images / "Chihuahua/n02085620_1000_0.jpg").size == (81, 91)
     assert Image.open(images / "Chihuahua/n02085620_1000_1.jpg").size == (60, 56)
     reasons = dict(report.dropped)
@@ -192,8 +201,10 @@ def make_logodet(root: Path) -> Path:
             write(base / category / brand / f"{number}.xml", voc_xml(f"{number}.jpg", (160, 160), boxes).encode())
     write(base / "Food" / "Pepsi" / "3.jpg", jpeg(photo(30, size=160)))  # no XML next to it
     write(base / "Clothes" / "adidas" / "3.jpg", jpeg(photo(31, size=160)))
-    write(base / "Clothes" / "adidas" / "3.xml", voc_xml("3.jpg", (160, 160), [("adidas", (155, 155, 400, 400)),
-                                                                           ("adidas", (0, 0, 0, 0))]).encode())  # fmt: skip
+    write(
+        base / "Clothes" / "adidas" / "3.xml",
+        voc_xml("3.jpg", (160, 160), [("adidas", (155, 155, 400, 400)), ("adidas", (0, 0, 0, 0))]).encode(),
+    )
     return root
 
 
@@ -244,14 +255,22 @@ def make_imdb(root: Path) -> Path:
         ("02", "nm0000002", "Lauren Bacall", date(1924, 9, 16), 0.0, 4.2, np.nan, jpeg(portrait(2, big), 95)),
         ("02", "nm0000002", "Lauren Bacall", date(1924, 9, 16), 0.0, 1.8, np.nan, jpeg(portrait(3, big), 95)),
         ("02", "nm0000002", "Lauren Bacall", date(1924, 9, 16), 0.0, 2.2, np.nan, jpeg(photo(4, small), 95)),
-        ("03", "nm0000003", "Brigitte Bardot", date(1934, 9, 28), 0.0, 2.9, np.nan,
-         jpeg(portrait(5, big).convert("L"), 95)),
+        (
+            "03",
+            "nm0000003",
+            "Brigitte Bardot",
+            date(1934, 9, 28),
+            0.0,
+            2.9,
+            np.nan,
+            jpeg(portrait(5, big).convert("L"), 95),
+        ),
         ("03", "nm0000003", "Brigitte Bardot", date(1934, 9, 28), 0.0, -np.inf, np.nan, jpeg(portrait(6, big), 95)),
         ("03", "nm0000003", "Brigitte Bardot", date(1934, 9, 28), 0.0, 0.4, np.nan, jpeg(portrait(7, big), 95)),
         ("04", "nm0000004", "John Belushi", date(1949, 1, 24), 1.0, 3.0, 2.7, jpeg(portrait(8, big), 95)),
         ("04", "nm0000004", "John Belushi", date(1949, 1, 24), 1.0, 3.0, np.nan, b"\xff\xd8\xff" + bytes(40_000)),
         ("05", "nm0000005", "Fred Astaire", date(1950, 1, 1), np.nan, 3.0, np.nan, jpeg(portrait(10, big), 95)),
-    ]  # fmt: skip
+    ]
     paths = []
     for n, (folder, person, _, born, _, _, _, image) in enumerate(rows):
         path = f"{folder}/{person}_rm{1000 + n}_{born.year}-{born.month}-{born.day}_2000.jpg"
@@ -285,10 +304,17 @@ def test_celebrities_rules_and_captions(tmp_path: Path) -> None:
     assert (row["name"], row["gender"], str(row["birth_year"])) == ("Lauren Bacall", "female", "1924")
     assert set(meta.loc[meta["class"].str.startswith("Fred"), "gender"]) == {"male"}
     reasons = [reason.split(":")[0] for _, reason in sorted(report.dropped)]
-    assert sorted(reasons) == sorted([
-        "file too small", "not RGB", "no face", "face score too low", "second face", "unreadable image",
-        "class too small",
-    ])  # fmt: skip
+    assert sorted(reasons) == sorted(
+        [
+            "file too small",
+            "not RGB",
+            "no face",
+            "face score too low",
+            "second face",
+            "unreadable image",
+            "class too small",
+        ]
+    )
 
 
 def test_celebrities_missing_mat_is_one_clear_error(tmp_path: Path) -> None:

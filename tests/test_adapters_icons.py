@@ -43,13 +43,22 @@ def make_packages(root: Path) -> Path:
     devicon, simple = root / "devicon", root / "simple-icons"
     brands = {
         # brand: devicon variants (shape, colour)
-        "acme": [("original", "circle", "#d33"), ("plain", "square", "#d33"), ("line", "ring", "#d33"),
-                 ("original-wordmark", "wordmark", "#d33")],
+        "acme": [
+            ("original", "circle", "#d33"),
+            ("plain", "square", "#d33"),
+            ("line", "ring", "#d33"),
+            ("original-wordmark", "wordmark", "#d33"),
+        ],
         "globex": [("original", "triangle", "#36c"), ("plain", "cross", "#36c"), ("line", "ring", "#36c")],
         "tiny": [("original", "circle", "#393"), ("plain", "square", "#393")],
-        "ghost": [("original", "circle", "#fff"), ("plain", "square", "#fff"), ("line", "ring", "#fff"),
-                  ("plain-wordmark", "wordmark", "#fff"), ("original-wordmark", "cross", "#fff")],
-    }  # fmt: skip
+        "ghost": [
+            ("original", "circle", "#fff"),
+            ("plain", "square", "#fff"),
+            ("line", "ring", "#fff"),
+            ("plain-wordmark", "wordmark", "#fff"),
+            ("original-wordmark", "cross", "#fff"),
+        ],
+    }
     for brand, variants in brands.items():
         for variant, shape, colour in variants:
             write(devicon / "icons" / brand / f"{brand}-{variant}.svg", svg(SHAPES[shape].format(c=colour)))

@@ -16,8 +16,14 @@ from .conftest import TINY, env_for
 
 
 def visearch(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "visearch.cli", *args], env=env_for(settings), capture_output=True,
-                          text=True, timeout=300, stdin=subprocess.DEVNULL)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "visearch.cli", *args],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
@@ -29,15 +35,28 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["prepare"], ["index"], ["preprocess"], ["train"], ["evaluate"], ["embed"], ["upsert"], ["search"],
-     ["demo"], ["serve"], ["categories"], ["index", "rollback"], ["prepare", "folder"]],
-)  # fmt: skip
+    [
+        [],
+        ["prepare"],
+        ["index"],
+        ["preprocess"],
+        ["train"],
+        ["evaluate"],
+        ["embed"],
+        ["upsert"],
+        ["search"],
+        ["demo"],
+        ["serve"],
+        ["categories"],
+        ["index", "rollback"],
+        ["prepare", "folder"],
+    ],
+)
 def test_every_command_has_help(command: list[str]) -> None:
     from typer.testing import CliRunner
 
-    from visearch.cli import _register_subcommands, app
+    from visearch.cli import app
 
-    _register_subcommands()
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
@@ -62,8 +81,9 @@ def test_search_json_answers(indexed_home: Settings) -> None:
 def test_search_min_similarity_and_class_filter(indexed_home: Settings) -> None:
     image = search_image(indexed_home)
     result = visearch(indexed_home, "search", "-c", TINY, "--k", "10", "--min-similarity", "99.9", "--json", str(image))
-    assert [r["file"] for r in json.loads(result.stdout)["results"]] == [image.relative_to(
-        indexed_home.objects_dir / "datasets" / TINY / "images").as_posix()]  # fmt: skip
+    assert [r["file"] for r in json.loads(result.stdout)["results"]] == [
+        image.relative_to(indexed_home.objects_dir / "datasets" / TINY / "images").as_posix()
+    ]
     result = visearch(indexed_home, "search", "-c", TINY, "--class", "Bag", "--json", str(image))
     classes = {r["class"] for r in json.loads(result.stdout)["results"]}
     assert classes == {"Bag"}

@@ -75,8 +75,13 @@ def test_validate_category_drops_missing_and_corrupt_images(home, registry, stor
 
 
 def test_split_is_class_disjoint_seeded_and_holds_out_images() -> None:
-    frame = pd.DataFrame({"file": [f"{c}{i}" for c in "abcdefghij" for i in range(10)],
-                          "class": [c for c in "abcdefghij" for _ in range(10)], "label": 0})  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "file": [f"{c}{i}" for c in "abcdefghij" for i in range(10)],
+            "class": [c for c in "abcdefghij" for _ in range(10)],
+            "label": 0,
+        }
+    )
     first = split_by_class(frame, split=0.6, holdout=0.2, seed=3)
     again = split_by_class(frame, split=0.6, holdout=0.2, seed=3)
     assert first["split"].tolist() == again["split"].tolist()

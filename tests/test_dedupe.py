@@ -81,11 +81,15 @@ def test_near_pairs_matches_brute_force() -> None:
 
 def test_frozen_trunk_embeddings_find_a_cropped_copy(tmp_path: Path) -> None:
     """A crop changes the pHash a lot; the pretrained trunk still sees the same picture."""
-    from visearch.data.dedupe import trunk_embedder
+    from visearch.embed import trunk_embedder
 
     original = photo(0, 128)
-    images = {"a.png": original, "b.png": original.crop((4, 4, 124, 124)).resize((128, 128)),
-              "c.png": photo(1, 128), "d.png": photo(3, 128)}  # fmt: skip
+    images = {
+        "a.png": original,
+        "b.png": original.crop((4, 4, 124, 124)).resize((128, 128)),
+        "c.png": photo(1, 128),
+        "d.png": photo(3, 128),
+    }
     for name, image in images.items():
         image.save(tmp_path / name)
     hashes = [hash_image(image) for image in images.values()]

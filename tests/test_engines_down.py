@@ -21,13 +21,14 @@ import httpx
 import pytest
 
 from visearch.categories import load_registry
-from visearch.errors import EngineUnavailableError
+from visearch.cli.serve import wait_ready
+from visearch.errors import EngineUnavailableError, TrackingUnavailableError
 from visearch.index import CollectionVersion, open_index
-from visearch.serve import READY_TTL_SECONDS, Runtime, error_payload, http_status, wait_ready
+from visearch.loop import run_loop
+from visearch.runtime import READY_TTL_SECONDS, Runtime, error_payload, http_status
 from visearch.settings import Settings
-from visearch.steps import run_loop, run_upsert
+from visearch.steps import run_upsert
 from visearch.storage import LocalStore, ObjectStore, make_store
-from visearch.tracking import TrackingUnavailableError
 
 from .conftest import TINY, env_for, make_home
 from .servers import free_port, start_server, stop_server
@@ -112,8 +113,14 @@ def visearch_cli(
     settings: Settings, *args: str, timeout: float = 300
 ) -> tuple[subprocess.CompletedProcess[str], float]:
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "visearch.cli", *args], env=env_for(settings), capture_output=True,
-                            text=True, timeout=timeout, stdin=subprocess.DEVNULL)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "visearch.cli", *args],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     return result, time.monotonic() - started
 
 
@@ -251,8 +258,12 @@ def test_loop_stops_at_once_when_mlflow_is_down(indexed_home: Settings) -> None:
     assert before[0] is not None
     started = time.monotonic()
     with pytest.raises(TrackingUnavailableError, match="MLflow tracking server .* is unreachable"):
-        run_loop(settings, LocalStore(settings.objects_dir), load_registry(settings.visearch_categories).get(TINY),
-                 show_progress=False)  # fmt: skip
+        run_loop(
+            settings,
+            LocalStore(settings.objects_dir),
+            load_registry(settings.visearch_categories).get(TINY),
+            show_progress=False,
+        )
     assert time.monotonic() - started < 10
     assert live_state(settings) == before
 
@@ -287,6 +298,12 @@ def test_upsert_step_fails_clearly_when_the_object_store_is_down(
     moto.stop()
     work = copy.work_dir / TINY
     with pytest.raises(EngineUnavailableError, match="object store unreachable"):
-        run_upsert(settings, store, load_registry(copy.visearch_categories).get(TINY), work / "manifest",
-                   work / "champion", work / "embeddings")  # fmt: skip
+        run_upsert(
+            settings,
+            store,
+            load_registry(copy.visearch_categories).get(TINY),
+            work / "manifest",
+            work / "champion",
+            work / "embeddings",
+        )
     assert live_state(copy) == before

@@ -77,7 +77,8 @@ def worse_model(directory: Path) -> Path:
 def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registry, store) -> None:  # type: ignore[no-untyped-def]
     from visearch.gate import evaluate_and_gate
     from visearch.index import open_index
-    from visearch.steps import run_embed, run_loop, run_upsert
+    from visearch.loop import run_loop
+    from visearch.steps import run_embed, run_upsert
     from visearch.tracking import Tracker
 
     from .conftest import TINY
@@ -91,9 +92,18 @@ def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registr
     work = home.work_dir / "gate-test"
     run = tracker.run(tracker.start_run(TINY))
     candidates = {TUNED: worse_model(work / "worse"), FROZEN: home.work_dir / TINY / "baseline"}
-    outcome = evaluate_and_gate(home, store, category, home.work_dir / TINY / "manifest", candidates,
-                                work / "report", work / "champion", tracker=tracker, run=run,
-                                show_progress=False)  # fmt: skip
+    outcome = evaluate_and_gate(
+        home,
+        store,
+        category,
+        home.work_dir / TINY / "manifest",
+        candidates,
+        work / "report",
+        work / "champion",
+        tracker=tracker,
+        run=run,
+        show_progress=False,
+    )
 
     metric = "mean_average_precision_at_r"
     assert outcome.report[TUNED]["in_domain"][metric] < outcome.report[CURRENT]["in_domain"][metric]
@@ -106,17 +116,27 @@ def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registr
 
     # A champion that is none of the candidates is fetched from the registry and re-evaluated.
     worse = {TUNED: candidates[TUNED], FROZEN: candidates[TUNED]}
-    again = evaluate_and_gate(home, store, category, home.work_dir / TINY / "manifest", worse, work / "report2",
-                              work / "champion2", tracker=tracker, run=tracker.run(tracker.start_run(TINY)),
-                              show_progress=False)  # fmt: skip
+    again = evaluate_and_gate(
+        home,
+        store,
+        category,
+        home.work_dir / TINY / "manifest",
+        worse,
+        work / "report2",
+        work / "champion2",
+        tracker=tracker,
+        run=tracker.run(tracker.start_run(TINY)),
+        show_progress=False,
+    )
     assert again.report[CURRENT]["version"] == champion.model_version != again.report[TUNED]["version"]
     assert again.decision.promoted is None and tracker.champion(TINY) == champion
     assert again.champion_version == champion.model_version
     assert not (work / "report2" / "current-champion").exists()  # only the report is the step's output
 
     # embed + upsert index the champion: the live collection stays the very same one.
-    embeddings = run_embed(home, store, home.work_dir / TINY / "manifest", outcome.champion_dir, work / "emb",
-                           show_progress=False)  # fmt: skip
+    embeddings = run_embed(
+        home, store, home.work_dir / TINY / "manifest", outcome.champion_dir, work / "emb", show_progress=False
+    )
     result = run_upsert(home, store, category, home.work_dir / TINY / "manifest", outcome.champion_dir, embeddings)
     assert result.reused and result.collection == first.collection
     index = open_index(home)

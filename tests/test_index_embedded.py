@@ -55,8 +55,9 @@ def python(code: str, home: Path, *args: str) -> subprocess.Popen[str]:
         """
     ) + textwrap.dedent(code)
     env = {k: v for k, v in os.environ.items() if not k.startswith("QDRANT_")}
-    return subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=env)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
 
 
 def finished(process: subprocess.Popen[str]) -> str:
@@ -77,10 +78,16 @@ def test_other_processes_read_the_live_version_while_it_is_open_here(tmp_path: P
     index = open_index(settings_for(tmp_path))
     collection = live_version(index, 200)
     assert index.query(collection, vectors(200)[5].tolist(), k=1)[0].id == ids(200)[5]  # open here
-    readers = [python("""
+    readers = [
+        python(
+            """
         live = index.require_live("shoes")
         print(index.count(live.name), index.query(live.name, [1.0] + [0.0] * 15, k=3)[0].payload["file"])
-        """, tmp_path) for _ in range(3)]  # fmt: skip
+        """,
+            tmp_path,
+        )
+        for _ in range(3)
+    ]
     answers = {finished(reader) for reader in readers}
     assert len(answers) == 1 and answers.pop().startswith("200 ")
     index.close()
@@ -90,14 +97,17 @@ def test_a_second_writer_of_the_same_version_is_refused(tmp_path: Path) -> None:
     index = open_index(settings_for(tmp_path))
     version = index.create(CATEGORY, "m1", "data", DIM)
     index.upsert(version.name, ids(10), vectors(10), payloads(10))
-    other = python("""
+    other = python(
+        """
         from visearch.errors import IndexBusyError
         version = index.create("shoes", "m1", "data", 16)  # same model + data: the same version
         try:
             index.upsert(version.name, [point_id("shoes", "x.jpg")], np.ones((1, 16), "float32"), [{"file": "x.jpg"}])
         except IndexBusyError as exc:
             print("refused:", exc)
-        """, tmp_path)  # fmt: skip
+        """,
+        tmp_path,
+    )
     assert "being written by another process" in finished(other)
     assert index.status(version.name) == "being written"
     assert index.drop_old(CATEGORY, keep=0) == []  # never a version someone is writing
@@ -110,7 +120,8 @@ def test_readers_follow_an_alias_swapped_by_another_process(tmp_path: Path) -> N
     reader = open_index(settings_for(tmp_path))
     first = live_version(reader, 50)
     assert reader.require_live(CATEGORY).name == first
-    writer = python("""
+    writer = python(
+        """
         vectors = np.eye(16, dtype="float32")
         version = index.create("shoes", "m2", "data", 16)
         index.upsert(version.name, [point_id("shoes", f"n{i}.jpg") for i in range(16)], vectors,
@@ -118,7 +129,9 @@ def test_readers_follow_an_alias_swapped_by_another_process(tmp_path: Path) -> N
         index.seal(version.name)
         index.swap_alias("shoes", version.name)
         print(version.name)
-        """, tmp_path)  # fmt: skip
+        """,
+        tmp_path,
+    )
     second = finished(writer).strip()
     live = reader.require_live(CATEGORY)
     assert live.name == second and live.model_version == "m2"
@@ -128,7 +141,8 @@ def test_readers_follow_an_alias_swapped_by_another_process(tmp_path: Path) -> N
 
 
 def test_a_writer_killed_mid_upsert_leaves_its_flushed_batches_and_a_rerun_completes(tmp_path: Path) -> None:
-    writer = python("""
+    writer = python(
+        """
         import numpy as np
         n = int(sys.argv[1])
         data = np.random.default_rng(0).normal(size=(n, 16)).astype("float32")
@@ -139,7 +153,10 @@ def test_a_writer_killed_mid_upsert_leaves_its_flushed_batches_and_a_rerun_compl
             index.upsert(version.name, [point_id("shoes", f"{i}.jpg") for i in batch], data[lo : lo + 50],
                          [{"file": f"{i}.jpg", "class": f"c{i % 7}"} for i in batch], batch_size=50)
             print(lo + 50, flush=True)
-        """, tmp_path, str(POINTS))  # fmt: skip
+        """,
+        tmp_path,
+        str(POINTS),
+    )
     assert writer.stdout is not None
     for line in writer.stdout:
         if int(line) >= POINTS // 3:

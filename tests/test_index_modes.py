@@ -24,7 +24,7 @@ from qdrant_client import QdrantClient
 
 from visearch.errors import ConfigError, NotFoundError
 from visearch.index import CollectionVersion, VectorIndex, open_index, point_id
-from visearch.index_qdrant import make_client
+from visearch.index.qdrant import make_client
 from visearch.settings import Settings
 
 MODES = ["embedded", "memory", "remote"]
@@ -64,13 +64,17 @@ def unit_vectors(n: int, seed: int) -> np.ndarray:
     return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 
-def fill(index: VectorIndex, category: str, model_version: str, *, n: int = 30, seed: int = 0) -> tuple[str, list[str], np.ndarray]:  # fmt: skip
+def fill(
+    index: VectorIndex, category: str, model_version: str, *, n: int = 30, seed: int = 0
+) -> tuple[str, list[str], np.ndarray]:
     """A new version holding ``n`` points over CLASSES; returns (collection, ids, vectors)."""
     version = index.create(category, model_version, "d4t4h4sh", DIM)
     files = [f"{CLASSES[i % 3]}/{i:03d}.png" for i in range(n)]
     ids = [point_id(category, f) for f in files]
     vectors = unit_vectors(n, seed)
-    payloads = [{"file": f, "class": f.split("/")[0], "label": i % 3, "image_uri": f"s3://b/{f}"} for i, f in enumerate(files)]  # fmt: skip
+    payloads = [
+        {"file": f, "class": f.split("/")[0], "label": i % 3, "image_uri": f"s3://b/{f}"} for i, f in enumerate(files)
+    ]
     index.upsert(version.name, ids, vectors, payloads, batch_size=7)
     index.seal(version.name)
     return version.name, ids, vectors
@@ -195,8 +199,9 @@ def collections_call(client: QdrantClient) -> tuple[str, str | None]:
 def test_server_settings_reach_the_wire(tmp_path: Path) -> None:
     server, port = serve()
     try:
-        with_key = Settings(visearch_home=tmp_path, qdrant_url=f"http://127.0.0.1:{port}", qdrant_api_key="k-123",
-                            _env_file=None)  # fmt: skip
+        with_key = Settings(
+            visearch_home=tmp_path, qdrant_url=f"http://127.0.0.1:{port}", qdrant_api_key="k-123", _env_file=None
+        )
         assert collections_call(make_client(with_key)) == ("/collections", "k-123")
         seed_style = Settings(visearch_home=tmp_path, qdrant_host="127.0.0.1", qdrant_port=port, _env_file=None)
         assert collections_call(make_client(seed_style)) == ("/collections", None)
@@ -213,8 +218,9 @@ def test_https_url_speaks_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     server, port = serve(cert, key)
     try:
         monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # the cluster's CA bundle, in production
-        settings = Settings(visearch_home=tmp_path, qdrant_url=f"https://127.0.0.1:{port}", qdrant_api_key="k-tls",
-                            _env_file=None)  # fmt: skip
+        settings = Settings(
+            visearch_home=tmp_path, qdrant_url=f"https://127.0.0.1:{port}", qdrant_api_key="k-tls", _env_file=None
+        )
         assert collections_call(make_client(settings)) == ("/collections", "k-tls")
     finally:
         server.shutdown()

@@ -64,11 +64,27 @@ def postgres() -> Iterator[str]:
     if user:
         shutil.chown(pwfile, user)
     data, port = root / "data", free_port()
-    result = subprocess.run([initdb, "-D", str(data), "-U", PG_USER, f"--pwfile={pwfile}", "--auth-host=scram-sha-256",
-                             "--auth-local=trust", "-E", "UTF8", "--no-sync"], **run)  # type: ignore[call-overload]  # fmt: skip
+    result = subprocess.run(
+        [
+            initdb,
+            "-D",
+            str(data),
+            "-U",
+            PG_USER,
+            f"--pwfile={pwfile}",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ],
+        **run,
+    )  # type: ignore[call-overload]
     assert result.returncode == 0, result.stderr
     options = f"-h 127.0.0.1 -p {port} -k {root} -c fsync=off"
-    result = subprocess.run([pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "-t", "60", "start"], **run)  # type: ignore[call-overload]  # fmt: skip
+    result = subprocess.run(
+        [pg_ctl, "-D", str(data), "-o", options, "-l", str(root / "log"), "-w", "-t", "60", "start"], **run
+    )  # type: ignore[call-overload]
     assert result.returncode == 0, result.stderr + (root / "log").read_text()
     try:
         import psycopg2
@@ -100,16 +116,36 @@ def mlflow_server(postgres: str, s3: str, tmp_path_factory: pytest.TempPathFacto
     mlflow = Path(sys.executable).parent / "mlflow"
     need(mlflow.exists(), "mlflow is not installed")
     port = free_port()
-    env = {**os.environ, "MLFLOW_S3_ENDPOINT_URL": f"http://{s3}", "AWS_ACCESS_KEY_ID": ACCESS,
-           "AWS_SECRET_ACCESS_KEY": SECRET, "AWS_DEFAULT_REGION": REGION}  # fmt: skip
+    env = {
+        **os.environ,
+        "MLFLOW_S3_ENDPOINT_URL": f"http://{s3}",
+        "AWS_ACCESS_KEY_ID": ACCESS,
+        "AWS_SECRET_ACCESS_KEY": SECRET,
+        "AWS_DEFAULT_REGION": REGION,
+    }
     log_path = tmp_path_factory.mktemp("mlflow") / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
-            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-             "--backend-store-uri", postgres, "--serve-artifacts",
-             "--artifacts-destination", "s3://mlflow-art/mlflow-artifacts"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
+            [
+                str(mlflow),
+                "server",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--backend-store-uri",
+                postgres,
+                "--serve-artifacts",
+                "--artifacts-destination",
+                "s3://mlflow-art/mlflow-artifacts",
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 150
@@ -136,7 +172,9 @@ def mlflow_server(postgres: str, s3: str, tmp_path_factory: pytest.TempPathFacto
             proc.wait()
 
 
-def test_pipeline_tracking_on_server_postgres_and_s3(mlflow_server: str, postgres: str, s3: str, home, registry, store, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]  # fmt: skip
+def test_pipeline_tracking_on_server_postgres_and_s3(
+    mlflow_server: str, postgres: str, s3: str, home, registry, store, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
     from visearch.gate import FROZEN, TUNED, evaluate_and_gate
     from visearch.model import load_model, read_spec
     from visearch.settings import Settings
@@ -146,8 +184,12 @@ def test_pipeline_tracking_on_server_postgres_and_s3(mlflow_server: str, postgre
     from .conftest import TINY
 
     category = registry.get(TINY)
-    settings = Settings(visearch_home=home.home, visearch_categories=home.visearch_categories,
-                        mlflow_tracking_uri=mlflow_server, _env_file=None)  # fmt: skip
+    settings = Settings(
+        visearch_home=home.home,
+        visearch_categories=home.visearch_categories,
+        mlflow_tracking_uri=mlflow_server,
+        _env_file=None,
+    )
     work = tmp_path / "work"
     run_preprocess(settings, store, category, work / "manifest", show_progress=False)
     # Two real candidate models without training (this test is about tracking, not learning):
@@ -161,9 +203,18 @@ def test_pipeline_tracking_on_server_postgres_and_s3(mlflow_server: str, postgre
     run = tracker.run(tracker.start_run(TINY))
     with run.failing():
         run.log_params(category.train.model_dump())
-        outcome = evaluate_and_gate(settings, store, category, work / "manifest", {TUNED: tuned, FROZEN: frozen},
-                                    work / "report", work / "champion", tracker=tracker, run=run,
-                                    show_progress=False)  # fmt: skip
+        outcome = evaluate_and_gate(
+            settings,
+            store,
+            category,
+            work / "manifest",
+            {TUNED: tuned, FROZEN: frozen},
+            work / "report",
+            work / "champion",
+            tracker=tracker,
+            run=run,
+            show_progress=False,
+        )
     run.end()
 
     # A fresh client (another pipeline step, the service) sees the same state through the server.

@@ -22,13 +22,22 @@ from .conftest import TINY, TINY_CLASSES, TINY_PER_CLASS, env_for
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = {"preprocess", "train", "evaluate", "embed", "upsert"}
-SEED_PARAMS = {"trunk_model", "embedder_layers", "split", "batch_size", "epochs", "lr", "weight_decay", "sampler_m",
-               "input_size"}  # fmt: skip
+SEED_PARAMS = {
+    "trunk_model",
+    "embedder_layers",
+    "split",
+    "batch_size",
+    "epochs",
+    "lr",
+    "weight_decay",
+    "sampler_m",
+    "input_size",
+}
 
 
 # --- compile -----------------------------------------------------------------------------------
 def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_path: Path) -> None:
-    from visearch.cli_pipeline import pipeline_app
+    from visearch.cli.pipeline import pipeline_app
 
     image = "registry.example.com/visearch-train:1.2.3"
     output = tmp_path / "pipeline.yaml"
@@ -47,8 +56,13 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
     tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
     assert set(tasks) == STEPS
     depends = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
-    assert depends == {"preprocess": set(), "train": {"preprocess"}, "evaluate": {"preprocess", "train"},
-                       "embed": {"preprocess", "evaluate"}, "upsert": {"preprocess", "evaluate", "embed"}}  # fmt: skip
+    assert depends == {
+        "preprocess": set(),
+        "train": {"preprocess"},
+        "evaluate": {"preprocess", "train"},
+        "embed": {"preprocess", "evaluate"},
+        "upsert": {"preprocess", "evaluate", "embed"},
+    }
     # The embed/upsert steps index the gate's champion, not the freshly trained model.
     champion = tasks["embed"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
     assert champion == {"outputArtifactKey": "champion", "producerTask": "evaluate"}
@@ -82,20 +96,20 @@ def test_committed_pipeline_yaml_is_current(tmp_path: Path, monkeypatch: pytest.
 
 # --- parameters ----------------------------------------------------------------------------------
 def test_pipeline_parameters_left_at_minus_one_or_empty_keep_the_registry_value(registry) -> None:  # type: ignore[no-untyped-def]
+    from components.params import overrides
     from visearch.errors import ConfigError
-    from visearch.pipeline_steps import resolve_params
 
-    category = registry.get(TINY)
-    unset = {"epochs": -1, "lr": -1.0, "trunk_model": "", "embedder_layers": "", "max_steps": -1}
-    assert resolve_params(category, unset) == category.train
-    given = resolve_params(category, {"epochs": 0, "weight_decay": 0.0, "embedder_layers": "64,16", "split": 0.5})
+    params = registry.get(TINY).train
+    unset = overrides(epochs=-1, lr=-1.0, trunk_model="", embedder_layers="", max_steps=-1)
+    assert params.with_overrides(unset) == params
+    given = params.with_overrides(overrides(epochs=0, weight_decay=0.0, embedder_layers="64,16", split=0.5))
     assert (given.epochs, given.weight_decay, given.embedder_layers, given.split) == (0, 0.0, [64, 16], 0.5)
     with pytest.raises(ConfigError, match="split"):
-        resolve_params(category, {"split": 2.0})
+        params.with_overrides({"split": 2.0})
 
 
 def test_pipeline_run_refuses_bad_input_before_starting(home, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from visearch.cli_pipeline import pipeline_app
+    from visearch.cli.pipeline import pipeline_app
     from visearch.errors import ConfigError, UnknownCategoryError
 
     for key, value in env_for(home).items():
@@ -111,9 +125,10 @@ def test_pipeline_run_refuses_bad_input_before_starting(home, monkeypatch) -> No
 # --- resume --------------------------------------------------------------------------------------
 def test_interrupted_embed_resumes_from_its_finished_shards(home, registry, store, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from visearch.categories import TrainParams
+    from visearch.data.manifest import load_manifest, manifest_hash
     from visearch.embed import read_shards
     from visearch.pipeline_steps import pipeline_embed
-    from visearch.steps import load_manifest, manifest_hash, run_preprocess, save_baseline
+    from visearch.steps import run_preprocess, save_baseline
 
     monkeypatch.chdir(tmp_path)
     for key, value in env_for(home).items():
@@ -129,8 +144,12 @@ def test_interrupted_embed_resumes_from_its_finished_shards(home, registry, stor
     scratch = home.work_dir / TINY / "embed-scratch" / f"{version}-{manifest_hash(manifest)}"
     scratch.mkdir(parents=True)
     keys = manifest["key"].tolist()
-    np.savez(scratch / "part-00000.npz", keys=np.array(keys), vectors=np.zeros((len(keys), 1280), np.float32),
-             model=np.array(version))  # fmt: skip
+    np.savez(
+        scratch / "part-00000.npz",
+        keys=np.array(keys),
+        vectors=np.zeros((len(keys), 1280), np.float32),
+        model=np.array(version),
+    )
 
     out = pipeline_embed(TINY, manifest_dir, model, tmp_path / "embeddings")
     got_keys, vectors, got_version = read_shards(out)
@@ -170,8 +189,14 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
 
     # Where the artifacts landed is printed, and they are there.
     assert "pipeline run folder:" in out
-    for step in ("preprocess/manifest", "train/model", "train/baseline", "evaluate/champion", "evaluate/report",
-                 "embed/embeddings"):  # fmt: skip
+    for step in (
+        "preprocess/manifest",
+        "train/model",
+        "train/baseline",
+        "evaluate/champion",
+        "evaluate/report",
+        "embed/embeddings",
+    ):
         line = next(line for line in out.splitlines() if line.strip().startswith(step))
         assert Path(line.split()[-1]).exists(), line
     assert not list(cwd.iterdir())  # nothing lands in the working directory (mlruns, mlflow.db)
@@ -189,10 +214,19 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
         for evaluation in ("in_domain", "class_disjoint"):
             for metric in ("precision_at_1", "mean_average_precision_at_r", "r_precision", "recall_at_10"):
                 assert f"{model}.{evaluation}.{metric}" in run.data.metrics
-    artifacts = {a.path for folder in ("model", "baseline", "evaluation")
-                 for a in tracker.client.list_artifacts(run.info.run_id, folder)}  # fmt: skip
-    assert {"model/trunk.pth", "model/embedder.pth", "model/meta.json", "model/model.onnx",
-            "evaluation/report.json", "evaluation/embedding_map.png"} <= artifacts  # fmt: skip
+    artifacts = {
+        a.path
+        for folder in ("model", "baseline", "evaluation")
+        for a in tracker.client.list_artifacts(run.info.run_id, folder)
+    }
+    assert {
+        "model/trunk.pth",
+        "model/embedder.pth",
+        "model/meta.json",
+        "model/model.onnx",
+        "evaluation/report.json",
+        "evaluation/embedding_map.png",
+    } <= artifacts
     assert run.data.tags["gate.decision"] == "promoted"
 
     # Registry: the champion alias maps to the model that serves the live collection.

@@ -15,7 +15,8 @@ from typer.testing import CliRunner
 from tests.conftest import env_for
 from tests.test_adapters import make_dogs, make_zappos
 from tests.test_adapters_icons import make_packages
-from visearch.cli_prepare import demo_source, prepare_app
+from visearch.cli.prepare import prepare_app
+from visearch.data.demo import demo_source
 from visearch.settings import Settings
 
 
@@ -76,7 +77,13 @@ def test_whole_run_failure_is_one_message(home: Settings, tmp_path: Path) -> Non
     """Through the real entry point: a missing source is one `error:` line and exit code 1."""
     env = env_for(home)
     command = [sys.executable, "-c", "from visearch.cli import main; main()"]
-    result = subprocess.run([*command, "prepare", "celebrities", "--source", str(tmp_path / "nope")],
-                            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    result = subprocess.run(
+        [*command, "prepare", "celebrities", "--source", str(tmp_path / "nope")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: IMDB-WIKI source folder not found: {tmp_path / 'nope'}"

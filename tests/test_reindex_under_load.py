@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from visearch.cli.serve import wait_ready
 from visearch.index import open_index
-from visearch.serve import wait_ready
 from visearch.settings import Settings
 
 from .conftest import TINY, env_for
@@ -31,8 +31,13 @@ CLIENTS = 4
 
 
 def cli(settings: Settings, *args: str) -> str:
-    done = subprocess.run([sys.executable, "-m", "visearch.cli", *args], env=env_for(settings),
-                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "visearch.cli", *args],
+        env=env_for(settings),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     return done.stdout
 
@@ -49,8 +54,9 @@ class Load:
     def client(self) -> None:
         with httpx.Client(base_url=self.url, timeout=60) as http:
             while not self.stop.is_set():
-                response = http.post("/search", data={"category": TINY, "k": "5"},
-                                     files={"image": ("q.png", self.image, "image/png")})  # fmt: skip
+                response = http.post(
+                    "/search", data={"category": TINY, "k": "5"}, files={"image": ("q.png", self.image, "image/png")}
+                )
                 answered = time.monotonic()
                 if response.status_code == 200:
                     answer = tuple((r["id"], round(r["score"], 4)) for r in response.json()["results"])
@@ -78,10 +84,13 @@ def wait_for_answers(load: Load, after: float, count: int = 8, timeout: float = 
         time.sleep(0.2)
 
 
-def test_queries_never_fail_while_another_process_reindexes_and_rolls_back(indexed_home: Settings, tmp_path: Path) -> None:  # fmt: skip
+def test_queries_never_fail_while_another_process_reindexes_and_rolls_back(
+    indexed_home: Settings, tmp_path: Path
+) -> None:
     shutil.copytree(indexed_home.home, tmp_path / "home")
-    home = Settings(visearch_home=tmp_path / "home", visearch_categories=tmp_path / "home" / "categories.yaml",
-                    _env_file=None)  # fmt: skip
+    home = Settings(
+        visearch_home=tmp_path / "home", visearch_categories=tmp_path / "home" / "categories.yaml", _env_file=None
+    )
     index = open_index(home)
     first = index.require_live(TINY)
     query_key = next(iter(sorted((home.objects_dir / "datasets" / TINY / "images").rglob("*.png"))))
@@ -97,8 +106,16 @@ def test_queries_never_fail_while_another_process_reindexes_and_rolls_back(index
             # The reindex: the frozen baseline model embeds the category and becomes a new live
             # version, written by other processes (the pipeline's embed and upsert steps).
             cli(home, "embed", "--category", TINY, "--model", str(work / "baseline"), "--out", str(tmp_path / "emb"))
-            out = cli(home, "upsert", "--category", TINY, "--model", str(work / "baseline"),
-                      "--embeddings", str(tmp_path / "emb"))  # fmt: skip
+            out = cli(
+                home,
+                "upsert",
+                "--category",
+                TINY,
+                "--model",
+                str(work / "baseline"),
+                "--embeddings",
+                str(tmp_path / "emb"),
+            )
             swapped = time.monotonic()
             second = index.require_live(TINY)
             assert second.name != first.name and second.name in out

@@ -11,10 +11,11 @@ import time
 import pytest
 
 from visearch.categories import TrainParams
+from visearch.data.manifest import load_manifest
 from visearch.embed import read_shards
 from visearch.index import open_index
 from visearch.settings import Settings
-from visearch.steps import load_manifest, run_preprocess, run_train, run_upsert, save_baseline
+from visearch.steps import run_preprocess, run_train, run_upsert, save_baseline
 
 from .conftest import TINY, env_for
 
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 from visearch.embed import embed_to_shards
 from visearch.model import load_model
-from visearch.steps import load_manifest
+from visearch.data.manifest import load_manifest
 from visearch.storage import LocalStore
 manifest = load_manifest(Path(sys.argv[1]))
 store = LocalStore(Path(sys.argv[4]))
@@ -82,8 +83,16 @@ def test_longer_training_continues_from_the_checkpoint(home: Settings, registry,
     first = run_train(home, store, work / "manifest", params, work / "train", show_progress=False, onnx=False)
     epochs_run: list[int] = []
     longer = params.model_copy(update={"epochs": 2})
-    second = run_train(home, store, work / "manifest", longer, work / "train", show_progress=False, onnx=False,
-                       on_epoch=lambda epoch, loss: epochs_run.append(epoch))  # fmt: skip
+    second = run_train(
+        home,
+        store,
+        work / "manifest",
+        longer,
+        work / "train",
+        show_progress=False,
+        onnx=False,
+        on_epoch=lambda epoch, loss: epochs_run.append(epoch),
+    )
     assert epochs_run == [1]  # only the missing epoch ran
     assert second.epoch_losses[0] == first.epoch_losses[0] and len(second.epoch_losses) == 2
 
@@ -93,16 +102,18 @@ def test_killed_training_resumes_from_its_last_checkpoint(home: Settings, regist
     work = home.work_dir / TINY
     run_preprocess(home, store, registry.get(TINY), work / "manifest", show_progress=False)
     command = [sys.executable, "-m", "visearch.cli", "train", "-c", TINY, "--max-steps", "100000"]
-    process = subprocess.Popen([*command, "--epochs", "500"], env=env_for(home), stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)  # fmt: skip
+    process = subprocess.Popen(
+        [*command, "--epochs", "500"], env=env_for(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     checkpoint = work / "train" / "checkpoint.pt"
     wait_for(checkpoint.exists, timeout=240)
     kill9(process)
     import torch
 
     done = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
-    rerun = subprocess.run([*command, "--epochs", str(done + 1)], env=env_for(home), capture_output=True, text=True,
-                           timeout=300)  # fmt: skip
+    rerun = subprocess.run(
+        [*command, "--epochs", str(done + 1)], env=env_for(home), capture_output=True, text=True, timeout=300
+    )
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming training from epoch {done}" in rerun.stderr
     assert (work / "train" / "model" / "meta.json").exists()

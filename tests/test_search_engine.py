@@ -10,7 +10,8 @@ import pytest
 from visearch.categories import load_registry
 from visearch.errors import InvalidImageError, InvalidQueryError, NotFoundError, UnknownCategoryError
 from visearch.index import open_index
-from visearch.search import OnnxEmbedder, SearchEngine, TorchEmbedder, load_embedder, preprocess
+from visearch.inference import OnnxEmbedder, TorchEmbedder, load_embedder, preprocess
+from visearch.search import SearchEngine
 from visearch.settings import Settings
 from visearch.storage import LocalStore
 

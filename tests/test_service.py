@@ -66,8 +66,19 @@ def test_health_readiness_and_metrics(client: httpx.Client) -> None:
 
 def test_openapi_documents_every_endpoint(client: httpx.Client) -> None:
     spec = client.get("/docs.json").json()
-    expected = {"/search", "/search_by_id", "/search_batch", "/embed", "/categories", "/categories/{category}/examples",
-                "/images/{category}/{point_id}", "/readyz", "/livez", "/healthz", "/metrics"}  # fmt: skip
+    expected = {
+        "/search",
+        "/search_by_id",
+        "/search_batch",
+        "/embed",
+        "/categories",
+        "/categories/{category}/examples",
+        "/images/{category}/{point_id}",
+        "/readyz",
+        "/livez",
+        "/healthz",
+        "/metrics",
+    }
     assert expected <= set(spec["paths"])
     assert "multipart/form-data" in spec["paths"]["/search"]["post"]["requestBody"]["content"]
     assert client.get("/docs").status_code == 200
@@ -111,11 +122,13 @@ def test_search_options_filter_results(client: httpx.Client, examples: list[dict
     query = examples[0]
     data = image_bytes(client, query)
     other = next(c for c in TINY_CLASSES if c != query["class"])
-    filtered = client.post("/search", data={"category": TINY, "k": 20, "class_filter": other},
-                           files={"image": ("q.png", data)}).json()["results"]  # fmt: skip
+    filtered = client.post(
+        "/search", data={"category": TINY, "k": 20, "class_filter": other}, files={"image": ("q.png", data)}
+    ).json()["results"]
     assert filtered and {r["class"] for r in filtered} == {other}
-    strict = client.post("/search", data={"category": TINY, "k": 20, "min_similarity": 90},
-                         files={"image": ("q.png", data)}).json()["results"]  # fmt: skip
+    strict = client.post(
+        "/search", data={"category": TINY, "k": 20, "min_similarity": 90}, files={"image": ("q.png", data)}
+    ).json()["results"]
     assert strict and all(r["similarity"] >= 90 for r in strict)
 
 
@@ -273,9 +286,11 @@ def test_the_service_is_still_ready_after_all_that(client: httpx.Client) -> None
 
 # --- embeddings (adaptive batching) -------------------------------------------------------------
 def test_embed_gives_one_outcome_per_item(client: httpx.Client, good: bytes) -> None:
-    items = [{"category": TINY, "image": base64.b64encode(good).decode()},
-             {"category": TINY, "image": base64.b64encode(b"junk").decode()},
-             {"category": "no-such-category", "image": base64.b64encode(good).decode()}]  # fmt: skip
+    items = [
+        {"category": TINY, "image": base64.b64encode(good).decode()},
+        {"category": TINY, "image": base64.b64encode(b"junk").decode()},
+        {"category": "no-such-category", "image": base64.b64encode(good).decode()},
+    ]
     response = client.post("/embed", json={"requests": items})
     assert response.status_code == 200, response.text
     ok, bad, unknown = response.json()

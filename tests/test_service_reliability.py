@@ -41,10 +41,26 @@ def test_fuzzing_the_openapi_finds_no_server_error_nor_schema_violation(
     served: tuple[str, subprocess.Popen[bytes]], tmp_path: Path
 ) -> None:
     url, _ = served
-    command = [sys.executable, "-m", "schemathesis.cli", "run", f"{url}/docs.json", "--url", url,
-               "--checks", "not_a_server_error,response_schema_conformance", "--max-examples", "60", "--seed", "7", "--request-timeout", "60"]  # fmt: skip
-    result = subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=tmp_path,
-                            env={**os.environ, "SCHEMATHESIS_HOOKS": ""})  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "schemathesis.cli",
+        "run",
+        f"{url}/docs.json",
+        "--url",
+        url,
+        "--checks",
+        "not_a_server_error,response_schema_conformance",
+        "--max-examples",
+        "60",
+        "--seed",
+        "7",
+        "--request-timeout",
+        "60",
+    ]
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "SCHEMATHESIS_HOOKS": ""}
+    )
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     # "N failed" in the summary, not any " failed": its warnings say "Authentication failed" for
     # the admin endpoints, which refuse everything here by design (no VISEARCH_API_KEY).
@@ -70,8 +86,9 @@ def test_sixteen_clients_get_no_errors_and_memory_stays_flat(served: tuple[str, 
             while time.monotonic() < deadline:
                 started = time.perf_counter()
                 try:
-                    response = client.post("/search", files={"image": ("q.png", image, "image/png")},
-                                           data={"category": TINY, "k": "10"})  # fmt: skip
+                    response = client.post(
+                        "/search", files={"image": ("q.png", image, "image/png")}, data={"category": TINY, "k": "10"}
+                    )
                 except httpx.HTTPError as exc:
                     errors.append(repr(exc))
                     continue
@@ -86,9 +103,11 @@ def test_sixteen_clients_get_no_errors_and_memory_stays_flat(served: tuple[str, 
     errors = [error for _, errs in outcomes for error in errs]
     growth = tree_rss_mb(pid) - baseline_mb
     p50, p95, p99 = (np.percentile(latencies, [50, 95, 99]) * 1000).round(1)
-    print(f"\nload: {LOAD_CLIENTS} clients x {LOAD_SECONDS:.0f} s: {len(latencies)} requests, "
-          f"{len(latencies) / LOAD_SECONDS:.1f}/s, p50 {p50} ms, p95 {p95} ms, p99 {p99} ms, "
-          f"errors {len(errors)}, memory growth {growth:.0f} MB")  # fmt: skip
+    print(
+        f"\nload: {LOAD_CLIENTS} clients x {LOAD_SECONDS:.0f} s: {len(latencies)} requests, "
+        f"{len(latencies) / LOAD_SECONDS:.1f}/s, p50 {p50} ms, p95 {p95} ms, p99 {p99} ms, "
+        f"errors {len(errors)}, memory growth {growth:.0f} MB"
+    )
     assert not errors, errors[:5]
     assert len(latencies) >= LOAD_CLIENTS
     assert growth < MEMORY_GROWTH_LIMIT_MB

@@ -3,14 +3,17 @@ recovery, upload limits, the launch command and the UI's logic."""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
 from qdrant_client.http.exceptions import ResponseHandlingException
 
+from visearch.cli.serve import serve_command
 from visearch.errors import (
     ConfigError,
     DataError,
+    EngineUnavailableError,
     ImageTooLargeError,
     IndexBusyError,
     InvalidImageError,
@@ -18,17 +21,8 @@ from visearch.errors import (
     NotFoundError,
     UnknownCategoryError,
 )
+from visearch.runtime import Runtime, check_batch, error_payload, http_status, read_upload
 from visearch.search import SearchEngine
-from visearch.serve import (
-    Runtime,
-    ServiceUnavailableError,
-    check_batch,
-    error_payload,
-    http_status,
-    read_upload,
-    serve_command,
-    service_dir,
-)
 from visearch.settings import Settings
 
 
@@ -42,7 +36,7 @@ from visearch.settings import Settings
         (NotFoundError("id"), 404),
         (IndexBusyError("busy"), 503),
         (ConfigError("registry"), 503),
-        (ServiceUnavailableError("down"), 503),
+        (EngineUnavailableError("down"), 503),
         (DataError("other visearch error"), 400),
         (ResponseHandlingException(ConnectionError("refused")), 503),
         (ConnectionError("refused"), 503),
@@ -75,7 +69,7 @@ def test_runtime_is_not_ready_while_the_engine_cannot_open_and_recovers(home: Se
 
     runtime = Runtime(home, opener=opener, probe=lambda engine: None, ready_ttl=0)
     assert not runtime.ready() and "another process" in (runtime.last_error or "")
-    with pytest.raises(ServiceUnavailableError, match="another process"):
+    with pytest.raises(EngineUnavailableError, match="another process"):
         runtime.run(lambda engine: engine)
     assert runtime.ready() and runtime.last_error is None
     assert isinstance(runtime.run(lambda engine: engine), FakeEngine)
@@ -99,7 +93,8 @@ def test_serve_command_runs_bentoml_on_the_service_module() -> None:
     command = serve_command(port=3123, host="127.0.0.1")
     assert "serve" in command and "serving.service:Visearch" in command
     assert command[command.index("--port") + 1] == "3123"
-    assert (service_dir() / "serving" / "service.py").is_file()
+    # The service is an installed package: bentoml imports it by name, from any working directory.
+    assert importlib.util.find_spec("serving.service") is not None
 
 
 def test_ui_builds_from_the_registry_and_reports_bad_uploads(home: Settings, tmp_path: Path) -> None:

@@ -51,8 +51,9 @@ def moto_server(
     port = port or free_port()
     tls = ["-c", str(cert), "-k", str(key)] if cert and key else []
     log = (log_dir / f"moto-{port}.log").open("ab")  # appended: a restart on the same port keeps the log
-    proc = subprocess.Popen([str(moto_executable()), "-H", "127.0.0.1", "-p", str(port), *tls],
-                            stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(moto_executable()), "-H", "127.0.0.1", "-p", str(port), *tls], stdout=log, stderr=subprocess.STDOUT
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -79,10 +80,15 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 def s3_settings(endpoint: str, home: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
-        "visearch_home": home, "minio_host": endpoint, "minio_access_key": ACCESS, "minio_secret_key": SECRET,
-        "minio_secure": False, "minio_region": REGION, "minio_bucket_name": f"vs-{uuid.uuid4().hex[:12]}",
+        "visearch_home": home,
+        "minio_host": endpoint,
+        "minio_access_key": ACCESS,
+        "minio_secret_key": SECRET,
+        "minio_secure": False,
+        "minio_region": REGION,
+        "minio_bucket_name": f"vs-{uuid.uuid4().hex[:12]}",
         "minio_main_path": "team/visearch",
-    }  # fmt: skip
+    }
     values.update(overrides)
     return Settings(**values, _env_file=None)  # type: ignore[arg-type]
 
@@ -130,16 +136,30 @@ def test_missing_objects(any_store: ObjectStore, tmp_path: Path) -> None:
 
 
 def test_list_is_folder_scoped_recursive_sorted(any_store: ObjectStore) -> None:
-    for key in ["datasets/b/images/z.png", "datasets/b/images/a/1.png", "datasets/b/meta.csv",
-                "datasets/bb/meta.csv", "models/b/v1/meta.json"]:  # fmt: skip
+    for key in [
+        "datasets/b/images/z.png",
+        "datasets/b/images/a/1.png",
+        "datasets/b/meta.csv",
+        "datasets/bb/meta.csv",
+        "models/b/v1/meta.json",
+    ]:
         any_store.put_bytes(key, b"x")
     assert list(any_store.list("datasets/b")) == [
-        "datasets/b/images/a/1.png", "datasets/b/images/z.png", "datasets/b/meta.csv"]  # fmt: skip
+        "datasets/b/images/a/1.png",
+        "datasets/b/images/z.png",
+        "datasets/b/meta.csv",
+    ]
     assert list(any_store.list("datasets/b/")) == list(any_store.list("datasets/b"))
     assert list(any_store.list("datasets/b/images/a")) == ["datasets/b/images/a/1.png"]
     assert list(any_store.list("")) == sorted(
-        ["datasets/b/images/z.png", "datasets/b/images/a/1.png", "datasets/b/meta.csv",
-         "datasets/bb/meta.csv", "models/b/v1/meta.json"])  # fmt: skip
+        [
+            "datasets/b/images/z.png",
+            "datasets/b/images/a/1.png",
+            "datasets/b/meta.csv",
+            "datasets/bb/meta.csv",
+            "models/b/v1/meta.json",
+        ]
+    )
     assert list(any_store.list("datasets/missing")) == []
 
 
@@ -290,17 +310,22 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
     now = dt.datetime.now(dt.UTC)
     cert = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-        .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(minutes=5))
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
         .not_valid_after(now + dt.timedelta(days=1))
         .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .sign(key, hashes.SHA256())
-    )  # fmt: skip
+    )
     cert_path, key_path = directory / "cert.pem", directory / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))  # fmt: skip
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -321,8 +346,8 @@ def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, 
     """The tiny dataset lives only in the bucket; the loop reads it, publishes models there, indexes it."""
     from visearch.categories import load_registry
     from visearch.index import open_index
+    from visearch.loop import run_loop
     from visearch.search import SearchEngine
-    from visearch.steps import run_loop
 
     from .conftest import TINY, make_home
 

@@ -8,15 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from visearch.evaluate import flatten_report, plot_embedding_map
+from visearch.model import model_files
 from visearch.settings import Settings
-from visearch.tracking import (
-    CHAMPION,
-    VERSION_TAG,
-    Tracker,
-    flatten_report,
-    model_name,
-    plot_embedding_map,
-)
+from visearch.tracking import CHAMPION, VERSION_TAG, Tracker, model_name
 
 
 @pytest.fixture
@@ -45,7 +40,7 @@ def test_run_registry_and_champion_round_trip(
     for epoch, loss in enumerate([0.5, 0.4]):
         run.log_metric("loss", loss, step=epoch)
     run.log_metrics(flatten_report({"tuned": {"version": "v1", "in_domain": {"precision_at_1": 0.9}}}))
-    run.log_model_dir(fake_model(tmp_path / "model", "v1"), "model")
+    run.log_files(model_files(fake_model(tmp_path / "model", "v1")), "model")
 
     first = tracker.register("cat", run.run_id, "model", "v1", {"visearch.candidate": "tuned"})
     again = tracker.register("cat", run.run_id, "model", "v1")

@@ -21,8 +21,15 @@ from .servers import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 SCREENSHOT = ROOT / "docs" / "screenshots" / "ui.png"
-CHROME_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1280,1700")  # fmt: skip
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1700",
+)
 
 
 def chromium_paths() -> tuple[str, str] | None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from visearch.categories import TrainParams
+from visearch.data.manifest import load_manifest
 from visearch.embed import read_shards
 from visearch.index import open_index, point_id
 from visearch.search import SearchEngine
-from visearch.steps import load_manifest, payload_for, run_embed, run_preprocess, run_upsert, save_baseline
+from visearch.steps import payload_for, run_embed, run_preprocess, run_upsert, save_baseline
 
 from .conftest import TINY
 
@@ -39,7 +40,7 @@ def test_upsert_is_idempotent_resumable_and_rolls_back(home, registry, store) ->
     manifest = load_manifest(manifest_dir)
     index = open_index(home)
     try:
-        from visearch.steps import manifest_hash
+        from visearch.data.manifest import manifest_hash
 
         partial = index.create(TINY, version_b, manifest_hash(manifest), vectors.shape[1])
         ids = [point_id(TINY, f) for f in manifest["file"]][:10]

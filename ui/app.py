@@ -18,8 +18,9 @@ import gradio as gr
 from PIL import Image
 
 from visearch.categories import load_registry
+from visearch.errors import InvalidImageError, InvalidQueryError
+from visearch.runtime import Runtime, error_payload, read_upload
 from visearch.search import SearchEngine, SearchResult
-from visearch.serve import Runtime, error_payload, read_upload
 
 TITLE = "Visual similarity search"
 EXAMPLES_SHOWN = 12
@@ -30,10 +31,6 @@ PROJECT_CREDITS = (
     "visearch: PyTorch Metric Learning embeddings, Qdrant vector search, MLflow tracking, a Kubeflow "
     "pipeline and a BentoML service. Category-based design after STX Next's visual-similarity-search demo."
 )
-
-
-class UiError(Exception):
-    """A message to show in place (already user-facing)."""
 
 
 def message_for(exc: BaseException) -> str:
@@ -52,7 +49,7 @@ def error_box(exc: BaseException | None) -> dict[str, Any]:
 def query_from_upload(runtime: Runtime, path: str | None) -> bytes:
     """Bytes of an uploaded file, checked to be a usable image within the limits."""
     if not path:
-        raise UiError("no file received")
+        raise InvalidImageError("no file received")
     data = read_upload(Path(path), runtime.settings.max_upload_bytes)
     runtime.run(lambda engine: engine.decode(data))  # raises InvalidImageError with the reason
     return data
@@ -127,27 +124,36 @@ class Parts:
 def cleared(parts: Parts) -> dict[Any, Any]:
     """Everything after the category section hidden and empty (the "reset all" state)."""
     return {
-        parts.category: None, parts.query: None, parts.example_ids: [],
-        parts.usage_section: gr.update(visible=False), parts.usage: "",
-        parts.provision_section: gr.update(visible=False), parts.examples: gr.update(value=[]),
+        parts.category: None,
+        parts.query: None,
+        parts.example_ids: [],
+        parts.usage_section: gr.update(visible=False),
+        parts.usage: "",
+        parts.provision_section: gr.update(visible=False),
+        parts.examples: gr.update(value=[]),
         parts.provision_error: error_box(None),
         **cleared_query(parts),
-    }  # fmt: skip
+    }
 
 
 def cleared_query(parts: Parts) -> dict[Any, Any]:
     return {
-        parts.query: None, parts.input_section: gr.update(visible=False), parts.input_image: None,
-        parts.search_section: gr.update(visible=False), parts.search_error: error_box(None),
+        parts.query: None,
+        parts.input_section: gr.update(visible=False),
+        parts.input_image: None,
+        parts.search_section: gr.update(visible=False),
+        parts.search_error: error_box(None),
         **cleared_results(parts),
-    }  # fmt: skip
+    }
 
 
 def cleared_results(parts: Parts) -> dict[Any, Any]:
     return {
-        parts.results: gr.update(value=[], visible=False), parts.table: gr.update(value="", visible=False),
-        parts.credits_section: gr.update(visible=False), parts.search_error: error_box(None),
-    }  # fmt: skip
+        parts.results: gr.update(value=[], visible=False),
+        parts.table: gr.update(value="", visible=False),
+        parts.credits_section: gr.update(visible=False),
+        parts.search_error: error_box(None),
+    }
 
 
 def build_ui(runtime: Runtime) -> gr.Blocks:
@@ -178,11 +184,13 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         with gr.Column(visible=False) as provision_section:
             gr.Markdown("### Image provisioning options")
             with gr.Tab("Upload"):
-                upload = gr.File(label="Upload an image (JPEG, PNG, WebP, GIF, BMP...)", type="filepath",
-                                 elem_id="upload")  # fmt: skip
+                upload = gr.File(
+                    label="Upload an image (JPEG, PNG, WebP, GIF, BMP...)", type="filepath", elem_id="upload"
+                )
             with gr.Tab("Pick an example"):
-                examples = gr.Gallery(label="Examples from the category", columns=6, height=280,
-                                      allow_preview=False, elem_id="examples")  # fmt: skip
+                examples = gr.Gallery(
+                    label="Examples from the category", columns=6, height=280, allow_preview=False, elem_id="examples"
+                )
             with gr.Tab("Random"):
                 random_button = gr.Button("Pick a random image", elem_id="random")
             provision_error = gr.Markdown(visible=False, elem_id="provision-error")
@@ -192,31 +200,51 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         with gr.Column(visible=False) as search_section:
             gr.Markdown("### Search options")
             with gr.Row():
-                min_similarity = gr.Slider(0, 100, value=0, step=1, label="Minimum similarity (%)",
-                                           elem_id="min-similarity")  # fmt: skip
+                min_similarity = gr.Slider(
+                    0, 100, value=0, step=1, label="Minimum similarity (%)", elem_id="min-similarity"
+                )
                 k = gr.Slider(1, max_k, value=min(DEFAULT_K, max_k), step=1, label="Number of images", elem_id="k")
             with gr.Row():
                 search_button = gr.Button("Find similar images", variant="primary", elem_id="search")
                 reset_results = gr.Button("Reset results", elem_id="reset-results")
             search_error = gr.Markdown(visible=False, elem_id="search-error")
-            results = gr.Gallery(label="Most similar images", columns=6, height=280, visible=False,
-                                 elem_id="results")  # fmt: skip
+            results = gr.Gallery(label="Most similar images", columns=6, height=280, visible=False, elem_id="results")
             table = gr.Markdown(visible=False, elem_id="results-table")
         with gr.Column(visible=False) as credits_section:
             gr.Markdown("### Credits")
             credits = gr.Markdown(elem_id="credits")
-        parts = Parts(gr.State(None), gr.State(None), gr.State([]), usage_section, usage, provision_section,
-                      examples, provision_error, input_section, input_image, search_section, search_error,
-                      results, table, credits_section, credits)  # fmt: skip
+        parts = Parts(
+            gr.State(None),
+            gr.State(None),
+            gr.State([]),
+            usage_section,
+            usage,
+            provision_section,
+            examples,
+            provision_error,
+            input_section,
+            input_image,
+            search_section,
+            search_error,
+            results,
+            table,
+            credits_section,
+            credits,
+        )
         outputs = parts.all()
 
         def choose(name: str) -> dict[Any, Any]:
             category = registry.get(name)
             update = cleared(parts)
-            update.update({parts.category: name, parts.usage_section: gr.update(visible=True),
-                           parts.usage: f"**{category.title}**\n\n{category.business_usage}",
-                           parts.provision_section: gr.update(visible=True),
-                           parts.credits: f"{category.credits}\n\n{PROJECT_CREDITS}"})  # fmt: skip
+            update.update(
+                {
+                    parts.category: name,
+                    parts.usage_section: gr.update(visible=True),
+                    parts.usage: f"**{category.title}**\n\n{category.business_usage}",
+                    parts.provision_section: gr.update(visible=True),
+                    parts.credits: f"{category.credits}\n\n{PROJECT_CREDITS}",
+                }
+            )
             try:
                 count, found = runtime.run(lambda engine: category_examples(engine, name))
             except Exception as exc:  # noqa: BLE001 - shown in place (e.g. "no index yet")
@@ -230,8 +258,15 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         def show_query(data: bytes) -> dict[Any, Any]:
             image = runtime.run(lambda engine: engine.decode(data))
             update = cleared_query(parts)
-            update.update({parts.query: data, parts.input_section: gr.update(visible=True), parts.input_image: for_display(image),
-                           parts.search_section: gr.update(visible=True), parts.provision_error: error_box(None)})  # fmt: skip
+            update.update(
+                {
+                    parts.query: data,
+                    parts.input_section: gr.update(visible=True),
+                    parts.input_image: for_display(image),
+                    parts.search_section: gr.update(visible=True),
+                    parts.provision_error: error_box(None),
+                }
+            )
             return update
 
         def provision_failed(exc: BaseException) -> dict[Any, Any]:
@@ -270,15 +305,19 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             update = cleared_results(parts)
             try:
                 if not category or not query:
-                    raise UiError("choose a category and an input image first")
+                    raise InvalidQueryError("choose a category and an input image first")
                 found = search(runtime, category, query, k_value, min_sim)
                 gallery = runtime.run(lambda engine: [(stored_image(engine, r), caption(r)) for r in found])
             except Exception as exc:  # noqa: BLE001 - shown in place
                 update[parts.search_error] = error_box(exc)
                 return update
-            update.update({parts.results: gr.update(value=gallery, visible=True),
-                           parts.table: gr.update(value=results_table(found), visible=True),
-                           parts.credits_section: gr.update(visible=True)})  # fmt: skip
+            update.update(
+                {
+                    parts.results: gr.update(value=gallery, visible=True),
+                    parts.table: gr.update(value=results_table(found), visible=True),
+                    parts.credits_section: gr.update(visible=True),
+                }
+            )
             return update
 
         for name, button in buttons.items():
@@ -294,5 +333,12 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
 
 def mount_ui(app: Any, runtime: Runtime, *, path: str = "/ui") -> None:
     """Mount the UI on a FastAPI app with Gradio's public API (no SSR: no Node server here)."""
-    gr.mount_gradio_app(app, build_ui(runtime), path=path, ssr_mode=False, show_error=False,
-                        max_file_size=runtime.settings.max_upload_bytes, footer_links=["api"])  # fmt: skip
+    gr.mount_gradio_app(
+        app,
+        build_ui(runtime),
+        path=path,
+        ssr_mode=False,
+        show_error=False,
+        max_file_size=runtime.settings.max_upload_bytes,
+        footer_links=["api"],
+    )

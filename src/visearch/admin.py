@@ -50,12 +50,18 @@ def index_state(index: VectorIndex, category: str) -> dict[str, Any]:
     live = index.live(category)
     versions = []
     for version in index.versions(category):
-        writing = index.backend.is_being_written(version.name)
-        versions.append({
-            "name": version.name, "created": version.created, "model_version": version.model_version,
-            "data_hash": version.data_hash, "live": live is not None and version.name == live.name,
-            "being_written": writing, "points": None if writing else index.count(version.name),
-        })  # fmt: skip
+        points = index.points(version.name)
+        versions.append(
+            {
+                "name": version.name,
+                "created": version.created,
+                "model_version": version.model_version,
+                "data_hash": version.data_hash,
+                "live": live is not None and version.name == live.name,
+                "being_written": points is None,
+                "points": points,
+            }
+        )
     return {"category": category, "live": live.name if live else None, "versions": versions}
 
 
@@ -78,7 +84,7 @@ def delete_version(index: VectorIndex, category: str, collection: str) -> dict[s
     live = index.live(category)
     if live is not None and live.name == collection:
         raise ConflictError(f"{collection} is the live version of {category!r}; roll back or reindex first")
-    if index.backend.is_being_written(collection):
+    if index.is_being_written(collection):
         raise ConflictError(f"{collection} is being written by a pipeline; retry once it is done")
     index.delete(collection)
     return {"category": category, "deleted": collection, "live": live.name if live else None}

@@ -6,6 +6,7 @@ service all read the same registry.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,35 @@ class TrainParams(BaseModel):
     loss: str = Field(default="multi_similarity", description="multi_similarity | circle | triplet")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps (smoke runs)")
     seed: int = 0
+
+    def with_overrides(self, overrides: Mapping[str, Any] | None = None) -> TrainParams:
+        """These parameters with ``overrides`` applied (``None`` values keep the current value).
+
+        ``embedder_layers`` may be given as text, ``"512,128"`` (command lines, pipeline parameters).
+
+        Raises:
+            ConfigError: an override names no parameter or has a value the parameter refuses.
+        """
+        values = self.model_dump()
+        for key, value in (overrides or {}).items():
+            if value is None:
+                continue
+            if key not in values:
+                raise ConfigError(f"unknown training parameter {key!r}")
+            values[key] = parse_layers(value) if key == "embedder_layers" and isinstance(value, str) else value
+        try:
+            return TrainParams.model_validate(values)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            raise ConfigError(f"invalid training parameter {first['loc'][0]}: {first['msg']}") from exc
+
+
+def parse_layers(text: str) -> list[int]:
+    """``"512,128"`` → ``[512, 128]``; an empty text is no embedder (frozen-trunk features)."""
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise ConfigError(f"embedder_layers takes comma-separated integers, got {text!r}") from exc
 
 
 class Category(BaseModel):

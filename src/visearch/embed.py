@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from tqdm import tqdm
+
+from visearch.errors import NotFoundError
 
 # torch is imported where vectors are computed: reading finished shards (the upsert step, a fresh
 # process in the pipeline) needs only NumPy.
@@ -71,8 +74,13 @@ def embed_to_shards(
             with np.load(path) as existing:
                 if existing["keys"].tolist() == keys[lo:hi] and str(existing["model"]) == model.spec.version:
                     continue
-        vectors = embed_paths(model, paths[lo:hi], batch_size=batch_size, show_progress=show_progress,
-                              desc=f"embedding shard {shard + 1}/{n_shards}")  # fmt: skip
+        vectors = embed_paths(
+            model,
+            paths[lo:hi],
+            batch_size=batch_size,
+            show_progress=show_progress,
+            desc=f"embedding shard {shard + 1}/{n_shards}",
+        )
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, keys=np.array(keys[lo:hi]), vectors=vectors, model=np.array(model.spec.version))
         tmp.replace(path)
@@ -86,8 +94,8 @@ def embed_to_shards(
 def read_shards(out_dir: Path) -> tuple[list[str], np.ndarray, str]:
     """All keys and vectors of a finished embedding directory, with the model version."""
     done = out_dir / "done.json"
-    if not done.exists():
-        raise FileNotFoundError(f"{out_dir} has no finished embeddings (done.json missing); re-run embed")
+    if not done.is_file():
+        raise NotFoundError(f"{out_dir} has no finished embeddings (done.json missing); re-run embed")
     info = json.loads(done.read_text())
     keys: list[str] = []
     vectors = []
@@ -98,5 +106,19 @@ def read_shards(out_dir: Path) -> tuple[list[str], np.ndarray, str]:
             keys += shard["keys"].tolist()
             vectors.append(shard["vectors"])
     if len(keys) != info["count"]:
-        raise FileNotFoundError(f"{out_dir}: {len(keys)} embeddings but {info['count']} expected; re-run embed")
+        raise NotFoundError(f"{out_dir}: {len(keys)} embeddings but {info['count']} expected; re-run embed")
     return keys, np.concatenate(vectors), str(info["model_version"])
+
+
+def trunk_embedder(
+    trunk_model: str = "efficientnet-lite0", input_size: int = 96, *, show_progress: bool = True
+) -> Callable[[list[Path]], np.ndarray]:
+    """``paths -> vectors`` with the frozen pretrained trunk (shipped weights, no download)."""
+
+    def embed(paths: list[Path]) -> np.ndarray:
+        from visearch.model import create_model
+
+        model = create_model(trunk_model, [], input_size)
+        return embed_paths(model, paths, show_progress=show_progress, desc="embedding for duplicates")
+
+    return embed

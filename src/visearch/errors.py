@@ -1,20 +1,39 @@
-"""The exception hierarchy: every error a user can cause derives from VisearchError."""
+"""The exception tree: every error visearch raises derives from :class:`VisearchError`.
+
+Each class carries the HTTP status the service answers with (BentoML's idiom), so the mapping of
+an error to a response is ``exc.status`` and the CLI prints ``error: <message>`` for any of them.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
 
 
 class VisearchError(Exception):
     """Root of all visearch errors; the CLI prints its message on one line and exits non-zero."""
 
+    # A request that names something that cannot exist (e.g. an invalid object key) is the caller's to fix.
+    status: ClassVar[int] = 400
+
 
 class ConfigError(VisearchError):
-    """Settings or the category registry are invalid."""
+    """Settings or the category registry are invalid (the server cannot answer: 503)."""
+
+    status = 503
 
 
 class UnknownCategoryError(VisearchError):
     """A category name that the registry does not hold."""
 
+    status = 404
+
 
 class DataError(VisearchError):
     """A dataset (meta CSV or its images) cannot be used."""
+
+
+class RejectedFileError(DataError):
+    """One source file (or box) that a dataset rule or a format check drops; the run goes on without it."""
 
 
 class InvalidImageError(VisearchError):
@@ -24,17 +43,29 @@ class InvalidImageError(VisearchError):
 class ImageTooLargeError(InvalidImageError):
     """An image over the byte or pixel limit (the service answers 413)."""
 
+    status = 413
+
 
 class InvalidQueryError(VisearchError):
     """A search request with bad parameters (k, minimum similarity, filter)."""
 
 
 class NotFoundError(VisearchError):
-    """A model, collection, point or object that does not exist."""
+    """A model, collection, point, object or step output that does not exist."""
+
+    status = 404
 
 
 class IndexBusyError(VisearchError):
     """An index version is being written by another process (two pipelines on one category)."""
+
+    status = 503
+
+
+class IndexIntegrityError(VisearchError):
+    """A collection version or step output that does not hold what it should; the live alias is not moved."""
+
+    status = 409
 
 
 class EngineUnavailableError(VisearchError):
@@ -43,14 +74,40 @@ class EngineUnavailableError(VisearchError):
     The service answers 503 and reports not ready; a pipeline step stops with the message.
     """
 
+    status = 503
+
+
+class TrackingError(VisearchError):
+    """MLflow refused an operation or holds inconsistent state (e.g. a champion without files)."""
+
+    status = 502
+
+
+class TrackingUnavailableError(TrackingError, EngineUnavailableError):
+    """The MLflow tracking server does not answer."""
+
+    status = 503
+
+
+class PipelineFailedError(VisearchError):
+    """A pipeline step failed (its log is printed above)."""
+
+    status = 500
+
 
 class UnauthorizedError(VisearchError):
     """A protected request without credentials (HTTP 401)."""
+
+    status = 401
 
 
 class ForbiddenError(VisearchError):
     """Credentials that do not match, or admin access switched off (HTTP 403)."""
 
+    status = 403
+
 
 class ConflictError(VisearchError):
     """A request that the index's current state forbids, e.g. deleting the live version (HTTP 409)."""
+
+    status = 409

@@ -1,10 +1,25 @@
-"""Retrieval metrics with PML's AccuracyCalculator (+ Recall@K), in-domain and class-disjoint."""
+"""Evaluation: retrieval metrics with PML's AccuracyCalculator (+ Recall@K), in-domain and class-disjoint.
+
+Two questions, answered for every model (design.md "Evaluation: two questions"): held-out images
+of the training classes searched against the training images (in-domain: what the index serves
+today) and held-out classes searched among themselves (class-disjoint: what a new class gets).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import numpy as np
+import pandas as pd
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
+
+from visearch.data.manifest import image_paths
+from visearch.embed import embed_paths
+from visearch.model import EmbeddingModel, load_model
+from visearch.settings import Settings
+from visearch.storage import ObjectStore
 
 RECALL_AT = (1, 5, 10)
 METRICS = (
@@ -52,7 +67,94 @@ def retrieval_metrics(
     k = int(min(len(ref) - (1 if self_search else 0), max(max(RECALL_AT), int(counts.max()))))
     calculator = RetrievalCalculator(include=METRICS, k=k, device=torch.device("cpu"))
     result = calculator.get_accuracy(
-        torch.from_numpy(query), torch.from_numpy(query_labels),
-        torch.from_numpy(ref), torch.from_numpy(ref_labels), ref_includes_query=self_search,
-    )  # fmt: skip
+        torch.from_numpy(query),
+        torch.from_numpy(query_labels),
+        torch.from_numpy(ref),
+        torch.from_numpy(ref_labels),
+        ref_includes_query=self_search,
+    )
     return {name: round(float(result[name]), 4) for name in METRICS}
+
+
+def evaluate_vectors(vectors: np.ndarray, manifest: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The metrics of :func:`evaluate_model` for vectors already computed (one row per manifest row)."""
+    labels = manifest["label"].to_numpy(dtype=np.int64)
+    split = manifest["split"].to_numpy()
+    results: dict[str, dict[str, float]] = {}
+    heldout, train_rows, test = split == "heldout", split == "train", split == "test"
+    if heldout.any():
+        results["in_domain"] = retrieval_metrics(
+            vectors[heldout], labels[heldout], vectors[train_rows], labels[train_rows]
+        )
+    if test.sum() > 1 and len(np.unique(labels[test])) > 1:
+        results["class_disjoint"] = retrieval_metrics(vectors[test], labels[test])
+    return results
+
+
+def evaluate_model(
+    model: EmbeddingModel, manifest: pd.DataFrame, paths: list[Path], *, show_progress: bool = True
+) -> dict[str, dict[str, float]]:
+    """In-domain (held-out images vs training images of the same classes) and class-disjoint metrics."""
+    vectors = embed_paths(model, paths, show_progress=show_progress, desc=f"evaluating {model.spec.version}")
+    return evaluate_vectors(vectors, manifest)
+
+
+def evaluate_models(
+    settings: Settings,
+    store: ObjectStore,
+    manifest: pd.DataFrame,
+    models: dict[str, Path],
+    *,
+    show_progress: bool = True,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Metrics of each named model directory, plus its vectors of every manifest row (for plots)."""
+    paths = image_paths(store, settings, manifest["key"].tolist())
+    report: dict[str, Any] = {}
+    vectors: dict[str, np.ndarray] = {}
+    for name, model_dir in models.items():
+        model = load_model(model_dir)
+        vectors[name] = embed_paths(
+            model, paths, show_progress=show_progress, desc=f"evaluating {name} {model.spec.version}"
+        )
+        report[name] = {"version": model.spec.version, **evaluate_vectors(vectors[name], manifest)}
+    return report, vectors
+
+
+def flatten_report(report: dict[str, Any]) -> dict[str, float]:
+    """``{"tuned": {"in_domain": {"precision_at_1": .9}}}`` → ``{"tuned.in_domain.precision_at_1": .9}``."""
+    flat: dict[str, float] = {}
+    for model, result in report.items():
+        for evaluation, metrics in result.items():
+            if isinstance(metrics, dict):
+                for metric, value in metrics.items():
+                    flat[f"{model}.{evaluation}.{metric}"] = float(value)
+    return flat
+
+
+def plot_embedding_map(path: Path, vectors: dict[str, np.ndarray], labels: np.ndarray, names: list[str]) -> Path:
+    """One PCA scatter per model of the same images (e.g. frozen vs fine-tuned on held-out classes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display in pipelines and CI
+    import matplotlib.pyplot as plt
+
+    classes = np.unique(labels)
+    fig, axes = plt.subplots(1, len(vectors), figsize=(5 * len(vectors), 4.5), squeeze=False)
+    for ax, (title, points) in zip(axes[0], vectors.items(), strict=True):
+        centred = points - points.mean(axis=0)
+        # PCA through the SVD: the two directions of largest variance.
+        _, _, components = np.linalg.svd(centred, full_matrices=False)
+        xy = centred @ components[:2].T if len(components) >= 2 else np.c_[centred[:, 0], np.zeros(len(centred))]
+        for cls in classes:
+            mask = labels == cls
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=12, alpha=0.75, label=names[int(np.flatnonzero(mask)[0])])
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
+    fig.suptitle("Embedding map of the held-out classes (PCA)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

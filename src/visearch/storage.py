@@ -316,11 +316,14 @@ def make_minio_client(settings: Settings, *, timeout: float | None = None, retri
         # The pool minio builds itself, with other limits: same TLS checks, same CA bundle.
         seconds = timeout if timeout is not None else 300.0
         http_client = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=seconds, read=seconds), maxsize=2, cert_reqs="CERT_REQUIRED",
+            timeout=urllib3.Timeout(connect=seconds, read=seconds),
+            maxsize=2,
+            cert_reqs="CERT_REQUIRED",
             ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-            retries=urllib3.Retry(total=retries if retries is not None else 5, backoff_factor=0.2,
-                                  status_forcelist=[500, 502, 503, 504]),
-        )  # fmt: skip
+            retries=urllib3.Retry(
+                total=retries if retries is not None else 5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
+            ),
+        )
     try:
         return Minio(
             endpoint,

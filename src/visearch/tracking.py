@@ -20,9 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
-
-from visearch.errors import EngineUnavailableError, VisearchError
+from visearch.errors import TrackingError, TrackingUnavailableError
 from visearch.settings import Settings
 
 CHAMPION = "champion"
@@ -32,14 +30,6 @@ CANDIDATE_TAG = "visearch.candidate"
 # retries a refused connection 7 times with exponential backoff (minutes); a step should say
 # "MLflow is down" in seconds instead.
 REACH_TIMEOUT_SECONDS = 5.0
-
-
-class TrackingError(VisearchError):
-    """MLflow refused an operation or holds inconsistent state (e.g. a champion without files)."""
-
-
-class TrackingUnavailableError(TrackingError, EngineUnavailableError):
-    """The MLflow tracking server does not answer."""
 
 
 def check_reachable(uri: str, *, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
@@ -83,24 +73,19 @@ def git_commit() -> str | None:
     if os.environ.get("VISEARCH_GIT_COMMIT"):
         return os.environ["VISEARCH_GIT_COMMIT"]
     try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                                text=True, timeout=5, check=False)  # fmt: skip
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     if result.returncode != 0:
         return None
     return result.stdout.strip() or None
-
-
-def flatten_report(report: dict[str, Any]) -> dict[str, float]:
-    """``{"tuned": {"in_domain": {"precision_at_1": .9}}}`` → ``{"tuned.in_domain.precision_at_1": .9}``."""
-    flat: dict[str, float] = {}
-    for model, result in report.items():
-        for evaluation, metrics in result.items():
-            if isinstance(metrics, dict):
-                for metric, value in metrics.items():
-                    flat[f"{model}.{evaluation}.{metric}"] = float(value)
-    return flat
 
 
 @dataclass(frozen=True)
@@ -174,8 +159,9 @@ class Tracker:
             version = self.client.get_model_version_by_alias(model_name(category), CHAMPION)
         except MlflowException:
             return None
-        return Champion(str(version.version), str(version.tags.get(VERSION_TAG, "")), version.run_id,
-                        str(version.source))  # fmt: skip
+        return Champion(
+            str(version.version), str(version.tags.get(VERSION_TAG, "")), version.run_id, str(version.source)
+        )
 
     def find_version(self, category: str, model_version: str) -> str | None:
         """The registry version that already holds this visearch model (content hash), if any."""
@@ -189,8 +175,9 @@ class Tracker:
             return None
         return str(min(int(v.version) for v in found)) if found else None
 
-    def register(self, category: str, run_id: str, artifact_path: str, model_version: str,
-                 tags: dict[str, str] | None = None) -> str:  # fmt: skip
+    def register(
+        self, category: str, run_id: str, artifact_path: str, model_version: str, tags: dict[str, str] | None = None
+    ) -> str:
         """Register the run's model folder (once per content hash: re-runs create no duplicates)."""
         from mlflow.exceptions import MlflowException
 
@@ -264,11 +251,10 @@ class TrackedRun:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
-    def log_model_dir(self, model_dir: Path, artifact_path: str) -> None:
-        """The model files only (not training checkpoints)."""
-        for path in sorted(model_dir.iterdir()):
-            if path.is_file() and path.suffix in (".pth", ".json", ".onnx"):
-                self.client.log_artifact(self.run_id, str(path), artifact_path)
+    def log_files(self, paths: list[Path], artifact_path: str) -> None:
+        """Several files into one artifact folder of the run (e.g. a model's files)."""
+        for path in paths:
+            self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def end(self, status: str = "FINISHED") -> None:
         self.client.set_terminated(self.run_id, status=status)
@@ -286,32 +272,3 @@ class TrackedRun:
 def _param_text(value: Any) -> str:
     text = ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
     return text[:6000]
-
-
-def plot_embedding_map(path: Path, vectors: dict[str, np.ndarray], labels: np.ndarray, names: list[str]) -> Path:
-    """One PCA scatter per model of the same images (e.g. frozen vs fine-tuned on held-out classes)."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display in pipelines and CI
-    import matplotlib.pyplot as plt
-
-    classes = np.unique(labels)
-    fig, axes = plt.subplots(1, len(vectors), figsize=(5 * len(vectors), 4.5), squeeze=False)
-    for ax, (title, points) in zip(axes[0], vectors.items(), strict=True):
-        centred = points - points.mean(axis=0)
-        # PCA through the SVD: the two directions of largest variance.
-        _, _, components = np.linalg.svd(centred, full_matrices=False)
-        xy = centred @ components[:2].T if len(components) >= 2 else np.c_[centred[:, 0], np.zeros(len(centred))]
-        for cls in classes:
-            mask = labels == cls
-            ax.scatter(xy[mask, 0], xy[mask, 1], s=12, alpha=0.75, label=names[int(np.flatnonzero(mask)[0])])
-        ax.set_title(title)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    axes[0][-1].legend(loc="center left", bbox_to_anchor=(1, 0.5), fontsize=8)
-    fig.suptitle("Embedding map of the held-out classes (PCA)")
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path

@@ -150,8 +150,16 @@ def train(
         epoch_losses.append(total / max(batches, 1))
         if on_epoch:
             on_epoch(epoch, epoch_losses[-1])
-        save_checkpoint(checkpoint, {"params": params_key, "model": model.state_dict(),
-                                     "optimizer": optimizer.state_dict(), "epoch": epoch + 1, "losses": epoch_losses})  # fmt: skip
+        save_checkpoint(
+            checkpoint,
+            {
+                "params": params_key,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "epoch": epoch + 1,
+                "losses": epoch_losses,
+            },
+        )
         if params.max_steps and step >= params.max_steps:
             break
     model.eval()

@@ -9,9 +9,8 @@ into groups (union-find); the first image of a group in input order is the one t
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -244,18 +243,3 @@ def _describe(
         if cosine >= min_cosine:
             return Duplicate(files[index], files[root], "embedding", round(1 - cosine, 4))
     return Duplicate(files[index], files[root], "chained", distance)
-
-
-def trunk_embedder(
-    trunk_model: str = "efficientnet-lite0", input_size: int = 96, *, show_progress: bool = True
-) -> Callable[[list[Path]], np.ndarray]:
-    """``paths -> vectors`` with the frozen pretrained trunk (shipped weights, no download)."""
-
-    def embed(paths: list[Path]) -> np.ndarray:
-        from visearch.embed import embed_paths
-        from visearch.model import create_model
-
-        model = create_model(trunk_model, [], input_size)
-        return embed_paths(model, paths, show_progress=show_progress, desc="embedding for duplicates")
-
-    return embed

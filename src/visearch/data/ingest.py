@@ -62,9 +62,14 @@ def ingest_folder(
     frame = frame[present].reset_index(drop=True)
     captions = [column for column in frame.columns if column not in ("file", "class", "label")]
     rows = (
-        (str(row["file"]), str(row["class"]), int(row["label"]), (source / "images" / str(row["file"])).read_bytes(),
-         {column: row[column] for column in captions})
+        (
+            str(row["file"]),
+            str(row["class"]),
+            int(row["label"]),
+            (source / "images" / str(row["file"])).read_bytes(),
+            {column: row[column] for column in captions},
+        )
         for _, row in frame.iterrows()
-    )  # fmt: skip
+    )
     report.kept = write_category(store, category, rows, total=len(frame), show_progress=show_progress)
     return report

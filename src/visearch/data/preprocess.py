@@ -22,7 +22,6 @@ from visearch.errors import DataError, NotFoundError
 from visearch.storage import ObjectStore
 
 MIN_IMAGES_PER_CLASS = 2
-MANIFEST_COLUMNS = ("key", "split")
 
 
 def image_key(category: Category, file: str) -> str:
@@ -100,11 +99,3 @@ def split_by_class(frame: pd.DataFrame, *, split: float, holdout: float, seed: i
             held = rng.choice(rows.index.to_numpy(), size=n_hold, replace=False)
             result.loc[held, "split"] = "heldout"
     return result
-
-
-def read_manifest(path: Path) -> pd.DataFrame:
-    frame = pd.read_csv(path, dtype={"file": str, "class": str, "key": str, "split": str}, keep_default_na=False)
-    missing = [column for column in ("file", "class", "label", *MANIFEST_COLUMNS) if column not in frame.columns]
-    if missing:
-        raise DataError(f"{path} is not a visearch manifest (missing {missing}); run preprocess first")
-    return frame

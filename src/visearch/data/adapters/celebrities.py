@@ -108,8 +108,11 @@ def scan(source: Path, report: DataReport, *, rules: CelebrityRules | None = Non
             match = IMDB_ID.match(Path(relative).name)
             person_id = match.group(1) if match else ""
             cls = name if len(ids_by_name[name]) == 1 else f"{name} ({person_id})"  # namesakes stay apart
-            captions = {"name": name, "gender": gender_name(float(columns["gender"][i])),
-                        "birth_year": birth_year(float(columns["dob"][i]))}  # fmt: skip
+            captions = {
+                "name": name,
+                "gender": gender_name(float(columns["gender"][i])),
+                "birth_year": birth_year(float(columns["dob"][i])),
+            }
             load = file_loader(folder / relative, require_rgb=True, min_bytes=rules.min_bytes)
             file = safe_file(*Path(relative).with_suffix("").parts) + ".jpg"
             candidates.append(Candidate(file, cls, captions, load, relative))

@@ -12,15 +12,11 @@ from pathlib import Path
 from PIL import Image
 
 from visearch.data.images import decode_image
-from visearch.errors import DataError
+from visearch.errors import DataError, RejectedFileError
 
 MIN_BOX_SIDE = 8
 JPEG_QUALITY = 92
 MAX_FILE_BYTES = 64 * 1024 * 1024
-
-
-class Rejected(DataError):
-    """One source file (or box) that a dataset rule or a format check drops; the run goes on."""
 
 
 @dataclass
@@ -35,7 +31,7 @@ class Loaded:
 class Candidate:
     """One future image of the category: where it goes, its class and captions, how to load it.
 
-    ``load`` does the expensive part (decode, check, crop, encode) and raises ``Rejected`` (or any
+    ``load`` does the expensive part (decode, check, crop, encode) and raises ``RejectedFileError`` (or any
     VisearchError) when the file must be dropped.
     """
 
@@ -99,17 +95,17 @@ def read_rgb(path: Path, *, require_rgb: bool = False) -> tuple[Image.Image, byt
     try:
         data = path.read_bytes()
     except OSError as exc:
-        raise Rejected(f"unreadable file: {exc}") from exc
+        raise RejectedFileError(f"unreadable file: {exc}") from exc
     if require_rgb:
         mode = source_mode(data)
         if mode != "RGB":
-            raise Rejected(f"not RGB: image mode {mode}")
+            raise RejectedFileError(f"not RGB: image mode {mode}")
     try:
         return decode_image(data, max_bytes=MAX_FILE_BYTES), data
     except DataError:
         raise
     except Exception as exc:  # InvalidImageError and friends: one reason per file
-        raise Rejected(f"unreadable image: {exc}") from exc
+        raise RejectedFileError(f"unreadable image: {exc}") from exc
 
 
 def file_loader(
@@ -120,11 +116,11 @@ def file_loader(
 
     def load() -> Loaded:
         if not path.is_file():
-            raise Rejected(f"image missing: {path.name}")
+            raise RejectedFileError(f"image missing: {path.name}")
         if min_bytes:
             size = path.stat().st_size
             if size <= min_bytes:
-                raise Rejected(f"file too small: {size} bytes (rule: more than {min_bytes})")
+                raise RejectedFileError(f"file too small: {size} bytes (rule: more than {min_bytes})")
         image, data = read_rgb(path, require_rgb=require_rgb)
         return Loaded(image, data if keep_format or data[:3] == b"\xff\xd8\xff" else encode_jpeg(image))
 
@@ -136,7 +132,7 @@ def source_mode(data: bytes) -> str:
         with Image.open(io.BytesIO(data)) as image:
             return image.mode
     except Exception as exc:  # noqa: BLE001 - any header failure means "unreadable"
-        raise Rejected(f"unreadable image: {exc}") from exc
+        raise RejectedFileError(f"unreadable image: {exc}") from exc
 
 
 def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
@@ -152,15 +148,15 @@ def encode_png(image: Image.Image) -> bytes:
 
 
 def parse_voc(path: Path) -> VocAnnotation:
-    """Read a Pascal-VOC XML file (Stanford Dogs' files have no extension); Rejected if unusable."""
+    """Read a Pascal-VOC XML file (Stanford Dogs' files have no extension); RejectedFileError if unusable."""
     try:
         root = ET.parse(path).getroot()
     except FileNotFoundError as exc:
-        raise Rejected(f"annotation missing: {path.name}") from exc
+        raise RejectedFileError(f"annotation missing: {path.name}") from exc
     except (ET.ParseError, OSError) as exc:
-        raise Rejected(f"bad annotation XML: {path.name}: {exc}") from exc
+        raise RejectedFileError(f"bad annotation XML: {path.name}: {exc}") from exc
     if root.tag != "annotation":
-        raise Rejected(f"bad annotation XML: {path.name}: root is <{root.tag}>, not <annotation>")
+        raise RejectedFileError(f"bad annotation XML: {path.name}: root is <{root.tag}>, not <annotation>")
     annotation = VocAnnotation(filename=root.findtext("filename", "").strip())
     width, height = root.findtext("size/width"), root.findtext("size/height")
     if width and height:
@@ -172,27 +168,27 @@ def parse_voc(path: Path) -> VocAnnotation:
         try:
             box = tuple(int(float(obj.findtext(f"bndbox/{key}", ""))) for key in ("xmin", "ymin", "xmax", "ymax"))
         except ValueError as exc:
-            raise Rejected(f"bad annotation XML: {path.name}: object {number} has no numeric bndbox") from exc
+            raise RejectedFileError(f"bad annotation XML: {path.name}: object {number} has no numeric bndbox") from exc
         annotation.objects.append(VocObject(obj.findtext("name", "").strip(), box))  # type: ignore[arg-type]
     return annotation
 
 
 def crop_box(image: Image.Image, box: tuple[int, int, int, int], *, min_side: int = MIN_BOX_SIDE) -> Image.Image:
-    """Crop a VOC box (1-based, inclusive coordinates) clipped to the image; Rejected if outside or tiny.
+    """Crop a VOC box (1-based, inclusive coordinates) clipped to the image; RejectedFileError if outside or tiny.
 
     Annotators often overshoot the border by a pixel or two, so the box is clipped rather than
     dropped; a box that misses the image or leaves less than ``min_side`` pixels is dropped.
     """
     xmin, ymin, xmax, ymax = box
     if xmax <= xmin or ymax <= ymin:
-        raise Rejected(f"empty box: {box}")
+        raise RejectedFileError(f"empty box: {box}")
     width, height = image.size
     left, top = max(0, xmin - 1), max(0, ymin - 1)
     right, bottom = min(width, xmax), min(height, ymax)
     if right <= left or bottom <= top:
-        raise Rejected(f"box outside the image: {box} in {width}x{height}")
+        raise RejectedFileError(f"box outside the image: {box} in {width}x{height}")
     if min(right - left, bottom - top) < min_side:
-        raise Rejected(f"box too small after clipping: {box} in {width}x{height}")
+        raise RejectedFileError(f"box too small after clipping: {box} in {width}x{height}")
     return image.crop((left, top, right, bottom))
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from visearch.data.adapters.common import (
     Candidate,
-    Rejected,
     box_loader,
     file_loader,
     find_dir,
@@ -22,7 +21,7 @@ from visearch.data.adapters.common import (
     safe_file,
 )
 from visearch.data.meta import DataReport
-from visearch.errors import DataError
+from visearch.errors import DataError, RejectedFileError
 
 
 def breed_name(folder: str) -> str:
@@ -54,7 +53,7 @@ def scan(source: Path, report: DataReport, *, crop: bool = False) -> list[Candid
             assert annotations is not None
             try:
                 voc = parse_voc(annotations / folder.name / path.stem)
-            except Rejected as exc:
+            except RejectedFileError as exc:
                 report.drop(relative, str(exc))
                 continue
             if not voc.objects:

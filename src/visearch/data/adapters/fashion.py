@@ -15,8 +15,13 @@ from visearch.data.meta import DataReport
 from visearch.errors import DataError
 
 REQUIRED = ("id", "articleType")
-CAPTIONS = {"gender": "gender", "baseColour": "colour", "season": "season", "usage": "usage",
-            "productDisplayName": "name"}  # fmt: skip
+CAPTIONS = {
+    "gender": "gender",
+    "baseColour": "colour",
+    "season": "season",
+    "usage": "usage",
+    "productDisplayName": "name",
+}
 
 
 def locate(source: Path) -> tuple[Path, Path]:

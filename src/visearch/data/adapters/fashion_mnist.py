@@ -15,13 +15,29 @@ from visearch.data.meta import DataReport
 from visearch.errors import DataError
 
 CLASS_NAMES = (
-    "T-shirt-top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle-boot",
-)  # fmt: skip
+    "T-shirt-top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle-boot",
+)
 READABLE = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 DEBIAN_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 
 

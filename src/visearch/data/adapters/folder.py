@@ -24,9 +24,14 @@ def scan(source: Path, report: DataReport, *, meta_name: str = "meta.csv") -> tu
     report.dropped.extend(rows.dropped)
     captions = [column for column in frame.columns if column not in REQUIRED_COLUMNS]
     candidates = [
-        Candidate(str(row["file"]), str(row["class"]), {column: row[column] for column in captions},
-                  file_loader(source / "images" / str(row["file"]), keep_format=True), f"images/{row['file']}")
+        Candidate(
+            str(row["file"]),
+            str(row["class"]),
+            {column: row[column] for column in captions},
+            file_loader(source / "images" / str(row["file"]), keep_format=True),
+            f"images/{row['file']}",
+        )
         for _, row in frame.iterrows()
-    ]  # fmt: skip
+    ]
     labels = dict(zip(frame["class"].astype(str), frame["label"].astype(int), strict=True))
     return candidates, labels

@@ -19,10 +19,10 @@ from typing import Any, cast
 
 from PIL import Image
 
-from visearch.data.adapters.common import Candidate, Loaded, Rejected, encode_png, require_dir
+from visearch.data.adapters.common import Candidate, Loaded, encode_png, require_dir
 from visearch.data.images import to_rgb
 from visearch.data.meta import DataReport
-from visearch.errors import DataError
+from visearch.errors import DataError, RejectedFileError
 
 DEFAULT_SIZE = 128
 MIN_PER_CLASS = 5
@@ -148,7 +148,7 @@ def render_svg(svg: bytes, *, size: int = DEFAULT_SIZE, fill: str | None = None)
             image = Image.open(io.BytesIO(cairosvg.svg2png(bytestring=svg, output_height=inner)))
         image.load()
     except Exception as exc:  # noqa: BLE001 - cairosvg raises many types on bad SVG
-        raise Rejected(f"unrenderable SVG: {type(exc).__name__}: {exc}") from exc
+        raise RejectedFileError(f"unrenderable SVG: {type(exc).__name__}: {exc}") from exc
     # Light brand colours, and SVGs drawn in white for dark pages, go on black.
     dark_first = bool(fill) and _luminance(fill or "") > LIGHT
     for background in ((0, 0, 0), (255, 255, 255)) if dark_first else ((255, 255, 255), (0, 0, 0)):
@@ -158,7 +158,7 @@ def render_svg(svg: bytes, *, size: int = DEFAULT_SIZE, fill: str | None = None)
         extrema = cast(tuple[tuple[int, int], ...], canvas.getextrema())  # per band for RGB
         if max(high - low for low, high in extrema) >= 16:
             return to_rgb(canvas)
-    raise Rejected("blank render: the SVG draws nothing visible on white or black")
+    raise RejectedFileError("blank render: the SVG draws nothing visible on white or black")
 
 
 def _luminance(colour: str) -> float:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 from visearch.data.adapters.common import (
     Candidate,
-    Rejected,
     box_loader,
     find_dir,
     parse_voc,
@@ -20,7 +19,7 @@ from visearch.data.adapters.common import (
     safe_file,
 )
 from visearch.data.meta import DataReport
-from visearch.errors import DataError
+from visearch.errors import DataError, RejectedFileError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -39,8 +38,9 @@ def scan(source: Path, report: DataReport) -> list[Candidate]:
     root = dataset_root(source)
     read = lru_cache(maxsize=2)(read_rgb)  # every box of a photo decodes it once
     candidates: list[Candidate] = []
-    brands = sorted(path for category in root.iterdir() if category.is_dir() for path in category.iterdir()
-                    if path.is_dir())  # fmt: skip
+    brands = sorted(
+        path for category in root.iterdir() if category.is_dir() for path in category.iterdir() if path.is_dir()
+    )
     if not brands:
         raise DataError(f"{root} holds no <Category>/<Brand>/ folders (LogoDet-3K layout)")
     for brand_dir in brands:
@@ -49,7 +49,7 @@ def scan(source: Path, report: DataReport) -> list[Candidate]:
             relative = f"{category}/{brand}/{path.name}"
             try:
                 voc = parse_voc(path.with_suffix(".xml"))
-            except Rejected as exc:
+            except RejectedFileError as exc:
                 report.drop(relative, str(exc))
                 continue
             if not voc.objects:

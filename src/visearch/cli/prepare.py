@@ -5,22 +5,20 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from functools import partial
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from visearch.errors import ConfigError
+from visearch.cli.app import CategoryOpt, app
 
 if TYPE_CHECKING:
-    from visearch.context import Context
     from visearch.data.adapters.common import Candidate
     from visearch.data.adapters.runner import PrepareOptions
     from visearch.data.meta import DataReport
 
 prepare_app = typer.Typer(help="Bring a dataset into a category's layout (images/ + meta CSV).", no_args_is_help=True)
-CategoryOpt = Annotated[str, typer.Option("--category", "-c", help="Category name from the registry")]
+app.add_typer(prepare_app, name="prepare")
 SourceOpt = Annotated[Path, typer.Option("--source", "-s", help="The dataset folder, as its publisher ships it")]
 DatasetCategoryOpt = Annotated[
     str | None, typer.Option("--category", "-c", help="Target category (default: the dataset's name)")
@@ -217,8 +215,14 @@ def _options(
 ) -> PrepareOptions:
     from visearch.data.adapters.runner import PrepareOptions
 
-    return PrepareOptions(limit=limit, per_class=per_class, min_per_class=min_per_class, dedupe=dedupe,
-                          max_distance=None if max_distance < 0 else max_distance, min_cosine=min_cosine)  # fmt: skip
+    return PrepareOptions(
+        limit=limit,
+        per_class=per_class,
+        min_per_class=min_per_class,
+        dedupe=dedupe,
+        max_distance=None if max_distance < 0 else max_distance,
+        min_cosine=min_cosine,
+    )
 
 
 def run_prepare(
@@ -244,7 +248,7 @@ def run_prepare(
     """
     from visearch.context import Context
     from visearch.data.adapters.runner import PrepareReport, prepare_category
-    from visearch.data.dedupe import trunk_embedder
+    from visearch.embed import trunk_embedder
 
     ctx = Context.from_env()
     target = ctx.category(category or dataset)
@@ -254,8 +258,16 @@ def run_prepare(
     embedder = trunk_embedder() if embeddings else None
     try:
         # Staged under the data home, not /tmp: a whole dataset passes through it.
-        prepare_category(ctx.store, target, candidates, report, options=options, embedder=embedder,
-                         staging_root=ctx.settings.work_dir / "prepare", labels=labels() if labels else None)  # fmt: skip
+        prepare_category(
+            ctx.store,
+            target,
+            candidates,
+            report,
+            options=options,
+            embedder=embedder,
+            staging_root=ctx.settings.work_dir / "prepare",
+            labels=labels() if labels else None,
+        )
     finally:
         if report_path is not None:
             report_path.parent.mkdir(parents=True, exist_ok=True)
@@ -268,21 +280,7 @@ def run_prepare(
 def prepare_demo() -> None:
     """Copy the bundled demo subset (1,000 Fashion-MNIST images) into category fashion-mnist."""
     from visearch.context import Context
+    from visearch.data.demo import ensure_demo_data
 
     ctx = Context.from_env()
-    typer.echo(ensure_demo_data(ctx, force=True))
-
-
-def demo_source() -> Path:
-    return Path(str(resources.files("visearch") / "demo_data" / "fashion-mnist"))
-
-
-def ensure_demo_data(ctx: Context, *, force: bool = False) -> str:
-    from visearch.data.ingest import ingest_folder
-
-    category = next((c for c in ctx.registry.categories if c.demo), None)
-    if category is None:
-        raise ConfigError("the registry has no category marked demo: true")
-    if not force and ctx.store.exists(f"{category.data_prefix}/{category.meta}"):
-        return f"demo data already in place for {category.name}"
-    return ingest_folder(ctx.store, category, demo_source()).summary()
+    typer.echo(ensure_demo_data(ctx.registry, ctx.store, force=True))

@@ -1,21 +1,18 @@
-"""What the BentoML service and the Gradio UI need from the library besides search itself.
+"""What a long-running server (the BentoML service and its Gradio UI) needs from the library.
 
-The engine a long-running server holds (opened lazily, reopened after a failure, ready only while
-the index and the object store answer a probe), the mapping of errors to HTTP statuses shared by
-REST and UI, and ``serve_forever``, which runs ``bentoml serve`` on ``serving/service.py``. This module imports
-neither bentoml nor gradio: the service imports it.
+The engine a server holds (opened lazily, reopened after a failure, ready only while the index and
+the object store answer a probe), the mapping of any exception to an HTTP status and message
+shared by REST and UI, and the checks on uploads. This module imports neither bentoml nor gradio:
+the service and the UI import it.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -23,39 +20,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from visearch.categories import load_registry
-from visearch.errors import (
-    ConfigError,
-    ConflictError,
-    EngineUnavailableError,
-    ForbiddenError,
-    ImageTooLargeError,
-    IndexBusyError,
-    InvalidImageError,
-    InvalidQueryError,
-    NotFoundError,
-    UnauthorizedError,
-    UnknownCategoryError,
-    VisearchError,
-)
+from visearch.errors import EngineUnavailableError, ImageTooLargeError, InvalidQueryError, VisearchError
 from visearch.index import open_index
-from visearch.search import SearchEngine, SearchResult
+from visearch.search import SearchEngine
 from visearch.settings import Settings
 from visearch.storage import make_store
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-SERVICE_TARGET = "serving.service:Visearch"
 # /readyz answers from a result this young, so probes (and clients polling readiness) cannot
 # hammer the engines; a change of state shows within this time.
 READY_TTL_SECONDS = 1.5
 # An engine that does not answer a trivial call within this time counts as down (Kubernetes'
 # default probe timeout is 1 s; set timeoutSeconds above this one to see the reason instead).
 PROBE_TIMEOUT_SECONDS = 3.0
-
-
-class ServiceUnavailableError(EngineUnavailableError):
-    """The registry, the index or the object store cannot be used right now (HTTP 503)."""
 
 
 def _unavailable_types() -> tuple[type[BaseException], ...]:
@@ -74,26 +53,10 @@ def _unavailable_types() -> tuple[type[BaseException], ...]:
 
 
 def http_status(exc: BaseException) -> int:
-    """The HTTP status for an exception: 4xx for what the caller can fix, 503 for engines, else 500."""
-    if isinstance(exc, ImageTooLargeError):
-        return 413
-    if isinstance(exc, InvalidImageError | InvalidQueryError):
-        return 400
-    if isinstance(exc, UnknownCategoryError | NotFoundError):
-        return 404
-    if isinstance(exc, UnauthorizedError):
-        return 401
-    if isinstance(exc, ForbiddenError):
-        return 403
-    if isinstance(exc, ConflictError):
-        return 409
-    if isinstance(exc, EngineUnavailableError | IndexBusyError | ConfigError):
-        return 503
+    """The HTTP status for an exception: its own for visearch errors, 503 for engine clients, else 500."""
     if isinstance(exc, VisearchError):
-        return 400  # e.g. an invalid object key: the request named something that cannot exist
-    if isinstance(exc, _unavailable_types()):
-        return 503
-    return 500
+        return exc.status
+    return 503 if isinstance(exc, _unavailable_types()) else 500
 
 
 def error_payload(exc: BaseException) -> tuple[int, dict[str, Any]]:
@@ -153,11 +116,6 @@ def image_url(category: str, point_id: str) -> str:
     return f"/images/{category}/{point_id}"
 
 
-def result_dict(category: str, result: SearchResult) -> dict[str, Any]:
-    """A search result as the REST API returns it (adds the image URL)."""
-    return {**result.to_dict(), "image_url": image_url(category, result.id)}
-
-
 class Runtime:
     """The search engine a server process holds for its lifetime.
 
@@ -195,11 +153,10 @@ class Runtime:
                 try:
                     self._engine = self._opener(self.settings)
                 except Exception as exc:
-                    if not isinstance(exc, (ConfigError, IndexBusyError, EngineUnavailableError,
-                                            *_unavailable_types())):  # fmt: skip
+                    if http_status(exc) != 503:  # a bug, not an outage: let it surface
                         raise
                     self.last_error = str(exc)
-                    raise ServiceUnavailableError(f"search engine not available: {exc}") from exc
+                    raise EngineUnavailableError(f"search engine not available: {exc}") from exc
                 self.last_error = None
             return self._engine
 
@@ -237,7 +194,7 @@ class Runtime:
         if engine is None:
             try:
                 engine = self.engine()
-            except ServiceUnavailableError as exc:
+            except EngineUnavailableError as exc:
                 return str(exc)
         return self._probe(engine)
 
@@ -268,69 +225,3 @@ def open_engine(settings: Settings) -> SearchEngine:
     """Registry + object store + index client → engine (raises ConfigError / IndexBusyError)."""
     registry = load_registry(settings.visearch_categories)
     return SearchEngine(settings, registry, make_store(settings), open_index(settings))
-
-
-# --- running the server -------------------------------------------------------------------------
-def service_dir() -> Path:
-    """The folder holding ``serving/`` and ``ui/`` (VISEARCH_SERVICE_DIR, the cwd, or the source tree)."""
-    candidates = [os.environ.get("VISEARCH_SERVICE_DIR"), Path.cwd(), Path(__file__).resolve().parents[2]]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "serving" / "service.py").is_file():
-            return Path(candidate)
-    raise ConfigError("serving/service.py not found: run from the project folder or set VISEARCH_SERVICE_DIR")
-
-
-def serve_command(*, port: int, host: str) -> list[str]:
-    bentoml = Path(sys.executable).with_name("bentoml")
-    launcher = [str(bentoml)] if bentoml.is_file() else [sys.executable, "-m", "bentoml"]
-    return [*launcher, "serve", SERVICE_TARGET, "--port", str(port), "--host", host,
-            "--working-dir", str(service_dir())]  # fmt: skip
-
-
-def serve_env(settings: Settings) -> dict[str, str]:
-    """The environment of the server process: this settings' home and registry, no usage tracking."""
-    env = dict(os.environ)
-    env["VISEARCH_HOME"] = str(settings.home)
-    if settings.visearch_categories:
-        env["VISEARCH_CATEGORIES"] = str(Path(settings.visearch_categories).resolve())
-    env["BENTOML_DO_NOT_TRACK"] = "true"  # no internet here; and no telemetry by default anyway
-    return env
-
-
-def wait_ready(url: str, process: subprocess.Popen[bytes] | None = None, *, timeout: float = 120) -> bool:
-    """Poll ``url``/readyz until it answers 200; False on timeout or if the process exits."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:  # noqa: S310 - loopback URL
-                if response.status == 200:
-                    return True
-        except OSError:
-            pass
-        time.sleep(0.5)
-    return False
-
-
-def serve_forever(settings: Settings, *, port: int = 3000, host: str = "127.0.0.1") -> None:
-    """Run the service until Ctrl-C, printing its URLs once it is ready."""
-    process = subprocess.Popen(serve_command(port=port, host=host), env=serve_env(settings))
-    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    url = f"http://{shown}:{port}"
-    try:
-        if wait_ready(url, process):
-            print(f"\nvisearch is serving:\n  UI       {url}/ui\n  API docs {url}/docs\n  OpenAPI  {url}/docs.json\n"
-                  f"  health   {url}/readyz  {url}/metrics\nCtrl-C stops it.", flush=True)  # fmt: skip
-        elif process.poll() is None:
-            print(f"the service at {url} is not ready yet; see its log above (/readyz says why)", flush=True)
-        code = process.wait()
-    except KeyboardInterrupt:
-        process.terminate()
-        try:
-            code = process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            code = process.wait()
-    if code not in (0, -15, None):
-        raise VisearchError(f"the service exited with code {code}")

@@ -14,7 +14,7 @@ import numpy as np
 from qdrant_client import QdrantClient, models
 
 from visearch.errors import ConfigError
-from visearch.index_types import EF_CONSTRUCT, HNSW_M, Hit, Record
+from visearch.index.types import EF_CONSTRUCT, HNSW_M, Hit, Record
 from visearch.settings import Settings
 
 
@@ -65,9 +65,10 @@ class QdrantBackend:
 
     def create_collection(self, name: str, dim: int) -> None:
         self.client.create_collection(
-            name, vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            name,
+            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
             hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=EF_CONSTRUCT),
-        )  # fmt: skip
+        )
         with warnings.catch_warnings():
             # :memory: says payload indexes have no effect there; a server uses them for filters.
             warnings.simplefilter("ignore", UserWarning)
@@ -77,9 +78,13 @@ class QdrantBackend:
         self.client.delete_collection(name)
 
     def upsert(
-        self, collection: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]],
+        self,
+        collection: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
         batch_size: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         points: Iterable[models.PointStruct] = (
             models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
             for pid, vector, payload in zip(ids, vectors, payloads, strict=True)
@@ -100,18 +105,28 @@ class QdrantBackend:
         return [Record(str(r.id), dict(r.payload or {}), flat_vector(r.vector)) for r in records]
 
     def query(
-        self, collection: str, vector: Sequence[float], *, k: int, min_score: float | None,
-        class_filter: str | None, exclude_id: str | None,
-    ) -> list[Hit]:  # fmt: skip
+        self,
+        collection: str,
+        vector: Sequence[float],
+        *,
+        k: int,
+        min_score: float | None,
+        class_filter: str | None,
+        exclude_id: str | None,
+    ) -> list[Hit]:
         must: list[models.Condition] = []
         if class_filter:
             must.append(models.FieldCondition(key="class", match=models.MatchValue(value=class_filter)))
         must_not: list[models.Condition] = [models.HasIdCondition(has_id=[exclude_id])] if exclude_id else []
         response = self.client.query_points(
-            collection, query=list(map(float, vector)), limit=k, score_threshold=min_score, with_payload=True,
+            collection,
+            query=list(map(float, vector)),
+            limit=k,
+            score_threshold=min_score,
+            with_payload=True,
             query_filter=models.Filter(must=must, must_not=must_not) if must or must_not else None,
             search_params=self.search_params,
-        )  # fmt: skip
+        )
         return [Hit(str(point.id), float(point.score), dict(point.payload or {})) for point in response.points]
 
     def scroll(self, collection: str, limit: int) -> list[Record]:

@@ -1,21 +1,20 @@
 """`visearch pipeline ...`: compile the Kubeflow pipeline, or run it here with kfp.local.
 
-Importing this module needs kfp (the ``pipeline`` extra): without it the CLI has no ``pipeline``
-command. The pipeline and its components live in the top-level ``pipelines/`` and
-``components/`` folders of the source tree, next to ``src/``.
+The pipeline and its components are the top-level ``pipelines`` and ``components`` packages of
+the distribution; they import kfp (the ``pipeline`` extra), so they are imported only when a
+command needs them, and without kfp the commands say which extra to install.
 """
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import kfp  # noqa: F401 - the ImportError without the pipeline extra hides this sub-app
 import typer
 
-from visearch.cli_options import (
+from visearch.cli.app import app
+from visearch.cli.options import (
     BatchSizeOpt,
     EmbedderLayersOpt,
     EpochsOpt,
@@ -27,21 +26,21 @@ from visearch.cli_options import (
     TrunkModelOpt,
     WeightDecayOpt,
 )
-from visearch.errors import ConfigError, VisearchError
+from visearch.errors import ConfigError, PipelineFailedError
+from visearch.settings import Settings
 
-pipeline_app = typer.Typer(help="Compile the Kubeflow pipeline, or run it locally with kfp.local.",
-                           no_args_is_help=True)  # fmt: skip
+if TYPE_CHECKING:
+    from pipelines.local import LocalRun
+
+pipeline_app = typer.Typer(
+    help="Compile the Kubeflow pipeline, or run it locally with kfp.local.", no_args_is_help=True
+)
+app.add_typer(pipeline_app, name="pipeline")
 
 
-def source_root() -> Path:
-    """The folder holding ``pipelines/`` and ``components/`` (the source checkout), made importable."""
-    candidates = [Path(__file__).resolve().parents[2], Path.cwd()]
-    for root in candidates:
-        if (root / "pipelines" / "visearch_pipeline.py").is_file() and (root / "components").is_dir():
-            if str(root) not in sys.path:
-                sys.path.insert(0, str(root))
-            return root
-    raise ConfigError("pipelines/ and components/ not found: run from the visearch source checkout")
+def needs_kfp(exc: ModuleNotFoundError) -> ConfigError:
+    """The error for a pipeline command run without the ``pipeline`` extra."""
+    return ConfigError(f"the pipeline needs {exc.name}: install the pipeline extra (pip install 'visearch[pipeline]')")
 
 
 def overrides_from(**values: Any) -> dict[str, Any]:
@@ -56,10 +55,10 @@ def compile_command(
     parallelism: Annotated[int, typer.Option(min=0, help="Categories processed at once on the cluster")] = 4,
 ) -> None:
     """Compile the pipeline to YAML for KFP (upload it in the dashboard or submit with kfp.Client)."""
-    from visearch.settings import Settings
-
-    source_root()
-    from pipelines.visearch_pipeline import compile_pipeline
+    try:
+        from pipelines.visearch_pipeline import compile_pipeline
+    except ModuleNotFoundError as exc:
+        raise needs_kfp(exc) from exc
 
     path = compile_pipeline(output, image or Settings().train_image, parallelism=parallelism)
     typer.echo(f"pipeline written to {path}")
@@ -84,7 +83,6 @@ def run_command(
 ) -> None:
     """Run the pipeline here (kfp.local) on the embedded engines; prints where each artifact landed."""
     from visearch.categories import load_registry
-    from visearch.settings import Settings
 
     settings = Settings()
     registry = load_registry(settings.visearch_categories)
@@ -93,13 +91,20 @@ def run_command(
         raise ConfigError("--categories needs at least one category name")
     for name in names:
         registry.get(name)
-    overrides = overrides_from(trunk_model=trunk_model, embedder_layers=embedder_layers, split=split,
-                               batch_size=batch_size, epochs=epochs, lr=lr, weight_decay=weight_decay,
-                               sampler_m=sampler_m, input_size=input_size, max_steps=max_steps)  # fmt: skip
-    from visearch.pipeline_steps import resolve_params
-
+    overrides = overrides_from(
+        trunk_model=trunk_model,
+        embedder_layers=embedder_layers,
+        split=split,
+        batch_size=batch_size,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        sampler_m=sampler_m,
+        input_size=input_size,
+        max_steps=max_steps,
+    )
     for name in names:
-        resolve_params(registry.get(name), overrides)  # bad values fail here, not in a step
+        registry.get(name).train.with_overrides(overrides)  # bad values fail here, not in a step
     from visearch.storage import make_store
     from visearch.tracking import check_reachable
 
@@ -108,19 +113,21 @@ def run_command(
     make_store(settings)
     started = time.monotonic()
     result = run_pipeline(settings, names, overrides, log_file=log_file)
-    from pipelines.local import describe
-
-    typer.echo(describe(result))
-    typer.echo(f"\npipeline finished in {time.monotonic() - started:.0f} s; "
-               f"compare runs: mlflow ui --backend-store-uri {settings.tracking_uri}")  # fmt: skip
+    typer.echo(result.describe())
+    typer.echo(
+        f"\npipeline finished in {time.monotonic() - started:.0f} s; "
+        f"compare runs: mlflow ui --backend-store-uri {settings.tracking_uri}"
+    )
 
 
 def run_pipeline(
-    settings: Any, categories: list[str], overrides: dict[str, Any] | None = None, *, log_file: Path | None = None
-) -> Any:
-    """Run the pipeline locally (kfp.local); returns ``pipelines.local.LocalRun``."""
-    source_root()
-    from pipelines.local import run_local
+    settings: Settings, categories: list[str], overrides: dict[str, Any] | None = None, *, log_file: Path | None = None
+) -> LocalRun:
+    """Run the pipeline locally (kfp.local): where each category's artifacts landed."""
+    try:
+        from pipelines.local import run_local
+    except ModuleNotFoundError as exc:
+        raise needs_kfp(exc) from exc
 
     if settings.qdrant_location == ":memory:":
         raise ConfigError("QDRANT_URL=:memory: cannot work here: every pipeline step is its own process")
@@ -129,7 +136,3 @@ def run_pipeline(
     except RuntimeError as exc:
         # kfp.local raises RuntimeError when a task fails; the task's own log above says why.
         raise PipelineFailedError(f"the pipeline failed: {exc}") from exc
-
-
-class PipelineFailedError(VisearchError):
-    """A pipeline step failed (its log is printed above)."""

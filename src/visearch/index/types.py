@@ -52,8 +52,14 @@ class IndexBackend(Protocol):
     def count(self, collection: str) -> int: ...
     def retrieve(self, collection: str, ids: Any, *, with_payload: bool, with_vector: bool) -> list[Record]: ...
     def query(
-        self, collection: str, vector: Any, *, k: int, min_score: float | None, class_filter: str | None,
+        self,
+        collection: str,
+        vector: Any,
+        *,
+        k: int,
+        min_score: float | None,
+        class_filter: str | None,
         exclude_id: str | None,
-    ) -> list[Hit]: ...  # fmt: skip
+    ) -> list[Hit]: ...
     def scroll(self, collection: str, limit: int) -> list[Record]: ...
     def close(self) -> None: ...

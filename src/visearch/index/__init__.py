@@ -4,9 +4,9 @@ Collection ``<category>__<version>`` with version ``<UTC time>-<model version>-<
 alias ``<category>`` names the live one. The model version in the name tells the search path
 which model produced the vectors, so a rollback brings its model along.
 
-Two engines behind one set of primitives (:class:`visearch.index_types.IndexBackend`): with no
+Two engines behind one set of primitives (:class:`visearch.index.types.IndexBackend`): with no
 ``QDRANT_URL``, the embedded Rust engine qdrant-edge (one shard folder per version, the alias a
-pointer file, see :mod:`visearch.index_edge`); with one, a Qdrant server through qdrant-client
+pointer file, see :mod:`visearch.index.edge`); with one, a Qdrant server through qdrant-client
 (``:memory:`` for throwaway in-process indexes).
 """
 
@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from visearch.errors import NotFoundError, VisearchError
-from visearch.index_types import Hit, IndexBackend, Record
+from visearch.index.types import Hit, IndexBackend, Record
 from visearch.settings import Settings
 
 __all__ = ["CollectionVersion", "Hit", "Record", "VectorIndex", "open_index", "point_id"]
@@ -35,18 +35,21 @@ SEPARATOR = "__"
 def open_index(settings: Settings) -> VectorIndex:
     """The index the settings name: a Qdrant server (or ``:memory:``) if configured, else embedded."""
     if settings.qdrant_location:
-        from visearch.index_qdrant import QdrantBackend, make_client
+        from visearch.index.qdrant import QdrantBackend, make_client
 
         # :memory: searches exactly and warns about search params; a server takes them.
         hnsw_ef = None if settings.qdrant_location == ":memory:" else settings.qdrant_hnsw_ef
         return VectorIndex(QdrantBackend(make_client(settings), hnsw_ef=hnsw_ef))
-    from visearch.index_edge import EdgeBackend
+    from visearch.index.edge import EdgeBackend
 
     backend = EdgeBackend(settings.index_path, hnsw_ef=settings.qdrant_hnsw_ef)
     if (settings.home / "qdrant").is_dir() and not backend.collections():
         # Homes of visearch before the embedded engine changed hold qdrant-client local-mode data.
-        logger.warning("%s holds an index of an older visearch; re-run the pipeline to rebuild it under %s",
-                       settings.home / "qdrant", settings.index_path)  # fmt: skip
+        logger.warning(
+            "%s holds an index of an older visearch; re-run the pipeline to rebuild it under %s",
+            settings.home / "qdrant",
+            settings.index_path,
+        )
     return VectorIndex(backend)
 
 
@@ -134,7 +137,7 @@ class VectorIndex:
         versions = self.versions(category)
         dropped = []
         for version in versions[: max(0, len(versions) - keep)]:
-            if (live is None or version.name != live.name) and not self.backend.is_being_written(version.name):
+            if (live is None or version.name != live.name) and not self.is_being_written(version.name):
                 self.backend.delete_collection(version.name)
                 dropped.append(version.name)
         return dropped
@@ -164,11 +167,18 @@ class VectorIndex:
     def count(self, collection: str) -> int:
         return self.backend.count(collection)
 
+    def is_being_written(self, collection: str) -> bool:
+        """True while a pipeline writes this version (its count is not final yet)."""
+        return self.backend.is_being_written(collection)
+
+    def points(self, collection: str) -> int | None:
+        """Point count of a finished version; None while a pipeline is still writing it."""
+        return None if self.is_being_written(collection) else self.count(collection)
+
     def status(self, collection: str) -> str:
         """Point count, or that a pipeline is still writing this version."""
-        if self.backend.is_being_written(collection):
-            return "being written"
-        return f"{self.count(collection)} points"
+        points = self.points(collection)
+        return "being written" if points is None else f"{points} points"
 
     def existing_ids(self, collection: str, ids: Sequence[str]) -> set[str]:
         """Which of ``ids`` are already stored (lets an interrupted upsert skip finished work)."""
@@ -189,8 +199,9 @@ class VectorIndex:
         class_filter: str | None = None,
         exclude_id: str | None = None,
     ) -> list[Hit]:
-        return self.backend.query(collection, vector, k=k, min_score=min_score, class_filter=class_filter,
-                                  exclude_id=exclude_id)  # fmt: skip
+        return self.backend.query(
+            collection, vector, k=k, min_score=min_score, class_filter=class_filter, exclude_id=exclude_id
+        )
 
     def get(self, collection: str, pid: str, *, with_vector: bool = False) -> tuple[dict[str, Any], list[float] | None]:
         """Payload (and vector) of one point."""

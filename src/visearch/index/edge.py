@@ -27,7 +27,7 @@ import numpy as np
 import qdrant_edge as edge
 
 from visearch.errors import IndexBusyError, NotFoundError, VisearchError
-from visearch.index_types import EF_CONSTRUCT, HNSW_M, Hit, Record
+from visearch.index.types import EF_CONSTRUCT, HNSW_M, Hit, Record
 
 VECTOR = ""  # the one unnamed dense vector of a collection
 CONFIG_FILE = "edge_config.json"
@@ -92,8 +92,9 @@ class EdgeBackend:
             # Writes stay durable because every upsert batch is flushed before the next one.
             config = edge.EdgeConfig(
                 vectors={VECTOR: edge.EdgeVectorParams(size=dim, distance=edge.Distance.Cosine)},
-                hnsw_config=self.hnsw, wal_enabled=False,
-            )  # fmt: skip
+                hnsw_config=self.hnsw,
+                wal_enabled=False,
+            )
             shard = edge.EdgeShard.create(str(self._folder(name)), config)
             shard.update(edge.UpdateOperation.create_field_index("class", edge.PayloadSchemaType.Keyword))
             shard.flush()
@@ -107,15 +108,25 @@ class EdgeBackend:
 
     # --- writes ---------------------------------------------------------------------------
     def upsert(
-        self, collection: str, ids: Sequence[str], vectors: np.ndarray, payloads: Sequence[dict[str, Any]],
+        self,
+        collection: str,
+        ids: Sequence[str],
+        vectors: np.ndarray,
+        payloads: Sequence[dict[str, Any]],
         batch_size: int,
-    ) -> None:  # fmt: skip
+    ) -> None:
         with self._guard:
             shard = self._writer(collection)
             for lo in range(0, len(ids), batch_size):
-                points = [edge.Point(id=pid, vector={VECTOR: vector.tolist()}, payload=payload)
-                          for pid, vector, payload in zip(ids[lo : lo + batch_size], vectors[lo : lo + batch_size],
-                                                          payloads[lo : lo + batch_size], strict=True)]  # fmt: skip
+                points = [
+                    edge.Point(id=pid, vector={VECTOR: vector.tolist()}, payload=payload)
+                    for pid, vector, payload in zip(
+                        ids[lo : lo + batch_size],
+                        vectors[lo : lo + batch_size],
+                        payloads[lo : lo + batch_size],
+                        strict=True,
+                    )
+                ]
                 shard.update(edge.UpdateOperation.upsert_points(points))
                 shard.flush()
 
@@ -149,18 +160,27 @@ class EdgeBackend:
         return [Record(str(r.id), dict(r.payload or {}), _vector(r.vector) if with_vector else None) for r in records]
 
     def query(
-        self, collection: str, vector: Sequence[float], *, k: int, min_score: float | None,
-        class_filter: str | None, exclude_id: str | None,
-    ) -> list[Hit]:  # fmt: skip
+        self,
+        collection: str,
+        vector: Sequence[float],
+        *,
+        k: int,
+        min_score: float | None,
+        class_filter: str | None,
+        exclude_id: str | None,
+    ) -> list[Hit]:
         must: list[Any] | None = (
             [edge.FieldCondition(key="class", match=edge.MatchValue(class_filter))] if class_filter else None
         )
         must_not: list[Any] | None = [edge.HasIdCondition({exclude_id})] if exclude_id else None
         request = edge.QueryRequest(
-            query=edge.Query.Nearest(list(map(float, vector)), using=VECTOR), limit=k, with_payload=True,
-            score_threshold=min_score, params=self.search_params,
+            query=edge.Query.Nearest(list(map(float, vector)), using=VECTOR),
+            limit=k,
+            with_payload=True,
+            score_threshold=min_score,
+            params=self.search_params,
             filter=edge.Filter(must=must, must_not=must_not) if must or must_not else None,
-        )  # fmt: skip
+        )
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._reader(collection).query(request)]
 
     def scroll(self, collection: str, limit: int) -> list[Record]:

@@ -1,0 +1,137 @@
+"""`visearch preprocess|train|evaluate|embed|upsert`: the five pipeline steps, one command each.
+
+Each step reads its inputs from and writes its outputs to folders under
+``VISEARCH_HOME/work/<category>/`` unless told otherwise, so the commands chain in order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from visearch.cli.app import CategoryOpt, DirOpt, app
+from visearch.cli.options import (
+    BatchSizeOpt,
+    EmbedderLayersOpt,
+    EpochsOpt,
+    InputSizeOpt,
+    LrOpt,
+    MaxStepsOpt,
+    SamplerMOpt,
+    SplitOpt,
+    TrunkModelOpt,
+    WeightDecayOpt,
+)
+from visearch.cli.output import echo_json, format_metrics
+from visearch.context import Context
+from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
+
+
+@app.command()
+def preprocess(category: CategoryOpt, out: DirOpt = None) -> None:
+    """Validate meta CSV + images and split by class into a manifest (bad files are reported)."""
+    from visearch.steps import run_preprocess
+
+    ctx = Context.from_env()
+    path, summary = run_preprocess(ctx.settings, ctx.store, ctx.category(category), ctx.work(category, "manifest", out))
+    typer.echo(f"manifest: {path}")
+    echo_json({k: v for k, v in summary.items() if k != "dropped"} | {"dropped": len(summary["dropped"])})
+
+
+@app.command()
+def train(
+    category: CategoryOpt,
+    manifest: DirOpt = None,
+    out: DirOpt = None,
+    trunk_model: TrunkModelOpt = None,
+    embedder_layers: EmbedderLayersOpt = None,
+    split: SplitOpt = None,
+    batch_size: BatchSizeOpt = None,
+    epochs: EpochsOpt = None,
+    lr: LrOpt = None,
+    weight_decay: WeightDecayOpt = None,
+    sampler_m: SamplerMOpt = None,
+    input_size: InputSizeOpt = None,
+    max_steps: MaxStepsOpt = None,
+) -> None:
+    """Fine-tune the trunk + embedder with pytorch-metric-learning; saves trunk.pth, embedder.pth, meta.json."""
+    from visearch.steps import run_train
+
+    ctx = Context.from_env()
+    params = ctx.category(category).train.with_overrides(
+        dict(
+            trunk_model=trunk_model,
+            embedder_layers=embedder_layers,
+            split=split,
+            batch_size=batch_size,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            sampler_m=sampler_m,
+            input_size=input_size,
+            max_steps=max_steps,
+        )
+    )
+    manifest_dir = ctx.work(category, "manifest", manifest)
+    result = run_train(ctx.settings, ctx.store, manifest_dir, params, ctx.work(category, "train", out))
+    typer.echo(f"model {result.version} saved to {result.model_dir} (epoch losses {result.epoch_losses})")
+
+
+@app.command()
+def evaluate(
+    category: CategoryOpt,
+    manifest: DirOpt = None,
+    model: DirOpt = None,
+    out: Annotated[Path | None, typer.Option(help="metrics JSON path")] = None,
+) -> None:
+    """P@1, MAP@R, R-precision, Recall@{1,5,10}: frozen baseline and fine-tuned, in-domain and class-disjoint."""
+    from visearch.steps import run_evaluate, save_baseline
+
+    ctx = Context.from_env()
+    baseline = save_baseline(ctx.category(category).train, ctx.work(category, "baseline"))
+    models = {"baseline": baseline, "tuned": model or ctx.work(category, "train") / "model"}
+    out_path = out or ctx.work(category, "metrics.json")
+    report = run_evaluate(ctx.settings, ctx.store, ctx.work(category, "manifest", manifest), models, out_path)
+    typer.echo(format_metrics(report))
+
+
+@app.command()
+def embed(
+    category: CategoryOpt,
+    manifest: DirOpt = None,
+    model: DirOpt = None,
+    out: DirOpt = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass")] = EMBED_BATCH_SIZE,
+) -> None:
+    """Embed every valid image of the category in batches (resumable)."""
+    from visearch.steps import run_embed
+
+    ctx = Context.from_env()
+    path = run_embed(
+        ctx.settings,
+        ctx.store,
+        ctx.work(category, "manifest", manifest),
+        model or ctx.work(category, "train") / "model",
+        ctx.work(category, "embeddings", out),
+        batch_size=batch_size,
+    )
+    typer.echo(f"embeddings: {path}")
+
+
+@app.command()
+def upsert(category: CategoryOpt, manifest: DirOpt = None, model: DirOpt = None, embeddings: DirOpt = None) -> None:
+    """Write a new collection version, verify it, and swap the category alias to it atomically."""
+    from visearch.steps import run_upsert
+
+    ctx = Context.from_env()
+    result = run_upsert(
+        ctx.settings,
+        ctx.store,
+        ctx.category(category),
+        ctx.work(category, "manifest", manifest),
+        model or ctx.work(category, "train") / "model",
+        ctx.work(category, "embeddings", embeddings),
+    )
+    typer.echo(f"alias {category} -> {result.collection} ({result.count} points; previous {result.previous})")
