@@ -7,6 +7,8 @@ def embed(category: str, manifest: Input[Dataset], model: Input[Model], embeddin
     """Resumable: finished shards of an interrupted run are kept and reused."""
     from pathlib import Path
 
+    from components.errors import step_errors
     from visearch.pipeline_steps import pipeline_embed
 
-    pipeline_embed(category, Path(manifest.path), Path(model.path), Path(embeddings.path))
+    with step_errors():
+        pipeline_embed(category, Path(manifest.path), Path(model.path), Path(embeddings.path))

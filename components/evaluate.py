@@ -16,18 +16,20 @@ def evaluate(
     """Returns the gate's reason; ``champion`` holds the new champion, or the kept one."""
     from pathlib import Path
 
+    from components.errors import step_errors
     from visearch.pipeline_steps import pipeline_evaluate
 
-    outcome = pipeline_evaluate(
-        category,
-        Path(manifest.path),
-        run_id,
-        Path(model.path),
-        Path(baseline.path),
-        Path(report.path),
-        Path(champion.path),
-    )
-    for name, value in outcome.metrics.items():
-        metrics.log_metric(name, value)
-    champion.metadata.update({"version": outcome.champion_version, "promoted": outcome.decision.promoted or ""})
-    return outcome.decision.reason
+    with step_errors():
+        outcome = pipeline_evaluate(
+            category,
+            Path(manifest.path),
+            run_id,
+            Path(model.path),
+            Path(baseline.path),
+            Path(report.path),
+            Path(champion.path),
+        )
+        for name, value in outcome.metrics.items():
+            metrics.log_metric(name, value)
+        champion.metadata.update({"version": outcome.champion_version, "promoted": outcome.decision.promoted or ""})
+        return outcome.decision.reason

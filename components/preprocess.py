@@ -12,9 +12,11 @@ def preprocess(
     """Writes manifest.csv + report.json; returns the MLflow run id the later steps log to."""
     from pathlib import Path
 
+    from components.errors import step_errors
     from components.params import overrides
     from visearch.pipeline_steps import pipeline_preprocess
 
-    return pipeline_preprocess(
-        category, Path(manifest.path), overrides=overrides(split=split), pipeline_run=pipeline_run
-    )
+    with step_errors():
+        return pipeline_preprocess(
+            category, Path(manifest.path), overrides=overrides(split=split), pipeline_run=pipeline_run
+        )

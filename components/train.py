@@ -26,22 +26,24 @@ def train(
     """
     from pathlib import Path
 
+    from components.errors import step_errors
     from components.params import overrides
     from visearch.pipeline_steps import pipeline_train
 
-    given = overrides(
-        trunk_model=trunk_model,
-        embedder_layers=embedder_layers,
-        split=split,
-        batch_size=batch_size,
-        epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
-        sampler_m=sampler_m,
-        input_size=input_size,
-        max_steps=max_steps,
-    )
-    result = pipeline_train(
-        category, Path(manifest.path), run_id, Path(model.path), Path(baseline.path), overrides=given
-    )
-    model.metadata.update({"version": result.version, "epoch_losses": result.epoch_losses})
+    with step_errors():
+        given = overrides(
+            trunk_model=trunk_model,
+            embedder_layers=embedder_layers,
+            split=split,
+            batch_size=batch_size,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            sampler_m=sampler_m,
+            input_size=input_size,
+            max_steps=max_steps,
+        )
+        result = pipeline_train(
+            category, Path(manifest.path), run_id, Path(model.path), Path(baseline.path), overrides=given
+        )
+        model.metadata.update({"version": result.version, "epoch_losses": result.epoch_losses})

@@ -14,10 +14,12 @@ def upsert(
     """Returns the live collection name; an interrupted upsert finishes on re-run."""
     from pathlib import Path
 
+    from components.errors import step_errors
     from visearch.pipeline_steps import pipeline_upsert
 
-    result = pipeline_upsert(category, Path(manifest.path), Path(model.path), Path(embeddings.path), run_id)
-    index.log_metric("points", result.count)
-    index.log_metric("reused", float(result.reused))
-    index.metadata.update({"collection": result.collection, "previous": result.previous or ""})
-    return result.collection
+    with step_errors():
+        result = pipeline_upsert(category, Path(manifest.path), Path(model.path), Path(embeddings.path), run_id)
+        index.log_metric("points", result.count)
+        index.log_metric("reused", float(result.reused))
+        index.metadata.update({"collection": result.collection, "previous": result.previous or ""})
+        return result.collection

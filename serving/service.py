@@ -32,6 +32,7 @@ from visearch.errors import ForbiddenError, UnauthorizedError
 from visearch.runtime import Runtime, check_batch, error_payload, image_url, keep_temp_files_in_home, read_upload
 from visearch.search import CategoryInfo, SearchResult
 from visearch.settings import Settings
+from visearch.tracking import Tracker
 
 logger = logging.getLogger("visearch.service")
 
@@ -200,12 +201,19 @@ class IndexState(BaseModel):
 
 class RollbackRequest(BaseModel):
     category: CategoryName
+    to: str | None = Field(
+        default=None,
+        max_length=300,
+        description="A version's `name` to make live (default: the one before the live one)",
+    )
 
 
 class RollbackResult(BaseModel):
     category: str
-    live: str = Field(description="The version now live (the one before the previous live version)")
+    live: str = Field(description="The version now live")
     previous: str = Field(description="The version that was live before the rollback")
+    champion: str | None = Field(description="The MLflow registry version now holding the `champion` alias")
+    note: str = Field(description="Why the champion did not move, if it did not")
 
 
 class DeleteRequest(BaseModel):
@@ -425,7 +433,8 @@ class Visearch:
         """Point the category at its previous index version; the next query uses it and its model."""
 
         def call(index: Any) -> RollbackResult:
-            result = RollbackResult(**admin.rollback(index, body.category))
+            tracker = Tracker.from_settings(self.settings)  # MLflow down: 503 before anything moves
+            result = RollbackResult(**admin.rollback(index, body.category, to=body.to, tracker=tracker))
             # WARNING, not INFO: an audit line must show, and BentoML passes only WARNING+ of app loggers.
             logger.warning("admin: rolled %s back from %s to %s", body.category, result.previous, result.live)
             return result

@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from visearch.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
 from visearch.index import VectorIndex
+from visearch.tracking import Tracker
 
 DISABLED = "admin endpoints are disabled: set VISEARCH_API_KEY on the server to enable them"
 MISSING = "admin endpoints need the API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
@@ -65,11 +66,30 @@ def index_state(index: VectorIndex, category: str) -> dict[str, Any]:
     return {"category": category, "live": live.name if live else None, "versions": versions}
 
 
-def rollback(index: VectorIndex, category: str) -> dict[str, Any]:
-    """Point the alias at the version before the live one; the next query uses it and its model."""
+def rollback(
+    index: VectorIndex, category: str, *, to: str | None = None, tracker: Tracker | None = None
+) -> dict[str, Any]:
+    """Point the alias at ``to`` (default: the version before the live one), and the MLflow champion with it.
+
+    The champion moves first, to the registered model of the target version: the next pipeline run
+    then compares its candidates against what is served and does not undo the rollback. A target
+    whose model MLflow never registered moves the alias only, and the result says so.
+    """
     previous = index.require_live(category)
-    version = index.rollback(category)
-    return {"category": category, "live": version.name, "previous": previous.name}
+    target = index.rollback_target(category, to)
+    champion = None
+    if tracker is not None:
+        champion = tracker.find_version(category, target.model_version)
+        if champion is not None:
+            tracker.set_champion(category, champion)
+    index.swap_alias(category, target.name)
+    return {
+        "category": category,
+        "live": target.name,
+        "previous": previous.name,
+        "champion": champion,
+        "note": "" if champion else f"MLflow champion not moved: model {target.model_version} is not registered",
+    }
 
 
 def delete_version(index: VectorIndex, category: str, collection: str) -> dict[str, Any]:

@@ -6,6 +6,8 @@ service all read the same registry.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
@@ -39,6 +41,11 @@ class TrainParams(BaseModel):
     loss: str = Field(default="multi_similarity", description="multi_similarity | circle | triplet")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps (smoke runs)")
     seed: int = 0
+
+    def identity(self) -> str:
+        """Short hash of what shapes the trained weights (not how long: a longer run continues a shorter one)."""
+        text = json.dumps(self.model_dump(exclude={"epochs", "max_steps"}), sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def with_overrides(self, overrides: Mapping[str, Any] | None = None) -> TrainParams:
         """These parameters with ``overrides`` applied (``None`` values keep the current value).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -63,9 +64,13 @@ def embed_to_shards(
     """Write ``part-NNNNN.npz`` shards (keys + vectors) then ``done.json``; finished shards are kept on re-run."""
     out_dir.mkdir(parents=True, exist_ok=True)
     done = out_dir / "done.json"
-    expected = {"model_version": model.spec.version, "count": len(keys)}
-    if done.exists() and json.loads(done.read_text()) == expected:
-        return out_dir
+    # The marker names the model and exactly which keys: a marker left by other data never passes.
+    keys_hash = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
+    expected = {"model_version": model.spec.version, "count": len(keys), "keys": keys_hash}
+    if done.exists():
+        if json.loads(done.read_text()) == expected:
+            return out_dir
+        done.unlink()  # stale: until this run finishes, the folder holds no finished embeddings
     n_shards = (len(keys) + shard_size - 1) // shard_size
     for shard in range(n_shards):
         path = out_dir / f"part-{shard:05d}.npz"

@@ -8,7 +8,7 @@ kfp's "unset" values (-1, empty) to ``None`` before they call these.
 
 from __future__ import annotations
 
-import tempfile
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,13 +57,23 @@ def pipeline_train(
     ctx = Context.from_env()
     params = ctx.registry.get(category).train.with_overrides(overrides)
     run = ctx.tracker().run(run_id)
-    with run.failing(), tempfile.TemporaryDirectory(prefix="visearch-train-") as work:
-        # Checkpoints stay out of the output artifact: only the model files are the step's output.
-        result = run_train(ctx.settings, ctx.store, manifest_dir, params, Path(work), run=run)
+    # A stable scratch folder (and a copy of the checkpoint in the object store) named by the
+    # params and the data: a step killed mid-training resumes from its last epoch when re-run.
+    # Checkpoints stay out of the output artifact: only the model files are the step's output.
+    identity = f"{params.identity()}-{manifest_hash(load_manifest(manifest_dir))}"
+    scratch = ctx.settings.work_dir / category / "train-scratch" / identity
+    checkpoint_key = f"checkpoints/{category}/{identity}/checkpoint.pt"
+    with run.failing():
+        result = run_train(
+            ctx.settings, ctx.store, manifest_dir, params, scratch, run=run, checkpoint_key=checkpoint_key
+        )
         copy_model(result.model_dir, model_dir)
         result.model_dir = model_dir
         save_baseline(params, baseline_dir, onnx=True)
         run.log_files(model_files(baseline_dir), ARTIFACT_PATHS[FROZEN])
+    # Trained and recorded: the checkpoint has done its job.
+    ctx.store.delete(checkpoint_key)
+    shutil.rmtree(scratch, ignore_errors=True)
     return result
 
 

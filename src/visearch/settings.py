@@ -61,7 +61,31 @@ class Settings(BaseSettings):
     inference_backend: Literal["onnx", "torch"] = Field(
         default="onnx", description="Query-time inference (ONNX Runtime measured faster on CPU)"
     )
-    keep_index_versions: int = 2
+    keep_index_versions: int = Field(
+        default=2,
+        ge=1,
+        description="Index versions kept per category (the live one always); older ones and their models are deleted",
+    )
+    # What a category's data must meet (preprocess, `visearch check`): a bad row costs that row; the
+    # category is refused only below these.
+    min_classes: int = Field(
+        default=2,
+        ge=2,
+        validation_alias=AliasChoices("VISEARCH_MIN_CLASSES", "min_classes"),
+        description="Classes a category needs after validation",
+    )
+    min_images_per_class: int = Field(
+        default=2,
+        ge=2,
+        validation_alias=AliasChoices("VISEARCH_MIN_IMAGES_PER_CLASS", "min_images_per_class"),
+        description="Valid images a class needs to be kept (smaller classes are dropped, reported)",
+    )
+    min_image_side: int = Field(
+        default=8,
+        ge=1,
+        validation_alias=AliasChoices("VISEARCH_MIN_IMAGE_SIDE", "min_image_side"),
+        description="Images with a shorter side are dropped (reported)",
+    )
     visearch_api_key: SecretStr | None = Field(
         default=None,
         description="Key for the service's admin endpoints (rollback, delete); unset = admin endpoints refused",

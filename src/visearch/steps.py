@@ -20,9 +20,10 @@ import pandas as pd
 from visearch.categories import Category, TrainParams
 from visearch.data.manifest import MANIFEST, MANIFEST_COLUMNS, cache_dir, image_paths, load_manifest, manifest_hash
 from visearch.data.meta import caption_columns
-from visearch.data.preprocess import split_by_class, validate_category
+from visearch.data.preprocess import DataRules, split_by_class, validate_category
+from visearch.data.summary import DataSummary, evaluation_plan
 from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
-from visearch.errors import IndexIntegrityError
+from visearch.errors import DataError, IndexIntegrityError
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
@@ -37,6 +38,24 @@ log = logging.getLogger(__name__)
 
 
 # --- preprocess ------------------------------------------------------------------------------
+def check_data(
+    settings: Settings,
+    store: ObjectStore,
+    category: Category,
+    *,
+    params: TrainParams | None = None,
+    show_progress: bool = True,
+) -> tuple[pd.DataFrame, DataSummary]:
+    """Validate the category's data and split it: the manifest and what it amounts to (writes nothing)."""
+    params = params or category.train
+    rules = DataRules.from_settings(settings)
+    found = validate_category(category, store, cache_dir(settings), rules=rules, show_progress=show_progress)
+    manifest = split_by_class(found.frame, split=params.split, holdout=params.holdout, seed=params.seed,
+                              min_images_per_class=rules.min_images_per_class)  # fmt: skip
+    plan = evaluation_plan(manifest, holdout=params.holdout, min_images_per_class=rules.min_images_per_class)
+    return manifest, DataSummary.of(category.name, manifest, found.report, found.sizes, plan)
+
+
 def run_preprocess(
     settings: Settings,
     store: ObjectStore,
@@ -49,18 +68,20 @@ def run_preprocess(
 ) -> tuple[Path, dict[str, Any]]:
     """Validate the category's data and write ``manifest.csv`` + ``report.json`` to ``out_dir``.
 
-    With ``run``, the dataset's size, split and data hash go to MLflow as params.
+    Prints the data summary (rows dropped by reason, classes, which evaluation will run). With
+    ``run``, the dataset's size, split and data hash go to MLflow as params and the report as an artifact.
     """
     params = params or category.train
-    frame, report = validate_category(category, store, cache_dir(settings), show_progress=show_progress)
-    manifest = split_by_class(frame, split=params.split, holdout=params.holdout, seed=params.seed)
+    manifest, data = check_data(settings, store, category, params=params, show_progress=show_progress)
+    if not data.plan.possible:
+        raise DataError(f"{data.text()}\nadd images or classes so that one evaluation is possible")
+    if show_progress:
+        print(data.text(), flush=True)  # the step's log says what was dropped and which evaluation runs
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(out_dir / MANIFEST, index=False)
     splits = {str(name): int(n) for name, n in manifest["split"].value_counts().items()}
     summary = {
-        "category": category.name,
-        **report.to_dict(),
-        "classes": int(manifest["class"].nunique()),
+        **data.to_dict(),
         "splits": splits,
         "split_seed": params.seed,
         "data_hash": manifest_hash(manifest),
@@ -70,11 +91,12 @@ def run_preprocess(
         run.log_params(
             {
                 "dataset_size": len(manifest),
-                "dataset_dropped": len(report.dropped),
-                "classes": summary["classes"],
+                "dataset_dropped": len(data.report.dropped),
+                "classes": data.classes,
                 "split_seed": params.seed,
                 "data_hash": summary["data_hash"],
                 "data_prefix": category.data_prefix,
+                "evaluation": data.plan.line(),
                 **{f"images_{k}": v for k, v in splits.items()},
             }
         )
@@ -94,13 +116,17 @@ def run_train(
     show_progress: bool = True,
     onnx: bool = True,
     run: TrackedRun | None = None,
+    checkpoint_key: str | None = None,
 ) -> TrainResult:
     """Fine-tune on the manifest's ``train`` rows; the model (and model.onnx) lands in ``out_dir/model``.
 
+    Resumes from ``out_dir/checkpoint.pt`` when it was written for the same params and data. With
+    ``checkpoint_key``, the checkpoint is also kept in the object store after every epoch and
+    fetched from there when ``out_dir`` lacks it (a pod that died leaves it where the next finds it).
     With ``run``: all training params, the loss of every epoch and the model files go to MLflow.
     """
     from visearch.model import ONNX_FILE, export_onnx, load_model, model_files
-    from visearch.train import train
+    from visearch.train import CHECKPOINT_FILE, train
 
     manifest = load_manifest(manifest_dir)
     rows = manifest[manifest["split"] == "train"].reset_index(drop=True)
@@ -117,12 +143,23 @@ def run_train(
             if on_epoch:
                 on_epoch(epoch, loss)
 
+    checkpoint = out_dir / CHECKPOINT_FILE
+    if checkpoint_key and not checkpoint.is_file() and store.exists(checkpoint_key):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(store.local_path(checkpoint_key, cache_dir(settings)), checkpoint)
+
+    def keep(path: Path) -> None:
+        if checkpoint_key:
+            store.put_file(checkpoint_key, path)
+
     result = train(
         rows,
         image_paths(store, settings, rows["key"].tolist()),
         params,
         out_dir,
         on_epoch=callback,
+        on_checkpoint=keep,
+        data_key=manifest_hash(rows),
         show_progress=show_progress,
     )
     if onnx:
@@ -221,6 +258,21 @@ def publish_model(store: ObjectStore, category: str, model_dir: Path) -> str:
     return version
 
 
+def prune_models(store: ObjectStore, index: VectorIndex, category: str, dropped: list[str]) -> list[str]:
+    """Delete the model folders of dropped index versions that no kept version still uses; returns their keys."""
+    from visearch.index import CollectionVersion
+    from visearch.model import store_key
+
+    in_use = {version.model_version for version in index.versions(category)}
+    gone = {v.model_version for v in map(CollectionVersion.parse, dropped) if v is not None} - in_use
+    deleted = []
+    for model_version in sorted(gone):
+        for key in list(store.list(store_key(category, model_version))):
+            store.delete(key)
+            deleted.append(key)
+    return deleted
+
+
 def payload_for(row: pd.Series, captions: list[str], store: ObjectStore) -> dict[str, Any]:
     """The meta CSV row + where the image lives (``image_key`` in the store, ``image_uri``)."""
     payload: dict[str, Any] = {
@@ -309,6 +361,7 @@ def _upsert(
         index.seal(version.name)
         index.swap_alias(category.name, version.name)
         dropped = index.drop_old(category.name, settings.keep_index_versions)
+        prune_models(store, index, category.name, dropped)
         return UpsertResult(version.name, count, previous.name if previous else None, dropped, bool(done))
     finally:
         if own_client:

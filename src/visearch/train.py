@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 from pytorch_metric_learning import losses, miners, samplers
@@ -22,6 +24,7 @@ from visearch.model import EmbeddingModel, create_model, save_model
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[int, float], None]
+CHECKPOINT_FILE = "checkpoint.pt"
 
 
 @dataclass
@@ -41,6 +44,11 @@ def loss_and_miner(name: str) -> tuple[torch.nn.Module, miners.BaseMiner]:
     if name == "triplet":
         return losses.TripletMarginLoss(margin=0.1), miners.TripletMarginMiner(margin=0.1, type_of_triplets="semihard")
     raise DataError(f"unknown loss {name!r} (multi_similarity, circle, triplet)")
+
+
+def fit_sampler_m(m: int, labels: list[int]) -> int:
+    """Images per class in a batch, never more than the smallest class has (two-image classes get m=2)."""
+    return max(2, min(m, min(Counter(labels).values())))
 
 
 def fit_batch_size(batch_size: int, m: int, n_classes: int) -> int:
@@ -80,33 +88,37 @@ def train(
     out_dir: Path,
     *,
     on_epoch: EpochCallback | None = None,
+    on_checkpoint: Callable[[Path], None] | None = None,
+    data_key: str = "",
     show_progress: bool = True,
 ) -> TrainResult:
     """Train on ``train_rows`` (images at ``image_paths``); writes the model to ``out_dir``.
 
-    A checkpoint is written after every epoch; a re-run with the same params resumes from it.
+    A checkpoint is written after every epoch (then ``on_checkpoint`` is called with its path, e.g. to
+    copy it to the object store); a re-run with the same params and data (``data_key``) resumes from it.
     """
     torch.manual_seed(params.seed)
     labels = train_rows["label"].astype(int).tolist()
     n_classes = len(set(labels))
     if n_classes < 2:
         raise DataError("training needs at least 2 classes")
-    batch_size = fit_batch_size(params.batch_size, params.sampler_m, n_classes)
-    if batch_size != params.batch_size:
+    m = fit_sampler_m(params.sampler_m, labels)
+    batch_size = fit_batch_size(params.batch_size, m, n_classes)
+    if (m, batch_size) != (params.sampler_m, params.batch_size):
         log.warning(
-            "batch_size %d -> %d to fit m=%d x %d classes",
+            "sampler_m %d -> %d, batch_size %d -> %d: the smallest training class has %d images, %d classes",
+            params.sampler_m,
+            m,
             params.batch_size,
             batch_size,
-            params.sampler_m,
+            min(Counter(labels).values()),
             n_classes,
         )
     model = create_model(
         params.trunk_model, params.embedder_layers, params.input_size, trunk_weights=params.trunk_weights
     )
     dataset = ImageFiles(image_paths, labels, train_transform(params.input_size, model.spec.normalize))
-    sampler = samplers.MPerClassSampler(
-        labels, m=params.sampler_m, batch_size=batch_size, length_before_new_iter=len(dataset)
-    )
+    sampler = samplers.MPerClassSampler(labels, m=m, batch_size=batch_size, length_before_new_iter=len(dataset))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
     loss_fn, miner = loss_and_miner(params.loss)
     groups = [{"params": model.embedder.parameters(), "lr": params.lr}]
@@ -117,9 +129,9 @@ def train(
     optimizer = torch.optim.Adam(groups, weight_decay=params.weight_decay)
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    checkpoint = out_dir / "checkpoint.pt"
+    checkpoint = out_dir / CHECKPOINT_FILE
     # How long to train is not part of the run's identity: a longer re-run continues the shorter one.
-    params_key = json.dumps(params.model_dump(exclude={"epochs", "max_steps"}), sort_keys=True)
+    params_key = json.dumps({**params.model_dump(exclude={"epochs", "max_steps"}), "data": data_key}, sort_keys=True)
     start_epoch, epoch_losses = 0, []
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)
@@ -127,6 +139,13 @@ def train(
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             start_epoch, epoch_losses = state["epoch"], state["losses"]
+            # The random streams too (sampler: NumPy; augmentation: torch): a resumed run draws the
+            # batches and crops an uninterrupted one would, so it ends with the same weights.
+            # PML's MPerClassSampler also shuffles its class order in place each epoch.
+            if "rng" in state:
+                torch.set_rng_state(state["rng"]["torch"])
+                np.random.set_state(state["rng"]["numpy"])
+                sampler.labels = list(state["rng"]["sampler_classes"])
             log.info("resuming training from epoch %d", start_epoch)
 
     step = 0
@@ -158,8 +177,15 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "epoch": epoch + 1,
                 "losses": epoch_losses,
+                "rng": {
+                    "torch": torch.get_rng_state(),
+                    "numpy": np.random.get_state(),
+                    "sampler_classes": list(sampler.labels),
+                },
             },
         )
+        if on_checkpoint:
+            on_checkpoint(checkpoint)
         if params.max_steps and step >= params.max_steps:
             break
     model.eval()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from visearch.cli.app import CategoryOpt, index_app
@@ -18,6 +20,10 @@ def index_status(category: CategoryOpt) -> None:
     index = open_index(ctx.settings)
     try:
         live = index.live(category)
+        if not index.versions(category):
+            typer.echo(
+                f"{category} has no index yet; run the pipeline for it (visearch pipeline run --categories {category})"
+            )
         for version in index.versions(category):
             marker = "*" if live and live.name == version.name else " "
             typer.echo(f"{marker} {version.name} ({index.status(version.name)})")
@@ -26,15 +32,23 @@ def index_status(category: CategoryOpt) -> None:
 
 
 @index_app.command("rollback")
-def index_rollback(category: CategoryOpt) -> None:
-    """Point CATEGORY's alias back at the previous collection version (its model comes along)."""
+def index_rollback(
+    category: CategoryOpt,
+    to: Annotated[
+        str | None, typer.Option(help="The version to make live (default: the one before the live one)")
+    ] = None,
+) -> None:
+    """Point CATEGORY's alias back at an earlier version; its model and the MLflow champion come along."""
+    from visearch.admin import rollback
     from visearch.index import open_index
 
     ctx = Context.from_env()
     ctx.category(category)
+    tracker = ctx.tracker()  # before the index moves: MLflow down fails here, nothing changed
     index = open_index(ctx.settings)
     try:
-        version = index.rollback(category)
+        result = rollback(index, category, to=to, tracker=tracker)
     finally:
         index.close()
-    typer.echo(f"alias {category} -> {version.name}")
+    typer.echo(f"alias {category} -> {result['live']} (was {result['previous']})")
+    typer.echo(f"MLflow champion -> version {result['champion']}" if result["champion"] else result["note"])

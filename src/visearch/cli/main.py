@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import traceback
+from pathlib import Path
 
 import typer
 
@@ -17,7 +20,7 @@ NOISY_LOGGERS = ("httpx", "urllib3", "alembic", "mlflow", "bentoml", "kfp", "PML
 
 
 def main() -> None:
-    """Run the CLI: a VisearchError prints ``error: <message>`` and exits 1, never a traceback."""
+    """Run the CLI: a VisearchError prints ``error: <message>`` and exits 1; anything else exits 2, never a traceback."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in NOISY_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -29,3 +32,18 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - a bug still ends in one line; the traceback on request
+        if os.environ.get("VISEARCH_DEBUG"):
+            raise
+        from visearch.runtime import engine_of, http_status
+
+        if http_status(exc) == 503:  # an engine client's own error: the engine is down, not a bug
+            typer.echo(f"error: {engine_of(exc)} unavailable: {type(exc).__name__}: {exc}", err=True)
+            sys.exit(1)
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (at {Path(where.filename).name}:{where.lineno}; "
+            "VISEARCH_DEBUG=1 shows the traceback; please report it)",
+            err=True,
+        )
+        sys.exit(2)

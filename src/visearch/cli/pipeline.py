@@ -60,7 +60,10 @@ def compile_command(
     except ModuleNotFoundError as exc:
         raise needs_kfp(exc) from exc
 
-    path = compile_pipeline(output, image or Settings().train_image, parallelism=parallelism)
+    try:
+        path = compile_pipeline(output, image or Settings().train_image, parallelism=parallelism)
+    except OSError as exc:
+        raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from exc
     typer.echo(f"pipeline written to {path}")
 
 
@@ -105,12 +108,6 @@ def run_command(
     )
     for name in names:
         registry.get(name).train.with_overrides(overrides)  # bad values fail here, not in a step
-    from visearch.storage import make_store
-    from visearch.tracking import check_reachable
-
-    # An engine that is down fails here, in seconds, not in a step after minutes of retries.
-    check_reachable(settings.tracking_uri)
-    make_store(settings)
     started = time.monotonic()
     result = run_pipeline(settings, names, overrides, log_file=log_file)
     typer.echo(result.describe())
@@ -129,8 +126,14 @@ def run_pipeline(
     except ModuleNotFoundError as exc:
         raise needs_kfp(exc) from exc
 
+    from visearch.storage import make_store
+    from visearch.tracking import check_reachable
+
     if settings.qdrant_location == ":memory:":
         raise ConfigError("QDRANT_URL=:memory: cannot work here: every pipeline step is its own process")
+    # An engine that is down fails here, in seconds, not in a step after minutes of retries.
+    check_reachable(settings.tracking_uri)
+    make_store(settings)
     try:
         return run_local(settings, categories, overrides, log_file=log_file)
     except RuntimeError as exc:

@@ -6,6 +6,7 @@ Each step reads its inputs from and writes its outputs to folders under
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -30,14 +31,38 @@ from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
 
 
 @app.command()
+def check(
+    category: Annotated[str, typer.Argument(help="Category name from the registry")],
+    report: Annotated[Path | None, typer.Option(help="Also write the full report (JSON) to this file")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
+) -> None:
+    """Validate a category's data before any step: rows kept and dropped by reason, classes, sizes, evaluation.
+
+    Exits 1 when the pipeline could not run on it (too few classes or images left, no evaluation possible).
+    """
+    from visearch.steps import check_data
+
+    ctx = Context.from_env()
+    _, data = check_data(ctx.settings, ctx.store, ctx.category(category), show_progress=not as_json)
+    if report is not None:
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(data.to_dict(), indent=2), encoding="utf-8")
+    if as_json:
+        echo_json(data.to_dict())
+    else:
+        typer.echo(data.text())
+    if not data.plan.possible:
+        raise typer.Exit(1)
+
+
+@app.command()
 def preprocess(category: CategoryOpt, out: DirOpt = None) -> None:
-    """Validate meta CSV + images and split by class into a manifest (bad files are reported)."""
+    """Validate meta CSV + images and split by class into a manifest (bad rows are dropped and reported)."""
     from visearch.steps import run_preprocess
 
     ctx = Context.from_env()
     path, summary = run_preprocess(ctx.settings, ctx.store, ctx.category(category), ctx.work(category, "manifest", out))
-    typer.echo(f"manifest: {path}")
-    echo_json({k: v for k, v in summary.items() if k != "dropped"} | {"dropped": len(summary["dropped"])})
+    typer.echo(f"manifest: {path} (data hash {summary['data_hash']}; full report: {path.with_name('report.json')})")
 
 
 @app.command()

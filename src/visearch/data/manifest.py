@@ -17,13 +17,15 @@ from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
 MANIFEST = "manifest.csv"
-MANIFEST_COLUMNS = ("key", "split")
+# Columns preprocess adds to the meta rows: the object key, the sha256 of the image bytes, the split.
+MANIFEST_COLUMNS = ("key", "digest", "split")
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
     """A manifest CSV, with ``file``, ``class``, ``key`` and ``split`` read as text."""
     try:
-        frame = pd.read_csv(path, dtype={"file": str, "class": str, "key": str, "split": str}, keep_default_na=False)
+        text_columns = {"file": str, "class": str, "key": str, "digest": str, "split": str}
+        frame = pd.read_csv(path, dtype=text_columns, keep_default_na=False)
     except FileNotFoundError as exc:
         raise NotFoundError(f"no manifest at {path}; run preprocess first") from exc
     missing = [column for column in (*REQUIRED_COLUMNS, *MANIFEST_COLUMNS) if column not in frame.columns]
@@ -38,8 +40,8 @@ def load_manifest(manifest_dir: Path) -> pd.DataFrame:
 
 
 def manifest_hash(manifest: pd.DataFrame) -> str:
-    """Short hash of what gets indexed: a changed dataset gets a new collection version."""
-    columns = ["key", "class", "label", *caption_columns(manifest.drop(columns=list(MANIFEST_COLUMNS)))]
+    """Short hash of what gets indexed: rows, captions and each image's bytes (a replaced image counts)."""
+    columns = ["key", "digest", "class", "label", *caption_columns(manifest.drop(columns=list(MANIFEST_COLUMNS)))]
     return hashlib.sha256(manifest[columns].to_csv(index=False).encode()).hexdigest()[:8]
 
 

@@ -1,13 +1,15 @@
 """Preprocess a category: validate meta CSV + images, then split by class into a manifest.
 
-The manifest is the meta CSV's valid rows plus ``key`` (object-store key of the image) and
-``split``: ``train`` / ``heldout`` (held-out images of training classes, in-domain evaluation)
-/ ``test`` (held-out classes, class-disjoint evaluation). Every valid image is indexed later,
-whatever its split.
+The manifest is the meta CSV's valid rows plus ``key`` (object-store key of the image),
+``digest`` (sha256 of its bytes) and ``split``: ``train`` / ``heldout`` (held-out images of
+training classes, in-domain evaluation) / ``test`` (held-out classes, class-disjoint
+evaluation). Every valid image is indexed later, whatever its split. A bad row costs that row
+(reported with its reason); the category is refused only when too little remains.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -16,76 +18,141 @@ from PIL import Image
 from tqdm import tqdm
 
 from visearch.categories import Category
+from visearch.data.digests import DigestCache
 from visearch.data.images import DEFAULT_MAX_PIXELS
 from visearch.data.meta import DataReport, check_rows, parse_meta
 from visearch.errors import DataError, NotFoundError
+from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
-MIN_IMAGES_PER_CLASS = 2
+
+@dataclass(frozen=True)
+class DataRules:
+    """What a category's data must meet; from the settings (``VISEARCH_MIN_*``)."""
+
+    min_classes: int = 2
+    min_images_per_class: int = 2
+    min_image_side: int = 8
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DataRules:
+        """The rules the settings name."""
+        return cls(
+            settings.min_classes, settings.min_images_per_class, settings.min_image_side, settings.max_image_pixels
+        )
+
+
+@dataclass
+class Validation:
+    """The valid rows (with ``key`` and ``digest``), the report of the others, and each kept image's size."""
+
+    frame: pd.DataFrame
+    report: DataReport
+    sizes: list[tuple[int, int]] = field(default_factory=list)
 
 
 def image_key(category: Category, file: str) -> str:
+    """Where a category's image lives in the object store."""
     return f"{category.data_prefix}/images/{file}"
 
 
-def check_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> str | None:
-    """Return why the image file is unusable, or None when it decodes."""
+def check_image(path: Path, rules: DataRules = DataRules()) -> tuple[str | None, tuple[int, int]]:
+    """Why the image file is unusable (None when it decodes and fits the rules), and its size."""
     try:
         with Image.open(path) as image:
-            if image.size[0] * image.size[1] > max_pixels:
-                return f"too large ({image.size[0]}x{image.size[1]} pixels)"
+            width, height = image.size
+            if width * height > rules.max_pixels:
+                return f"image too large: {width}x{height} pixels (limit {rules.max_pixels})", (width, height)
+            if min(width, height) < rules.min_image_side:
+                return f"image too small: {width}x{height} pixels (sides >= {rules.min_image_side})", (width, height)
             image.load()
     except Exception as exc:  # noqa: BLE001 - any decoder failure means "unreadable"
-        return f"unreadable image ({type(exc).__name__}: {exc})"
-    return None
+        return f"unreadable image: {type(exc).__name__}: {exc}", (0, 0)
+    return None, (width, height)
 
 
 def validate_category(
-    category: Category, store: ObjectStore, cache_dir: Path, *, show_progress: bool = True
-) -> tuple[pd.DataFrame, DataReport]:
-    """Read the category's meta CSV and keep rows whose image exists and decodes."""
+    category: Category,
+    store: ObjectStore,
+    cache_dir: Path,
+    *,
+    rules: DataRules = DataRules(),
+    show_progress: bool = True,
+) -> Validation:
+    """Read the category's meta CSV and keep the rows whose image exists, decodes and fits the rules.
+
+    Raises:
+        DataError: the meta CSV is missing or unusable as a whole, or too little remains to train
+            and evaluate (the message names the threshold and what to add).
+    """
     meta_key = f"{category.data_prefix}/{category.meta}"
     try:
         raw = store.get_bytes(meta_key)
     except NotFoundError as exc:
-        raise DataError(f"meta CSV not found for category {category.name!r}: {meta_key}") from exc
+        raise DataError(
+            f"meta CSV not found for category {category.name!r}: {meta_key} "
+            f"(visearch prepare folder --source DIR --category {category.name} puts a folder there)"
+        ) from exc
     report = DataReport()
     frame = check_rows(parse_meta(raw, meta_key), report)
     frame["key"] = [image_key(category, str(file)) for file in frame["file"]]
-    usable = []
-    for key, file in tqdm(
-        list(zip(frame["key"], frame["file"], strict=True)),
-        desc=f"checking {category.name} images",
-        unit="img",
-        disable=not show_progress,
-    ):
+    digests = DigestCache(cache_dir / "digests" / f"{category.name}.json")
+    usable, found, sizes = [], [], []
+    rows = list(zip(frame["key"], frame["file"], strict=True))
+    for key, file in tqdm(rows, desc=f"checking {category.name} images", unit="img", disable=not show_progress):
         try:
             path = store.local_path(key, cache_dir)
         except NotFoundError:
-            report.drop(str(file), "image file missing")
+            report.drop(str(file), f"missing image: no file images/{file}")
             usable.append(False)
+            found.append("")
             continue
-        problem = check_image(path)
+        problem, size = check_image(path, rules)
         if problem:
             report.drop(str(file), problem)
         usable.append(problem is None)
+        found.append("" if problem else digests.digest(path))
+        if problem is None:
+            sizes.append(size)
+    digests.save()
+    frame["digest"] = found
     frame = frame[usable].reset_index(drop=True)
-    counts = frame["class"].value_counts()
-    small = counts[counts < MIN_IMAGES_PER_CLASS].index
-    for file, cls in frame.loc[frame["class"].isin(small), ["file", "class"]].itertuples(index=False):
-        report.drop(str(file), f"class {cls!r} has fewer than {MIN_IMAGES_PER_CLASS} valid images")
-    frame = frame[~frame["class"].isin(small)].reset_index(drop=True)
+    frame, sizes = _drop_small_classes(frame, sizes, report, rules)
     report.kept = len(frame)
-    if frame["class"].nunique() < 2:
+    classes = frame["class"].nunique()
+    if classes < rules.min_classes:
         raise DataError(
-            f"category {category.name!r} has {frame['class'].nunique()} usable class(es) after "
-            f"validation; at least 2 are needed\n{report.summary()}"
+            f"category {category.name!r} cannot be trained and evaluated: {classes} class(es) with at least "
+            f"{rules.min_images_per_class} valid images remain, {rules.min_classes} needed (VISEARCH_MIN_CLASSES); "
+            f"add images of more classes or fix the dropped rows\n{report.summary()}"
         )
-    return frame, report
+    return Validation(frame, report, sizes)
 
 
-def split_by_class(frame: pd.DataFrame, *, split: float, holdout: float, seed: int) -> pd.DataFrame:
-    """Assign train / heldout / test: classes are split (class-disjoint), seeded and reproducible."""
+def _drop_small_classes(
+    frame: pd.DataFrame, sizes: list[tuple[int, int]], report: DataReport, rules: DataRules
+) -> tuple[pd.DataFrame, list[tuple[int, int]]]:
+    counts = frame["class"].value_counts()
+    small = frame["class"].isin(counts[counts < rules.min_images_per_class].index)
+    for file, cls in frame.loc[small, ["file", "class"]].itertuples(index=False):
+        report.drop(
+            str(file),
+            f"class too small: {cls!r} has {counts[cls]} valid image(s), "
+            f"{rules.min_images_per_class} needed (VISEARCH_MIN_IMAGES_PER_CLASS)",
+        )
+    kept_sizes = [size for size, drop in zip(sizes, small, strict=True) if not drop]
+    return frame[~small].reset_index(drop=True), kept_sizes
+
+
+def split_by_class(
+    frame: pd.DataFrame, *, split: float, holdout: float, seed: int, min_images_per_class: int = 2
+) -> pd.DataFrame:
+    """Assign train / heldout / test: classes are split (class-disjoint), seeded and reproducible.
+
+    A training class gives up ``holdout`` of its images for in-domain evaluation only if at least
+    ``min_images_per_class`` stay for training: a class of two images is all training.
+    """
     rng = np.random.default_rng(seed)
     classes = sorted(frame["class"].unique())
     rng.shuffle(classes)
@@ -95,7 +162,7 @@ def split_by_class(frame: pd.DataFrame, *, split: float, holdout: float, seed: i
     result["split"] = np.where(result["class"].isin(train_classes), "train", "test")
     for _cls, rows in result[result["split"] == "train"].groupby("class"):
         n_hold = int(len(rows) * holdout)
-        if n_hold and len(rows) - n_hold >= MIN_IMAGES_PER_CLASS:
+        if n_hold and len(rows) - n_hold >= min_images_per_class:
             held = rng.choice(rows.index.to_numpy(), size=n_hold, replace=False)
             result.loc[held, "split"] = "heldout"
     return result

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from visearch.errors import NotFoundError, VisearchError
+from visearch.errors import ConflictError, NotFoundError, VisearchError
 from visearch.index.types import Hit, IndexBackend, Record
 from visearch.settings import Settings
 
@@ -122,14 +122,27 @@ class VectorIndex:
         """Point the alias at ``collection`` in one atomic operation."""
         self.backend.set_alias(category, collection)
 
-    def rollback(self, category: str) -> CollectionVersion:
-        """Point the alias at the version before the live one."""
+    def rollback_target(self, category: str, to: str | None = None) -> CollectionVersion:
+        """The version a rollback would make live: ``to`` (a kept, finished version), else the one before the live one."""
         live = self.require_live(category)
+        if to:
+            found = next((v for v in self.versions(category) if v.name == to), None)
+            if found is None:
+                kept = ", ".join(v.name for v in self.versions(category))
+                raise NotFoundError(f"category {category!r} has no index version {to!r}; kept: {kept}")
+            if self.is_being_written(found.name):
+                raise ConflictError(f"{found.name} is still being written; it cannot go live")
+            return found
         older = [v for v in self.versions(category) if v.created < live.created]
         if not older:
             raise NotFoundError(f"category {category!r} has no older index version to roll back to")
-        self.swap_alias(category, older[-1].name)
         return older[-1]
+
+    def rollback(self, category: str, to: str | None = None) -> CollectionVersion:
+        """Point the alias at ``to`` (default: the version before the live one); returns it."""
+        target = self.rollback_target(category, to)
+        self.swap_alias(category, target.name)
+        return target
 
     def drop_old(self, category: str, keep: int) -> list[str]:
         """Delete versions beyond the newest ``keep`` (never the live one, never one being written)."""

@@ -1,0 +1,140 @@
+"""What a category's data amounts to, and which evaluation it allows: `visearch check` and preprocess print it.
+
+Evaluation has two questions (design.md): in-domain needs held-out images of training classes (a
+class gives some up only if enough stay for training); class-disjoint needs at least two held-out
+classes. A category whose classes hold two images each is evaluated class-disjoint only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from statistics import median
+from typing import Any
+
+import pandas as pd
+
+from visearch.data.meta import DataReport
+
+
+@dataclass
+class EvaluationPlan:
+    """Which evaluations the split allows, and why one is missing."""
+
+    in_domain: bool
+    class_disjoint: bool
+    why: list[str] = field(default_factory=list)
+
+    @property
+    def possible(self) -> bool:
+        return self.in_domain or self.class_disjoint
+
+    def line(self) -> str:
+        """One line: which evaluation runs and why (the run prints it)."""
+        ran = [name for name, on in (("in-domain", self.in_domain), ("class-disjoint", self.class_disjoint)) if on]
+        head = f"evaluation: {' + '.join(ran)}" if ran else "evaluation: none possible"
+        return f"{head}{' (' + '; '.join(self.why) + ')' if self.why else ''}"
+
+
+def evaluation_plan(manifest: pd.DataFrame, *, holdout: float, min_images_per_class: int) -> EvaluationPlan:
+    """What the manifest's split allows (see :func:`visearch.data.preprocess.split_by_class`)."""
+    split = manifest["split"]
+    in_domain = bool((split == "heldout").any())
+    test_classes = manifest.loc[split == "test", "class"].nunique()
+    class_disjoint = test_classes >= 2
+    why = []
+    if not in_domain:
+        largest = int(manifest.loc[split != "test"].groupby("class").size().max())
+        needed = min_images_per_class + 1
+        while int(needed * holdout) < 1 or needed - int(needed * holdout) < min_images_per_class:
+            needed += 1
+            if needed > 10_000:
+                break
+        why.append(
+            f"no in-domain: the largest training class has {largest} image(s); holding out {holdout:g} of a "
+            f"class needs {needed}+ images"
+        )
+    if not class_disjoint:
+        why.append(f"no class-disjoint: {test_classes} held-out class(es), 2 needed; add classes or lower split")
+    return EvaluationPlan(in_domain, class_disjoint, why)
+
+
+@dataclass
+class DataSummary:
+    """Rows kept and dropped by reason, classes, images per class, image sizes, duplicate images."""
+
+    category: str
+    report: DataReport
+    classes: int
+    per_class: dict[str, int]
+    sizes: list[tuple[int, int]]
+    duplicate_groups: list[list[str]]
+    plan: EvaluationPlan
+
+    @classmethod
+    def of(
+        cls,
+        category: str,
+        manifest: pd.DataFrame,
+        report: DataReport,
+        sizes: list[tuple[int, int]],
+        plan: EvaluationPlan,
+    ) -> DataSummary:
+        groups = manifest.groupby("digest")["file"].apply(list)
+        duplicates = [sorted(map(str, files)) for files in groups if len(files) > 1]
+        per_class = {str(k): int(v) for k, v in manifest["class"].value_counts().sort_index().items()}
+        return cls(category, report, len(per_class), per_class, sizes, duplicates, plan)
+
+    def to_dict(self) -> dict[str, Any]:
+        counts = list(self.per_class.values())
+        return {
+            "category": self.category,
+            **self.report.to_dict(),
+            "classes": self.classes,
+            "images_per_class": {"min": min(counts), "median": median(counts), "max": max(counts)},
+            "image_sizes": _size_stats(self.sizes),
+            "duplicate_images": self.duplicate_groups,
+            "evaluation": {
+                "in_domain": self.plan.in_domain,
+                "class_disjoint": self.plan.class_disjoint,
+                "why": self.plan.why,
+            },
+            "can_run": self.plan.possible,
+        }
+
+    def text(self) -> str:
+        """The terminal report: a table of drop reasons, the class and size figures, the verdict."""
+        counts = list(self.per_class.values())
+        sizes = _size_stats(self.sizes)
+        lines = [
+            f"{self.category}: {self.report.kept} of {self.report.total} rows kept, {len(self.report.dropped)} dropped",
+        ]
+        reasons = self.report.reasons()
+        if reasons:
+            lines.append(f"  {'dropped':>7}  reason")
+            lines += [f"  {count:>7}  {kind}" for kind, count in reasons.most_common()]
+        lines += [f"  dropped {file}: {reason}" for file, reason in self.report.dropped[:10]]
+        if len(self.report.dropped) > 10:
+            lines.append(f"  ... and {len(self.report.dropped) - 10} more (see the JSON report)")
+        lines.append(
+            f"classes: {self.classes}; images per class: min {min(counts)}, median {median(counts):g}, max {max(counts)}"
+        )
+        lines.append(
+            f"image sizes: {sizes['min']} smallest, {sizes['median']} median, {sizes['max']} largest (width x height)"
+        )
+        if self.duplicate_groups:
+            shown = "; ".join(" = ".join(group) for group in self.duplicate_groups[:5])
+            lines.append(f"identical images: {len(self.duplicate_groups)} group(s): {shown}")
+        lines.append(self.plan.line())
+        verdict = "the pipeline can run" if self.plan.possible else "the pipeline cannot evaluate this category"
+        lines.append(verdict)
+        return "\n".join(lines)
+
+
+def _size_stats(sizes: list[tuple[int, int]]) -> dict[str, str]:
+    if not sizes:
+        return {"min": "-", "median": "-", "max": "-"}
+    by_area = sorted(sizes, key=lambda size: size[0] * size[1])
+    return {
+        name: f"{w}x{h}"
+        for name, (w, h) in (("min", by_area[0]), ("median", by_area[len(by_area) // 2]), ("max", by_area[-1]))
+    }
