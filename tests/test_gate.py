@@ -37,6 +37,19 @@ def test_tuned_model_that_forgets_held_out_classes_is_not_eligible() -> None:
     assert "falls below the frozen trunk" in decision.reason
 
 
+def test_a_model_rolled_back_from_is_never_promoted_again() -> None:
+    # The tuned model is better, but a rollback took it out of service: the champion stays.
+    report = {TUNED: entry("t", 0.9, 0.6), FROZEN: entry("f", 0.4, 0.5), CURRENT: entry("c", 0.5, 0.5)}
+    decision = decide(report, candidates=[TUNED, FROZEN], champion=CURRENT, rejected=frozenset({"t"}))
+    assert decision.promoted is None and decision.serve == CURRENT and decision.eligible == [FROZEN]
+    assert "rolled back from" in decision.reason
+    # Without the rejection the same report promotes it: the rule above is what kept the champion.
+    assert decide(report, candidates=[TUNED, FROZEN], champion=CURRENT).promoted == TUNED
+    # Everything rejected: the champion is kept, with the reason.
+    everything = decide(report, candidates=[TUNED, FROZEN], champion=CURRENT, rejected=frozenset({"t", "f"}))
+    assert everything.promoted is None and everything.serve == CURRENT and "no eligible candidate" in everything.reason
+
+
 def test_champion_is_kept_unless_beaten_in_domain() -> None:
     report = {TUNED: entry("t", 0.5, 0.6), FROZEN: entry("f", 0.4, 0.5), CURRENT: entry("c", 0.55, 0.2)}
     kept = decide(report, candidates=[TUNED, FROZEN], champion=CURRENT)

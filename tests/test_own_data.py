@@ -331,6 +331,8 @@ def test_rollback_moves_the_champion_and_retention_deletes_old_models(tmp_path: 
         champion = tracker.champion(TINY)
         assert champion is not None and champion.model_version == second_model
         assert result["champion"] == registered[second_model] == champion.registry_version
+        third_model = versions[2].rsplit("-", 2)[1]
+        assert tracker.rejected(TINY) == {third_model}  # the gate will not promote it again
         with pytest.raises(Exception, match="no index version"):
             rollback(index, TINY, to=versions[0], tracker=tracker)
     finally:

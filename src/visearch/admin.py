@@ -71,9 +71,10 @@ def rollback(
 ) -> dict[str, Any]:
     """Point the alias at ``to`` (default: the version before the live one), and the MLflow champion with it.
 
-    The champion moves first, to the registered model of the target version: the next pipeline run
-    then compares its candidates against what is served and does not undo the rollback. A target
-    whose model MLflow never registered moves the alias only, and the result says so.
+    The champion moves first, to the registered model of the target version, and the model rolled
+    back from is marked rejected: the next pipeline run compares its candidates against what is
+    served and never promotes that model again (a new model still can). A target whose model MLflow
+    never registered moves the alias only, and the result says so.
     """
     previous = index.require_live(category)
     target = index.rollback_target(category, to)
@@ -82,6 +83,8 @@ def rollback(
         champion = tracker.find_version(category, target.model_version)
         if champion is not None:
             tracker.set_champion(category, champion)
+        if previous.model_version != target.model_version:
+            tracker.reject(category, previous.model_version, f"rolled back to {target.name}")
     index.swap_alias(category, target.name)
     return {
         "category": category,

@@ -59,6 +59,7 @@ def decide(
     candidates: list[str],
     frozen: str = FROZEN,
     champion: str | None = None,
+    rejected: frozenset[str] = frozenset(),
 ) -> GateDecision:
     """Pick the model to serve from an evaluation report (all entries measured on the same data).
 
@@ -67,6 +68,8 @@ def decide(
         candidates: Names of the new candidates (the frozen trunk among them).
         frozen: Name of the frozen-trunk entry: the class-disjoint floor.
         champion: Name of the current champion's entry, None before the first promotion.
+        rejected: Model versions a rollback took out of service: never promoted again (a re-run
+            that trains the same weights must not undo the rollback).
     """
     names = [*candidates, *([champion] if champion else [])]
     # In-domain needs held-out images of the training classes; without them, rank on held-out classes.
@@ -74,6 +77,9 @@ def decide(
     floor = _map_at_r(report[frozen], "class_disjoint")
     eligible, notes = [], []
     for name in candidates:
+        if report[name]["version"] in rejected:
+            notes.append(f"{name} ({report[name]['version']}) was rolled back from: not promoted again")
+            continue
         disjoint = _map_at_r(report[name], "class_disjoint")
         if name != frozen and floor is not None and disjoint is not None and disjoint < floor:
             notes.append(
@@ -82,6 +88,10 @@ def decide(
             )
             continue
         eligible.append(name)
+
+    if not eligible:
+        reason = f"champion kept: no eligible candidate; {'; '.join(notes)}"
+        return GateDecision(None, champion or frozen, reason, eligible, evaluation)
 
     def score(name: str) -> float:
         value = _map_at_r(report[name], evaluation)
@@ -153,8 +163,9 @@ def evaluate_and_gate(
             current_dir: Path | None = tracker.download(current, Path(scratch))
         else:
             current_dir = None
+        rejected = tracker.rejected(category.name) if tracker else frozenset()
         report, vectors, decision, serve_dir = _evaluate(
-            settings, store, manifest, candidates, current, current_dir, show_progress=show_progress
+            settings, store, manifest, candidates, current, current_dir, rejected, show_progress=show_progress
         )
         copy_model(serve_dir, champion_dir)
     report_path, map_path = _write_report(report_dir, report, decision, vectors, manifest)
@@ -188,6 +199,7 @@ def _evaluate(
     candidates: dict[str, Path],
     current: Champion | None,
     current_dir: Path | None,
+    rejected: frozenset[str],
     *,
     show_progress: bool,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], GateDecision, Path]:
@@ -201,7 +213,7 @@ def _evaluate(
         same = next(name for name in candidates if report[name]["version"] == current.model_version)
         report[CURRENT] = dict(report[same])
         models[CURRENT] = candidates[same]
-    decision = decide(report, candidates=list(candidates), champion=CURRENT if current else None)
+    decision = decide(report, candidates=list(candidates), champion=CURRENT if current else None, rejected=rejected)
     return report, vectors, decision, models[decision.serve]
 
 

@@ -26,6 +26,7 @@ from visearch.settings import Settings
 CHAMPION = "champion"
 VERSION_TAG = "visearch.model_version"
 CANDIDATE_TAG = "visearch.candidate"
+REJECTED_TAG = "visearch.rolled_back"
 # How long a step waits for an MLflow server to answer before it stops. MLflow's own client
 # retries a refused connection 7 times with exponential backoff (minutes); a step should say
 # "MLflow is down" in seconds instead.
@@ -195,6 +196,22 @@ class Tracker:
             name, source=source, run_id=run_id, tags={VERSION_TAG: model_version, **(tags or {})}
         )
         return str(version.version)
+
+    def reject(self, category: str, model_version: str, reason: str) -> None:
+        """Mark a registered model as rolled back from: the gate never promotes it again."""
+        registry_version = self.find_version(category, model_version)
+        if registry_version is not None:
+            self.client.set_model_version_tag(model_name(category), registry_version, REJECTED_TAG, reason)
+
+    def rejected(self, category: str) -> frozenset[str]:
+        """The visearch model versions of this category that a rollback took out of service."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.search_model_versions(f"name='{model_name(category)}'")
+        except MlflowException:
+            return frozenset()
+        return frozenset(str(v.tags.get(VERSION_TAG, "")) for v in found if REJECTED_TAG in v.tags)
 
     def set_champion(self, category: str, registry_version: str) -> None:
         self.client.set_registered_model_alias(model_name(category), CHAMPION, registry_version)
