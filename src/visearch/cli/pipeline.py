@@ -109,7 +109,7 @@ def run_command(
     from visearch.tracking import check_reachable
 
     # An engine that is down fails here, in seconds, not in a step after minutes of retries.
-    check_reachable(settings.tracking_uri)
+    check_reachable(settings)
     make_store(settings)
     started = time.monotonic()
     result = run_pipeline(settings, names, overrides, log_file=log_file)

@@ -39,7 +39,7 @@ def open_index(settings: Settings) -> VectorIndex:
 
         # :memory: searches exactly and warns about search params; a server takes them.
         hnsw_ef = None if settings.qdrant_location == ":memory:" else settings.qdrant_hnsw_ef
-        return VectorIndex(QdrantBackend(make_client(settings), hnsw_ef=hnsw_ef))
+        return VectorIndex(QdrantBackend(make_client(settings), hnsw_ef=hnsw_ef, retries=settings.engine_retries))
     from visearch.index.edge import EdgeBackend
 
     backend = EdgeBackend(settings.index_path, hnsw_ef=settings.qdrant_hnsw_ef)
