@@ -85,9 +85,13 @@ def engine_of(exc: BaseException) -> str:
 
 
 def probe_engines(engine: SearchEngine) -> str | None:
-    """None if the index and the object store answer one cheap call each, else which one fails and why."""
+    """None if the index and the object store answer one cheap call each, else which one fails and why.
+
+    Both calls go through probe clients with short timeouts (2 s, no retry), so a hung engine is
+    named here, within the readiness timeout.
+    """
     checks: tuple[tuple[str, Callable[[], object]], ...] = (
-        ("index", engine.index.backend.collections),
+        ("index", engine.index.backend.ping),
         ("object store", engine.store.ping),
     )
     for name, check in checks:

@@ -22,16 +22,19 @@ from visearch.settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
+# A health probe must say "down" fast (the service's readiness check allows 3 s for all engines).
+PROBE_TIMEOUT_SECONDS = 2
 
 
-def make_client(settings: Settings) -> QdrantClient:
+def make_client(settings: Settings, *, timeout: int | None = None) -> QdrantClient:
     """A client for the configured server, or an in-process ``:memory:`` index.
 
     ``QDRANT_URL`` (or seed ``QDRANT_HOST``/``QDRANT_PORT``) → a server: TLS when the URL says
     ``https://``, ``QDRANT_API_KEY`` sent as the ``api-key`` header. ``QDRANT_URL=:memory:`` → a
     throwaway index in this process (tests, experiments). Every request is bounded by
     ENGINE_READ_TIMEOUT (qdrant-client takes one timeout, in whole seconds, for connecting and
-    reading); qdrant-client retries nothing but upload batches (see ``QdrantBackend``).
+    reading; ``timeout`` replaces it, e.g. for a health probe); qdrant-client retries nothing but
+    upload batches (see ``QdrantBackend``).
     """
     location = settings.qdrant_location
     if location == ":memory:":
@@ -42,6 +45,8 @@ def make_client(settings: Settings) -> QdrantClient:
         # Without a scheme qdrant-client guesses TLS from the API key; make the choice explicit.
         raise ConfigError(f"QDRANT_URL must start with http:// or https://, got {location!r}")
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
+    if timeout is not None:  # a probe: the main client already checks the server's version
+        return QdrantClient(url=location, api_key=api_key, timeout=timeout, check_compatibility=False)
     return QdrantClient(url=location, api_key=api_key, timeout=math.ceil(settings.engine_read_timeout))
 
 
@@ -73,14 +78,21 @@ def engine_call(method: Callable[P, R]) -> Callable[P, R]:
 class QdrantBackend:
     """Collections and aliases of a Qdrant server (or ``:memory:``) through qdrant-client."""
 
-    def __init__(self, client: QdrantClient, *, hnsw_ef: int | None = None, retries: int = 1) -> None:
+    def __init__(
+        self, client: QdrantClient, *, hnsw_ef: int | None = None, retries: int = 1, probe: QdrantClient | None = None
+    ) -> None:
         self.client = client
+        self.probe = probe or client  # ping() uses it: a client with a short timeout
         self.search_params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
         self.retries = retries  # of an upload batch (qdrant-client's own default is 3)
 
     @engine_call
     def collections(self) -> list[str]:
         return [c.name for c in self.client.get_collections().collections]
+
+    @engine_call
+    def ping(self) -> None:
+        self.probe.get_collections()
 
     @engine_call
     def alias(self, name: str) -> str | None:
@@ -179,6 +191,8 @@ class QdrantBackend:
 
     def close(self) -> None:
         self.client.close()
+        if self.probe is not self.client:
+            self.probe.close()
 
 
 def flat_vector(vector: Any) -> list[float] | None:
