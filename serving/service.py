@@ -5,7 +5,9 @@ Run: ``bentoml serve serving.service:Visearch`` (or ``visearch serve``). A thin 
 ``Runtime``; errors become ``{"error": ..., "status": ...}`` JSON with a 4xx (or 503) status.
 
 One worker: ONNX Runtime already uses every core for one batch, and BentoML's adaptive batching
-(/embed) merges concurrent calls within the worker. The embedded index opens read-only here, so
+(/embed) merges concurrent calls within the worker. Requests run in up to ``THREADS`` threads (a
+request waiting on an engine holds only its own; the library serialises forward passes alone), so
+one stuck on an engine never holds up the others. The embedded index opens read-only here, so
 pipelines and the CLI use the same data home meanwhile.
 """
 
@@ -273,7 +275,12 @@ ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
 ADMIN = {"responses": ADMIN_ERRORS, "tags": ["Admin"], "dependencies": [Depends(admin_access)]}
 
 
-@bentoml.service(name="visearch", workers=1, traffic={"timeout": 120, "concurrency": 32})
+# BentoML runs sync APIs in one thread unless told otherwise: one request waiting on an engine
+# (up to ENGINE_* deadlines) would queue every other /search behind it.
+THREADS = 16
+
+
+@bentoml.service(name="visearch", workers=1, threads=THREADS, traffic={"timeout": 120, "concurrency": 32})
 @bentoml.asgi_app(web, path="/")
 class Visearch:
     """Category-based visual similarity search."""

@@ -77,9 +77,13 @@ def env_for(settings: Settings) -> dict[str, str]:
     The caller's engine variables are dropped; the engines the settings name (a Qdrant or MLflow
     server, an S3 store) are passed on, so a subprocess sees exactly what ``settings`` says.
     """
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("QDRANT_", "MINIO_", "MLFLOW_", "VISEARCH_"))}
+    prefixes = ("QDRANT_", "MINIO_", "MLFLOW_", "VISEARCH_", "ENGINE_")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(prefixes)}
     env["VISEARCH_HOME"] = str(settings.home)
     env["VISEARCH_CATEGORIES"] = str(settings.visearch_categories)
+    env["ENGINE_CONNECT_TIMEOUT"] = str(settings.engine_connect_timeout)
+    env["ENGINE_READ_TIMEOUT"] = str(settings.engine_read_timeout)
+    env["ENGINE_RETRIES"] = str(settings.engine_retries)
     if settings.qdrant_url:
         env["QDRANT_URL"] = settings.qdrant_url
     if settings.mlflow_tracking_uri:

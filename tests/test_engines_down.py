@@ -31,8 +31,8 @@ from visearch.steps import run_upsert
 from visearch.storage import LocalStore, ObjectStore, make_store
 
 from .conftest import TINY, env_for, make_home
-from .servers import free_port, start_server, stop_server
-from .test_storage import moto_server, s3_settings
+from .servers import free_port, moto_server, start_server, stop_server
+from .test_storage import s3_settings
 
 Check = Callable[[], bool]
 # qdrant-client asks a server for its version when it connects, and warns when none answers.

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from .test_storage import ACCESS, REGION, SECRET, free_port, moto_server, raw_client
+from .servers import free_port, moto_server
+from .test_storage import ACCESS, REGION, SECRET, raw_client
 
 pytestmark = pytest.mark.slow
 PG_USER, PG_PASSWORD, PG_DB = "mlflow", "mlflow-test-pw", "mlflow"

@@ -10,13 +10,8 @@ import datetime as dt
 import ipaddress
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,7 +21,7 @@ from visearch.errors import ConfigError, NotFoundError, VisearchError
 from visearch.settings import Settings
 from visearch.storage import LocalStore, MinioStore, ObjectStore, make_minio_client, make_store, parse_endpoint
 
-from .servers import free_port, stop_server
+from .servers import moto_server
 
 REGION = "us-east-1"  # moto's default; the minio client must not probe for it
 ACCESS, SECRET = "visearch-test-access", "visearch-test-secret-value"
@@ -34,44 +29,6 @@ BAD_KEYS = ["", "/etc/passwd", "../outside", "a/../../b", "a/..", "..\\windows",
 
 
 # --- the S3 server ------------------------------------------------------------------------------
-def moto_executable() -> Path:
-    exe = Path(sys.executable).parent / "moto_server"
-    if not exe.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("moto_server is missing (dev extra moto[server])")
-        pytest.skip("moto_server is not installed (dev extra moto[server])")
-    return exe
-
-
-@contextmanager
-def moto_server(
-    log_dir: Path, *, cert: Path | None = None, key: Path | None = None, port: int | None = None
-) -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1:<port, default a free one> (TLS with ``cert``/``key``); yields ``host:port``."""
-    port = port or free_port()
-    tls = ["-c", str(cert), "-k", str(key)] if cert and key else []
-    log = (log_dir / f"moto-{port}.log").open("ab")  # appended: a restart on the same port keeps the log
-    proc = subprocess.Popen(
-        [str(moto_executable()), "-H", "127.0.0.1", "-p", str(port), *tls], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited: {(log_dir / f'moto-{port}.log').read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("moto_server did not listen within 30 s") from None
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop_server(proc, timeout=10)
-        log.close()
-
-
 @pytest.fixture(scope="session")
 def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     with moto_server(tmp_path_factory.mktemp("moto")) as endpoint:

@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from visearch.categories import load_registry
 from visearch.errors import EngineUnavailableError, ImageTooLargeError, InvalidQueryError, VisearchError
 from visearch.index import open_index
+from visearch.once import LoadOnce
 from visearch.search import SearchEngine
 from visearch.settings import Settings
 from visearch.storage import make_store
@@ -84,9 +85,13 @@ def engine_of(exc: BaseException) -> str:
 
 
 def probe_engines(engine: SearchEngine) -> str | None:
-    """None if the index and the object store answer one cheap call each, else which one fails and why."""
+    """None if the index and the object store answer one cheap call each, else which one fails and why.
+
+    Both calls go through probe clients with short timeouts (2 s, no retry), so a hung engine is
+    named here, within the readiness timeout.
+    """
     checks: tuple[tuple[str, Callable[[], object]], ...] = (
-        ("index", engine.index.backend.collections),
+        ("index", engine.index.backend.ping),
         ("object store", engine.store.ping),
     )
     for name, check in checks:
@@ -120,11 +125,13 @@ class Runtime:
     """The search engine a server process holds for its lifetime.
 
     Opening needs the registry, the object store and the index client; the server keeps them open.
-    Calls are serialised: ONNX Runtime already uses every core for one batch, so running two at
-    once only adds contention. A failed open is retried on the next call, and the clients
-    reconnect by themselves, so the server recovers once an engine is back. ``ready()`` probes
-    the engines (outside that lock, with a timeout, cached briefly): an engine that went down
-    after start makes the server not ready, and ``last_error`` says which one.
+    Calls run concurrently and no lock is held across engine I/O, so a request stuck on an engine
+    (until its client's timeout: ``Settings.engine_deadline``) holds up no other request. Two
+    things are serialised, both short: opening the engine (once; callers meanwhile wait for that
+    open and share its outcome) and a model's forward pass (see ``SearchEngine``). A failed open is
+    retried on the next call, and the clients reconnect by themselves, so the server recovers once
+    an engine is back. ``ready()`` probes the engines (in a thread, with a timeout, cached briefly):
+    an engine that went down after start makes the server not ready, and ``last_error`` says which.
     """
 
     def __init__(
@@ -139,31 +146,32 @@ class Runtime:
         self._opener = opener or open_engine
         self._probe = probe
         self._ready_ttl = ready_ttl
-        self._engine: SearchEngine | None = None
-        self._lock = threading.RLock()
-        self._ready_lock = threading.Lock()
+        self._engine: LoadOnce[None, SearchEngine] = LoadOnce()
+        self._ready_lock = threading.Lock()  # guards the fields below; never held while probing
         self._prober: ThreadPoolExecutor | None = None
+        self._probing: Future[str | None] | None = None
         self._ready: bool | None = None
         self._ready_at = 0.0
         self.last_error: str | None = None
 
     def engine(self) -> SearchEngine:
-        with self._lock:
-            if self._engine is None:
-                try:
-                    self._engine = self._opener(self.settings)
-                except Exception as exc:
-                    if http_status(exc) != 503:  # a bug, not an outage: let it surface
-                        raise
-                    self.last_error = str(exc)
-                    raise EngineUnavailableError(f"search engine not available: {exc}") from exc
-                self.last_error = None
-            return self._engine
+        """The open engine, opened on first use (EngineUnavailableError while an engine is down)."""
+        return self._engine.get(None, self._open)
+
+    def _open(self) -> SearchEngine:
+        try:
+            engine = self._opener(self.settings)
+        except Exception as exc:
+            if http_status(exc) != 503:  # a bug, not an outage: let it surface
+                raise
+            self.last_error = str(exc)
+            raise EngineUnavailableError(f"search engine not available: {exc}") from exc
+        self.last_error = None
+        return engine
 
     def run(self, call: Callable[[SearchEngine], T]) -> T:
-        """Run ``call`` with the engine, one call at a time."""
-        with self._lock:
-            return call(self.engine())
+        """Run ``call`` with the engine (concurrently with other calls)."""
+        return call(self.engine())
 
     def ready(self) -> bool:
         """True if the engine opens and its index and object store answer (the answer is cached ``ready_ttl`` s)."""
@@ -172,40 +180,42 @@ class Runtime:
                 return self._ready
             if self._prober is None:
                 self._prober = ThreadPoolExecutor(max_workers=1, thread_name_prefix="visearch-probe")
-            # In a thread with a timeout: a hung engine must not hang /readyz (a hung probe keeps
-            # the one worker busy, so later probes time out too until it returns).
-            future = self._prober.submit(self._check)
-            try:
-                problem = future.result(timeout=PROBE_TIMEOUT_SECONDS)
-            except FutureTimeout:
-                problem = f"the engines did not answer within {PROBE_TIMEOUT_SECONDS:g} s"
-            ready = problem is None
+            # A probe still running (an engine that hangs until its client's timeout) is waited for
+            # again rather than queued behind: a new probe starts only after it returns, so readiness
+            # comes back as soon as the engine answers, not after a backlog of hung probes.
+            if self._probing is None or self._probing.done():
+                self._probing = self._prober.submit(self._check)
+            probing = self._probing
+        # In a thread with a timeout, outside the lock: a hung engine must not hang /readyz.
+        try:
+            problem = probing.result(timeout=PROBE_TIMEOUT_SECONDS)
+        except FutureTimeout:
+            problem = f"the engines did not answer within {PROBE_TIMEOUT_SECONDS:g} s"
+        ready = problem is None
+        with self._ready_lock:
             if ready != self._ready:
                 if ready:
                     logger.info("visearch is ready")
                 else:
                     logger.warning("visearch is not ready: %s", problem)
             self._ready, self._ready_at, self.last_error = ready, time.monotonic(), problem
-            return ready
+        return ready
 
     def _check(self) -> str | None:
-        # An open engine is probed without the call lock: a long search must not look like an outage.
-        engine = self._engine
-        if engine is None:
-            try:
-                engine = self.engine()
-            except EngineUnavailableError as exc:
-                return str(exc)
+        try:
+            engine = self.engine()
+        except EngineUnavailableError as exc:
+            return str(exc)
         return self._probe(engine)
 
     def close(self) -> None:
-        with self._lock:
-            if self._engine is not None:
-                self._engine.close()
-                self._engine = None
-        if self._prober is not None:
-            self._prober.shutdown(wait=False, cancel_futures=True)
-            self._prober = None
+        engine = self._engine.pop(None)
+        if engine is not None:
+            engine.close()
+        with self._ready_lock:
+            prober, self._prober, self._probing = self._prober, None, None
+        if prober is not None:
+            prober.shutdown(wait=False, cancel_futures=True)
 
 
 def keep_temp_files_in_home(settings: Settings) -> Path:

@@ -23,6 +23,7 @@ from visearch.errors import InvalidQueryError, NotFoundError, VisearchError
 from visearch.index import CollectionVersion, Hit, VectorIndex
 from visearch.inference import Backend, Embedder, load_embedder, preprocess
 from visearch.model import ONNX_FILE, WEIGHT_FILES, store_key
+from visearch.once import LoadOnce
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
@@ -107,8 +108,13 @@ class SearchEngine:
         self.store = store
         self.index = index
         self.backend = backend
-        self._models: dict[tuple[str, str], Embedder] = {}
-        self._lock = threading.Lock()
+        # One load per (category, model version); loading fetches from the object store, so no lock
+        # is held across it (a stuck store must not stop queries whose model is loaded).
+        self._models: LoadOnce[tuple[str, str], Embedder] = LoadOnce()
+        # One forward pass at a time: ONNX Runtime (and torch) already spread one batch over every
+        # core, so two at once only contend. Held for compute only, never for I/O; a pass is
+        # bounded by MAX_BATCH_IMAGES.
+        self._compute = threading.Lock()
 
     # --- validation ------------------------------------------------------------------------
     def check_params(self, k: int, min_similarity: float, class_filter: str | None = None) -> None:
@@ -138,13 +144,13 @@ class SearchEngine:
     def model_for(self, category: str, live: CollectionVersion | None = None) -> Embedder:
         """The model whose vectors the live collection (or ``live``) holds (loaded once, then cached)."""
         live = live or self.live_version(category)
-        key = (category, live.model_version)
-        with self._lock:
-            if key not in self._models:
-                directory = self._fetch_model(category, live.model_version)
-                cache = cache_dir(self.settings) / "onnx" / category / live.model_version
-                self._models[key] = load_embedder(directory, backend=self.backend, onnx_cache=cache)
-            return self._models[key]
+        version = live.model_version
+        return self._models.get((category, version), lambda: self._load_model(category, version))
+
+    def _load_model(self, category: str, version: str) -> Embedder:
+        directory = self._fetch_model(category, version)
+        cache = cache_dir(self.settings) / "onnx" / category / version
+        return load_embedder(directory, backend=self.backend, onnx_cache=cache)
 
     def _fetch_model(self, category: str, version: str) -> Path:
         cache = cache_dir(self.settings)
@@ -159,7 +165,9 @@ class SearchEngine:
     ) -> np.ndarray:
         """Embed several images in one forward pass (N×D), with the model of ``live`` (default: now live)."""
         model = self.model_for(category, live)
-        return model.embed(preprocess(images, model.spec))
+        batch = preprocess(images, model.spec)
+        with self._compute:
+            return model.embed(batch)
 
     def embed_image(self, category: str, image: Image.Image) -> np.ndarray:
         return self.embed_images(category, [image])[0]

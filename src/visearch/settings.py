@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Literal
 
@@ -46,6 +47,24 @@ class Settings(BaseSettings):
     minio_region: str | None = None
 
     mlflow_tracking_uri: str | None = Field(default=None, description="unset = sqlite under the home")
+
+    # Every engine client (object store, Qdrant server, MLflow server) is bounded by these: one call
+    # to an engine that does not answer fails after `engine_deadline` seconds (503 in the service).
+    engine_connect_timeout: float = Field(
+        default=3.0,
+        gt=0,
+        description="Seconds to open a connection to an engine (Qdrant's and MLflow's clients take one timeout: "
+        "ENGINE_READ_TIMEOUT bounds their connecting too)",
+    )
+    engine_read_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds an engine may stay silent within one request (Qdrant and MLflow round it up to "
+        "whole seconds)",
+    )
+    engine_retries: int = Field(
+        default=1, ge=0, le=5, description="Immediate retries of an engine request that failed or timed out"
+    )
 
     train_image: str = Field(
         default="visearch-train:latest",
@@ -119,6 +138,17 @@ class Settings(BaseSettings):
             scheme = "https" if self.qdrant_https else "http"
             return f"{scheme}://{self.qdrant_host}:{self.qdrant_port}"
         return None
+
+    @property
+    def engine_deadline(self) -> float:
+        """Longest one engine call waits for an engine that does not answer (seconds).
+
+        Each attempt connects and then waits for the answer (the read timeout rounded up: Qdrant and
+        MLflow take whole seconds); a call makes at most ``engine_retries + 1`` attempts, retried at
+        once (the timeout was the wait). An engine that accepts connections and never answers fails a
+        call after ``(engine_retries + 1) × engine_read_timeout``.
+        """
+        return (self.engine_retries + 1) * (self.engine_connect_timeout + math.ceil(self.engine_read_timeout))
 
     @property
     def tracking_uri(self) -> str:

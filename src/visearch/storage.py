@@ -303,27 +303,30 @@ def parse_endpoint(host: str, secure: bool) -> tuple[str, bool]:
 def make_minio_client(settings: Settings, *, timeout: float | None = None, retries: int | None = None) -> Minio:
     """A minio client from MINIO_* settings (TLS per MINIO_SECURE or the URL scheme; CA bundle from SSL_CERT_FILE).
 
-    ``timeout`` (seconds) and ``retries`` replace the client's defaults (5 minutes, 5 retries),
-    e.g. for a health probe that must answer "down" quickly.
+    Bounded by ENGINE_CONNECT_TIMEOUT, ENGINE_READ_TIMEOUT and ENGINE_RETRIES (the client's own
+    defaults are 5 minutes and 5 retries with backoff); ``timeout`` (seconds, connect and read) and
+    ``retries`` replace them, e.g. for a health probe that must answer "down" quickly.
     """
     if not settings.minio_host:
         raise ConfigError("MINIO_HOST is not set")
     endpoint, secure = parse_endpoint(settings.minio_host, settings.minio_secure)
     access = settings.minio_access_key.get_secret_value() if settings.minio_access_key else None
     secret = settings.minio_secret_key.get_secret_value() if settings.minio_secret_key else None
-    http_client = None
-    if timeout is not None or retries is not None:
-        # The pool minio builds itself, with other limits: same TLS checks, same CA bundle.
-        seconds = timeout if timeout is not None else 300.0
-        http_client = urllib3.PoolManager(
-            timeout=urllib3.Timeout(connect=seconds, read=seconds),
-            maxsize=2,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
-            retries=urllib3.Retry(
-                total=retries if retries is not None else 5, backoff_factor=0.2, status_forcelist=[500, 502, 503, 504]
-            ),
-        )
+    connect = timeout if timeout is not None else settings.engine_connect_timeout
+    read = timeout if timeout is not None else settings.engine_read_timeout
+    # The pool minio would build itself (same TLS checks, same CA bundle, same 5xx retries), with our
+    # limits. Retries are immediate: after a timeout the wait already happened.
+    http_client = urllib3.PoolManager(
+        timeout=urllib3.Timeout(connect=connect, read=read),
+        maxsize=10,
+        cert_reqs="CERT_REQUIRED",
+        ca_certs=os.environ.get("SSL_CERT_FILE") or certifi.where(),
+        retries=urllib3.Retry(
+            total=retries if retries is not None else settings.engine_retries,
+            backoff_factor=0,
+            status_forcelist=[500, 502, 503, 504],
+        ),
+    )
     try:
         return Minio(
             endpoint,

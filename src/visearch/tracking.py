@@ -8,17 +8,19 @@ as a tag, so the champion maps to ``models/<category>/<version>/`` in the object
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import subprocess
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import urllib3
 
 from visearch.errors import TrackingError, TrackingUnavailableError
 from visearch.settings import Settings
@@ -27,37 +29,102 @@ CHAMPION = "champion"
 VERSION_TAG = "visearch.model_version"
 CANDIDATE_TAG = "visearch.candidate"
 REJECTED_TAG = "visearch.rolled_back"
-# How long a step waits for an MLflow server to answer before it stops. MLflow's own client
-# retries a refused connection 7 times with exponential backoff (minutes); a step should say
-# "MLflow is down" in seconds instead.
-REACH_TIMEOUT_SECONDS = 5.0
 
 
-def check_reachable(uri: str, *, timeout: float = REACH_TIMEOUT_SECONDS) -> None:
-    """Raise TrackingUnavailableError unless the MLflow server at an http(s) ``uri`` answers.
-
-    Any HTTP answer counts (a 401 or 404 is MLflow's to report); only no answer at all is "down".
-    Other URIs (sqlite, file, databricks) are not servers this can reach, and are not checked.
-    """
+def server_url(uri: str) -> str | None:
+    """The http(s) URI of an MLflow server without credentials (for messages), or None for other stores."""
     parts = urlsplit(uri)
     if parts.scheme not in ("http", "https"):
-        return
+        return None
     host = parts.hostname or ""
     netloc = f"[{host}]" if ":" in host else host
     netloc += f":{parts.port}" if parts.port else ""
-    shown = urlunsplit((parts.scheme, netloc, parts.path, "", ""))  # no credentials in messages
-    health = urlunsplit((parts.scheme, netloc, f"{parts.path.rstrip('/')}/health", "", ""))
-    try:
-        with urllib.request.urlopen(health, timeout=timeout):  # noqa: S310 - http(s) only, checked above
-            return
-    except urllib.error.HTTPError:
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def check_reachable(settings: Settings) -> None:
+    """Raise TrackingUnavailableError unless the MLflow server at ``settings.tracking_uri`` answers.
+
+    One request to ``/health``, no retry, within ENGINE_CONNECT_TIMEOUT + ENGINE_READ_TIMEOUT: a
+    step that cannot track stops before any work. Any HTTP answer counts (a 401 or 404 is MLflow's
+    to report); only no answer at all is "down". Other URIs (sqlite, file, databricks) are not
+    servers this can reach, and are not checked.
+    """
+    shown = server_url(settings.tracking_uri)
+    if shown is None:
         return
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
+    timeout = urllib3.Timeout(connect=settings.engine_connect_timeout, read=settings.engine_read_timeout)
+    try:
+        urllib3.request("GET", f"{shown}/health", timeout=timeout, retries=False)
+    except urllib3.exceptions.HTTPError as exc:
         raise TrackingUnavailableError(
-            f"MLflow tracking server {shown} is unreachable ({type(reason).__name__}: {reason}); "
+            f"MLflow tracking server {shown} is unreachable ({type(exc).__name__}: {exc}); "
             "start it or fix MLFLOW_TRACKING_URI"
         ) from exc
+
+
+def bound_mlflow_requests(settings: Settings) -> None:
+    """Make MLflow's HTTP client time out and retry as ENGINE_READ_TIMEOUT and ENGINE_RETRIES say.
+
+    MLflow 3.17 has no per-client option: it reads these variables of its own on every request
+    (defaults: 120 s and 7 retries with exponential backoff, minutes in all). Retries are immediate,
+    as for the other engines: after a timeout the wait already happened.
+    """
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = str(math.ceil(settings.engine_read_timeout))
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = str(settings.engine_retries)
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
+
+
+def unreachable(exc: BaseException) -> BaseException | None:
+    """The transport error behind ``exc`` (no answer, a timeout, 5xx after retries), if that is what it is.
+
+    MLflow wraps them in MlflowException ("API request to ... failed"); an error the server
+    answered with (a RestException: unknown run, invalid parameter) is not one.
+    """
+    import requests
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, requests.exceptions.ConnectionError | requests.exceptions.Timeout):
+            return current
+        if isinstance(current, requests.exceptions.RetryError | urllib3.exceptions.HTTPError):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+class ReachableClient:
+    """An ``MlflowClient`` whose calls raise TrackingUnavailableError when the server does not answer.
+
+    Not an MlflowException: callers that read "not found" from one (e.g. no champion yet) must
+    not read it from a server that is down.
+    """
+
+    def __init__(self, client: Any, shown: str) -> None:
+        self._client = client
+        self._shown = shown
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._client, name)
+        if not callable(attr):
+            return attr
+
+        @functools.wraps(attr)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attr(*args, **kwargs)
+            except Exception as exc:
+                cause = unreachable(exc)
+                if cause is None:
+                    raise
+                raise TrackingUnavailableError(
+                    f"MLflow tracking server {self._shown} did not answer ({type(cause).__name__}); retry later"
+                ) from exc
+
+        return call
 
 
 def model_name(category: str) -> str:
@@ -110,13 +177,18 @@ class Tracker:
     def from_settings(cls, settings: Settings) -> Tracker:
         """MLflow at ``settings.tracking_uri``; artifacts under the data home unless a server stores them.
 
-        A server is checked first (TrackingUnavailableError within seconds if it does not answer),
-        so a step stops before any work rather than after minutes of MLflow's retries.
+        A server is checked first (TrackingUnavailableError within ENGINE_CONNECT_TIMEOUT +
+        ENGINE_READ_TIMEOUT if it does not answer), so a step stops before any work; every later
+        call is bounded by ENGINE_READ_TIMEOUT and ENGINE_RETRIES (see ``bound_mlflow_requests``).
         """
         from mlflow import MlflowClient
 
         uri = settings.tracking_uri
-        check_reachable(uri)
+        shown = server_url(uri)
+        if shown is not None:
+            check_reachable(settings)
+            bound_mlflow_requests(settings)
+            return cls(ReachableClient(MlflowClient(tracking_uri=uri, registry_uri=uri), shown))
         # A client-side database has no artifact store of its own: MLflow would default to ./mlruns
         # in whatever directory the step happens to run in.
         local = uri.startswith(("sqlite:", "file:", "postgresql:", "mysql:")) or "://" not in uri
@@ -132,6 +204,8 @@ class Tracker:
         location = f"{self.artifact_root}/{category}" if self.artifact_root else None
         try:
             return str(self.client.create_experiment(name, artifact_location=location))
+        except TrackingUnavailableError:
+            raise
         except Exception:  # noqa: BLE001 - a concurrent step may have created it first
             experiment = self.client.get_experiment_by_name(name)
             if experiment is None:
@@ -226,6 +300,12 @@ class Tracker:
                 artifact_uri=champion.source, dst_path=str(destination), tracking_uri=self.client.tracking_uri
             )
         except Exception as exc:  # noqa: BLE001 - MLflow raises several types for missing artifacts
+            cause = unreachable(exc)
+            if cause is not None:
+                raise TrackingUnavailableError(
+                    f"MLflow did not answer while downloading champion version {champion.registry_version} "
+                    f"({type(cause).__name__}); retry later"
+                ) from exc
             raise TrackingError(f"cannot download champion version {champion.registry_version}: {exc}") from exc
         return Path(path)
 

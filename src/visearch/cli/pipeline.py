@@ -132,7 +132,7 @@ def run_pipeline(
     if settings.qdrant_location == ":memory:":
         raise ConfigError("QDRANT_URL=:memory: cannot work here: every pipeline step is its own process")
     # An engine that is down fails here, in seconds, not in a step after minutes of retries.
-    check_reachable(settings.tracking_uri)
+    check_reachable(settings)
     make_store(settings)
     try:
         return run_local(settings, categories, overrides, log_file=log_file)

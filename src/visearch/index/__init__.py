@@ -35,11 +35,16 @@ SEPARATOR = "__"
 def open_index(settings: Settings) -> VectorIndex:
     """The index the settings name: a Qdrant server (or ``:memory:``) if configured, else embedded."""
     if settings.qdrant_location:
-        from visearch.index.qdrant import QdrantBackend, make_client
+        from visearch.index.qdrant import PROBE_TIMEOUT_SECONDS, QdrantBackend, make_client
 
-        # :memory: searches exactly and warns about search params; a server takes them.
-        hnsw_ef = None if settings.qdrant_location == ":memory:" else settings.qdrant_hnsw_ef
-        return VectorIndex(QdrantBackend(make_client(settings), hnsw_ef=hnsw_ef))
+        if settings.qdrant_location == ":memory:":  # searches exactly, warns about search params
+            return VectorIndex(QdrantBackend(make_client(settings)))
+        probe = make_client(settings, timeout=PROBE_TIMEOUT_SECONDS)
+        return VectorIndex(
+            QdrantBackend(
+                make_client(settings), hnsw_ef=settings.qdrant_hnsw_ef, retries=settings.engine_retries, probe=probe
+            )
+        )
     from visearch.index.edge import EdgeBackend
 
     backend = EdgeBackend(settings.index_path, hnsw_ef=settings.qdrant_hnsw_ef)

@@ -60,6 +60,10 @@ class EdgeBackend:
     def collections(self) -> list[str]:
         return sorted(p.name for p in self.shards_dir.iterdir() if (p / CONFIG_FILE).is_file())
 
+    def ping(self) -> None:
+        """The index folder can be listed (nothing to reach: the engine runs in this process)."""
+        self.collections()
+
     def _alias_file(self, name: str) -> Path:
         # The name comes from requests: "" would be the folder itself, "../x" a file outside it.
         if not _plain(name):

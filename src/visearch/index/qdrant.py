@@ -6,24 +6,35 @@ A server keeps collections and aliases itself; this module only translates the f
 
 from __future__ import annotations
 
+import functools
+import math
 import warnings
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
 from qdrant_client import QdrantClient, models
+from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
-from visearch.errors import ConfigError
+from visearch.errors import ConfigError, EngineUnavailableError
 from visearch.index.types import EF_CONSTRUCT, HNSW_M, Hit, Record
 from visearch.settings import Settings
 
+P = ParamSpec("P")
+R = TypeVar("R")
+# A health probe must say "down" fast (the service's readiness check allows 3 s for all engines).
+PROBE_TIMEOUT_SECONDS = 2
 
-def make_client(settings: Settings) -> QdrantClient:
+
+def make_client(settings: Settings, *, timeout: int | None = None) -> QdrantClient:
     """A client for the configured server, or an in-process ``:memory:`` index.
 
     ``QDRANT_URL`` (or seed ``QDRANT_HOST``/``QDRANT_PORT``) → a server: TLS when the URL says
     ``https://``, ``QDRANT_API_KEY`` sent as the ``api-key`` header. ``QDRANT_URL=:memory:`` → a
-    throwaway index in this process (tests, experiments).
+    throwaway index in this process (tests, experiments). Every request is bounded by
+    ENGINE_READ_TIMEOUT (qdrant-client takes one timeout, in whole seconds, for connecting and
+    reading; ``timeout`` replaces it, e.g. for a health probe); qdrant-client retries nothing but
+    upload batches (see ``QdrantBackend``).
     """
     location = settings.qdrant_location
     if location == ":memory:":
@@ -34,25 +45,63 @@ def make_client(settings: Settings) -> QdrantClient:
         # Without a scheme qdrant-client guesses TLS from the API key; make the choice explicit.
         raise ConfigError(f"QDRANT_URL must start with http:// or https://, got {location!r}")
     api_key = settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None
-    return QdrantClient(url=location, api_key=api_key, timeout=30)
+    if timeout is not None:  # a probe: the main client already checks the server's version
+        return QdrantClient(url=location, api_key=api_key, timeout=timeout, check_compatibility=False)
+    return QdrantClient(url=location, api_key=api_key, timeout=math.ceil(settings.engine_read_timeout))
+
+
+def engine_call(method: Callable[P, R]) -> Callable[P, R]:
+    """Turn "the server did not answer" (timeout, refused, 5xx) into EngineUnavailableError naming Qdrant.
+
+    Other answers of the server (a 4xx: e.g. a collection that does not exist) pass unchanged.
+    """
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(*args, **kwargs)
+        except ResponseHandlingException as exc:
+            reason = exc.source
+            raise EngineUnavailableError(
+                f"index unreachable (Qdrant server): {type(reason).__name__}: {reason}"
+            ) from exc
+        except UnexpectedResponse as exc:
+            if exc.status_code is not None and exc.status_code < 500:
+                raise
+            raise EngineUnavailableError(
+                f"index unavailable (Qdrant server answered {exc.status_code} {exc.reason_phrase})"
+            ) from exc
+
+    return call
 
 
 class QdrantBackend:
     """Collections and aliases of a Qdrant server (or ``:memory:``) through qdrant-client."""
 
-    def __init__(self, client: QdrantClient, *, hnsw_ef: int | None = None) -> None:
+    def __init__(
+        self, client: QdrantClient, *, hnsw_ef: int | None = None, retries: int = 1, probe: QdrantClient | None = None
+    ) -> None:
         self.client = client
+        self.probe = probe or client  # ping() uses it: a client with a short timeout
         self.search_params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
+        self.retries = retries  # of an upload batch (qdrant-client's own default is 3)
 
+    @engine_call
     def collections(self) -> list[str]:
         return [c.name for c in self.client.get_collections().collections]
 
+    @engine_call
+    def ping(self) -> None:
+        self.probe.get_collections()
+
+    @engine_call
     def alias(self, name: str) -> str | None:
         for alias in self.client.get_aliases().aliases:
             if alias.alias_name == name:
                 return alias.collection_name
         return None
 
+    @engine_call
     def set_alias(self, name: str, collection: str) -> None:
         """Repoint (or create) the alias in one atomic server operation."""
         operations: list[models.AliasOperations] = []
@@ -63,6 +112,7 @@ class QdrantBackend:
         )
         self.client.update_collection_aliases(change_aliases_operations=operations)
 
+    @engine_call
     def create_collection(self, name: str, dim: int) -> None:
         self.client.create_collection(
             name,
@@ -74,9 +124,11 @@ class QdrantBackend:
             warnings.simplefilter("ignore", UserWarning)
             self.client.create_payload_index(name, "class", models.PayloadSchemaType.KEYWORD, wait=True)
 
+    @engine_call
     def delete_collection(self, name: str) -> None:
         self.client.delete_collection(name)
 
+    @engine_call
     def upsert(
         self,
         collection: str,
@@ -89,7 +141,7 @@ class QdrantBackend:
             models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
             for pid, vector, payload in zip(ids, vectors, payloads, strict=True)
         )
-        self.client.upload_points(collection, points, batch_size=batch_size, wait=True)
+        self.client.upload_points(collection, points, batch_size=batch_size, wait=True, max_retries=self.retries)
 
     def seal(self, collection: str) -> None:
         """Nothing to do: a server indexes in the background and answers meanwhile."""
@@ -97,13 +149,16 @@ class QdrantBackend:
     def is_being_written(self, collection: str) -> bool:
         return False
 
+    @engine_call
     def count(self, collection: str) -> int:
         return int(self.client.count(collection, exact=True).count)
 
+    @engine_call
     def retrieve(self, collection: str, ids: Sequence[str], *, with_payload: bool, with_vector: bool) -> list[Record]:
         records = self.client.retrieve(collection, ids=list(ids), with_payload=with_payload, with_vectors=with_vector)
         return [Record(str(r.id), dict(r.payload or {}), flat_vector(r.vector)) for r in records]
 
+    @engine_call
     def query(
         self,
         collection: str,
@@ -129,12 +184,15 @@ class QdrantBackend:
         )
         return [Hit(str(point.id), float(point.score), dict(point.payload or {})) for point in response.points]
 
+    @engine_call
     def scroll(self, collection: str, limit: int) -> list[Record]:
         records, _ = self.client.scroll(collection, limit=limit, with_payload=True)
         return [Record(str(r.id), dict(r.payload or {}), None) for r in records]
 
     def close(self) -> None:
         self.client.close()
+        if self.probe is not self.client:
+            self.probe.close()
 
 
 def flat_vector(vector: Any) -> list[float] | None:
