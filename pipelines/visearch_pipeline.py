@@ -12,6 +12,8 @@ from typing import Any, List  # noqa: UP035 - kfp parses typing.List, not list[s
 from kfp import compiler, dsl, kubernetes
 
 from components import build
+from visearch.categories import Category
+from visearch.cluster import ACCELERATED_STEPS, RETRIES, RETRY_BACKOFF, ClusterPlan, cluster_plan
 
 PIPELINE_NAME = "visearch"
 COMPILED = Path(__file__).with_name("visearch-pipeline.yaml")
@@ -29,29 +31,54 @@ CONFIG_ENV = (
     "MINIO_REGION",
     "MLFLOW_TRACKING_URI",
     "VISEARCH_CATEGORIES",
+    "VISEARCH_REQUIRE_ENGINES",
 )
+# The registry ConfigMap, mounted where VISEARCH_CATEGORIES points (k8s/base/config.yaml).
+CATEGORIES_CONFIG_MAP = "visearch-categories"
+CATEGORIES_MOUNT = "/etc/visearch"
 SECRET_ENV = ("QDRANT_API_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY")
 CLUSTER_PARALLELISM = 4
 
 
-def _with_env(task: Any) -> Any:
-    """Engine settings from a ConfigMap and a Secret; kfp.local ignores them (its steps inherit the env).
+def _on_cluster(task: Any, step: str, plan: ClusterPlan | None) -> Any:
+    """Engine settings from a ConfigMap and a Secret, the registry as a volume, the step's resources,
+    an accelerator where the plan has one, and retries; kfp.local ignores all of it (its steps
+    inherit this process's environment).
 
-    Caching is off: the steps read state that KFP cannot see (object store, registry, index).
+    KFP's cache is off: the steps read state that KFP cannot see (object store, registry, index).
+    The library skips work itself instead: an unchanged category reuses its trained model and its
+    live collection.
     """
     task.set_caching_options(False)
+    if plan is not None:
+        wanted = plan.resources[step]
+        for setter, value in (
+            (task.set_cpu_request, wanted.cpu),
+            (task.set_memory_request, wanted.memory),
+            (task.set_cpu_limit, wanted.cpu_limit),
+            (task.set_memory_limit, wanted.memory_limit),
+        ):
+            if value:
+                setter(value)
+        if plan.accelerator and step in ACCELERATED_STEPS:
+            kind, count = plan.accelerator
+            task.set_accelerator_type(kind).set_accelerator_limit(count)
+        task.set_retry(num_retries=RETRIES, backoff_duration=RETRY_BACKOFF, backoff_factor=2)
     kubernetes.use_config_map_as_env(task, CONFIG_MAP, {name: name for name in CONFIG_ENV}, optional=True)
     kubernetes.use_secret_as_env(task, SECRET, {name: name for name in SECRET_ENV}, optional=True)
+    kubernetes.use_config_map_as_volume(task, CATEGORIES_CONFIG_MAP, mount_path=CATEGORIES_MOUNT, optional=True)
     return task
 
 
-def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM) -> Any:
+def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: ClusterPlan | None = None) -> Any:
     """The pipeline with every component on ``image``.
 
     Args:
         image: The train image (``Settings.train_image``).
         parallelism: Categories processed at once; 1 locally, where embedded Qdrant and SQLite MLflow
             allow one writer process.
+        plan: Per-step resources, accelerator and retries for a cluster (``visearch.cluster``);
+            None locally.
     """
     steps = build(image)
 
@@ -71,10 +98,12 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM) -> Any
     ) -> None:
         """Training params left at -1 / empty take each category's value from the registry."""
         with dsl.ParallelFor(items=categories, parallelism=parallelism, name="category") as category:
-            prep = _with_env(
-                steps.preprocess(category=category, split=split, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER)
+            prep = _on_cluster(
+                steps.preprocess(category=category, split=split, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER),
+                "preprocess",
+                plan,
             )
-            trained = _with_env(
+            trained = _on_cluster(
                 steps.train(
                     category=category,
                     manifest=prep.outputs["manifest"],
@@ -89,45 +118,60 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM) -> Any
                     sampler_m=sampler_m,
                     input_size=input_size,
                     max_steps=max_steps,
-                )
+                ),
+                "train",
+                plan,
             )
-            gated = _with_env(
+            gated = _on_cluster(
                 steps.evaluate(
                     category=category,
                     manifest=prep.outputs["manifest"],
                     run_id=prep.outputs["Output"],
                     model=trained.outputs["model"],
                     baseline=trained.outputs["baseline"],
-                )
+                ),
+                "evaluate",
+                plan,
             )
-            vectors = _with_env(
-                steps.embed(category=category, manifest=prep.outputs["manifest"], model=gated.outputs["champion"])
+            vectors = _on_cluster(
+                steps.embed(category=category, manifest=prep.outputs["manifest"], model=gated.outputs["champion"]),
+                "embed",
+                plan,
             )
-            _with_env(
+            _on_cluster(
                 steps.upsert(
                     category=category,
                     manifest=prep.outputs["manifest"],
                     model=gated.outputs["champion"],
                     embeddings=vectors.outputs["embeddings"],
                     run_id=prep.outputs["Output"],
-                )
+                ),
+                "upsert",
+                plan,
             )
 
     return visearch
 
 
-def compile_pipeline(output: Path, image: str, *, parallelism: int = CLUSTER_PARALLELISM) -> Path:
-    """Write the pipeline YAML that KFP accepts (upload in the dashboard, or ``kfp.Client``)."""
+def compile_pipeline(
+    output: Path, image: str, categories: list[Category], *, parallelism: int = CLUSTER_PARALLELISM
+) -> Path:
+    """Write the pipeline YAML that KFP accepts (upload in the dashboard, or ``kfp.Client``).
+
+    ``categories``: the ones it will run; they set each step's resources and the accelerator.
+    """
     output.parent.mkdir(parents=True, exist_ok=True)
-    compiler.Compiler().compile(build_pipeline(image, parallelism=parallelism), str(output))
+    pipeline = build_pipeline(image, parallelism=parallelism, plan=cluster_plan(categories))
+    compiler.Compiler().compile(pipeline, str(output))
     return output
 
 
 if __name__ == "__main__":
+    from visearch.categories import load_registry
     from visearch.settings import Settings
 
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else COMPILED
-    print(compile_pipeline(target, Settings().train_image))
+    print(compile_pipeline(target, Settings().train_image, load_registry().categories))
     if target == COMPILED:
         K8S_COPY.write_bytes(COMPILED.read_bytes())
         print(K8S_COPY)

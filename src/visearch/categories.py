@@ -41,10 +41,14 @@ class TrainParams(BaseModel):
     loss: str = Field(default="multi_similarity", description="multi_similarity | circle | triplet")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps (smoke runs)")
     seed: int = 0
+    accelerator: dict[str, int] | None = Field(
+        default=None,
+        description="Accelerator the compiled pipeline requests for train, evaluate and embed, e.g. {nvidia.com/gpu: 1}",
+    )
 
     def identity(self) -> str:
         """Short hash of what shapes the trained weights (not how long: a longer run continues a shorter one)."""
-        text = json.dumps(self.model_dump(exclude={"epochs", "max_steps"}), sort_keys=True)
+        text = json.dumps(self.model_dump(exclude={"epochs", "max_steps", "accelerator"}), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def with_overrides(self, overrides: Mapping[str, Any] | None = None) -> TrainParams:
@@ -77,6 +81,15 @@ def parse_layers(text: str) -> list[int]:
         raise ConfigError(f"embedder_layers takes comma-separated integers, got {text!r}") from exc
 
 
+class StepResources(BaseModel):
+    """What one pipeline step asks of a cluster node (Kubernetes quantities: "500m", "2", "4Gi")."""
+
+    cpu: str | None = None
+    memory: str | None = None
+    cpu_limit: str | None = None
+    memory_limit: str | None = None
+
+
 class Category(BaseModel):
     """One searchable category: its texts for the UI, where its data lives, how to train it."""
 
@@ -87,6 +100,9 @@ class Category(BaseModel):
     data_dir: str = Field(default="", description="Object-store prefix of images + meta CSV")
     meta: str = "meta.csv"
     train: TrainParams = Field(default_factory=TrainParams)
+    resources: dict[str, StepResources] = Field(
+        default_factory=dict, description="Per-step requests/limits on a cluster (preprocess, train, ...)"
+    )
     demo: bool = False
 
     @field_validator("data_dir")

@@ -22,6 +22,16 @@ class ConfigError(VisearchError):
     status = 503
 
 
+class EngineNotConfiguredError(ConfigError):
+    """An engine setting is missing where the embedded fallback is refused (VISEARCH_REQUIRE_ENGINES, Kubeflow pods)."""
+
+    def __init__(self, setting: str) -> None:
+        super().__init__(
+            f"{setting} is not set, and this process must not fall back to an embedded engine "
+            f"(VISEARCH_REQUIRE_ENGINES, or a Kubeflow pod): set {setting} (on a cluster: the visearch-config ConfigMap)"
+        )
+
+
 class UnknownCategoryError(VisearchError):
     """A category name that the registry does not hold."""
 

@@ -36,6 +36,8 @@ READY_TTL_SECONDS = 1.5
 # An engine that does not answer a trivial call within this time counts as down (Kubernetes'
 # default probe timeout is 1 s; set timeoutSeconds above this one to see the reason instead).
 PROBE_TIMEOUT_SECONDS = 3.0
+# How often a request may look at the registry file for changes (a stat call).
+REGISTRY_CHECK_SECONDS = 1.0
 
 
 def _unavailable_types() -> tuple[type[BaseException], ...]:
@@ -153,6 +155,8 @@ class Runtime:
         self._ready: bool | None = None
         self._ready_at = 0.0
         self.last_error: str | None = None
+        self._registry_checked = 0.0
+        self._registry_seen: tuple[int, int, int] | None = None
 
     def engine(self) -> SearchEngine:
         """The open engine, opened on first use (EngineUnavailableError while an engine is down)."""
@@ -171,7 +175,38 @@ class Runtime:
 
     def run(self, call: Callable[[SearchEngine], T]) -> T:
         """Run ``call`` with the engine (concurrently with other calls)."""
-        return call(self.engine())
+        engine = self.engine()
+        self._follow_registry(engine)
+        return call(engine)
+
+    def _follow_registry(self, engine: SearchEngine) -> None:
+        """Reload the category registry when its file changed (a ConfigMap edit on a cluster).
+
+        Checked at most once a second (one ``stat``). A registry that no longer validates is
+        ignored with a warning: the service keeps answering with the last good one.
+        """
+        path = self.settings.visearch_categories
+        now = time.monotonic()
+        if path is None or now - self._registry_checked < REGISTRY_CHECK_SECONDS:
+            return
+        self._registry_checked = now
+        try:
+            stat = Path(path).stat()
+        except OSError:
+            return
+        seen = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        if self._registry_seen is None:
+            self._registry_seen = seen
+            return
+        if seen == self._registry_seen:
+            return
+        self._registry_seen = seen
+        try:
+            engine.registry = load_registry(path)
+        except VisearchError as exc:
+            logger.warning("category registry %s changed but cannot be used; keeping the previous one: %s", path, exc)
+            return
+        logger.warning("category registry reloaded from %s: %s", path, ", ".join(engine.registry.names()))
 
     def ready(self) -> bool:
         """True if the engine opens and its index and object store answer (the answer is cached ``ready_ttl`` s)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -47,6 +48,11 @@ class Settings(BaseSettings):
     minio_region: str | None = None
 
     mlflow_tracking_uri: str | None = Field(default=None, description="unset = sqlite under the home")
+    visearch_require_engines: bool = Field(
+        default=False,
+        description="Refuse the embedded fallbacks: a missing QDRANT_URL, MINIO_HOST or MLFLOW_TRACKING_URI is an "
+        "error (true in the k8s manifests; also implied inside Kubeflow pipeline pods)",
+    )
 
     # Every engine client (object store, Qdrant server, MLflow server) is bounded by these: one call
     # to an engine that does not answer fails after `engine_deadline` seconds (503 in the service).
@@ -109,6 +115,11 @@ class Settings(BaseSettings):
         default=None,
         description="Key for the service's admin endpoints (rollback, delete); unset = admin endpoints refused",
     )
+
+    @property
+    def require_engines(self) -> bool:
+        """True where an embedded engine would lose its data with the pod: set, or inside a KFP v2 pod."""
+        return self.visearch_require_engines or bool(os.environ.get("KFP_POD_NAME"))
 
     @property
     def home(self) -> Path:

@@ -23,7 +23,7 @@ from minio import Minio
 from minio.error import S3Error
 from urllib3.exceptions import HTTPError, MaxRetryError
 
-from visearch.errors import ConfigError, EngineUnavailableError, NotFoundError, VisearchError
+from visearch.errors import ConfigError, EngineNotConfiguredError, EngineUnavailableError, NotFoundError, VisearchError
 from visearch.settings import Settings
 
 # S3 error codes that mean "this object (or its bucket) is not there".
@@ -343,6 +343,8 @@ def make_minio_client(settings: Settings, *, timeout: float | None = None, retri
 def make_store(settings: Settings) -> ObjectStore:
     """The MinIO store when MINIO_HOST is set (bucket created if missing), else the local folder."""
     if not settings.minio_host:
+        if settings.require_engines:
+            raise EngineNotConfiguredError("MINIO_HOST")
         return LocalStore(settings.objects_dir)
     probe = make_minio_client(settings, timeout=PROBE_TIMEOUT_SECONDS, retries=0)
     store = MinioStore(make_minio_client(settings), settings.minio_bucket_name, settings.minio_main_path, probe=probe)

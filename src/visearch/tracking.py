@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 
-from visearch.errors import TrackingError, TrackingUnavailableError
+from visearch.errors import EngineNotConfiguredError, TrackingError, TrackingUnavailableError
 from visearch.settings import Settings
 
 CHAMPION = "champion"
@@ -183,6 +183,8 @@ class Tracker:
         """
         from mlflow import MlflowClient
 
+        if not settings.mlflow_tracking_uri and settings.require_engines:
+            raise EngineNotConfiguredError("MLFLOW_TRACKING_URI")
         uri = settings.tracking_uri
         shown = server_url(uri)
         if shown is not None:

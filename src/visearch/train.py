@@ -131,7 +131,7 @@ def train(
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / CHECKPOINT_FILE
     # How long to train is not part of the run's identity: a longer re-run continues the shorter one.
-    params_key = json.dumps({**params.model_dump(exclude={"epochs", "max_steps"}), "data": data_key}, sort_keys=True)
+    params_key = json.dumps({"params": params.identity(), "data": data_key}, sort_keys=True)
     start_epoch, epoch_losses = 0, []
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location="cpu", weights_only=False)

@@ -53,15 +53,29 @@ def compile_command(
     output: Annotated[Path, typer.Option("--output", "-o", help="YAML file to write")] = Path("visearch-pipeline.yaml"),
     image: Annotated[str | None, typer.Option(help="Train image (default: the TRAIN_IMAGE setting)")] = None,
     parallelism: Annotated[int, typer.Option(min=0, help="Categories processed at once on the cluster")] = 4,
+    categories: Annotated[
+        str | None,
+        typer.Option(help="Comma-separated categories it will run (their resources and accelerator); default: all"),
+    ] = None,
 ) -> None:
-    """Compile the pipeline to YAML for KFP (upload it in the dashboard or submit with kfp.Client)."""
+    """Compile the pipeline to YAML for KFP (upload it in the dashboard or submit with kfp.Client).
+
+    Each step requests the largest resources among the categories, and train/evaluate/embed an
+    accelerator when a category's registry entry asks for one (train.accelerator).
+    """
     try:
         from pipelines.visearch_pipeline import compile_pipeline
     except ModuleNotFoundError as exc:
         raise needs_kfp(exc) from exc
 
+    from visearch.categories import load_registry
+
+    settings = Settings()
+    registry = load_registry(settings.visearch_categories)
+    names = [name.strip() for name in (categories or "").split(",") if name.strip()] or registry.names()
+    chosen = [registry.get(name) for name in names]
     try:
-        path = compile_pipeline(output, image or Settings().train_image, parallelism=parallelism)
+        path = compile_pipeline(output, image or settings.train_image, chosen, parallelism=parallelism)
     except OSError as exc:
         raise ConfigError(f"cannot write {output}: {exc.strerror or exc}") from exc
     typer.echo(f"pipeline written to {path}")

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from visearch.errors import ConflictError, NotFoundError, VisearchError
+from visearch.errors import ConflictError, EngineNotConfiguredError, NotFoundError, VisearchError
 from visearch.index.types import Hit, IndexBackend, Record
 from visearch.settings import Settings
 
@@ -45,6 +45,8 @@ def open_index(settings: Settings) -> VectorIndex:
                 make_client(settings), hnsw_ef=settings.qdrant_hnsw_ef, retries=settings.engine_retries, probe=probe
             )
         )
+    if settings.require_engines:
+        raise EngineNotConfiguredError("QDRANT_URL")
     from visearch.index.edge import EdgeBackend
 
     backend = EdgeBackend(settings.index_path, hnsw_ef=settings.qdrant_hnsw_ef)
