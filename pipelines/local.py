@@ -106,9 +106,11 @@ class KeyLines(io.TextIOBase):
         self.redirect = redirect_stdout(self)
 
     def writable(self) -> bool:
+        """Always True: this stream accepts writes."""
         return True
 
     def write(self, text: str) -> int:
+        """Write ``text`` to the log file and its lines that matter to the screen."""
         self.file.write(text)
         for line in text.splitlines():
             if any(key in line for key in self.KEEP):

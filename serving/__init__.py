@@ -1,0 +1,1 @@
+"""The BentoML service: visearch's REST API, with the Gradio UI mounted at /ui."""

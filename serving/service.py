@@ -60,6 +60,11 @@ class GuardedInput(bentoml.IODescriptor):
 
     @classmethod
     async def from_http_request(cls, request: Request, serde: Any) -> bentoml.IODescriptor:
+        """Refuse a malformed multipart body or a text value in a file field, then parse as BentoML does.
+
+        Raises:
+            ValidationError: the multipart body cannot be parsed, or a file field holds text (BentoML answers 400).
+        """
         if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             try:
                 form = await request.form()  # starlette caches it for BentoML's own parse
@@ -73,6 +78,8 @@ class GuardedInput(bentoml.IODescriptor):
 
 
 class SearchInput(GuardedInput):
+    """Input of POST /search: one query image (multipart upload) and the search options."""
+
     image: Annotated[Path, Field(description="The query image (multipart file)")]
     category: CategoryName
     k: K = 10
@@ -81,6 +88,8 @@ class SearchInput(GuardedInput):
 
 
 class BatchInput(GuardedInput):
+    """Input of POST /search_batch: several query images (multipart uploads) and the search options."""
+
     images: Annotated[list[Path], Field(description="Query images (repeat the multipart field)")]
     category: CategoryName
     k: K = 10
@@ -89,6 +98,8 @@ class BatchInput(GuardedInput):
 
 
 class ByIdInput(GuardedInput):
+    """Input of POST /search_by_id: the id of a stored image and the search options."""
+
     category: CategoryName
     point_id: Annotated[str, Field(description="Id of a stored image (a result's `id`)", max_length=100)]
     k: K = 10
@@ -111,6 +122,7 @@ class Result(BaseModel):
 
     @classmethod
     def of(cls, category: str, result: SearchResult) -> "Result":
+        """The API form of a library search result; its ``image_url`` points into ``category``."""
         return cls(
             id=result.id,
             score=result.score,
@@ -123,16 +135,22 @@ class Result(BaseModel):
 
 
 class SearchResponse(BaseModel):
+    """The images most similar to the query, best first."""
+
     category: str
     results: list[Result]
 
 
 class BatchResponse(BaseModel):
+    """The images most similar to each query image, best first."""
+
     category: str
     results: list[list[Result]] = Field(description="One result list per uploaded image, in upload order")
 
 
 class Category(BaseModel):
+    """A category: what it holds, what it is for, its credits and whether it has an index yet."""
+
     name: str
     title: str
     business_usage: str
@@ -142,25 +160,33 @@ class Category(BaseModel):
 
     @classmethod
     def of(cls, info: CategoryInfo) -> "Category":
+        """The API form of the library's category description."""
         return cls(**info.to_dict())
 
 
 class EmbedRequest(BaseModel):
+    """One image to embed with the model of a category."""
+
     category: CategoryName
     image: Base64Bytes = Field(description="The image file, base64-encoded")
 
 
 class EmbedInput(GuardedInput):
+    """Input of POST /embed: the images to embed, each with its category."""
+
     requests: list[EmbedRequest]
 
 
 class EmbedOutcome(BaseModel):
+    """The embedding of one request item, or the error that item got."""
+
     vector: list[float] | None = Field(default=None, description="L2-normalised embedding (null on error)")
     error: str | None = None
     status: int = Field(default=200, description="HTTP status this item would get on its own")
 
     @classmethod
     def of(cls, outcome: Any) -> "EmbedOutcome":
+        """A vector outcome, or the error message and status of an exception in its place."""
         if isinstance(outcome, BaseException):
             status, body = error_payload(outcome)
             return cls(error=body["error"], status=status)
@@ -168,11 +194,14 @@ class EmbedOutcome(BaseModel):
 
 
 class ErrorBody(BaseModel):
+    """The error answer of every endpoint: a message and the HTTP status."""
+
     error: str
     status: int
 
 
 def error_response(exc: BaseException) -> JSONResponse:
+    """The JSON error answer for an exception, with its HTTP status (never a traceback)."""
     status, body = error_payload(exc)
     return JSONResponse(body, status_code=status)
 
@@ -186,6 +215,8 @@ web = FastAPI(title="visearch", version=__version__)
 
 # --- admin: models and the API-key guard -----------------------------------------------------
 class IndexVersion(BaseModel):
+    """One version of a category's index."""
+
     name: str = Field(description="Collection name: <category>__<created>-<model version>-<data hash>")
     created: str
     model_version: str
@@ -196,12 +227,16 @@ class IndexVersion(BaseModel):
 
 
 class IndexState(BaseModel):
+    """The index versions of a category and which one is live."""
+
     category: str
     live: str | None = Field(description="The live version (null before the first pipeline run)")
     versions: list[IndexVersion] = Field(description="Oldest first")
 
 
 class RollbackRequest(BaseModel):
+    """Input of POST /admin/rollback: the category, and optionally the version to make live."""
+
     category: CategoryName
     to: str | None = Field(
         default=None,
@@ -211,6 +246,8 @@ class RollbackRequest(BaseModel):
 
 
 class RollbackResult(BaseModel):
+    """The outcome of a rollback: the live version before and after, and the MLflow champion."""
+
     category: str
     live: str = Field(description="The version now live")
     previous: str = Field(description="The version that was live before the rollback")
@@ -219,11 +256,15 @@ class RollbackResult(BaseModel):
 
 
 class DeleteRequest(BaseModel):
+    """Input of POST /admin/delete_version: the category and the version to delete."""
+
     category: CategoryName
     collection: str = Field(description="A version's `name` from GET /admin/index (not the live one)", max_length=300)
 
 
 class DeleteResult(BaseModel):
+    """The outcome of a deletion: the deleted version and the category's live one."""
+
     category: str
     deleted: str
     live: str | None
@@ -241,8 +282,11 @@ def admin_access(
     api_key: Annotated[str | None, Security(api_key_scheme)],
     request: Request,
 ) -> None:
-    """Dependency of every admin route; runs before the body is validated, so callers without the
-    key learn nothing about the endpoint's input."""
+    """Refuse an admin request without the right API key (a dependency of every admin route).
+
+    It runs before the body is validated, so callers without the key learn nothing about the
+    endpoint's input.
+    """
     try:
         admin.check_key(
             service.settings.visearch_api_key, admin.presented_key(bearer.credentials if bearer else None, api_key)
@@ -256,6 +300,7 @@ def admin_access(
 @web.exception_handler(UnauthorizedError)
 @web.exception_handler(ForbiddenError)
 def access_refused(request: Request, exc: Exception) -> JSONResponse:
+    """Answer a refused admin request in the API's error shape; a 401 asks for a Bearer token."""
     response = error_response(exc)
     if response.status_code == 401:
         response.headers["WWW-Authenticate"] = "Bearer"
@@ -303,6 +348,7 @@ class Visearch:
 
     @bentoml.on_shutdown
     def close(self) -> None:
+        """Close the runtime and its engines when the service shuts down."""
         self.runtime.close()
 
     def _answer(self, call: Callable[[], Any]) -> Any:
@@ -346,7 +392,7 @@ class Visearch:
     def search_by_id(
         self, category: str, point_id: str, k: int = 10, min_similarity: float = 0.0, class_filter: str | None = None
     ) -> SearchResponse:
-        """ "More like this": the neighbours of a stored image, the image itself excluded."""
+        """More like this: the neighbours of a stored image, the image itself excluded."""
 
         def call() -> SearchResponse:
             found = self.runtime.run(
@@ -480,6 +526,7 @@ class ValidationMessages:
         self.routes = routes
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Pass a request through, rewriting a 400 answer of the POST APIs into one message."""
         if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.routes:
             await self.app(scope, receive, send)
             return

@@ -40,6 +40,7 @@ def message_for(exc: BaseException) -> str:
 
 
 def error_box(exc: BaseException | None) -> dict[str, Any]:
+    """Update of an error box: hidden when ``exc`` is None, else showing its message."""
     if exc is None:
         return gr.update(value="", visible=False)
     return gr.update(value=f"**⚠ {message_for(exc)}**", visible=True)
@@ -64,6 +65,7 @@ def for_display(image: Image.Image, min_side: int = DISPLAY_MIN_SIDE) -> Image.I
 
 
 def stored_image(engine: SearchEngine, result: SearchResult) -> Image.Image:
+    """The stored image of a result, ready for display."""
     return for_display(engine.decode(engine.store.get_bytes(result.image_key)))
 
 
@@ -75,17 +77,20 @@ def category_examples(engine: SearchEngine, name: str) -> tuple[int, list[tuple[
 
 
 def caption(result: SearchResult) -> str:
+    """Gallery caption of a result: similarity, class, file and the non-empty captions."""
     extra = ", ".join(f"{key}: {value}" for key, value in result.captions.items() if value not in (None, ""))
     return " · ".join(part for part in (f"{result.similarity:.1f} %", result.cls, result.file, extra) if part)
 
 
 def search(runtime: Runtime, category: str, query: bytes, k: float, min_similarity: float) -> list[SearchResult]:
+    """Search the category for images like ``query`` (the sliders' values as int and float)."""
     return runtime.run(
         lambda engine: engine.search_bytes(category, query, k=int(k), min_similarity=float(min_similarity))
     )
 
 
 def results_table(results: list[SearchResult]) -> str:
+    """The results as a Markdown table, or a hint when there are none."""
     if not results:
         return "No image reaches the minimum similarity; lower it or ask for more images."
     rows = ["| # | similarity | class | file | captions |", "|---|---|---|---|---|"]
@@ -118,6 +123,7 @@ class Parts:
     credits: gr.Markdown
 
     def all(self) -> list[Any]:
+        """Every component, in field order (the outputs of the callbacks)."""
         return list(vars(self).values())
 
 
@@ -137,6 +143,7 @@ def cleared(parts: Parts) -> dict[Any, Any]:
 
 
 def cleared_query(parts: Parts) -> dict[Any, Any]:
+    """The input image and everything after it hidden and empty."""
     return {
         parts.query: None,
         parts.input_section: gr.update(visible=False),
@@ -148,6 +155,7 @@ def cleared_query(parts: Parts) -> dict[Any, Any]:
 
 
 def cleared_results(parts: Parts) -> dict[Any, Any]:
+    """The results, their table and the credits hidden, the search error cleared."""
     return {
         parts.results: gr.update(value=[], visible=False),
         parts.table: gr.update(value="", visible=False),

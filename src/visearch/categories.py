@@ -114,16 +114,25 @@ class Category(BaseModel):
 
     @property
     def data_prefix(self) -> str:
+        """Object-store prefix of the category's images and meta CSV (default ``datasets/<name>``)."""
         return (self.data_dir or f"datasets/{self.name}").strip("/")
 
 
 class Registry(BaseModel):
+    """The categories visearch knows, as read from the registry YAML."""
+
     categories: list[Category]
 
     def names(self) -> list[str]:
+        """The category names, in registry order."""
         return [category.name for category in self.categories]
 
     def get(self, name: str) -> Category:
+        """The category called ``name``.
+
+        Raises:
+            UnknownCategoryError: the registry has no such category.
+        """
         for category in self.categories:
             if category.name == name:
                 return category
@@ -131,6 +140,7 @@ class Registry(BaseModel):
 
 
 def default_registry_path() -> Path:
+    """The registry shipped with the package (``visearch/categories.yaml``)."""
     return Path(str(resources.files("visearch") / "categories.yaml"))
 
 

@@ -24,10 +24,12 @@ class Context:
 
     @classmethod
     def from_env(cls) -> Context:
+        """Build the context from the environment: settings, the registry they name and their store."""
         settings = Settings()
         return cls(settings, load_registry(settings.visearch_categories), make_store(settings))
 
     def category(self, name: str) -> Category:
+        """The registry's category called ``name`` (UnknownCategoryError if there is none)."""
         return self.registry.get(name)
 
     def work(self, category: str, name: str, given: Path | None = None) -> Path:
@@ -35,6 +37,7 @@ class Context:
         return given or self.settings.work_dir / category / name
 
     def tracker(self) -> Tracker:
+        """An MLflow tracker for these settings."""
         from visearch.tracking import Tracker
 
         return Tracker.from_settings(self.settings)

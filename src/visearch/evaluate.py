@@ -40,15 +40,19 @@ class RetrievalCalculator(AccuracyCalculator):
     """AccuracyCalculator with Recall@1/5/10 added the way PML documents custom metrics."""
 
     def calculate_recall_at_1(self, knn_labels, query_labels, **kwargs):  # type: ignore[no-untyped-def]
+        """Recall@1 of the k-nearest-neighbour labels."""
         return _recall_at(knn_labels, query_labels, 1)
 
     def calculate_recall_at_5(self, knn_labels, query_labels, **kwargs):  # type: ignore[no-untyped-def]
+        """Recall@5 of the k-nearest-neighbour labels."""
         return _recall_at(knn_labels, query_labels, 5)
 
     def calculate_recall_at_10(self, knn_labels, query_labels, **kwargs):  # type: ignore[no-untyped-def]
+        """Recall@10 of the k-nearest-neighbour labels."""
         return _recall_at(knn_labels, query_labels, 10)
 
     def requires_knn(self):  # type: ignore[no-untyped-def]
+        """The base metrics' k-NN requirements plus the recall metrics."""
         return [*super().requires_knn(), *(f"recall_at_{k}" for k in RECALL_AT)]
 
 

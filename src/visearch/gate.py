@@ -45,6 +45,7 @@ class GateDecision:
     evaluation: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The decision as a plain dict (for the gate report)."""
         return asdict(self)
 
 
@@ -123,6 +124,8 @@ def decide(
 
 @dataclass
 class GateOutcome:
+    """The gate's decision and report, and the model to index (new or kept champion) with its versions."""
+
     decision: GateDecision
     report: dict[str, Any]
     champion_dir: Path

@@ -27,7 +27,9 @@ class Embedder(Protocol):
 
     spec: ModelSpec
 
-    def embed(self, batch: np.ndarray) -> np.ndarray: ...
+    def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Embed a preprocessed batch (N×3×H×W float32) into L2-normalised vectors (N×D)."""
+        ...
 
 
 class TorchEmbedder:
@@ -38,6 +40,7 @@ class TorchEmbedder:
         self.spec = model.spec
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Embed a preprocessed batch with the torch model, without autograd."""
         with torch.inference_mode():
             return self.model(torch.from_numpy(batch)).numpy()
 
@@ -56,6 +59,7 @@ class OnnxEmbedder:
         self.spec = spec
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
+        """Embed a preprocessed batch with the ONNX Runtime session."""
         return np.asarray(self.session.run(None, {self.input_name: batch})[0])
 
 

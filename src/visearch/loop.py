@@ -21,6 +21,8 @@ from visearch.tracking import Tracker
 
 @dataclass
 class LoopOutcome:
+    """What one in-process loop produced: manifest, metrics, the live collection and the gate's reason."""
+
     manifest: Path
     metrics: dict[str, Any]
     collection: str
@@ -32,7 +34,7 @@ class LoopOutcome:
 def run_loop(
     settings: Settings, store: ObjectStore, category: Category, *, show_progress: bool = True, track: bool = True
 ) -> LoopOutcome:
-    """preprocess → train → evaluate + gate → embed → upsert in this process, tracked in MLflow.
+    """Preprocess → train → evaluate + gate → embed → upsert in this process, tracked in MLflow.
 
     Without ``track`` (no MLflow), the gate has no champion history and picks the better candidate.
     """

@@ -46,6 +46,7 @@ class ModelSpec:
 
     @property
     def embedding_dim(self) -> int:
+        """Size of the embedding: the last embedder layer, or the trunk's output without one."""
         return self.embedder_layers[-1] if self.embedder_layers else self.trunk_dim
 
 
@@ -59,6 +60,7 @@ class EmbeddingModel(nn.Module):
         self.spec = spec
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Embed a batch of images into L2-normalised vectors."""
         features = self.trunk(images)
         return nn.functional.normalize(self.embedder(features), dim=1)
 
@@ -121,6 +123,7 @@ def build_embedder(trunk_dim: int, layers: list[int]) -> nn.Module:
 
 
 def trunk_output_dim(trunk: nn.Module, input_size: int) -> int:
+    """Width of the trunk's output, measured on one zero image (the trunk's mode is kept)."""
     was_training = trunk.training
     trunk.eval()
     with torch.no_grad():
@@ -180,6 +183,7 @@ def copy_model(source: Path, destination: Path) -> Path:
 
 
 def read_spec(directory: Path) -> ModelSpec:
+    """The model's spec from ``meta.json`` in ``directory``; NotFoundError if there is none."""
     try:
         raw = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
     except FileNotFoundError as exc:

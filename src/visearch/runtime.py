@@ -114,6 +114,7 @@ def read_upload(path: Path, max_bytes: int) -> bytes:
 
 
 def check_batch(count: int, limit: int) -> None:
+    """Raise InvalidQueryError unless a batch holds 1 to ``limit`` images."""
     if not 1 <= count <= limit:
         raise InvalidQueryError(f"a batch holds 1 to {limit} images, got {count}")
 
@@ -244,6 +245,7 @@ class Runtime:
         return self._probe(engine)
 
     def close(self) -> None:
+        """Close the engine and stop the readiness prober."""
         engine = self._engine.pop(None)
         if engine is not None:
             engine.close()

@@ -33,6 +33,8 @@ MAX_CLASS_FILTER_CHARS = 200
 
 @dataclass
 class SearchResult:
+    """One similar image: its point id, score, similarity in percent, class, file, captions and store key."""
+
     id: str
     score: float
     similarity: float
@@ -43,6 +45,7 @@ class SearchResult:
 
     @classmethod
     def from_hit(cls, hit: Hit) -> SearchResult:
+        """The result for an index hit; payload fields other than the core ones become captions."""
         payload = hit.payload
         captions = {k: v for k, v in payload.items() if k not in CORE_FIELDS}
         return cls(
@@ -56,6 +59,7 @@ class SearchResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field but the store key, with ``class`` for ``cls``."""
         return {
             "id": self.id,
             "score": self.score,
@@ -78,6 +82,7 @@ class CategoryInfo:
     indexed: bool
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field."""
         return {
             "name": self.name,
             "title": self.title,
@@ -118,6 +123,7 @@ class SearchEngine:
 
     # --- validation ------------------------------------------------------------------------
     def check_params(self, k: int, min_similarity: float, class_filter: str | None = None) -> None:
+        """Raise InvalidQueryError unless ``k``, ``min_similarity`` and ``class_filter`` are within the limits."""
         if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.settings.max_k:
             raise InvalidQueryError(f"k must be an integer from 1 to {self.settings.max_k}, got {k!r}")
         if (
@@ -170,6 +176,7 @@ class SearchEngine:
             return model.embed(batch)
 
     def embed_image(self, category: str, image: Image.Image) -> np.ndarray:
+        """Embed one image with the model of the category's live version."""
         return self.embed_images(category, [image])[0]
 
     # --- queries ---------------------------------------------------------------------------
@@ -205,6 +212,7 @@ class SearchEngine:
         return [self._query(live.name, vector, k, min_similarity, class_filter) for vector in vectors]
 
     def search_bytes(self, category: str, data: bytes, **options: Any) -> list[SearchResult]:
+        """Search with an uploaded image's bytes; ``options`` as for :meth:`search_image`."""
         return self.search_image(category, self.decode(data), **options)
 
     def decode(self, data: bytes) -> Image.Image:
@@ -264,7 +272,7 @@ class SearchEngine:
         min_similarity: float = 0.0,
         class_filter: str | None = None,
     ) -> list[SearchResult]:
-        """ "More like this": neighbours of a stored image (the image itself excluded)."""
+        """More like this: neighbours of a stored image (the image itself excluded)."""
         self.check_params(k, min_similarity, class_filter)
         live = self.live_version(category)
         _, vector = self.index.get(live.name, point_id, with_vector=True)

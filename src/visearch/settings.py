@@ -123,6 +123,7 @@ class Settings(BaseSettings):
 
     @property
     def home(self) -> Path:
+        """The data home (VISEARCH_HOME), with ``~`` expanded, as an absolute path."""
         return self.visearch_home.expanduser().resolve()
 
     @property
@@ -163,4 +164,5 @@ class Settings(BaseSettings):
 
     @property
     def tracking_uri(self) -> str:
+        """MLFLOW_TRACKING_URI, else a SQLite database in the data home."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.home / 'mlflow.db'}"

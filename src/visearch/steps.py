@@ -241,6 +241,8 @@ def run_embed(
 # --- upsert ----------------------------------------------------------------------------------
 @dataclass
 class UpsertResult:
+    """What an upsert did: live collection, point count, previous live one, dropped versions, reuse of earlier work."""
+
     collection: str
     count: int
     previous: str | None

@@ -75,15 +75,41 @@ def _atomic_write(target: Path, write: Callable[[IO[bytes]], object]) -> None:
 class ObjectStore(Protocol):
     """What the library needs from an object store. Keys are POSIX paths; prefixes are folders."""
 
-    def put_bytes(self, key: str, data: bytes) -> None: ...
-    def put_file(self, key: str, path: Path) -> None: ...
-    def get_bytes(self, key: str) -> bytes: ...
-    def exists(self, key: str) -> bool: ...
-    def delete(self, key: str) -> None: ...
-    def list(self, prefix: str) -> Iterator[str]: ...
-    def local_path(self, key: str, cache_dir: Path) -> Path: ...
-    def uri(self, key: str) -> str: ...
-    def ping(self) -> None: ...
+    def put_bytes(self, key: str, data: bytes) -> None:
+        """Store ``data`` under ``key``, replacing any object there."""
+        ...
+
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the file at ``path`` under ``key``, replacing any object there."""
+        ...
+
+    def get_bytes(self, key: str) -> bytes:
+        """The object's bytes; NotFoundError if there is none."""
+        ...
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is stored under ``key``."""
+        ...
+
+    def delete(self, key: str) -> None:
+        """Remove one object; a missing object is not an error."""
+        ...
+
+    def list(self, prefix: str) -> Iterator[str]:
+        """Keys under the folder ``prefix`` (``""`` = all), recursively, sorted."""
+        ...
+
+    def local_path(self, key: str, cache_dir: Path) -> Path:
+        """A local file holding the object: the file itself, or a copy cached under ``cache_dir``."""
+        ...
+
+    def uri(self, key: str) -> str:
+        """The object's URI: ``file://`` for a local store, ``s3://`` for MinIO."""
+        ...
+
+    def ping(self) -> None:
+        """Raise EngineUnavailableError unless the store answers."""
+        ...
 
 
 class LocalStore:
@@ -96,9 +122,11 @@ class LocalStore:
         return self.root / clean_key(key)
 
     def put_bytes(self, key: str, data: bytes) -> None:
+        """Write ``data`` to the key's file atomically."""
         _atomic_write(self._path(key), lambda out: out.write(data))
 
     def put_file(self, key: str, path: Path) -> None:
+        """Copy the file to the key's path atomically (nothing to do if it is that file already)."""
         target = self._path(key)
         if target.exists() and target.resolve() == path.resolve():
             return
@@ -106,12 +134,14 @@ class LocalStore:
             _atomic_write(target, lambda out: shutil.copyfileobj(source, out))
 
     def get_bytes(self, key: str) -> bytes:
+        """The key's file content; NotFoundError if there is none."""
         try:
             return self._path(key).read_bytes()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
             raise NotFoundError(f"object not found: {key}") from exc
 
     def exists(self, key: str) -> bool:
+        """Whether the key's file exists."""
         return self._path(key).is_file()
 
     def delete(self, key: str) -> None:
@@ -139,6 +169,7 @@ class LocalStore:
         return path
 
     def uri(self, key: str) -> str:
+        """The ``file://`` URI of the key's file."""
         return self._path(key).resolve().as_uri()
 
     def ping(self) -> None:
@@ -203,14 +234,17 @@ class MinioStore:
                     raise
 
     def put_bytes(self, key: str, data: bytes) -> None:
+        """Upload ``data`` as the object ``key``."""
         with self._errors(key):
             self.client.put_object(self.bucket, self._name(key), io.BytesIO(data), len(data))
 
     def put_file(self, key: str, path: Path) -> None:
+        """Upload the file at ``path`` as the object ``key``."""
         with self._errors(key):
             self.client.fput_object(self.bucket, self._name(key), str(path))
 
     def get_bytes(self, key: str) -> bytes:
+        """Download the object's bytes; NotFoundError if there is none."""
         with self._errors(key):
             response = self.client.get_object(self.bucket, self._name(key))
             try:
@@ -220,6 +254,7 @@ class MinioStore:
                 response.release_conn()
 
     def exists(self, key: str) -> bool:
+        """Whether the object exists (one metadata request)."""
         try:
             with self._errors(key):
                 self.client.stat_object(self.bucket, self._name(key))
@@ -228,6 +263,7 @@ class MinioStore:
         return True
 
     def delete(self, key: str) -> None:
+        """Remove one object; a missing object is not an error (same as S3)."""
         with self._errors(key):
             self.client.remove_object(self.bucket, self._name(key))
 
@@ -272,6 +308,7 @@ class MinioStore:
         return target
 
     def uri(self, key: str) -> str:
+        """The object's ``s3://<bucket>/<name>`` URI."""
         return f"s3://{self.bucket}/{self._name(key)}"
 
 

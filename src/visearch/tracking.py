@@ -133,6 +133,7 @@ def model_name(category: str) -> str:
 
 
 def experiment_name(category: str) -> str:
+    """The MLflow experiment of a category."""
     return f"visearch-{category}"
 
 
@@ -199,6 +200,7 @@ class Tracker:
 
     # --- runs ------------------------------------------------------------------------------
     def experiment_id(self, category: str) -> str:
+        """The id of the category's experiment, created (with its artifact location) if it is missing."""
         name = experiment_name(category)
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
@@ -225,6 +227,7 @@ class Tracker:
         return str(run.info.run_id)
 
     def run(self, run_id: str) -> TrackedRun:
+        """A handle on the existing run ``run_id``."""
         return TrackedRun(self, run_id)
 
     # --- registry --------------------------------------------------------------------------
@@ -290,6 +293,7 @@ class Tracker:
         return frozenset(str(v.tags.get(VERSION_TAG, "")) for v in found if REJECTED_TAG in v.tags)
 
     def set_champion(self, category: str, registry_version: str) -> None:
+        """Move the ``champion`` alias of the category's registered model to ``registry_version``."""
         self.client.set_registered_model_alias(model_name(category), CHAMPION, registry_version)
 
     def download(self, champion: Champion, destination: Path) -> Path:
@@ -321,9 +325,11 @@ class TrackedRun:
 
     @property
     def client(self) -> Any:
+        """The tracker's MLflow client."""
         return self.tracker.client
 
     def log_params(self, params: dict[str, Any]) -> None:
+        """Log the params the run does not have yet (MLflow refuses to change a logged one)."""
         from mlflow.entities import Param
 
         logged = self.client.get_run(self.run_id).data.params
@@ -333,9 +339,11 @@ class TrackedRun:
             self.client.log_batch(self.run_id, params=new[lo : lo + 100])
 
     def log_metric(self, key: str, value: float, step: int | None = None) -> None:
+        """Log one metric value."""
         self.client.log_metric(self.run_id, key, float(value), step=step)
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        """Log several metrics at once, all with the same timestamp and step."""
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
@@ -344,10 +352,12 @@ class TrackedRun:
             self.client.log_batch(self.run_id, metrics=batch[lo : lo + 500])
 
     def set_tags(self, tags: dict[str, Any]) -> None:
+        """Set tags on the run (values as text)."""
         for key, value in tags.items():
             self.client.set_tag(self.run_id, key, str(value))
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        """Log one file as an artifact of the run, optionally into ``artifact_path``."""
         self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def log_files(self, paths: list[Path], artifact_path: str) -> None:
@@ -356,6 +366,7 @@ class TrackedRun:
             self.client.log_artifact(self.run_id, str(path), artifact_path)
 
     def end(self, status: str = "FINISHED") -> None:
+        """Mark the run terminated with ``status`` (FINISHED, FAILED, ...)."""
         self.client.set_terminated(self.run_id, status=status)
 
     @contextmanager

@@ -29,6 +29,8 @@ CHECKPOINT_FILE = "checkpoint.pt"
 
 @dataclass
 class TrainResult:
+    """What training produced: the saved model, its version, the loss per epoch and the batch size used."""
+
     model_dir: Path
     version: str
     epoch_losses: list[float] = field(default_factory=list)

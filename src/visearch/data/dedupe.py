@@ -42,6 +42,8 @@ def hash_image(image: Image.Image) -> ImageHashes:
 
 @dataclass(frozen=True)
 class Duplicate:
+    """One duplicate image: the file, the kept image it duplicates, how it was found and how close it is."""
+
     file: str
     of: str  # the kept image of its group
     kind: str  # exact | near | embedding | chained
@@ -60,12 +62,14 @@ class DuplicateReport:
         return {duplicate.file for duplicate in self.duplicates}
 
     def counts(self) -> dict[str, int]:
+        """Number of duplicates per kind (exact, near, embedding, chained)."""
         counts: dict[str, int] = {}
         for duplicate in self.duplicates:
             counts[duplicate.kind] = counts.get(duplicate.kind, 0) + 1
         return counts
 
     def summary(self, limit: int = 20) -> str:
+        """Human-readable report: totals per kind and the first ``limit`` duplicates."""
         if not self.duplicates:
             return "no duplicate images found"
         kinds = ", ".join(f"{count} {kind}" for kind, count in sorted(self.counts().items()))
@@ -76,6 +80,7 @@ class DuplicateReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-ready: the group count and every duplicate."""
         return {"groups": self.groups, "duplicates": [vars(duplicate) for duplicate in self.duplicates]}
 
 

@@ -26,6 +26,7 @@ class EvaluationPlan:
 
     @property
     def possible(self) -> bool:
+        """Whether at least one evaluation can run."""
         return self.in_domain or self.class_disjoint
 
     def line(self) -> str:
@@ -79,12 +80,14 @@ class DataSummary:
         sizes: list[tuple[int, int]],
         plan: EvaluationPlan,
     ) -> DataSummary:
+        """Summarise a preprocessed manifest: classes, images per class, duplicate groups by digest."""
         groups = manifest.groupby("digest")["file"].apply(list)
         duplicates = [sorted(map(str, files)) for files in groups if len(files) > 1]
         per_class = {str(k): int(v) for k, v in manifest["class"].value_counts().sort_index().items()}
         return cls(category, report, len(per_class), per_class, sizes, duplicates, plan)
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary, with min/median/max images per class and image size statistics."""
         counts = list(self.per_class.values())
         return {
             "category": self.category,

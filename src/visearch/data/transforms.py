@@ -11,6 +11,7 @@ IMAGENET_NORMALIZE = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 
 
 def eval_transform(input_size: int, normalize: tuple[tuple[float, ...], tuple[float, ...]]) -> T.Compose:
+    """Deterministic preprocessing for evaluation and inference: resize, center crop, normalise."""
     return T.Compose(
         [
             T.Resize(input_size),

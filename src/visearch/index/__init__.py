@@ -67,6 +67,8 @@ def point_id(category: str, file: str) -> str:
 
 @dataclass(frozen=True)
 class CollectionVersion:
+    """One version of a category's index, i.e. one collection."""
+
     category: str
     created: str
     model_version: str
@@ -74,10 +76,12 @@ class CollectionVersion:
 
     @property
     def name(self) -> str:
+        """The collection name: ``<category>__<created>-<model version>-<data hash>``."""
         return f"{self.category}{SEPARATOR}{self.created}-{self.model_version}-{self.data_hash}"
 
     @classmethod
     def parse(cls, name: str) -> CollectionVersion | None:
+        """The version a collection name stands for, or None if it is not a version's name."""
         category, sep, version = name.partition(SEPARATOR)
         parts = version.split("-")
         if not sep or len(parts) != 3:
@@ -98,6 +102,7 @@ class VectorIndex:
         return sorted((v for v in found if v and v.category == category), key=lambda v: v.created)
 
     def find_version(self, category: str, model_version: str, data_hash: str) -> CollectionVersion | None:
+        """The category's version built from this model and data, if there is one."""
         for version in self.versions(category):
             if (version.model_version, version.data_hash) == (model_version, data_hash):
                 return version
@@ -109,6 +114,11 @@ class VectorIndex:
         return CollectionVersion.parse(target) if target else None
 
     def require_live(self, category: str) -> CollectionVersion:
+        """The version the category alias points at.
+
+        Raises:
+            NotFoundError: the category has no index yet.
+        """
         live = self.live(category)
         if live is None:
             raise NotFoundError(f"category {category!r} has no index yet; run the pipeline for it")
@@ -163,6 +173,7 @@ class VectorIndex:
         return dropped
 
     def delete(self, collection: str) -> None:
+        """Delete one collection, without the checks of :meth:`drop_old`."""
         self.backend.delete_collection(collection)
 
     # --- writes --------------------------------------------------------------------------
@@ -185,6 +196,7 @@ class VectorIndex:
         self.backend.seal(collection)
 
     def count(self, collection: str) -> int:
+        """Exact number of points in the collection."""
         return self.backend.count(collection)
 
     def is_being_written(self, collection: str) -> bool:
@@ -219,6 +231,7 @@ class VectorIndex:
         class_filter: str | None = None,
         exclude_id: str | None = None,
     ) -> list[Hit]:
+        """The ``k`` nearest points of one collection, best first, optionally filtered."""
         return self.backend.query(
             collection, vector, k=k, min_score=min_score, class_filter=class_filter, exclude_id=exclude_id
         )
@@ -240,4 +253,5 @@ class VectorIndex:
         return [(record.id, record.payload) for record in self.backend.scroll(collection, limit)]
 
     def close(self) -> None:
+        """Release the backend (open shards, client connections)."""
         self.backend.close()

@@ -58,6 +58,7 @@ class EdgeBackend:
         return self.shards_dir / name
 
     def collections(self) -> list[str]:
+        """Names of the folders that hold a shard, sorted."""
         return sorted(p.name for p in self.shards_dir.iterdir() if (p / CONFIG_FILE).is_file())
 
     def ping(self) -> None:
@@ -71,6 +72,7 @@ class EdgeBackend:
         return self.aliases_dir / name
 
     def alias(self, name: str) -> str | None:
+        """The collection named in the alias file, or None without one."""
         try:
             target = self._alias_file(name).read_text(encoding="utf-8").strip()
         except FileNotFoundError:
@@ -90,6 +92,7 @@ class EdgeBackend:
         os.replace(temporary, target)
 
     def create_collection(self, name: str, dim: int) -> None:
+        """Create an empty shard (no write-ahead log) with a ``class`` index, holding its writer lock."""
         with self._guard:
             self._lock_for_writing(name)
             # No write-ahead log: a finished shard can then be opened by many processes at once.
@@ -105,6 +108,7 @@ class EdgeBackend:
             self._shards[name] = shard
 
     def delete_collection(self, name: str) -> None:
+        """Close the shard, then delete its folder and its lock file."""
         with self._guard:
             self._forget(name)
             shutil.rmtree(self._folder(name), ignore_errors=True)
@@ -119,6 +123,7 @@ class EdgeBackend:
         payloads: Sequence[dict[str, Any]],
         batch_size: int,
     ) -> None:
+        """Write points in batches of ``batch_size``, each flushed to disk before the next."""
         with self._guard:
             shard = self._writer(collection)
             for lo in range(0, len(ids), batch_size):
@@ -157,9 +162,11 @@ class EdgeBackend:
 
     # --- reads ----------------------------------------------------------------------------
     def count(self, collection: str) -> int:
+        """Exact number of points in the shard."""
         return int(self._reader(collection).count(edge.CountRequest(exact=True)))
 
     def retrieve(self, collection: str, ids: Sequence[str], *, with_payload: bool, with_vector: bool) -> list[Record]:
+        """The points with these ids that exist, with payload and vector as asked."""
         records = self._reader(collection).retrieve(list(ids), with_payload=with_payload, with_vector=with_vector)
         return [Record(str(r.id), dict(r.payload or {}), _vector(r.vector) if with_vector else None) for r in records]
 
@@ -173,6 +180,7 @@ class EdgeBackend:
         class_filter: str | None,
         exclude_id: str | None,
     ) -> list[Hit]:
+        """The ``k`` nearest points, best first, above ``min_score``, filtered by class and excluded id."""
         must: list[Any] | None = (
             [edge.FieldCondition(key="class", match=edge.MatchValue(class_filter))] if class_filter else None
         )
@@ -188,10 +196,12 @@ class EdgeBackend:
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._reader(collection).query(request)]
 
     def scroll(self, collection: str, limit: int) -> list[Record]:
+        """The first ``limit`` points with their payloads (no vectors)."""
         records, _ = self._reader(collection).scroll(edge.ScrollRequest(limit=limit, with_payload=True))
         return [Record(str(r.id), dict(r.payload or {}), None) for r in records]
 
     def close(self) -> None:
+        """Close every open shard and release the writer locks this process holds."""
         with self._guard:
             for name in list(self._shards):
                 self._forget(name)

@@ -88,14 +88,17 @@ class QdrantBackend:
 
     @engine_call
     def collections(self) -> list[str]:
+        """Names of the server's collections."""
         return [c.name for c in self.client.get_collections().collections]
 
     @engine_call
     def ping(self) -> None:
+        """One cheap call through the probe client; EngineUnavailableError if the server does not answer."""
         self.probe.get_collections()
 
     @engine_call
     def alias(self, name: str) -> str | None:
+        """The collection the alias points at, or None if the server has no such alias."""
         for alias in self.client.get_aliases().aliases:
             if alias.alias_name == name:
                 return alias.collection_name
@@ -114,6 +117,7 @@ class QdrantBackend:
 
     @engine_call
     def create_collection(self, name: str, dim: int) -> None:
+        """Create a cosine collection with the shared HNSW settings and a keyword index on ``class``."""
         self.client.create_collection(
             name,
             vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
@@ -126,6 +130,7 @@ class QdrantBackend:
 
     @engine_call
     def delete_collection(self, name: str) -> None:
+        """Delete the collection on the server."""
         self.client.delete_collection(name)
 
     @engine_call
@@ -137,6 +142,7 @@ class QdrantBackend:
         payloads: Sequence[dict[str, Any]],
         batch_size: int,
     ) -> None:
+        """Upload points in batches of ``batch_size``, waiting for each; a failed batch is retried."""
         points: Iterable[models.PointStruct] = (
             models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
             for pid, vector, payload in zip(ids, vectors, payloads, strict=True)
@@ -147,14 +153,17 @@ class QdrantBackend:
         """Nothing to do: a server indexes in the background and answers meanwhile."""
 
     def is_being_written(self, collection: str) -> bool:
+        """Always False: a server has no writer lock to look at."""
         return False
 
     @engine_call
     def count(self, collection: str) -> int:
+        """Exact number of points in the collection."""
         return int(self.client.count(collection, exact=True).count)
 
     @engine_call
     def retrieve(self, collection: str, ids: Sequence[str], *, with_payload: bool, with_vector: bool) -> list[Record]:
+        """The points with these ids that exist, with payload and vector as asked."""
         records = self.client.retrieve(collection, ids=list(ids), with_payload=with_payload, with_vectors=with_vector)
         return [Record(str(r.id), dict(r.payload or {}), flat_vector(r.vector)) for r in records]
 
@@ -169,6 +178,7 @@ class QdrantBackend:
         class_filter: str | None,
         exclude_id: str | None,
     ) -> list[Hit]:
+        """The ``k`` nearest points, best first, above ``min_score``, filtered by class and excluded id."""
         must: list[models.Condition] = []
         if class_filter:
             must.append(models.FieldCondition(key="class", match=models.MatchValue(value=class_filter)))
@@ -186,10 +196,12 @@ class QdrantBackend:
 
     @engine_call
     def scroll(self, collection: str, limit: int) -> list[Record]:
+        """The first ``limit`` points with their payloads (no vectors)."""
         records, _ = self.client.scroll(collection, limit=limit, with_payload=True)
         return [Record(str(r.id), dict(r.payload or {}), None) for r in records]
 
     def close(self) -> None:
+        """Close the client (and the probe client, if it is another one)."""
         self.client.close()
         if self.probe is not self.client:
             self.probe.close()

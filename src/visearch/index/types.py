@@ -16,17 +16,22 @@ EF_CONSTRUCT = 256
 
 @dataclass
 class Hit:
+    """One query result: point id, cosine score and payload."""
+
     id: str
     score: float
     payload: dict[str, Any]
 
     @property
     def similarity_percent(self) -> float:
+        """The score as a percentage: ``max(score, 0) * 100``, rounded to two decimals."""
         return round(max(0.0, self.score) * 100, 2)
 
 
 @dataclass
 class Record:
+    """One stored point: id, payload, and its vector when asked for."""
+
     id: str
     payload: dict[str, Any]
     vector: list[float] | None
@@ -39,22 +44,52 @@ class IndexBackend(Protocol):
     and then queries that collection, so one request never mixes two versions.
     """
 
-    def collections(self) -> list[str]: ...
+    def collections(self) -> list[str]:
+        """Names of all collections (not aliases)."""
+        ...
+
     def ping(self) -> None:
         """Raise unless the engine answers one cheap call, within a health probe's short timeout."""
         ...
 
-    def alias(self, name: str) -> str | None: ...
-    def set_alias(self, name: str, collection: str) -> None: ...
-    def create_collection(self, name: str, dim: int) -> None: ...
-    def delete_collection(self, name: str) -> None: ...
+    def alias(self, name: str) -> str | None:
+        """The collection the alias ``name`` points at, or None if there is no such alias."""
+        ...
+
+    def set_alias(self, name: str, collection: str) -> None:
+        """Point the alias at ``collection`` (creating it) in one atomic operation."""
+        ...
+
+    def create_collection(self, name: str, dim: int) -> None:
+        """Create an empty collection of ``dim``-dimensional cosine vectors."""
+        ...
+
+    def delete_collection(self, name: str) -> None:
+        """Delete a collection and its points."""
+        ...
+
     def upsert(
         self, collection: str, ids: list[str] | Any, vectors: np.ndarray, payloads: Any, batch_size: int
-    ) -> None: ...
-    def seal(self, collection: str) -> None: ...
-    def is_being_written(self, collection: str) -> bool: ...
-    def count(self, collection: str) -> int: ...
-    def retrieve(self, collection: str, ids: Any, *, with_payload: bool, with_vector: bool) -> list[Record]: ...
+    ) -> None:
+        """Write points (ids, vectors, payloads) in batches of ``batch_size``."""
+        ...
+
+    def seal(self, collection: str) -> None:
+        """Finish a version after its last write, before it goes live."""
+        ...
+
+    def is_being_written(self, collection: str) -> bool:
+        """Whether a pipeline is still writing the collection."""
+        ...
+
+    def count(self, collection: str) -> int:
+        """Exact number of points in the collection."""
+        ...
+
+    def retrieve(self, collection: str, ids: Any, *, with_payload: bool, with_vector: bool) -> list[Record]:
+        """The points with these ids that exist, with payload and vector as asked."""
+        ...
+
     def query(
         self,
         collection: str,
@@ -64,6 +99,14 @@ class IndexBackend(Protocol):
         min_score: float | None,
         class_filter: str | None,
         exclude_id: str | None,
-    ) -> list[Hit]: ...
-    def scroll(self, collection: str, limit: int) -> list[Record]: ...
-    def close(self) -> None: ...
+    ) -> list[Hit]:
+        """The ``k`` nearest points, best first, above ``min_score``, filtered by class and excluded id."""
+        ...
+
+    def scroll(self, collection: str, limit: int) -> list[Record]:
+        """The first ``limit`` points with their payloads (no vectors)."""
+        ...
+
+    def close(self) -> None:
+        """Release the engine's resources (open shards, client connections)."""
+        ...

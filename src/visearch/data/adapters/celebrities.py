@@ -80,6 +80,7 @@ def birth_year(dob: float) -> str:
 
 
 def gender_name(value: float) -> str:
+    """The mat file's gender value as ``male`` or ``female``; ``""`` when unknown."""
     return {1.0: "male", 0.0: "female"}.get(float(value), "") if math.isfinite(value) else ""
 
 

@@ -44,12 +44,16 @@ class Candidate:
 
 @dataclass
 class VocObject:
+    """One object of a Pascal-VOC annotation: its label and bounding box."""
+
     name: str
     box: tuple[int, int, int, int]  # xmin, ymin, xmax, ymax in pixels
 
 
 @dataclass
 class VocAnnotation:
+    """A parsed Pascal-VOC annotation file: image file name, stated size and objects."""
+
     filename: str = ""
     size: tuple[int, int] | None = None  # width, height as the XML states them
     objects: list[VocObject] = field(default_factory=list)
@@ -87,6 +91,7 @@ def safe_part(text: str) -> str:
 
 
 def safe_file(*parts: str) -> str:
+    """A relative file name of safe path components joined by ``/``."""
     return "/".join(safe_part(part) for part in parts)
 
 
@@ -111,8 +116,11 @@ def read_rgb(path: Path, *, require_rgb: bool = False) -> tuple[Image.Image, byt
 def file_loader(
     path: Path, *, require_rgb: bool = False, min_bytes: int = 0, keep_format: bool = False
 ) -> Callable[[], Loaded]:
-    """Load a whole image file: JPEG bytes (any format with ``keep_format``) are stored unchanged,
-    other formats re-encoded as JPEG (the adapters name their files ``.jpg``)."""
+    """A function that loads a whole image file when called.
+
+    JPEG bytes (any format with ``keep_format``) are stored unchanged, other formats re-encoded as
+    JPEG (the adapters name their files ``.jpg``).
+    """
 
     def load() -> Loaded:
         if not path.is_file():
@@ -128,6 +136,7 @@ def file_loader(
 
 
 def source_mode(data: bytes) -> str:
+    """The PIL mode an image file is stored in (header only); RejectedFileError if unreadable."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.mode
@@ -136,12 +145,14 @@ def source_mode(data: bytes) -> str:
 
 
 def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
+    """The image as JPEG bytes (converted to RGB first)."""
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
 def encode_png(image: Image.Image) -> bytes:
+    """The image as optimised PNG bytes."""
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()

@@ -32,6 +32,8 @@ LIGHT = 0.85  # relative luminance above which a brand colour vanishes on white:
 
 @dataclass
 class Icon:
+    """One SVG icon of a brand, from devicon or simple-icons, with its title and licence."""
+
     brand: str
     variant: str
     source: str  # devicon | simple-icons

@@ -71,6 +71,7 @@ class PrepareReport(DataReport):
         return Counter(reason.split(":", 1)[0] for _, reason in self.dropped)
 
     def summary(self) -> str:
+        """Human-readable report: counts, reasons, the first dropped files and the duplicates."""
         lines = [
             f"{self.dataset}: {self.kept} images kept in {self.classes} classes, "
             f"{len(self.dropped)} dropped (of {self.total} considered)"
@@ -83,6 +84,7 @@ class PrepareReport(DataReport):
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, object]:
+        """JSON-ready: the dataset, class count, drop reasons, the base report and the duplicates."""
         return {
             "dataset": self.dataset,
             "classes": self.classes,
