@@ -41,9 +41,10 @@ CLUSTER_PARALLELISM = 4
 
 
 def _on_cluster(task: Any, step: str, plan: ClusterPlan | None) -> Any:
-    """Engine settings from a ConfigMap and a Secret, the registry as a volume, the step's resources,
-    an accelerator where the plan has one, and retries; kfp.local ignores all of it (its steps
-    inherit this process's environment).
+    """Set what a step needs on a cluster; kfp.local ignores all of it (its steps inherit this process's env).
+
+    Engine settings from a ConfigMap and a Secret, the registry as a volume, the step's resources,
+    an accelerator where the plan has one, and retries.
 
     KFP's cache is off: the steps read state that KFP cannot see (object store, registry, index).
     The library skips work itself instead: an unchanged category reuses its trained model and its

@@ -8,17 +8,21 @@ kfp's "unset" values (-1, empty) to ``None`` before they call these.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from visearch.context import Context
-from visearch.data.manifest import load_manifest, manifest_hash
+from visearch.data.manifest import cache_dir, load_manifest, manifest_hash
+from visearch.settings import Settings
+from visearch.storage import ObjectStore
 from visearch.steps import (
     UpsertResult,
     run_embed,
     run_preprocess,
     run_train,
+    publish_model,
     run_upsert,
     save_baseline,
 )
@@ -50,9 +54,14 @@ def pipeline_train(
     *,
     overrides: dict[str, Any] | None = None,
 ) -> TrainResult:
-    """Step 2: fine-tune (model → ``model_dir``) and save the frozen trunk (→ ``baseline_dir``): two candidates."""
+    """Step 2: fine-tune (model → ``model_dir``) and save the frozen trunk (→ ``baseline_dir``): two candidates.
+
+    Resumes from its checkpoint after a kill; reuses the model trained on the same data with the
+    same params (and epochs) instead of training again.
+    """
     from visearch.gate import ARTIFACT_PATHS, FROZEN
     from visearch.model import copy_model, model_files
+    from visearch.train import TrainResult
 
     ctx = Context.from_env()
     params = ctx.registry.get(category).train.with_overrides(overrides)
@@ -63,18 +72,45 @@ def pipeline_train(
     identity = f"{params.identity()}-{manifest_hash(load_manifest(manifest_dir))}"
     scratch = ctx.settings.work_dir / category / "train-scratch" / identity
     checkpoint_key = f"checkpoints/{category}/{identity}/checkpoint.pt"
+    # Trained before with the same params, epochs and data: that model, not a second training.
+    trained_key = f"trained/{category}/{identity}-epochs{params.epochs}-steps{params.max_steps or 0}.json"
     with run.failing():
-        result = run_train(
-            ctx.settings, ctx.store, manifest_dir, params, scratch, run=run, checkpoint_key=checkpoint_key
-        )
-        copy_model(result.model_dir, model_dir)
-        result.model_dir = model_dir
+        reused = reuse_trained(ctx.store, ctx.settings, category, trained_key, model_dir)
+        if reused is not None:
+            print(f"train {category}: reusing model {reused}, trained on the same data with the same params")
+            run.set_tags({"train.reused": reused})
+            result = TrainResult(model_dir, reused)
+        else:
+            result = run_train(
+                ctx.settings, ctx.store, manifest_dir, params, scratch, run=run, checkpoint_key=checkpoint_key
+            )
+            copy_model(result.model_dir, model_dir)
+            result.model_dir = model_dir
+            publish_model(ctx.store, category, model_dir)
+            ctx.store.put_bytes(trained_key, json.dumps({"model_version": result.version}).encode())
         save_baseline(params, baseline_dir, onnx=True)
         run.log_files(model_files(baseline_dir), ARTIFACT_PATHS[FROZEN])
     # Trained and recorded: the checkpoint has done its job.
     ctx.store.delete(checkpoint_key)
     shutil.rmtree(scratch, ignore_errors=True)
     return result
+
+
+def reuse_trained(
+    store: ObjectStore, settings: Settings, category: str, trained_key: str, model_dir: Path
+) -> str | None:
+    """Copy the model a pointer names into ``model_dir`` and return its version; None if there is none (or it was pruned)."""
+    from visearch.model import WEIGHT_FILES, model_files, store_key
+
+    if not store.exists(trained_key):
+        return None
+    version = str(json.loads(store.get_bytes(trained_key))["model_version"])
+    if not all(store.exists(store_key(category, version, name)) for name in WEIGHT_FILES):
+        return None  # retention deleted it: train again
+    model_dir.mkdir(parents=True, exist_ok=True)
+    for key in store.list(store_key(category, version)):
+        shutil.copyfile(store.local_path(key, cache_dir(settings)), model_dir / key.rsplit("/", 1)[1])
+    return version if model_files(model_dir) else None
 
 
 def pipeline_evaluate(
