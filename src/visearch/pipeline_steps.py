@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any
 from visearch.context import Context
 from visearch.data.manifest import cache_dir, load_manifest, manifest_hash
 from visearch.settings import Settings
-from visearch.storage import ObjectStore
 from visearch.steps import (
     UpsertResult,
+    publish_model,
     run_embed,
     run_preprocess,
     run_train,
-    publish_model,
     run_upsert,
     save_baseline,
 )
+from visearch.storage import ObjectStore
 
 if TYPE_CHECKING:
     from visearch.gate import GateOutcome
