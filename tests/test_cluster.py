@@ -127,3 +127,37 @@ def test_the_service_follows_a_registry_edited_in_place(home: Settings, monkeypa
         assert "added" in runtime.run(lambda engine: engine.registry.names())
     finally:
         runtime.close()
+
+
+def test_the_device_setting_picks_the_cpu_here_and_refuses_a_missing_gpu(home: Settings) -> None:
+    import torch
+
+    from visearch.model import resolve_device
+
+    assert resolve_device("cpu") == torch.device("cpu")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="VISEARCH_DEVICE=cuda but torch sees no CUDA device"):
+            resolve_device("cuda")
+        import subprocess
+        import sys
+
+        from .conftest import env_for
+
+        result = subprocess.run(
+            [sys.executable, "-m", "visearch.cli", "preprocess", "-c", TINY],
+            env=env_for(home),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 0, result.stderr
+        result = subprocess.run(
+            [sys.executable, "-m", "visearch.cli", "train", "-c", TINY],
+            env={**env_for(home), "VISEARCH_DEVICE": "cuda"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert result.returncode == 1 and "error: VISEARCH_DEVICE=cuda but torch sees no CUDA device" in result.stderr

@@ -87,7 +87,8 @@ def test_train_image_has_pipeline_and_training_deps() -> None:
         artifact_types._GCS_LOCAL_MOUNT_PREFIX,
     ):
         assert prefix.rstrip("/") in text
-    assert "import visearch, kfp, torch" in text
+    assert "import visearch, pipelines, components, kfp, torch" in text
+    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in text  # CPU by default, CUDA by build arg
 
 
 def test_dockerignore_keeps_secrets_and_bulk_out() -> None:
@@ -265,8 +266,10 @@ def test_compose_runs_the_stack_without_secrets_in_it() -> None:
 def test_env_example_documents_every_setting_with_blank_secrets() -> None:
     lines = (ROOT / ".env.example").read_text().splitlines()
     entries = dict(match.groups() for line in lines if (match := re.match(r"^(?:# )?([A-Z][A-Z0-9_]+)=(.*)$", line)))
-    for name in Settings.model_fields:
-        assert name.upper() in entries, f"{name.upper()} is not in .env.example"
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        env = str(alias.choices[0]) if alias is not None and hasattr(alias, "choices") else name.upper()
+        assert env in entries, f"{env} is not in .env.example"
     for secret in ("QDRANT_API_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY", "POSTGRES_PASSWORD"):
         assert entries[secret] == "", f"{secret} must be blank in .env.example"
     # Loaded as a .env file it changes nothing: documented defaults are the real defaults.

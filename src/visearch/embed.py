@@ -16,6 +16,8 @@ from visearch.errors import NotFoundError
 # torch is imported where vectors are computed: reading finished shards (the upsert step, a fresh
 # process in the pipeline) needs only NumPy.
 if TYPE_CHECKING:
+    import torch
+
     from visearch.model import EmbeddingModel
 
 SHARD_SIZE = 1024
@@ -31,21 +33,27 @@ def embed_paths(
     workers: int = 0,
     show_progress: bool = True,
     desc: str = "embedding",
+    device: torch.device | None = None,
 ) -> np.ndarray:
-    """L2-normalised embeddings (float32, one row per path) in the order given."""
+    """L2-normalised embeddings (float32, one row per path) in the order given.
+
+    On a CUDA ``device`` the forward runs in float16 autocast; vectors come back as float32 on the CPU.
+    """
     import torch
     from torch.utils.data import DataLoader
 
     from visearch.data.dataset import ImageFiles
     from visearch.data.transforms import eval_transform
 
+    device = device or torch.device("cpu")
     model.eval()
+    model.to(device)
     dataset = ImageFiles(paths, [0] * len(paths), eval_transform(model.spec.input_size, model.spec.normalize))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers)
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     chunks = []
-    with torch.inference_mode():
+    with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
         for images, _ in tqdm(loader, desc=desc, unit="batch", disable=not show_progress):
-            chunks.append(model(images).numpy())
+            chunks.append(model(images.to(device, non_blocking=True)).float().cpu().numpy())
     if not chunks:
         return np.zeros((0, model.spec.embedding_dim), dtype=np.float32)
     return np.concatenate(chunks).astype(np.float32)
@@ -60,6 +68,7 @@ def embed_to_shards(
     batch_size: int = BATCH_SIZE,
     shard_size: int = SHARD_SIZE,
     show_progress: bool = True,
+    device: torch.device | None = None,
 ) -> Path:
     """Write ``part-NNNNN.npz`` shards (keys + vectors) then ``done.json``; finished shards are kept on re-run."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +91,7 @@ def embed_to_shards(
         vectors = embed_paths(
             model,
             paths[lo:hi],
+            device=device,
             batch_size=batch_size,
             show_progress=show_progress,
             desc=f"embedding shard {shard + 1}/{n_shards}",

@@ -17,7 +17,7 @@ from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from visearch.data.manifest import image_paths
 from visearch.embed import embed_paths
-from visearch.model import EmbeddingModel, load_model
+from visearch.model import EmbeddingModel, load_model, resolve_device
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
@@ -113,12 +113,13 @@ def evaluate_models(
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Metrics of each named model directory, plus its vectors of every manifest row (for plots)."""
     paths = image_paths(store, settings, manifest["key"].tolist())
+    device = resolve_device(settings.visearch_device)
     report: dict[str, Any] = {}
     vectors: dict[str, np.ndarray] = {}
     for name, model_dir in models.items():
         model = load_model(model_dir)
         vectors[name] = embed_paths(
-            model, paths, show_progress=show_progress, desc=f"evaluating {name} {model.spec.version}"
+            model, paths, show_progress=show_progress, desc=f"evaluating {name} {model.spec.version}", device=device
         )
         report[name] = {"version": model.spec.version, **evaluate_vectors(vectors[name], manifest)}
     return report, vectors

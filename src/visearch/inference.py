@@ -35,26 +35,31 @@ class Embedder(Protocol):
 class TorchEmbedder:
     """Eager torch inference (the reference the ONNX path is checked against)."""
 
-    def __init__(self, model: EmbeddingModel) -> None:
-        self.model = model
+    def __init__(self, model: EmbeddingModel, device: torch.device | None = None) -> None:
+        self.device = device or torch.device("cpu")
+        self.model = model.to(self.device)
         self.spec = model.spec
 
     def embed(self, batch: np.ndarray) -> np.ndarray:
         """Embed a preprocessed batch with the torch model, without autograd."""
         with torch.inference_mode():
-            return self.model(torch.from_numpy(batch)).numpy()
+            return self.model(torch.from_numpy(batch).to(self.device)).cpu().numpy()
 
 
 class OnnxEmbedder:
     """ONNX Runtime inference of the exported model (dynamic batch axis)."""
 
-    def __init__(self, path: Path, spec: ModelSpec, *, threads: int | None = None) -> None:
+    def __init__(self, path: Path, spec: ModelSpec, *, threads: int | None = None, gpu: bool = False) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        # CUDA when asked and this onnxruntime build has it (onnxruntime-gpu); the CPU otherwise.
+        providers = ["CPUExecutionProvider"]
+        if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers.insert(0, "CUDAExecutionProvider")
+        self.session = ort.InferenceSession(str(path), options, providers=providers)
         self.input_name = self.session.get_inputs()[0].name
         self.spec = spec
 
@@ -63,20 +68,27 @@ class OnnxEmbedder:
         return np.asarray(self.session.run(None, {self.input_name: batch})[0])
 
 
-def load_embedder(directory: Path, *, backend: Backend = DEFAULT_BACKEND, onnx_cache: Path | None = None) -> Embedder:
-    """The model in ``directory`` on ``backend``; exports ``model.onnx`` to ``onnx_cache`` if it is missing."""
+def load_embedder(
+    directory: Path,
+    *,
+    backend: Backend = DEFAULT_BACKEND,
+    onnx_cache: Path | None = None,
+    device: torch.device | None = None,
+) -> Embedder:
+    """The model in ``directory`` on ``backend`` and ``device``; exports ``model.onnx`` to ``onnx_cache`` if missing."""
     model = load_model(directory)
+    gpu = device is not None and device.type == "cuda"
     if backend == "torch":
-        return TorchEmbedder(model)
+        return TorchEmbedder(model, device)
     onnx_path = directory / ONNX_FILE
     if not onnx_path.is_file():
-        onnx_path = (onnx_cache or directory) / "model.onnx"
+        onnx_path = (onnx_cache or directory) / ONNX_FILE
         if not onnx_path.is_file():
             onnx_path.parent.mkdir(parents=True, exist_ok=True)
             partial = onnx_path.with_name(f"{ONNX_FILE}.part")
             export_onnx(model, partial)
             partial.replace(onnx_path)  # atomic: a half-written file is never loaded
-    return OnnxEmbedder(onnx_path, model.spec)
+    return OnnxEmbedder(onnx_path, model.spec, gpu=gpu)
 
 
 def preprocess(images: Sequence[Image.Image], spec: ModelSpec) -> np.ndarray:

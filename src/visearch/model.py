@@ -163,6 +163,23 @@ def save_model(model: EmbeddingModel, directory: Path) -> Path:
     return directory
 
 
+def resolve_device(name: str = "auto") -> torch.device:
+    """The torch device for a ``VISEARCH_DEVICE`` value: ``auto`` picks CUDA when present, else the CPU.
+
+    Raises:
+        ConfigError: ``cuda`` was asked for and no CUDA device is visible to this process.
+    """
+    if name == "cpu":
+        return torch.device("cpu")
+    if name not in ("auto", "cuda"):
+        raise ConfigError(f"VISEARCH_DEVICE must be auto, cpu or cuda, got {name!r}")
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if name == "cuda":
+        raise ConfigError("VISEARCH_DEVICE=cuda but torch sees no CUDA device (a CPU build of torch, or no GPU here)")
+    return torch.device("cpu")
+
+
 def store_key(category: str, version: str, name: str = "") -> str:
     """Where a model version's files live in the object store: ``models/<category>/<version>/<name>``."""
     return f"models/{category}/{version}/{name}" if name else f"models/{category}/{version}"

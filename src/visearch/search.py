@@ -22,7 +22,7 @@ from visearch.data.manifest import cache_dir
 from visearch.errors import InvalidQueryError, NotFoundError, VisearchError
 from visearch.index import CollectionVersion, Hit, VectorIndex
 from visearch.inference import Backend, Embedder, load_embedder, preprocess
-from visearch.model import ONNX_FILE, WEIGHT_FILES, store_key
+from visearch.model import ONNX_FILE, WEIGHT_FILES, resolve_device, store_key
 from visearch.once import LoadOnce
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
@@ -156,7 +156,9 @@ class SearchEngine:
     def _load_model(self, category: str, version: str) -> Embedder:
         directory = self._fetch_model(category, version)
         cache = cache_dir(self.settings) / "onnx" / category / version
-        return load_embedder(directory, backend=self.backend, onnx_cache=cache)
+        return load_embedder(
+            directory, backend=self.backend, onnx_cache=cache, device=resolve_device(self.settings.visearch_device)
+        )
 
     def _fetch_model(self, category: str, version: str) -> Path:
         cache = cache_dir(self.settings)

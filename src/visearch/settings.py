@@ -83,6 +83,10 @@ class Settings(BaseSettings):
     max_image_pixels: int = 40_000_000
     max_k: int = 100
     max_batch_images: int = Field(default=16, ge=1, description="Images in one batch search")
+    visearch_device: Literal["auto", "cpu", "cuda"] = Field(
+        default="auto",
+        description="Where train, evaluate, embed and torch inference run: auto = CUDA when present, else CPU",
+    )
     inference_backend: Literal["onnx", "torch"] = Field(
         default="onnx", description="Query-time inference (ONNX Runtime measured faster on CPU)"
     )

@@ -125,7 +125,7 @@ def run_train(
     fetched from there when ``out_dir`` lacks it (a pod that died leaves it where the next finds it).
     With ``run``: all training params, the loss of every epoch and the model files go to MLflow.
     """
-    from visearch.model import ONNX_FILE, export_onnx, load_model, model_files
+    from visearch.model import ONNX_FILE, export_onnx, load_model, model_files, resolve_device
     from visearch.train import CHECKPOINT_FILE, train
 
     manifest = load_manifest(manifest_dir)
@@ -160,6 +160,7 @@ def run_train(
         on_epoch=callback,
         on_checkpoint=keep,
         data_key=manifest_hash(rows),
+        device=resolve_device(settings.visearch_device),
         show_progress=show_progress,
     )
     if onnx:
@@ -219,14 +220,20 @@ def run_embed(
     run fresh output folders, so a stable scratch folder is what lets an interrupted embed resume.
     """
     from visearch.embed import embed_to_shards
-    from visearch.model import load_model
+    from visearch.model import load_model, resolve_device
 
     manifest = load_manifest(manifest_dir)
     keys = manifest["key"].tolist()
     model = load_model(model_dir)
     target = scratch or out_dir
     embed_to_shards(
-        model, keys, image_paths(store, settings, keys), target, batch_size=batch_size, show_progress=show_progress
+        model,
+        keys,
+        image_paths(store, settings, keys),
+        target,
+        batch_size=batch_size,
+        show_progress=show_progress,
+        device=resolve_device(settings.visearch_device),
     )
     if scratch:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -92,13 +92,17 @@ def train(
     on_epoch: EpochCallback | None = None,
     on_checkpoint: Callable[[Path], None] | None = None,
     data_key: str = "",
+    device: torch.device | None = None,
     show_progress: bool = True,
 ) -> TrainResult:
     """Train on ``train_rows`` (images at ``image_paths``); writes the model to ``out_dir``.
 
     A checkpoint is written after every epoch (then ``on_checkpoint`` is called with its path, e.g. to
     copy it to the object store); a re-run with the same params and data (``data_key``) resumes from it.
+    On a CUDA ``device`` the forward and loss run in mixed precision (float16 autocast, scaled gradients).
     """
+    device = device or torch.device("cpu")
+    mixed = device.type == "cuda"
     torch.manual_seed(params.seed)
     labels = train_rows["label"].astype(int).tolist()
     n_classes = len(set(labels))
@@ -119,6 +123,7 @@ def train(
     model = create_model(
         params.trunk_model, params.embedder_layers, params.input_size, trunk_weights=params.trunk_weights
     )
+    model.to(device)
     dataset = ImageFiles(image_paths, labels, train_transform(params.input_size, model.spec.normalize))
     sampler = samplers.MPerClassSampler(labels, m=m, batch_size=batch_size, length_before_new_iter=len(dataset))
     loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, drop_last=True)
@@ -129,6 +134,7 @@ def train(
     else:
         model.trunk.requires_grad_(False)
     optimizer = torch.optim.Adam(groups, weight_decay=params.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=mixed)
 
     out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / CHECKPOINT_FILE
@@ -136,7 +142,7 @@ def train(
     params_key = json.dumps({"params": params.identity(), "data": data_key}, sort_keys=True)
     start_epoch, epoch_losses = 0, []
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state.get("params") == params_key:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -145,7 +151,7 @@ def train(
             # batches and crops an uninterrupted one would, so it ends with the same weights.
             # PML's MPerClassSampler also shuffles its class order in place each epoch.
             if "rng" in state:
-                torch.set_rng_state(state["rng"]["torch"])
+                torch.set_rng_state(state["rng"]["torch"].cpu())
                 np.random.set_state(state["rng"]["numpy"])
                 sampler.labels = list(state["rng"]["sampler_classes"])
             log.info("resuming training from epoch %d", start_epoch)
@@ -157,11 +163,15 @@ def train(
         total, batches = 0.0, 0
         progress = tqdm(loader, desc=f"epoch {epoch + 1}/{params.epochs}", unit="batch", disable=not show_progress)
         for images, batch_labels in progress:
-            embeddings = model(images)
+            images, batch_labels = images.to(device, non_blocking=True), batch_labels.to(device)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=mixed):
+                embeddings = model(images)
+            embeddings = embeddings.float()  # PML's losses and miners in full precision
             loss = loss_fn(embeddings, batch_labels, miner(embeddings, batch_labels))
             optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()  # the scaler is a pass-through on the CPU
+            scaler.step(optimizer)
+            scaler.update()
             total += float(loss.detach())
             batches += 1
             step += 1
@@ -191,5 +201,6 @@ def train(
         if params.max_steps and step >= params.max_steps:
             break
     model.eval()
+    model.cpu()  # saved weights (and their version hash) never depend on the device
     model_dir = save_model(model, out_dir / "model")
     return TrainResult(model_dir, model.spec.version, epoch_losses, batch_size)
