@@ -123,6 +123,7 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the demo pipeline and a service start, on 2 cores
 def test_the_installed_wheel_runs_the_pipeline_and_the_service_from_an_empty_folder(
     installed: Path, engines: dict[str, str], tmp_path: Path
 ) -> None:
