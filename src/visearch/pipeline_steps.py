@@ -51,8 +51,7 @@ def pipeline_train(
     overrides: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Step 2: fine-tune (model → ``model_dir``) and save the frozen trunk (→ ``baseline_dir``): two candidates."""
-    from visearch.gate import ARTIFACT_PATHS, FROZEN
-    from visearch.model import copy_model, model_files
+    from visearch.model import copy_model
 
     ctx = Context.from_env()
     params = ctx.registry.get(category).train.with_overrides(overrides)
@@ -69,8 +68,7 @@ def pipeline_train(
         )
         copy_model(result.model_dir, model_dir)
         result.model_dir = model_dir
-        save_baseline(params, baseline_dir, onnx=True)
-        run.log_files(model_files(baseline_dir), ARTIFACT_PATHS[FROZEN])
+        save_baseline(params, baseline_dir, onnx=True)  # both reach MLflow as models at the gate
     # Trained and recorded: the checkpoint has done its job.
     ctx.store.delete(checkpoint_key)
     shutil.rmtree(scratch, ignore_errors=True)
