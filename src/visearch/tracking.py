@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 
-from visearch.errors import TrackingError, TrackingUnavailableError
+from visearch.errors import TrackingAuthError, TrackingError, TrackingUnavailableError
 from visearch.settings import Settings
 
 CHAMPION = "champion"
@@ -83,6 +83,39 @@ def bound_mlflow_requests(settings: Settings) -> None:
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
 
 
+def send_credentials(settings: Settings) -> None:
+    """Hand MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD to MLflow's client (it reads its env).
+
+    Set from the environment they are there already; this carries the values of a ``.env`` file.
+    """
+    if settings.mlflow_tracking_username:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_tracking_username
+    if settings.mlflow_tracking_password:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.mlflow_tracking_password.get_secret_value()
+
+
+def refused(exc: BaseException, shown: str) -> TrackingAuthError | None:
+    """A clear error for a server that answered 401 (no or wrong credentials) or 403 (no permission)."""
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if status == 401 and not user:
+        return TrackingAuthError(
+            f"MLflow tracking server {shown} requires authentication (HTTP 401): set MLFLOW_TRACKING_USERNAME "
+            "and MLFLOW_TRACKING_PASSWORD"
+        )
+    if status == 401:
+        return TrackingAuthError(
+            f"MLflow tracking server {shown} refused the credentials of user {user!r} (HTTP 401): "
+            "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    if status == 403:
+        return TrackingAuthError(
+            f"MLflow tracking server {shown} denied user {user!r} this operation (HTTP 403): "
+            "grant the user EDIT (or MANAGE) permission, or use an admin account"
+        )
+    return None
+
+
 def unreachable(exc: BaseException) -> BaseException | None:
     """The transport error behind ``exc`` (no answer, a timeout, 5xx after retries), if that is what it is.
 
@@ -107,7 +140,8 @@ class ReachableClient:
     """An ``MlflowClient`` whose calls raise TrackingUnavailableError when the server does not answer.
 
     Not an MlflowException: callers that read "not found" from one (e.g. no champion yet) must
-    not read it from a server that is down.
+    not read it from a server that is down. A 401 or 403 becomes a TrackingAuthError that says
+    which credentials to set.
     """
 
     def __init__(self, client: Any, shown: str) -> None:
@@ -126,6 +160,9 @@ class ReachableClient:
             except Exception as exc:
                 cause = unreachable(exc)
                 if cause is None:
+                    denied = refused(exc, self._shown)
+                    if denied is not None:
+                        raise denied from exc
                     raise
                 raise TrackingUnavailableError(
                     f"MLflow tracking server {self._shown} did not answer ({type(cause).__name__}); retry later"
@@ -196,6 +233,7 @@ class Tracker:
         if shown is not None:
             check_reachable(settings)
             bound_mlflow_requests(settings)
+            send_credentials(settings)
             return cls(ReachableClient(MlflowClient(tracking_uri=uri, registry_uri=uri), shown))
         # A client-side database has no artifact store of its own: MLflow would default to ./mlruns
         # in whatever directory the step happens to run in.
