@@ -30,18 +30,31 @@ CONFIG_ENV = (
     "MLFLOW_TRACKING_URI",
     "VISEARCH_CATEGORIES",
 )
-SECRET_ENV = ("QDRANT_API_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY")
+# MLFLOW_TRACKING_USERNAME/PASSWORD: MLflow's client sends them to the server's basic-auth app.
+SECRET_ENV = (
+    "QDRANT_API_KEY",
+    "MINIO_ACCESS_KEY",
+    "MINIO_SECRET_KEY",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+)
+# Every step's pod carries this label: the NetworkPolicies of k8s/base/network.yaml let such pods
+# reach Qdrant, MinIO and MLflow.
+POD_LABEL = ("app.kubernetes.io/component", "visearch-pipeline-step")
 CLUSTER_PARALLELISM = 4
 
 
 def _with_env(task: Any) -> Any:
-    """Engine settings from a ConfigMap and a Secret; kfp.local ignores them (its steps inherit the env).
+    """Engine settings from a ConfigMap and a Secret, and the pod label the network policies admit.
+
+    kfp.local ignores all three (its steps inherit the environment).
 
     Caching is off: the steps read state that KFP cannot see (object store, registry, index).
     """
     task.set_caching_options(False)
     kubernetes.use_config_map_as_env(task, CONFIG_MAP, {name: name for name in CONFIG_ENV}, optional=True)
     kubernetes.use_secret_as_env(task, SECRET, {name: name for name in SECRET_ENV}, optional=True)
+    kubernetes.add_pod_label(task, *POD_LABEL)
     return task
 
 
