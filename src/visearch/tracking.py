@@ -10,6 +10,7 @@ champion maps to ``models/<category>/<version>/`` in the object store.
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import subprocess
@@ -26,6 +27,8 @@ import urllib3
 
 from visearch.errors import TrackingAuthError, TrackingError, TrackingUnavailableError
 from visearch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 VERSION_TAG = "visearch.model_version"
@@ -247,7 +250,7 @@ class Tracker:
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
             if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:  # made before the tag was set
-                self.client.set_experiment_tag(experiment.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+                self._set_kind(str(experiment.experiment_id))
             return str(experiment.experiment_id)
         location = f"{self.artifact_root}/{category}" if self.artifact_root else None
         try:
@@ -263,6 +266,15 @@ class Tracker:
             if experiment is None:
                 raise
             return str(experiment.experiment_id)
+
+    def _set_kind(self, experiment_id: str) -> None:
+        """Tag an older experiment for the training-runs view; a server that refuses it costs only the view."""
+        try:
+            self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        except (TrackingUnavailableError, TrackingAuthError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - cosmetic: the run goes on
+            log.warning("could not tag experiment %s with %s: %s", experiment_id, EXPERIMENT_KIND_TAG, exc)
 
     def start_run(self, category: str, *, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
         """A new run in the category's experiment; returns its id (steps reopen it by id)."""
