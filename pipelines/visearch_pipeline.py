@@ -36,7 +36,17 @@ CONFIG_ENV = (
 # The registry ConfigMap, mounted where VISEARCH_CATEGORIES points (k8s/base/config.yaml).
 CATEGORIES_CONFIG_MAP = "visearch-categories"
 CATEGORIES_MOUNT = "/etc/visearch"
-SECRET_ENV = ("QDRANT_API_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY")
+# MLFLOW_TRACKING_USERNAME/PASSWORD: MLflow's client sends them to the server's basic-auth app.
+SECRET_ENV = (
+    "QDRANT_API_KEY",
+    "MINIO_ACCESS_KEY",
+    "MINIO_SECRET_KEY",
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+)
+# Every step's pod carries this label: the NetworkPolicies of k8s/base/network.yaml let such pods
+# reach Qdrant, MinIO and MLflow.
+POD_LABEL = ("app.kubernetes.io/component", "visearch-pipeline-step")
 CLUSTER_PARALLELISM = 4
 
 
@@ -68,6 +78,7 @@ def _on_cluster(task: Any, step: str, plan: ClusterPlan | None) -> Any:
     kubernetes.use_config_map_as_env(task, CONFIG_MAP, {name: name for name in CONFIG_ENV}, optional=True)
     kubernetes.use_secret_as_env(task, SECRET, {name: name for name in SECRET_ENV}, optional=True)
     kubernetes.use_config_map_as_volume(task, CATEGORIES_CONFIG_MAP, mount_path=CATEGORIES_MOUNT, optional=True)
+    kubernetes.add_pod_label(task, *POD_LABEL)
     return task
 
 

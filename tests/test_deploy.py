@@ -180,16 +180,104 @@ def test_engines_and_service_are_all_there(rendered: tuple[str, list[dict[str, A
         assert hpa["spec"]["minReplicas"] >= 2 and container["image"].startswith("registry.")
 
 
-def test_pods_run_as_non_root_with_resources(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+# Containers that keep a writable root filesystem, and why. Empty: every one writes only to its
+# volumes (Postgres: data PVC + emptyDirs for /var/run/postgresql and /tmp; MinIO: --certs-dir on
+# an emptyDir; MLflow: its auth ini and caches on emptyDirs).
+WRITABLE_ROOT: dict[str, str] = {}
+
+
+def workloads(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in docs if d["kind"] in ("StatefulSet", "Deployment")]
+
+
+def test_pods_are_hardened(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """Every Deployment/StatefulSet: non-root, read-only root, requests + limits, probes."""
     _, docs = rendered
-    for doc in docs:
-        if doc["kind"] not in ("StatefulSet", "Deployment"):
-            continue
+    assert {d["metadata"]["name"] for d in workloads(docs)} == {"qdrant", "minio", "postgres", "mlflow", "visearch"}
+    for doc in workloads(docs):
+        name = doc["metadata"]["name"]
         pod = doc["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True, doc["metadata"]["name"]
+        pod_context = pod.get("securityContext", {})
         for container in pod.get("initContainers", []) + pod["containers"]:
-            assert container["resources"]["requests"], container["name"]
-            assert container["securityContext"]["allowPrivilegeEscalation"] is False
+            where = f"{name}/{container['name']}"
+            context = {**pod_context, **container.get("securityContext", {})}
+            assert context.get("runAsNonRoot") is True, where
+            assert context.get("runAsUser", 0) != 0, f"{where}: runAsUser must be set and not 0"
+            assert context["allowPrivilegeEscalation"] is False and context["capabilities"]["drop"] == ["ALL"], where
+            if container["name"] not in WRITABLE_ROOT:
+                assert context.get("readOnlyRootFilesystem") is True, where
+            # CPU is requested, not capped (a CPU limit throttles latency-bound pods); memory is both.
+            resources = container["resources"]
+            assert resources["requests"]["cpu"] and resources["requests"]["memory"], where
+            assert resources["limits"]["memory"], where
+        for container in pod["containers"]:  # init containers take no probes
+            where = f"{name}/{container['name']}"
+            assert container.get("readinessProbe") and container.get("livenessProbe"), where
+
+
+def test_network_policies_admit_only_the_flows_we_need(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """Default deny ingress; who may reach each engine (README "Deploy", Access)."""
+    from pipelines.visearch_pipeline import POD_LABEL
+
+    _, docs = rendered
+    policies = {d["metadata"]["name"]: d["spec"] for d in docs if d["kind"] == "NetworkPolicy"}
+    deny = policies["default-deny-ingress"]
+    assert deny["podSelector"] == {} and deny["policyTypes"] == ["Ingress"] and not deny.get("ingress")
+    step = dict([POD_LABEL])
+
+    def admitted(target: str) -> tuple[set[str], set[int]]:
+        """Who (pod names, `step` / `step@kubeflow` for pipeline pods, `*` for anyone) reaches which ports."""
+        spec = policies[target]
+        assert spec["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": target}}
+        peers, ports = set(), set()
+        for rule in spec["ingress"]:
+            ports |= {p["port"] for p in rule["ports"]}
+            for peer in rule["from"]:
+                labels = peer.get("podSelector", {}).get("matchLabels", {})
+                namespace = peer.get("namespaceSelector", {}).get("matchLabels", {}).get("kubernetes.io/metadata.name")
+                if peer.get("namespaceSelector") == {} and not labels:
+                    peers.add("*")
+                elif labels == step:
+                    peers.add(f"step@{namespace}" if namespace else "step")
+                else:
+                    assert namespace is None, peer
+                    peers.add(labels["app.kubernetes.io/name"])
+        return peers, ports
+
+    pipeline = {"step", "step@kubeflow"}
+    assert admitted("qdrant") == ({"visearch", "qdrant", *pipeline}, {6333, 6334, 6335})
+    assert admitted("minio") == ({"visearch", "mlflow", *pipeline}, {9000})
+    assert admitted("mlflow") == ({"visearch", *pipeline}, {5000})
+    assert admitted("postgres") == ({"mlflow"}, {5432})
+    assert admitted("visearch") == ({"*"}, {3000})
+    # Each policy selects pods that exist, by the label their workload puts on them.
+    pods = {tuple(w["spec"]["template"]["metadata"]["labels"].items())[0] for w in workloads(docs)}
+    for name in ("qdrant", "minio", "mlflow", "postgres", "visearch"):
+        assert ("app.kubernetes.io/name", name) in pods
+
+
+def test_mlflow_requires_credentials_that_every_client_gets(rendered: tuple[str, list[dict[str, Any]]]) -> None:
+    """MLflow runs its basic-auth app; the service and the pipeline get MLFLOW_TRACKING_USERNAME/PASSWORD."""
+    from pipelines.visearch_pipeline import SECRET, SECRET_ENV
+
+    _, docs = rendered
+    container = by_kind(docs, "Deployment", "mlflow")["spec"]["template"]["spec"]["containers"][0]
+    script = " ".join(container["command"] + container["args"])
+    assert "--app-name basic-auth" in script and "MLFLOW_AUTH_CONFIG_PATH" in script
+    env = {e["name"]: e.get("valueFrom", {}).get("secretKeyRef", {}) for e in container["env"]}
+    assert env["MLFLOW_AUTH_ADMIN_USERNAME"] == {"name": SECRET, "key": "MLFLOW_TRACKING_USERNAME"}
+    assert env["MLFLOW_AUTH_ADMIN_PASSWORD"] == {"name": SECRET, "key": "MLFLOW_TRACKING_PASSWORD"}
+    assert env["MLFLOW_FLASK_SERVER_SECRET_KEY"]["name"] == "visearch-mlflow"
+    assert "PG_PASSWORD" not in json.dumps(container["args"]).replace("$PG_PASSWORD", "")  # shell-expanded only
+    assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= set(SECRET_ENV)
+    service = by_kind(docs, "Deployment", "visearch")["spec"]["template"]["spec"]["containers"][0]
+    assert {"secretRef": {"name": SECRET}} in service["envFrom"]  # the whole Secret, both keys included
+    compiled = yaml.safe_load_all((ROOT / "pipelines" / "visearch-pipeline.yaml").read_text())
+    platform = [d for d in compiled if d and "platforms" in d][0]["platforms"]["kubernetes"]["deploymentSpec"]
+    for executor in platform["executors"].values():
+        names = {e["envVar"] for s in executor["secretAsEnv"] for e in s["keyToEnv"]}
+        assert {"MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"} <= names
+        assert executor["podMetadata"]["labels"]["app.kubernetes.io/component"] == "visearch-pipeline-step"
 
 
 def test_secrets_are_placeholders_in_dev_and_absent_in_prod(rendered: tuple[str, list[dict[str, Any]]]) -> None:
@@ -200,12 +288,14 @@ def test_secrets_are_placeholders_in_dev_and_absent_in_prod(rendered: tuple[str,
         return
     assert sorted((s["metadata"]["namespace"], s["metadata"]["name"]) for s in secrets) == [
         ("kubeflow", "visearch-secrets"),
+        ("visearch", "visearch-mlflow"),
         ("visearch", "visearch-postgres"),
         ("visearch", "visearch-secrets"),
     ]
     for secret in secrets:
         for key, value in secret["stringData"].items():
-            assert value.startswith("CHANGE-ME") or key in ("user", "database"), (secret["metadata"]["name"], key)
+            names = ("user", "database", "MLFLOW_TRACKING_USERNAME")  # names, not secrets
+            assert value.startswith("CHANGE-ME") or key in names, (secret["metadata"]["name"], key)
 
 
 def test_pipeline_finds_its_config_and_secret(rendered: tuple[str, list[dict[str, Any]]]) -> None:

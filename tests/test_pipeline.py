@@ -214,19 +214,15 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
         for evaluation in ("in_domain", "class_disjoint"):
             for metric in ("precision_at_1", "mean_average_precision_at_r", "r_precision", "recall_at_10"):
                 assert f"{model}.{evaluation}.{metric}" in run.data.metrics
-    artifacts = {
-        a.path
-        for folder in ("model", "baseline", "evaluation")
-        for a in tracker.client.list_artifacts(run.info.run_id, folder)
-    }
-    assert {
-        "model/trunk.pth",
-        "model/embedder.pth",
-        "model/meta.json",
-        "model/model.onnx",
-        "evaluation/report.json",
-        "evaluation/embedding_map.png",
-    } <= artifacts
+    artifacts = {a.path for a in tracker.client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/report.json", "evaluation/embedding_map.png"} <= artifacts
+    # Both candidates are MLflow models of the run (pyfunc; their files under artifacts/).
+    logged = {m.name: m for m in tracker.client.search_logged_models([experiment.experiment_id])}
+    assert set(logged) == {"model", "baseline"}
+    outputs = tracker.client.get_run(run.info.run_id).outputs.model_outputs
+    assert {o.model_id for o in outputs} == {m.model_id for m in logged.values()}
+    files = {a.path for a in tracker.client.list_logged_model_artifacts(logged["model"].model_id, "artifacts")}
+    assert {f"artifacts/{name}" for name in ("trunk.pth", "embedder.pth", "meta.json", "model.onnx")} <= files
     assert run.data.tags["gate.decision"] == "promoted"
 
     # Registry: the champion alias maps to the model that serves the live collection.
@@ -250,6 +246,7 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
     assert len(runs) == 2
     assert runs[0].data.tags["gate.decision"] == "kept" and runs[0].data.tags["index.reused"] == "True"
     assert len(tracker.client.search_model_versions(f"name='{model_name(TINY)}'")) == len(versions)
+    assert len(tracker.client.search_logged_models([experiment.experiment_id])) == len(logged)
     assert tracker.client.get_model_version_by_alias(model_name(TINY), CHAMPION).version == champion.version
     index = open_index(home)
     try:

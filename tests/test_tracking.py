@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from visearch.evaluate import flatten_report, plot_embedding_map
-from visearch.model import model_files
+from visearch.model import copy_model
 from visearch.settings import Settings
 from visearch.tracking import CHAMPION, VERSION_TAG, Tracker, model_name
 
@@ -40,10 +40,12 @@ def test_run_registry_and_champion_round_trip(
     for epoch, loss in enumerate([0.5, 0.4]):
         run.log_metric("loss", loss, step=epoch)
     run.log_metrics(flatten_report({"tuned": {"version": "v1", "in_domain": {"precision_at_1": 0.9}}}))
-    run.log_files(model_files(fake_model(tmp_path / "model", "v1")), "model")
+    # A logged model with the files where a pyfunc keeps them (visearch.mlflow_model; tested there).
+    copy_model(fake_model(tmp_path / "model", "v1"), tmp_path / "logged" / "artifacts")
+    model_id = tracker.log_model(run.run_id, "model", tmp_path / "logged", {VERSION_TAG: "v1"})
 
-    first = tracker.register("cat", run.run_id, "model", "v1", {"visearch.candidate": "tuned"})
-    again = tracker.register("cat", run.run_id, "model", "v1")
+    first = tracker.register("cat", run.run_id, model_id, "v1", {"visearch.candidate": "tuned"})
+    again = tracker.register("cat", run.run_id, model_id, "v1")
     assert again == first  # one registry version per content hash: re-runs create no duplicates
     tracker.set_champion("cat", first)
     run.end()
@@ -56,6 +58,7 @@ def test_run_registry_and_champion_round_trip(
 
     champion = tracker.champion("cat")
     assert champion is not None and champion.model_version == "v1" and champion.run_id == run.run_id
+    assert champion.model_id == model_id and champion.source == f"models:/{model_id}"
     version = tracker.client.get_model_version_by_alias(model_name("cat"), CHAMPION)
     assert version.tags[VERSION_TAG] == "v1"
     files = tracker.download(champion, tmp_path / "download")

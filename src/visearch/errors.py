@@ -93,6 +93,10 @@ class TrackingError(VisearchError):
     status = 502
 
 
+class TrackingAuthError(TrackingError):
+    """The MLflow server refused visearch's credentials: none sent, wrong ones, or no permission (502)."""
+
+
 class TrackingUnavailableError(TrackingError, EngineUnavailableError):
     """The MLflow tracking server does not answer."""
 

@@ -21,16 +21,16 @@ import pandas as pd
 from visearch.categories import Category
 from visearch.data.manifest import load_manifest
 from visearch.evaluate import evaluate_models, flatten_report, plot_embedding_map
-from visearch.model import copy_model, model_files, read_spec
+from visearch.model import copy_model, read_spec
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
-from visearch.tracking import CANDIDATE_TAG, Champion, TrackedRun, Tracker
+from visearch.tracking import CANDIDATE_TAG, VERSION_TAG, Champion, TrackedRun, Tracker
 
 PRIMARY = "mean_average_precision_at_r"
 FROZEN = "baseline"
 TUNED = "tuned"
 CURRENT = "champion"
-# Where the train step logs each candidate in its MLflow run (the registry points there).
+# The name of each candidate's logged MLflow model in the run (the registry points there).
 ARTIFACT_PATHS = {TUNED: "model", FROZEN: "baseline"}
 
 
@@ -242,8 +242,16 @@ def _write_report(
 
 
 def _register(tracker: Tracker, run: TrackedRun, category: str, name: str, model_dir: Path) -> str:
-    """Register a candidate from its run artifacts, logging them first when the train step did not."""
-    artifact_path = ARTIFACT_PATHS.get(name, name)
-    if not run.client.list_artifacts(run.run_id, artifact_path):
-        run.log_files(model_files(model_dir), artifact_path)
-    return tracker.register(category, run.run_id, artifact_path, read_spec(model_dir).version, {CANDIDATE_TAG: name})
+    """Register a candidate as an MLflow pyfunc model logged from the run (once per content hash)."""
+    version = read_spec(model_dir).version
+    existing = tracker.find_version(category, version)
+    if existing:
+        return existing
+    from visearch.mlflow_model import save_pyfunc  # MLflow's model machinery: only when registering
+
+    tags = {VERSION_TAG: version, CANDIDATE_TAG: name}
+    with tempfile.TemporaryDirectory(prefix="visearch-register-") as scratch:
+        model_id = tracker.log_model(
+            run.run_id, ARTIFACT_PATHS.get(name, name), save_pyfunc(model_dir, Path(scratch) / "model"), tags
+        )
+    return tracker.register(category, run.run_id, model_id, version, {CANDIDATE_TAG: name})

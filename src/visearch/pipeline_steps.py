@@ -59,8 +59,7 @@ def pipeline_train(
     Resumes from its checkpoint after a kill; reuses the model trained on the same data with the
     same params (and epochs) instead of training again.
     """
-    from visearch.gate import ARTIFACT_PATHS, FROZEN
-    from visearch.model import copy_model, model_files
+    from visearch.model import copy_model
     from visearch.train import TrainResult
 
     ctx = Context.from_env()
@@ -88,8 +87,7 @@ def pipeline_train(
             result.model_dir = model_dir
             publish_model(ctx.store, category, model_dir)
             ctx.store.put_bytes(trained_key, json.dumps({"model_version": result.version}).encode())
-        save_baseline(params, baseline_dir, onnx=True)
-        run.log_files(model_files(baseline_dir), ARTIFACT_PATHS[FROZEN])
+        save_baseline(params, baseline_dir, onnx=True)  # both reach MLflow as models at the gate
     # Trained and recorded: the checkpoint has done its job.
     ctx.store.delete(checkpoint_key)
     shutil.rmtree(scratch, ignore_errors=True)

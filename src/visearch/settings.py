@@ -53,6 +53,10 @@ class Settings(BaseSettings):
         description="Refuse the embedded fallbacks: a missing QDRANT_URL, MINIO_HOST or MLFLOW_TRACKING_URI is an "
         "error (true in the k8s manifests; also implied inside Kubeflow pipeline pods)",
     )
+    # MLflow's own client variables: a server with authentication (`mlflow server --app-name
+    # basic-auth`) gets them as HTTP basic auth. Read here too so a `.env` file sets them.
+    mlflow_tracking_username: str | None = Field(default=None, description="User on an MLflow server with auth")
+    mlflow_tracking_password: SecretStr | None = None
 
     # Every engine client (object store, Qdrant server, MLflow server) is bounded by these: one call
     # to an engine that does not answer fails after `engine_deadline` seconds (503 in the service).

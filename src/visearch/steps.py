@@ -101,6 +101,9 @@ def run_preprocess(
             }
         )
         run.log_artifact(out_dir / "report.json", "data")
+        run.log_dataset(
+            manifest, name=category.name, digest=summary["data_hash"], source=store.uri(category.data_prefix)
+        )
     return out_dir / MANIFEST, summary
 
 
@@ -123,9 +126,10 @@ def run_train(
     Resumes from ``out_dir/checkpoint.pt`` when it was written for the same params and data. With
     ``checkpoint_key``, the checkpoint is also kept in the object store after every epoch and
     fetched from there when ``out_dir`` lacks it (a pod that died leaves it where the next finds it).
-    With ``run``: all training params, the loss of every epoch and the model files go to MLflow.
+    With ``run``: all training params and the loss of every epoch go to MLflow (the model files go with
+    the model the gate logs and registers).
     """
-    from visearch.model import ONNX_FILE, export_onnx, load_model, model_files, resolve_device
+    from visearch.model import ONNX_FILE, export_onnx, load_model, resolve_device
     from visearch.train import CHECKPOINT_FILE, train
 
     manifest = load_manifest(manifest_dir)
@@ -166,8 +170,8 @@ def run_train(
     if onnx:
         export_onnx(load_model(result.model_dir), result.model_dir / ONNX_FILE)
     if run:
+        # The model's files reach MLflow with the model the gate logs and registers (visearch.gate).
         run.log_params({"effective_batch_size": result.batch_size, "model_version": result.version})
-        run.log_files(model_files(result.model_dir), "model")
     return result
 
 

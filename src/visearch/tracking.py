@@ -2,17 +2,20 @@
 
 Everything goes through one ``MlflowClient`` (no fluent global state), so the pipeline steps,
 which run in separate processes, and in-process callers share the same code. Registered model
-``visearch-<category>``; every model version carries the visearch model version (content hash)
-as a tag, so the champion maps to ``models/<category>/<version>/`` in the object store.
+``visearch-<category>``: every version is an MLflow model (a pyfunc, see ``visearch.mlflow_model``)
+logged from the run, and carries the visearch model version (content hash) as a tag, so the
+champion maps to ``models/<category>/<version>/`` in the object store.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,13 +25,20 @@ from urllib.parse import urlsplit, urlunsplit
 
 import urllib3
 
-from visearch.errors import EngineNotConfiguredError, TrackingError, TrackingUnavailableError
+from visearch.errors import EngineNotConfiguredError, TrackingAuthError, TrackingError, TrackingUnavailableError
 from visearch.settings import Settings
+
+log = logging.getLogger(__name__)
 
 CHAMPION = "champion"
 VERSION_TAG = "visearch.model_version"
 CANDIDATE_TAG = "visearch.candidate"
 REJECTED_TAG = "visearch.rolled_back"
+# The experiment tag MLflow's UI reads to pick the view: training runs, not the GenAI (traces) view.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# Where an MLflow pyfunc model keeps the files it was saved with (fixed by mlflow.pyfunc).
+PYFUNC_ARTIFACTS = "artifacts"
 
 
 def server_url(uri: str) -> str | None:
@@ -76,6 +86,39 @@ def bound_mlflow_requests(settings: Settings) -> None:
     os.environ["MLFLOW_HTTP_REQUEST_BACKOFF_JITTER"] = "0"
 
 
+def send_credentials(settings: Settings) -> None:
+    """Hand MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD to MLflow's client (it reads its env).
+
+    Set from the environment they are there already; this carries the values of a ``.env`` file.
+    """
+    if settings.mlflow_tracking_username:
+        os.environ["MLFLOW_TRACKING_USERNAME"] = settings.mlflow_tracking_username
+    if settings.mlflow_tracking_password:
+        os.environ["MLFLOW_TRACKING_PASSWORD"] = settings.mlflow_tracking_password.get_secret_value()
+
+
+def refused(exc: BaseException, shown: str) -> TrackingAuthError | None:
+    """A clear error for a server that answered 401 (no or wrong credentials) or 403 (no permission)."""
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    user = os.environ.get("MLFLOW_TRACKING_USERNAME")
+    if status == 401 and not user:
+        return TrackingAuthError(
+            f"MLflow tracking server {shown} requires authentication (HTTP 401): set MLFLOW_TRACKING_USERNAME "
+            "and MLFLOW_TRACKING_PASSWORD"
+        )
+    if status == 401:
+        return TrackingAuthError(
+            f"MLflow tracking server {shown} refused the credentials of user {user!r} (HTTP 401): "
+            "check MLFLOW_TRACKING_USERNAME and MLFLOW_TRACKING_PASSWORD"
+        )
+    if status == 403:
+        return TrackingAuthError(
+            f"MLflow tracking server {shown} denied user {user!r} this operation (HTTP 403): "
+            "grant the user EDIT (or MANAGE) permission, or use an admin account"
+        )
+    return None
+
+
 def unreachable(exc: BaseException) -> BaseException | None:
     """The transport error behind ``exc`` (no answer, a timeout, 5xx after retries), if that is what it is.
 
@@ -100,7 +143,8 @@ class ReachableClient:
     """An ``MlflowClient`` whose calls raise TrackingUnavailableError when the server does not answer.
 
     Not an MlflowException: callers that read "not found" from one (e.g. no champion yet) must
-    not read it from a server that is down.
+    not read it from a server that is down. A 401 or 403 becomes a TrackingAuthError that says
+    which credentials to set.
     """
 
     def __init__(self, client: Any, shown: str) -> None:
@@ -119,6 +163,9 @@ class ReachableClient:
             except Exception as exc:
                 cause = unreachable(exc)
                 if cause is None:
+                    denied = refused(exc, self._shown)
+                    if denied is not None:
+                        raise denied from exc
                     raise
                 raise TrackingUnavailableError(
                     f"MLflow tracking server {self._shown} did not answer ({type(cause).__name__}); retry later"
@@ -165,6 +212,7 @@ class Champion:
     model_version: str
     run_id: str | None
     source: str
+    model_id: str | None = None
 
 
 class Tracker:
@@ -191,6 +239,7 @@ class Tracker:
         if shown is not None:
             check_reachable(settings)
             bound_mlflow_requests(settings)
+            send_credentials(settings)
             return cls(ReachableClient(MlflowClient(tracking_uri=uri, registry_uri=uri), shown))
         # A client-side database has no artifact store of its own: MLflow would default to ./mlruns
         # in whatever directory the step happens to run in.
@@ -204,10 +253,16 @@ class Tracker:
         name = experiment_name(category)
         experiment = self.client.get_experiment_by_name(name)
         if experiment is not None:
+            if experiment.tags.get(EXPERIMENT_KIND_TAG) is None:  # made before the tag was set
+                self._set_kind(str(experiment.experiment_id))
             return str(experiment.experiment_id)
         location = f"{self.artifact_root}/{category}" if self.artifact_root else None
         try:
-            return str(self.client.create_experiment(name, artifact_location=location))
+            return str(
+                self.client.create_experiment(
+                    name, artifact_location=location, tags={EXPERIMENT_KIND_TAG: EXPERIMENT_KIND}
+                )
+            )
         except TrackingUnavailableError:
             raise
         except Exception:  # noqa: BLE001 - a concurrent step may have created it first
@@ -215,6 +270,15 @@ class Tracker:
             if experiment is None:
                 raise
             return str(experiment.experiment_id)
+
+    def _set_kind(self, experiment_id: str) -> None:
+        """Tag an older experiment for the training-runs view; a server that refuses it costs only the view."""
+        try:
+            self.client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        except (TrackingUnavailableError, TrackingAuthError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - cosmetic: the run goes on
+            log.warning("could not tag experiment %s with %s: %s", experiment_id, EXPERIMENT_KIND_TAG, exc)
 
     def start_run(self, category: str, *, run_name: str | None = None, tags: dict[str, str] | None = None) -> str:
         """A new run in the category's experiment; returns its id (steps reopen it by id)."""
@@ -239,9 +303,10 @@ class Tracker:
             version = self.client.get_model_version_by_alias(model_name(category), CHAMPION)
         except MlflowException:
             return None
-        return Champion(
-            str(version.version), str(version.tags.get(VERSION_TAG, "")), version.run_id, str(version.source)
-        )
+        source = str(version.source)
+        # SQL registry stores keep no model_id column: a logged model's version has it in its source.
+        model_id = version.model_id or (source.removeprefix("models:/") if source.startswith("models:/m-") else None)
+        return Champion(str(version.version), str(version.tags.get(VERSION_TAG, "")), version.run_id, source, model_id)
 
     def find_version(self, category: str, model_version: str) -> str | None:
         """The registry version that already holds this visearch model (content hash), if any."""
@@ -255,10 +320,39 @@ class Tracker:
             return None
         return str(min(int(v.version) for v in found)) if found else None
 
+    def log_model(self, run_id: str, name: str, model_dir: Path, tags: dict[str, str] | None = None) -> str:
+        """Log an MLflow model folder (e.g. ``mlflow_model.save_pyfunc``'s) as a model of the run; its id.
+
+        What ``mlflow.<flavor>.log_model`` does, on this client instead of MLflow's global tracking
+        URI: a LoggedModel in the run's experiment, its files, the run's output link, READY.
+        """
+        from mlflow.entities import LoggedModelOutput, LoggedModelStatus
+        from mlflow.models import Model
+
+        experiment_id = self.client.get_run(run_id).info.experiment_id
+        logged = self.client.create_logged_model(experiment_id, name=name, source_run_id=run_id, tags=tags)
+        mlmodel = model_dir / "MLmodel"
+        if mlmodel.is_file():  # the ids of the logged model, as log_model writes them
+            described = Model.load(str(mlmodel))
+            described.model_id = described.model_uuid = logged.model_id
+            described.run_id = run_id
+            described.artifact_path = logged.artifact_location
+            described.save(str(mlmodel))
+        try:
+            self.client.log_model_artifacts(logged.model_id, str(model_dir))
+        except Exception:
+            self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.FAILED)
+            raise
+        self.client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=0)])
+        self.client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
+        return str(logged.model_id)
+
     def register(
-        self, category: str, run_id: str, artifact_path: str, model_version: str, tags: dict[str, str] | None = None
+        self, category: str, run_id: str, model_id: str, model_version: str, tags: dict[str, str] | None = None
     ) -> str:
-        """Register the run's model folder (once per content hash: re-runs create no duplicates)."""
+        """Register a logged model (once per content hash: re-runs create no duplicates)."""
+        import json
+
         from mlflow.exceptions import MlflowException
 
         existing = self.find_version(category, model_version)
@@ -270,11 +364,34 @@ class Tracker:
         except MlflowException as exc:
             if "already exists" not in str(exc).lower() and "RESOURCE_ALREADY_EXISTS" not in str(exc):
                 raise TrackingError(f"cannot create registered model {name}: {exc}") from exc
-        source = f"{self.client.get_run(run_id).info.artifact_uri}/{artifact_path}"
-        version = self.client.create_model_version(
-            name, source=source, run_id=run_id, tags={VERSION_TAG: model_version, **(tags or {})}
+        with self._resolving_models_uris():
+            version = self.client.create_model_version(
+                name,
+                source=f"models:/{model_id}",  # the logged model: what the registry UI links to
+                run_id=run_id,
+                tags={VERSION_TAG: model_version, **(tags or {})},
+                model_id=model_id,
+            )
+        # The logged model's page links its registry versions (what mlflow.register_model records).
+        self.client.set_logged_model_tags(
+            model_id, {"mlflow.modelVersions": json.dumps([{"name": name, "version": version.version}])}
         )
         return str(version.version)
+
+    @contextmanager
+    def _resolving_models_uris(self) -> Iterator[None]:
+        """Let a client-side SQL registry store resolve ``models:/<id>`` on this client's database.
+
+        MLflow 3.17's SQL registry store looks the logged model up with ``MlflowClient()``, i.e. on
+        the global tracking URI (a TODO in its code). A server resolves it on its own store.
+        """
+        if server_url(self.client.tracking_uri) is not None:
+            yield
+            return
+        from mlflow.tracking._tracking_service.utils import _use_tracking_uri
+
+        with _use_tracking_uri(self.client.tracking_uri):
+            yield
 
     def reject(self, category: str, model_version: str, reason: str) -> None:
         """Mark a registered model as rolled back from: the gate never promotes it again."""
@@ -297,13 +414,22 @@ class Tracker:
         self.client.set_registered_model_alias(model_name(category), CHAMPION, registry_version)
 
     def download(self, champion: Champion, destination: Path) -> Path:
-        """The champion's model files (trunk.pth, embedder.pth, meta.json, ...) in ``destination``."""
+        """The champion's model files (trunk.pth, embedder.pth, meta.json, model.onnx) in ``destination``.
+
+        A registered pyfunc keeps them under ``artifacts/`` of its logged model; a version
+        registered before that (``source`` = a run's artifact folder) holds them at its top level.
+        """
         import mlflow.artifacts
 
         destination.mkdir(parents=True, exist_ok=True)
         try:
-            path = mlflow.artifacts.download_artifacts(
-                artifact_uri=champion.source, dst_path=str(destination), tracking_uri=self.client.tracking_uri
+            source = champion.source
+            if champion.model_id:
+                source = self.client.get_logged_model(champion.model_id).artifact_location
+            path = Path(
+                mlflow.artifacts.download_artifacts(
+                    artifact_uri=source, dst_path=str(destination), tracking_uri=self.client.tracking_uri
+                )
             )
         except Exception as exc:  # noqa: BLE001 - MLflow raises several types for missing artifacts
             cause = unreachable(exc)
@@ -313,7 +439,8 @@ class Tracker:
                     f"({type(cause).__name__}); retry later"
                 ) from exc
             raise TrackingError(f"cannot download champion version {champion.registry_version}: {exc}") from exc
-        return Path(path)
+        files = path / PYFUNC_ARTIFACTS
+        return files if (files / "meta.json").is_file() else path
 
 
 @dataclass
@@ -359,6 +486,22 @@ class TrackedRun:
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         """Log one file as an artifact of the run, optionally into ``artifact_path``."""
         self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def log_dataset(self, frame: Any, *, name: str, digest: str, source: str, context: str = "training") -> None:
+        """``frame`` as the run's dataset input (MLflow's Datasets panel): name, digest, source URI, schema."""
+        from mlflow.data.pandas_dataset import from_pandas
+        from mlflow.entities import DatasetInput, InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        with warnings.catch_warnings():
+            # "source can be interpreted in multiple ways" (two local-file source classes, same
+            # meaning) and the integer-column hint meant for model signatures: noise for a manifest.
+            warnings.simplefilter("ignore", UserWarning)
+            dataset = from_pandas(frame, source=source, name=name, digest=digest)
+            # The entity MLflow's own ``log_input`` sends (the schema is inferred here); the client takes it.
+            entity = dataset._to_mlflow_entity()
+        entry = DatasetInput(entity, tags=[InputTag(MLFLOW_DATASET_CONTEXT, context)])
+        self.client.log_inputs(self.run_id, datasets=[entry])
 
     def log_files(self, paths: list[Path], artifact_path: str) -> None:
         """Several files into one artifact folder of the run (e.g. a model's files)."""
