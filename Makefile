@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/quality.py --recipes frozen,seed,default
 	$(BIN)/python benchmarks/latency.py --requests 200 --clients 1,8
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/train.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests components pipelines serving ui benchmarks
