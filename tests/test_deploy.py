@@ -353,7 +353,12 @@ def test_compose_runs_the_stack_without_secrets_in_it() -> None:
 
 
 # --- .env.example -------------------------------------------------------------------------------
-def test_env_example_documents_every_setting_with_blank_secrets() -> None:
+def test_env_example_documents_every_setting_with_blank_secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Settings read the process environment too: only the two files may differ here.
+    for name, field in Settings.model_fields.items():
+        alias = field.validation_alias
+        for env in [name.upper(), *(getattr(alias, "choices", None) or [])]:
+            monkeypatch.delenv(str(env), raising=False)
     lines = (ROOT / ".env.example").read_text().splitlines()
     entries = dict(match.groups() for line in lines if (match := re.match(r"^(?:# )?([A-Z][A-Z0-9_]+)=(.*)$", line)))
     for name, field in Settings.model_fields.items():

@@ -122,7 +122,7 @@ def test_every_candidate_is_a_logged_model_with_signature_and_example(indexed_ho
 @pytest.mark.slow  # the indexed home trains a model
 def test_registration_is_idempotent(indexed_home: Settings, tmp_path: Path) -> None:
     """Registering a model that is registered already neither logs nor registers anything new."""
-    from visearch.gate import _register
+    from visearch.gate import register_candidate
 
     tracker = Tracker.from_settings(indexed_home)
     champion = tracker.champion(TINY)
@@ -132,7 +132,7 @@ def test_registration_is_idempotent(indexed_home: Settings, tmp_path: Path) -> N
     experiment_id = tracker.experiment_id(TINY)
     before = len(tracker.client.search_logged_models([experiment_id]))
     run = tracker.run(champion.run_id or "")
-    again = _register(tracker, run, TINY, "tuned", files)
+    again = register_candidate(tracker, run, TINY, "tuned", files)
     assert again == champion.registry_version
     assert len(tracker.client.search_logged_models([experiment_id])) == before
     assert len(tracker.client.search_model_versions(f"name='{model_name(TINY)}'")) == 2

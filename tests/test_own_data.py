@@ -293,6 +293,7 @@ def test_a_stale_embedding_marker_never_passes_for_other_data(indexed_home: Sett
 # --- 6. rollback sticks, history is kept tidy --------------------------------------------------
 def test_rollback_moves_the_champion_and_retention_deletes_old_models(tmp_path: Path) -> None:
     from visearch.admin import rollback
+    from visearch.gate import register_candidate
     from visearch.index import open_index
     from visearch.loop import run_loop
     from visearch.model import store_key
@@ -312,7 +313,7 @@ def test_rollback_moves_the_champion_and_retention_deletes_old_models(tmp_path: 
         trained = run_train(
             settings, store, manifest, params, tmp_path / f"train-{layers[0]}", show_progress=False, run=run
         )
-        registered[trained.version] = tracker.register(TINY, run.run_id, "model", trained.version)
+        registered[trained.version] = register_candidate(tracker, run, TINY, "tuned", trained.model_dir)
         embeddings = run_embed(
             settings, store, manifest, trained.model_dir, tmp_path / f"emb-{layers[0]}", show_progress=False
         )

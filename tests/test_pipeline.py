@@ -88,7 +88,9 @@ def test_committed_pipeline_yaml_is_current(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.delenv("TRAIN_IMAGE", raising=False)
     monkeypatch.delenv("VISEARCH_TRAIN_IMAGE", raising=False)
-    fresh = compile_pipeline(tmp_path / "fresh.yaml", Settings(_env_file=None).train_image)
+    from visearch.categories import load_registry
+
+    fresh = compile_pipeline(tmp_path / "fresh.yaml", Settings(_env_file=None).train_image, load_registry().categories)
     assert COMPILED.read_text(encoding="utf-8") == fresh.read_text(encoding="utf-8"), (
         "pipelines/visearch-pipeline.yaml is stale: run `python -m pipelines.visearch_pipeline`"
     )

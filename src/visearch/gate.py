@@ -175,7 +175,9 @@ def evaluate_and_gate(
     champion_version = read_spec(champion_dir).version
     registry_version = None
     if tracker and run:
-        registered = {name: _register(tracker, run, category.name, name, path) for name, path in candidates.items()}
+        registered = {
+            name: register_candidate(tracker, run, category.name, name, path) for name, path in candidates.items()
+        }
         if decision.promoted:
             tracker.set_champion(category.name, registered[decision.promoted])
         champ = tracker.champion(category.name)
@@ -241,7 +243,7 @@ def _write_report(
     )
 
 
-def _register(tracker: Tracker, run: TrackedRun, category: str, name: str, model_dir: Path) -> str:
+def register_candidate(tracker: Tracker, run: TrackedRun, category: str, name: str, model_dir: Path) -> str:
     """Register a candidate as an MLflow pyfunc model logged from the run (once per content hash)."""
     version = read_spec(model_dir).version
     existing = tracker.find_version(category, version)
