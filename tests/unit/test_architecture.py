@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.helpers import ROOT
+
 FOLDERS = ["src", "tests", "components", "pipelines", "serving", "ui", "benchmarks"]
 
 

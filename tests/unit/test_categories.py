@@ -1,4 +1,4 @@
-"""The category registry and settings: one source of truth, clear errors, seed env names."""
+"""The category registry: one source of truth, a category is a YAML entry, clear errors."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import pytest
 
 from visearch.categories import load_registry
 from visearch.errors import ConfigError, UnknownCategoryError
-from visearch.settings import Settings
 
 SEED_CATEGORIES = {"shoes", "dogs", "celebrities", "logos", "fashion", "fashion-mnist"}
 
@@ -54,21 +53,3 @@ def test_missing_registry_and_unknown_category() -> None:
         load_registry(Path("/nonexistent/registry.yaml"))
     with pytest.raises(UnknownCategoryError, match="unknown category 'cars'; known: "):
         load_registry().get("cars")
-
-
-def test_settings_defaults_and_seed_names(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for name in ("QDRANT_URL", "QDRANT_HOST", "MLFLOW_TRACKING_URI", "MINIO_HOST", "VISEARCH_HOME"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.chdir(tmp_path)
-    settings = Settings(_env_file=None)
-    assert settings.qdrant_location is None  # the embedded engine
-    assert settings.tracking_uri == f"sqlite:///{tmp_path / '.visearch' / 'mlflow.db'}"
-    assert not (tmp_path / ".visearch").exists()  # nothing happens at construction
-    monkeypatch.setenv("QDRANT_HOST", "qdrant")
-    monkeypatch.setenv("QDRANT_PORT", "7000")
-    monkeypatch.setenv("MINIO_SECRET_KEY", "s3cr3t")
-    settings = Settings(_env_file=None)
-    assert settings.qdrant_location == "http://qdrant:7000"
-    assert "s3cr3t" not in repr(settings)  # secrets never show in logs or reprs
-    monkeypatch.setenv("QDRANT_URL", "https://q.example:6333")
-    assert Settings(_env_file=None).qdrant_location == "https://q.example:6333"

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import TINY
 from visearch.gate import CURRENT, FROZEN, TUNED, decide
 
 
@@ -80,8 +81,6 @@ def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registr
     from visearch.loop import run_loop
     from visearch.steps import run_embed, run_upsert
     from visearch.tracking import Tracker
-
-    from .conftest import TINY
 
     category = registry.get(TINY)
     first = run_loop(home, store, category, show_progress=False)  # establishes champion + live index

@@ -1,15 +1,15 @@
-"""The server-side pieces without a server: error → HTTP mapping, the runtime's readiness and
-recovery, upload limits, the launch command and the UI's logic."""
+"""The service's runtime without a server: error → HTTP mapping, readiness and recovery (also when
+the object store or a Qdrant server goes down), upload limits."""
 
 from __future__ import annotations
 
-import importlib.util
+import time
 from pathlib import Path
 
 import pytest
 from qdrant_client.http.exceptions import ResponseHandlingException
 
-from visearch.cli.serve import serve_command
+from tests.helpers import TINY, Moto, closed_url, make_home, s3_settings
 from visearch.errors import (
     ConfigError,
     DataError,
@@ -21,9 +21,10 @@ from visearch.errors import (
     NotFoundError,
     UnknownCategoryError,
 )
-from visearch.runtime import Runtime, check_batch, error_payload, http_status, read_upload
+from visearch.runtime import READY_TTL_SECONDS, Runtime, check_batch, error_payload, http_status, read_upload
 from visearch.search import SearchEngine
 from visearch.settings import Settings
+from visearch.storage import make_store
 
 
 @pytest.mark.parametrize(
@@ -89,40 +90,52 @@ def test_uploads_over_the_limit_are_refused_before_reading(tmp_path: Path) -> No
         check_batch(17, 16)
 
 
-def test_serve_command_runs_bentoml_on_the_service_module() -> None:
-    command = serve_command(port=3123, host="127.0.0.1")
-    assert "serve" in command and "serving.service:Visearch" in command
-    assert command[command.index("--port") + 1] == "3123"
-    # The service is an installed package: bentoml imports it by name, from any working directory.
-    assert importlib.util.find_spec("serving.service") is not None
-
-
-def test_ui_builds_from_the_registry_and_reports_bad_uploads(home: Settings, tmp_path: Path) -> None:
-    gradio = pytest.importorskip("gradio")
-    from ui.app import build_ui, message_for, query_from_upload
-
-    runtime = Runtime(home)
+# --- readiness follows the engines (a moto S3 server stopped and started, a closed port) ---------
+def test_readiness_follows_the_object_store(moto: Moto, tmp_path: Path) -> None:
+    """Down at start, up, down mid-run, back empty: readiness follows within one probe, with the reason."""
+    local = make_home(tmp_path / "home")
+    settings = s3_settings(moto.endpoint, local.home, visearch_categories=local.visearch_categories)
+    moto.stop()  # down at start
+    runtime = Runtime(settings, ready_ttl=0)
+    cached = Runtime(settings)  # the default: an answer is reused for READY_TTL_SECONDS
     try:
-        blocks = build_ui(runtime)
-        assert isinstance(blocks, gradio.Blocks)
-        labels = [getattr(block, "value", None) for block in blocks.blocks.values()]
-        assert "Tiny test category" in labels and "Find similar images" in labels
-        junk = tmp_path / "junk.png"
-        junk.write_bytes(b"GIF89a but not really")
-        with pytest.raises(InvalidImageError) as caught:
-            query_from_upload(runtime, str(junk))
-        assert "not a supported image" in message_for(caught.value)
+        started = time.monotonic()
+        assert not runtime.ready() and "object store unreachable" in (runtime.last_error or "")
+        assert time.monotonic() - started < 3  # no retries: "down" at once, with the reason
+        moto.start()
+        assert runtime.ready() and cached.ready(), runtime.last_error  # the store creates its bucket
+        moto.stop()
+
+        started = time.monotonic()
+        assert not runtime.ready()
+        assert time.monotonic() - started < 3  # the probe does not retry like the store's own client
+        assert "object store unavailable" in (runtime.last_error or "")
+        assert cached.ready()  # cached: a burst of /readyz calls does not reach the engines
+        time.sleep(READY_TTL_SECONDS + 0.1)
+        assert not cached.ready()
+        with pytest.raises(EngineUnavailableError, match="object store unreachable") as caught:
+            runtime.run(lambda engine: engine.store.get_bytes(f"datasets/{TINY}/meta.csv"))
+        assert http_status(caught.value) == 503
+
+        moto.start()  # an empty server: the bucket is gone until the store recreates it
+        assert not runtime.ready() and "does not exist" in (runtime.last_error or "")
+        make_store(settings)
+        assert runtime.ready() and runtime.last_error is None
     finally:
         runtime.close()
+        cached.close()
 
 
-def test_ui_shows_a_broken_registry_instead_of_crashing(tmp_path: Path) -> None:
-    gradio = pytest.importorskip("gradio")
-    from ui.app import build_ui
-
-    bad = tmp_path / "categories.yaml"
-    bad.write_text("categories: [", encoding="utf-8")
-    settings = Settings(visearch_home=tmp_path / "home", visearch_categories=bad, _env_file=None)
-    blocks = build_ui(Runtime(settings))
-    texts = " ".join(str(getattr(block, "value", "")) for block in blocks.blocks.values())
-    assert isinstance(blocks, gradio.Blocks) and "not valid YAML" in texts
+@pytest.mark.filterwarnings("ignore:Failed to obtain server version")
+def test_readiness_notices_a_qdrant_server_that_is_down(home: Settings) -> None:
+    settings = home.model_copy(update={"qdrant_url": closed_url()})
+    runtime = Runtime(settings, ready_ttl=0)
+    try:
+        assert not runtime.ready()
+        assert (runtime.last_error or "").startswith("index unavailable")
+        with pytest.raises(Exception) as caught:  # noqa: PT011 - whatever qdrant-client raises, it maps to 503
+            runtime.run(lambda engine: engine.categories())
+        status, body = error_payload(caught.value)
+        assert status == 503 and "Qdrant" in body["error"], body
+    finally:
+        runtime.close()

@@ -1,27 +1,32 @@
-"""Index writes: idempotent re-runs, resume after an interrupted upsert, rollback bringing its model."""
+"""Index writes: idempotent re-runs, resume after an interrupted upsert, rollback bringing its model;
+an upsert whose object store is down leaves the live collection alone."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from visearch.categories import TrainParams
+import pytest
+
+from tests.helpers import (
+    TINY,
+    Moto,
+    closed_url,
+    copy_home,
+    live_state,
+    one_error_line,
+    prepared,
+    s3_settings,
+    visearch_cli,
+)
+from visearch.categories import load_registry
 from visearch.data.manifest import load_manifest
 from visearch.embed import read_shards
+from visearch.errors import EngineUnavailableError
 from visearch.index import open_index, point_id
 from visearch.search import SearchEngine
-from visearch.steps import payload_for, run_embed, run_preprocess, run_upsert, save_baseline
-
-from .conftest import TINY
-
-
-def prepared(home, registry, store, input_size: int) -> tuple[Path, Path, Path]:  # type: ignore[no-untyped-def]
-    work = home.work_dir / TINY
-    category = registry.get(TINY)
-    if not (work / "manifest" / "manifest.csv").exists():
-        run_preprocess(home, store, category, work / "manifest", show_progress=False)
-    model = save_baseline(TrainParams(input_size=input_size), work / f"model-{input_size}")
-    embeddings = run_embed(home, store, work / "manifest", model, work / f"emb-{input_size}", show_progress=False)
-    return work / "manifest", model, embeddings
+from visearch.settings import Settings
+from visearch.steps import payload_for, run_upsert
+from visearch.storage import make_store
 
 
 def test_upsert_is_idempotent_resumable_and_rolls_back(home, registry, store) -> None:  # type: ignore[no-untyped-def]
@@ -62,3 +67,34 @@ def test_upsert_is_idempotent_resumable_and_rolls_back(home, registry, store) ->
         assert sorted(names) == sorted([first.collection, partial.name])
     finally:
         index.close()
+
+
+@pytest.mark.slow
+def test_upsert_step_fails_clearly_when_the_object_store_is_down(
+    indexed_home: Settings, moto: Moto, tmp_path: Path
+) -> None:
+    """Down before the step (the CLI) and between steps (in process): one message, live untouched."""
+    copy = copy_home(indexed_home, tmp_path / "home")
+    before = live_state(copy)
+    assert before[0] is not None
+
+    down = s3_settings(closed_url().removeprefix("http://"), copy.home, visearch_categories=copy.visearch_categories)
+    result, _ = visearch_cli(down, "upsert", "--category", TINY)
+    assert "object store unreachable" in one_error_line(result)
+    assert live_state(copy) == before
+
+    # Up when the step built its store, down when it publishes the model: the alias is not touched.
+    settings = s3_settings(moto.endpoint, copy.home, visearch_categories=copy.visearch_categories)
+    store = make_store(settings)
+    moto.stop()
+    work = copy.work_dir / TINY
+    with pytest.raises(EngineUnavailableError, match="object store unreachable"):
+        run_upsert(
+            settings,
+            store,
+            load_registry(copy.visearch_categories).get(TINY),
+            work / "manifest",
+            work / "champion",
+            work / "embeddings",
+        )
+    assert live_state(copy) == before

@@ -6,95 +6,17 @@ teardown; the store talks to it through the real `minio` client, as it talks to 
 
 from __future__ import annotations
 
-import datetime as dt
-import ipaddress
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from minio import Minio
 
+from tests.helpers import ACCESS, SECRET, moto_server, raw_client, s3_settings, self_signed
 from visearch.errors import ConfigError, NotFoundError, VisearchError
-from visearch.settings import Settings
 from visearch.storage import LocalStore, MinioStore, ObjectStore, make_minio_client, make_store, parse_endpoint
 
-from .servers import free_port, stop_server
-
-REGION = "us-east-1"  # moto's default; the minio client must not probe for it
-ACCESS, SECRET = "visearch-test-access", "visearch-test-secret-value"
 BAD_KEYS = ["", "/etc/passwd", "../outside", "a/../../b", "a/..", "..\\windows", "a\x00b", "\\abs"]
-
-
-# --- the S3 server ------------------------------------------------------------------------------
-def moto_executable() -> Path:
-    exe = Path(sys.executable).parent / "moto_server"
-    if not exe.exists():
-        if os.environ.get("CI") == "true":
-            pytest.fail("moto_server is missing (dev extra moto[server])")
-        pytest.skip("moto_server is not installed (dev extra moto[server])")
-    return exe
-
-
-@contextmanager
-def moto_server(
-    log_dir: Path, *, cert: Path | None = None, key: Path | None = None, port: int | None = None
-) -> Iterator[str]:
-    """A moto S3 server on 127.0.0.1:<port, default a free one> (TLS with ``cert``/``key``); yields ``host:port``."""
-    port = port or free_port()
-    tls = ["-c", str(cert), "-k", str(key)] if cert and key else []
-    log = (log_dir / f"moto-{port}.log").open("ab")  # appended: a restart on the same port keeps the log
-    proc = subprocess.Popen(
-        [str(moto_executable()), "-H", "127.0.0.1", "-p", str(port), *tls], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited: {(log_dir / f'moto-{port}.log').read_text()[-2000:]}")
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise TimeoutError("moto_server did not listen within 30 s") from None
-                time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        stop_server(proc, timeout=10)
-        log.close()
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with moto_server(tmp_path_factory.mktemp("moto")) as endpoint:
-        yield endpoint
-
-
-def s3_settings(endpoint: str, home: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "visearch_home": home,
-        "minio_host": endpoint,
-        "minio_access_key": ACCESS,
-        "minio_secret_key": SECRET,
-        "minio_secure": False,
-        "minio_region": REGION,
-        "minio_bucket_name": f"vs-{uuid.uuid4().hex[:12]}",
-        "minio_main_path": "team/visearch",
-    }
-    values.update(overrides)
-    return Settings(**values, _env_file=None)  # type: ignore[arg-type]
-
-
-def raw_client(endpoint: str) -> Minio:
-    return Minio(endpoint, access_key=ACCESS, secret_key=SECRET, secure=False, region=REGION)
 
 
 # --- one behavioural suite, two stores ----------------------------------------------------------
@@ -250,8 +172,9 @@ def test_make_store_creates_bucket_and_uses_main_path(s3_endpoint: str, tmp_path
 
 
 def test_main_paths_isolate_stores_in_one_bucket(s3_endpoint: str, tmp_path: Path) -> None:
-    first = make_store(s3_settings(s3_endpoint, tmp_path, minio_bucket_name="vs-shared", minio_main_path="one"))
-    second = make_store(s3_settings(s3_endpoint, tmp_path, minio_bucket_name="vs-shared", minio_main_path=""))
+    shared = f"vs-shared-{uuid.uuid4().hex[:8]}"  # the session's S3 server outlives this test
+    first = make_store(s3_settings(s3_endpoint, tmp_path, minio_bucket_name=shared, minio_main_path="one"))
+    second = make_store(s3_settings(s3_endpoint, tmp_path, minio_bucket_name=shared, minio_main_path=""))
     first.put_bytes("k/a.txt", b"1")
     second.put_bytes("k/a.txt", b"2")
     assert first.get_bytes("k/a.txt") == b"1"
@@ -299,36 +222,6 @@ def test_tls_on_refuses_a_plain_server_and_hides_secrets(s3_endpoint: str, tmp_p
         assert SECRET not in text and ACCESS not in text
 
 
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 (and its key), made here: TLS without any network."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    cert_path, key_path = directory / "cert.pem", directory / "key.pem"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    return cert_path, key_path
-
-
 def test_tls_store_against_a_tls_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """MINIO_SECURE=true against a TLS S3 server whose CA is given by SSL_CERT_FILE (as in a cluster)."""
     cert, key = self_signed(tmp_path)
@@ -338,45 +231,3 @@ def test_tls_store_against_a_tls_server(tmp_path: Path, monkeypatch: pytest.Monk
         store.put_bytes("datasets/c/meta.csv", b"over tls")
         assert store.get_bytes("datasets/c/meta.csv") == b"over tls"
         assert store.local_path("datasets/c/meta.csv", tmp_path / "cache").read_bytes() == b"over tls"
-
-
-# --- a whole category through S3 ----------------------------------------------------------------
-@pytest.mark.slow
-def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, tmp_path: Path) -> None:
-    """The tiny dataset lives only in the bucket; the loop reads it, publishes models there, indexes it."""
-    from visearch.categories import load_registry
-    from visearch.index import open_index
-    from visearch.loop import run_loop
-    from visearch.search import SearchEngine
-
-    from .conftest import TINY, make_home
-
-    local = make_home(tmp_path / "home")
-    settings = s3_settings(s3_endpoint, local.home, visearch_categories=local.visearch_categories)
-    store = make_store(settings)
-    for key in LocalStore(local.objects_dir).list("datasets"):
-        store.put_file(key, local.objects_dir / key)
-    shutil.rmtree(local.objects_dir)  # nothing may come from the local folder
-
-    registry = load_registry(settings.visearch_categories)
-    outcome = run_loop(settings, store, registry.get(TINY), show_progress=False)
-
-    assert not local.objects_dir.exists()
-    assert outcome.count == 40
-    version = outcome.collection.split("-")[-2]
-    assert {k.rsplit("/", 1)[1] for k in store.list(f"models/{TINY}/{version}")} >= {"trunk.pth", "embedder.pth"}
-    index = open_index(settings)
-    try:
-        (pid, payload), *_ = index.sample(index.require_live(TINY).name, 1)
-        assert payload["image_uri"].startswith(f"s3://{settings.minio_bucket_name}/team/visearch/datasets/{TINY}/")
-        # The service's query path: the model comes from the bucket (through the cache), the
-        # result image is read back from the bucket.
-        engine = SearchEngine(settings, registry, store, index)
-        data, served = engine.image(TINY, pid)
-        assert data[:8] == b"\x89PNG\r\n\x1a\n" and served["file"] == payload["file"]
-        results = engine.search_bytes(TINY, data, k=3)
-        assert results[0].id == pid
-        cached = settings.home / "cache" / "s3" / settings.minio_bucket_name / "team" / "visearch" / "models" / TINY
-        assert any(cached.rglob("*.onnx")) or any(cached.rglob("*.pth"))
-    finally:
-        index.close()

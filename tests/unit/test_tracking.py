@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from visearch.evaluate import flatten_report, plot_embedding_map
+from visearch.evaluate import flatten_report
 from visearch.model import model_files
 from visearch.settings import Settings
 from visearch.tracking import CHAMPION, VERSION_TAG, Tracker, model_name
@@ -69,14 +68,6 @@ def test_failing_marks_the_run_failed(tracker: Tracker) -> None:
     with pytest.raises(ValueError), run.failing():
         raise ValueError("boom")
     assert tracker.client.get_run(run.run_id).info.status == "FAILED"
-
-
-def test_embedding_map_is_a_png(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    labels = np.repeat([0, 1, 2], 5)
-    vectors = {"frozen": rng.normal(size=(15, 8)), "tuned": rng.normal(size=(15, 8))}
-    path = plot_embedding_map(tmp_path / "map.png", vectors, labels, [f"class {i}" for i in labels])
-    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_git_commit_prefers_the_baked_in_value(monkeypatch: pytest.MonkeyPatch) -> None:
