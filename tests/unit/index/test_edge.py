@@ -17,8 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from visearch.errors import IndexBusyError
+from visearch.errors import IndexBusyError, NotFoundError
 from visearch.index import VectorIndex, open_index, point_id
+from visearch.index.edge import EdgeBackend
 from visearch.settings import Settings
 
 CATEGORY = "shoes"
@@ -99,7 +100,7 @@ def test_a_second_writer_of_the_same_version_is_refused(tmp_path: Path) -> None:
     index.upsert(version.name, ids(10), vectors(10), payloads(10))
     other = python(
         """
-        from visearch.errors import IndexBusyError
+        from visearch.errors import IndexBusyError, NotFoundError
         version = index.create("shoes", "m1", "data", 16)  # same model + data: the same version
         try:
             index.upsert(version.name, [point_id("shoes", "x.jpg")], np.ones((1, 16), "float32"), [{"file": "x.jpg"}])
@@ -182,8 +183,6 @@ def test_a_writer_killed_mid_upsert_leaves_its_flushed_batches_and_a_rerun_compl
 
 
 def test_bad_alias_targets_and_names_are_refused(tmp_path: Path) -> None:
-    from visearch.errors import NotFoundError
-
     index = open_index(settings_for(tmp_path))
     for name in ("", "../aliases", ".hidden"):
         with pytest.raises(NotFoundError):
@@ -197,3 +196,12 @@ def test_bad_alias_targets_and_names_are_refused(tmp_path: Path) -> None:
     with pytest.raises((NotFoundError, IndexBusyError)):
         index.query("shoes__missing-m-d", [0.0] * DIM, k=1)
     index.close()
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../../etc/passwd", "a/b"])
+def test_category_names_never_address_files_outside_the_index(tmp_path: Path, name: str) -> None:
+    backend = EdgeBackend(tmp_path / "index")
+    with pytest.raises(NotFoundError):
+        backend.alias(name)
+    with pytest.raises(NotFoundError):
+        backend.set_alias(name, "x")
