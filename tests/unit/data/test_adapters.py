@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -11,52 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
-from skimage import data as samples
 
+from tests.helpers import jpeg, make_dogs, make_zappos, photo, voc_xml, write
 from visearch.categories import Category
 from visearch.data.adapters import celebrities, dogs, fashion, logos, shoes
 from visearch.data.adapters.common import crop_box, parse_voc, safe_file
 from visearch.data.adapters.runner import PrepareOptions, PrepareReport, prepare_category
 from visearch.errors import DataError
 from visearch.storage import LocalStore
-
-SOURCES = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina")
-
-
-def photo(index: int, size: int = 96) -> Image.Image:
-    """A distinct real photo crop per index (scikit-image samples; offsets far apart)."""
-    picture = getattr(samples, SOURCES[index % len(SOURCES)])()
-    height, width = picture.shape[:2]
-    step = index // len(SOURCES)
-    side = min(height, width) // 2
-    top, left = (step * 37) % (height - side), (step * 53) % (width - side)
-    crop = Image.fromarray(picture[top : top + side, left : left + side])
-    return crop.resize((size, size)).rotate(90 * (step % 4))
-
-
-def jpeg(image: Image.Image, quality: int = 90) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=quality)
-    return buffer.getvalue()
-
-
-def write(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-    return path
-
-
-def voc_xml(filename: str, size: tuple[int, int], boxes: list[tuple[str, tuple[int, int, int, int]]]) -> str:
-    objects = "".join(
-        f"<object><name>{name}</name><pose>Unspecified</pose><truncated>0</truncated><difficult>0</difficult>"
-        f"<bndbox><xmin>{x0}</xmin><ymin>{y0}</ymin><xmax>{x1}</xmax><ymax>{y1}</ymax></bndbox></object>"
-        for name, (x0, y0, x1, y1) in boxes
-    )
-    return (
-        f"<annotation><folder>x</folder><filename>{filename}</filename><source><database>ImageNet</database>"
-        f"</source><size><width>{size[0]}</width><height>{size[1]}</height><depth>3</depth></size>"
-        f"<segment>0</segment>{objects}</annotation>"
-    )
 
 
 def run(tmp_path: Path, name: str, candidates: list, report: PrepareReport, **options: object):
@@ -83,30 +44,6 @@ def test_safe_file_and_voc_crop(tmp_path: Path) -> None:
 
 
 # --- shoes: UT Zappos50K --------------------------------------------------------------------------
-def make_zappos(root: Path) -> Path:
-    images = root / "ut-zap50k-images-square"
-    layout = [
-        ("Shoes", "Sneakers and Athletic Shoes", "Nike"),
-        ("Shoes", "Sneakers and Athletic Shoes", "ASICS"),
-        ("Boots", "Ankle", "A. Testoni"),
-        ("Sandals", "Flat", "Teva"),
-    ]
-    index = 0
-    for category, sub, brand in layout:
-        for number in range(3):
-            write(images / category / sub / brand / f"{7965300 + index}.{5291 + number}.jpg", jpeg(photo(index)))
-            index += 1
-    write(images / "Boots" / "Ankle" / "A. Testoni" / "broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg")
-    write(images / "Boots" / "Ankle" / "A. Testoni" / "copy.jpg", jpeg(photo(6)))  # same shoe, listed twice
-    write(images / "Boots" / "Thumbs.db", b"junk")
-    write(
-        root / "ut-zap50k-data" / "meta-data.csv",
-        b"CID,Category,SubCategory,HeelHeight,Insole,Closure,Gender,"
-        b"Material,ToeStyle\n7965300-5291,Shoes,Sneakers and Athletic Shoes,Flat,Padded,Lace up,Men,Mesh,Round\n",
-    )
-    return root
-
-
 def test_shoes(tmp_path: Path) -> None:
     source = make_zappos(tmp_path / "zappos")
     report = PrepareReport(dataset="shoes")
@@ -144,23 +81,6 @@ def test_missing_source_is_one_clear_error(tmp_path: Path) -> None:
 
 
 # --- dogs: Stanford Dogs --------------------------------------------------------------------------
-def make_dogs(root: Path) -> Path:
-    breeds = ["n02085620-Chihuahua", "n02085782-Japanese_spaniel"]
-    for b, breed in enumerate(breeds):
-        wnid = breed.split("-")[0]
-        for number in range(3):
-            stem = f"{wnid}_{1000 + number}"
-            image = photo(b * 3 + number, size=120)
-            write(root / "Images" / breed / f"{stem}.jpg", jpeg(image))
-            boxes = [(breed, (10, 20, 90, 110))] + ([(breed, (60, 5, 119, 60))] if number == 0 else [])
-            write(root / "Annotation" / breed / stem, voc_xml(stem, (120, 120), boxes).encode())
-    chihuahua, spaniel = root / "Annotation" / breeds[0], root / "Annotation" / breeds[1]
-    write(chihuahua / "n02085620_1001", b"<annotation><object><name>x</name>")  # bad XML
-    write(chihuahua / "n02085620_1002", voc_xml("x", (120, 120), [("x", (200, 200, 260, 260))]).encode())
-    (spaniel / "n02085782_1002").unlink()  # missing annotation
-    return root
-
-
 def test_dogs_whole_images(tmp_path: Path) -> None:
     source = make_dogs(tmp_path / "stanford")
     report = PrepareReport(dataset="dogs")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from tests.test_adapters import photo
+from tests.helpers import photo
 from visearch.data.dedupe import find_duplicates, hash_image, near_pairs
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
@@ -10,71 +9,14 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from tests.helpers import ROOT, make_packages, need
 from visearch.categories import Category
 from visearch.data.adapters import logo_icons
 from visearch.data.adapters.runner import PrepareOptions, PrepareReport, prepare_category
 from visearch.errors import DataError
 from visearch.storage import LocalStore
 
-REPO = Path(__file__).resolve().parents[1]
-NODE_MODULES = Path(os.environ.get("VISEARCH_ICONS_SOURCE", REPO / ".visearch" / "npm" / "node_modules"))
-
-SHAPES = {
-    "circle": '<circle cx="12" cy="12" r="9" fill="{c}"/>',
-    "square": '<rect x="3" y="3" width="18" height="18" fill="{c}"/>',
-    "triangle": '<path d="M12 2 L22 21 L2 21 Z" fill="{c}"/>',
-    "ring": '<circle cx="12" cy="12" r="8" fill="none" stroke="{c}" stroke-width="3"/>',
-    "cross": '<path d="M10 2h4v8h8v4h-8v8h-4v-8H2v-4h8z" fill="{c}"/>',
-    "wordmark": '<rect x="1" y="9" width="22" height="6" fill="{c}"/>',
-}
-
-
-def svg(body: str, view: str = "0 0 24 24") -> bytes:
-    return f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{view}">{body}</svg>'.encode()
-
-
-def write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data)
-
-
-def make_packages(root: Path) -> Path:
-    """node_modules with a tiny devicon (JSON + icons/<brand>/*.svg) and simple-icons (JSON + icons/*.svg)."""
-    devicon, simple = root / "devicon", root / "simple-icons"
-    brands = {
-        # brand: devicon variants (shape, colour)
-        "acme": [
-            ("original", "circle", "#d33"),
-            ("plain", "square", "#d33"),
-            ("line", "ring", "#d33"),
-            ("original-wordmark", "wordmark", "#d33"),
-        ],
-        "globex": [("original", "triangle", "#36c"), ("plain", "cross", "#36c"), ("line", "ring", "#36c")],
-        "tiny": [("original", "circle", "#393"), ("plain", "square", "#393")],
-        "ghost": [
-            ("original", "circle", "#fff"),
-            ("plain", "square", "#fff"),
-            ("line", "ring", "#fff"),
-            ("plain-wordmark", "wordmark", "#fff"),
-            ("original-wordmark", "cross", "#fff"),
-        ],
-    }
-    for brand, variants in brands.items():
-        for variant, shape, colour in variants:
-            write(devicon / "icons" / brand / f"{brand}-{variant}.svg", svg(SHAPES[shape].format(c=colour)))
-    # an alias variant shipped as a byte-identical copy, an empty drawing, a broken file
-    write(devicon / "icons" / "acme" / "acme-line-wordmark.svg", svg(SHAPES["ring"].format(c="#d33")))
-    write(devicon / "icons" / "ghost" / "ghost-empty.svg", svg(""))
-    write(devicon / "icons" / "globex" / "globex-broken.svg", b"<svg xmlns='http://www.w3.org/2000/svg'><path d=")
-    (devicon / "devicon.json").write_text(json.dumps([{"name": "globex", "altnames": ["globex-corp"]}]))
-    for slug, shape in (("acme", "cross"), ("globexcorp", "triangle"), ("unrelated", "circle")):
-        write(simple / "icons" / f"{slug}.svg", svg(SHAPES[shape].format(c="").replace(' fill=""', "")))
-    meta = [
-        {"title": "ACME", "slug": "acme", "hex": "DD3333"},
-        {"title": "Globex", "slug": "globexcorp", "hex": "F8F8F8"},
-    ]
-    write(simple / "data" / "simple-icons.json", json.dumps(meta).encode())
-    return root
+NODE_MODULES = Path(os.environ.get("VISEARCH_ICONS_SOURCE", ROOT / ".visearch" / "npm" / "node_modules"))
 
 
 def prepare(tmp_path: Path, source: Path, **options: object) -> tuple[pd.DataFrame, Path, PrepareReport]:
@@ -120,8 +62,10 @@ def test_missing_packages_is_one_clear_error(tmp_path: Path) -> None:
 
 
 def test_real_npm_packages(tmp_path: Path) -> None:
-    if not (NODE_MODULES / "devicon").is_dir() and os.environ.get("CI") != "true":
-        pytest.skip(f"devicon/simple-icons not installed in {NODE_MODULES} (run scripts/fetch-logo-icons.sh)")
+    need(
+        (NODE_MODULES / "devicon").is_dir(),
+        f"devicon/simple-icons not installed in {NODE_MODULES} (run scripts/fetch-logo-icons.sh)",
+    )
     report = PrepareReport(dataset="logos-icons")
     candidates = logo_icons.scan(NODE_MODULES, report)
     by_class = pd.Series([candidate.cls for candidate in candidates]).value_counts()
