@@ -12,9 +12,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import env_for
-from tests.test_adapters import make_dogs, make_zappos
-from tests.test_adapters_icons import make_packages
+from tests.helpers import env_for, make_dogs, make_packages, make_zappos
 from visearch.cli.prepare import prepare_app
 from visearch.data.demo import demo_source
 from visearch.settings import Settings

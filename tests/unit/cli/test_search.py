@@ -1,65 +1,15 @@
-"""The `visearch` command as a user runs it: help everywhere, one-line errors, JSON search."""
+"""`visearch search` as a user runs it: JSON answers, filters, one-line errors."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers import TINY, assert_one_line_error, visearch
 from visearch.settings import Settings
 from visearch.storage import LocalStore
-
-from .conftest import TINY, env_for
-
-
-def visearch(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "visearch.cli", *args],
-        env=env_for(settings),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-    )
-
-
-def assert_one_line_error(result: subprocess.CompletedProcess[str], text: str) -> None:
-    assert result.returncode != 0
-    assert "Traceback" not in result.stderr
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and text in errors[0], result.stderr
-
-
-@pytest.mark.parametrize(
-    "command",
-    [
-        [],
-        ["prepare"],
-        ["index"],
-        ["preprocess"],
-        ["train"],
-        ["evaluate"],
-        ["embed"],
-        ["upsert"],
-        ["search"],
-        ["demo"],
-        ["serve"],
-        ["categories"],
-        ["index", "rollback"],
-        ["prepare", "folder"],
-    ],
-)
-def test_every_command_has_help(command: list[str]) -> None:
-    from typer.testing import CliRunner
-
-    from visearch.cli import app
-
-    result = CliRunner().invoke(app, [*command, "--help"])
-    assert result.exit_code == 0, result.output
-    assert "Usage:" in result.output
 
 
 def search_image(settings: Settings) -> Path:
@@ -116,13 +66,3 @@ def test_search_bad_images_are_one_line_errors(indexed_home: Settings, tmp_path:
 def test_search_before_indexing_says_to_run_the_pipeline(home: Settings) -> None:
     image = search_image(home)
     assert_one_line_error(visearch(home, "search", "-c", TINY, str(image)), "has no index yet")
-
-
-def test_preprocess_reports_missing_meta_column(home: Settings) -> None:
-    meta = home.objects_dir / "datasets" / TINY / "meta.csv"
-    meta.write_text(",file,label\n0,a.png,0\n")
-    assert_one_line_error(visearch(home, "preprocess", "-c", TINY), "lacks column(s) class")
-
-
-def test_train_rejects_bad_parameters(home: Settings) -> None:
-    assert_one_line_error(visearch(home, "train", "-c", TINY, "--batch-size", "1"), "invalid training parameter")
