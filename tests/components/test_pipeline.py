@@ -1,7 +1,8 @@
 """The Kubeflow pipeline: compiled YAML, and whole local runs (kfp.local) on real engines.
 
 The local runs are the product's main job on the tiny real-image category: MLflow on SQLite,
-the embedded Qdrant engine and the local object store, all under a temporary data home.
+the embedded Qdrant engine and the local object store, all under a temporary data home. Each
+component's own function, called directly: the other modules of tests/components/.
 """
 
 from __future__ import annotations
@@ -10,17 +11,14 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from typer.testing import CliRunner
 
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, env_for
 from visearch.settings import Settings
 
-from .conftest import TINY, TINY_CLASSES, TINY_PER_CLASS, env_for
-
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = {"preprocess", "train", "evaluate", "embed", "upsert"}
 SEED_PARAMS = {
     "trunk_model",
@@ -92,70 +90,6 @@ def test_committed_pipeline_yaml_is_current(tmp_path: Path, monkeypatch: pytest.
     assert COMPILED.read_text(encoding="utf-8") == fresh.read_text(encoding="utf-8"), (
         "pipelines/visearch-pipeline.yaml is stale: run `python -m pipelines.visearch_pipeline`"
     )
-
-
-# --- parameters ----------------------------------------------------------------------------------
-def test_pipeline_parameters_left_at_minus_one_or_empty_keep_the_registry_value(registry) -> None:  # type: ignore[no-untyped-def]
-    from components.params import overrides
-    from visearch.errors import ConfigError
-
-    params = registry.get(TINY).train
-    unset = overrides(epochs=-1, lr=-1.0, trunk_model="", embedder_layers="", max_steps=-1)
-    assert params.with_overrides(unset) == params
-    given = params.with_overrides(overrides(epochs=0, weight_decay=0.0, embedder_layers="64,16", split=0.5))
-    assert (given.epochs, given.weight_decay, given.embedder_layers, given.split) == (0, 0.0, [64, 16], 0.5)
-    with pytest.raises(ConfigError, match="split"):
-        params.with_overrides({"split": 2.0})
-
-
-def test_pipeline_run_refuses_bad_input_before_starting(home, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from visearch.cli.pipeline import pipeline_app
-    from visearch.errors import ConfigError, UnknownCategoryError
-
-    for key, value in env_for(home).items():
-        if key.startswith("VISEARCH_"):
-            monkeypatch.setenv(key, value)
-    result = CliRunner().invoke(pipeline_app, ["run", "--categories", f"{TINY},nope"])
-    assert isinstance(result.exception, UnknownCategoryError)
-    result = CliRunner().invoke(pipeline_app, ["run", "--categories", TINY, "--sampler-m", "0"])
-    assert isinstance(result.exception, ConfigError)
-    assert not (home.home / "kfp").exists()
-
-
-# --- resume --------------------------------------------------------------------------------------
-def test_interrupted_embed_resumes_from_its_finished_shards(home, registry, store, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from visearch.categories import TrainParams
-    from visearch.data.manifest import load_manifest, manifest_hash
-    from visearch.embed import read_shards
-    from visearch.pipeline_steps import pipeline_embed
-    from visearch.steps import run_preprocess, save_baseline
-
-    monkeypatch.chdir(tmp_path)
-    for key, value in env_for(home).items():
-        if key.startswith("VISEARCH_"):
-            monkeypatch.setenv(key, value)
-    manifest_dir, _ = run_preprocess(home, store, registry.get(TINY), tmp_path / "manifest", show_progress=False)
-    manifest = load_manifest(manifest_dir)
-    model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
-    version = model.joinpath("meta.json").read_text()
-    version = __import__("json").loads(version)["version"]
-    # An embed step that died after its first shard: shard on disk, no done.json. Its vectors are
-    # zeros, so the output proves the shard was taken over rather than recomputed.
-    scratch = home.work_dir / TINY / "embed-scratch" / f"{version}-{manifest_hash(manifest)}"
-    scratch.mkdir(parents=True)
-    keys = manifest["key"].tolist()
-    np.savez(
-        scratch / "part-00000.npz",
-        keys=np.array(keys),
-        vectors=np.zeros((len(keys), 1280), np.float32),
-        model=np.array(version),
-    )
-
-    out = pipeline_embed(TINY, manifest_dir, model, tmp_path / "embeddings")
-    got_keys, vectors, got_version = read_shards(out)
-    assert got_keys == keys and got_version == version
-    assert not vectors.any()
-    assert not scratch.exists()  # the finished shards moved into the step's output
 
 
 # --- whole local runs ----------------------------------------------------------------------------
