@@ -14,10 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT, TINY, need
 from visearch.settings import Settings
-
-from .conftest import TINY
-from .servers import ROOT
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 SCREENSHOT = ROOT / "docs" / "screenshots" / "ui.png"
@@ -41,10 +39,8 @@ def chromium_paths() -> tuple[str, str] | None:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     paths = chromium_paths()
-    if paths is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("chromium/chromedriver missing in CI (scripts/system-deps.sh installs them)")
-        pytest.skip("chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    need(paths is not None, "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    assert paths is not None
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -1,8 +1,10 @@
-"""Access: admin endpoints behind VISEARCH_API_KEY, secrets only from env/Secrets, none in images.
+"""Access: the admin endpoints behind VISEARCH_API_KEY, over HTTP against the real service.
 
-Over HTTP against the real service: without a key every admin request is refused; with one, no
-key is 401, a wrong one 403, the right one works and a rollback really changes what /search
-answers; the key never reaches the server log nor any response.
+Without a key every admin request is refused; with one, no key is 401, a wrong one 403, the right
+one works and a rollback really changes what /search answers; the key never reaches the server log
+nor any response. Every test with a key gets its own service on its own copy of a home with two
+index versions, so each starts from the same state whatever ran before. The key check itself:
+tests/unit/test_admin.py; credentials in images and deploy files: tests/deploy/test_secrets.py.
 """
 
 from __future__ import annotations
@@ -19,23 +21,16 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
-from pydantic import SecretStr
 
+from tests.helpers import TINY, copy_home, make_home, prepared, running_service
 from visearch import admin
 from visearch.categories import load_registry
-from visearch.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
 from visearch.index import open_index
 from visearch.search import SearchEngine
 from visearch.settings import Settings
 from visearch.steps import run_upsert
 from visearch.storage import LocalStore
 
-from .conftest import TINY, make_home
-from .servers import start_server, stop_server
-from .test_upsert import prepared
-
-ROOT = Path(__file__).resolve().parents[1]
 KEY = secrets.token_hex(24)
 WRONG = secrets.token_hex(24)
 ADMIN_CALLS: list[tuple[str, str, dict[str, Any]]] = [
@@ -43,72 +38,6 @@ ADMIN_CALLS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/admin/rollback", {"json": {"category": TINY}}),
     ("POST", "/admin/delete_version", {"json": {"category": TINY, "collection": f"{TINY}__x-y-z"}}),
 ]
-
-
-# --- the key check (library) --------------------------------------------------------------------
-def test_check_key_refuses_unless_the_configured_key_is_presented() -> None:
-    with pytest.raises(ForbiddenError, match="disabled"):
-        admin.check_key(None, KEY)
-    with pytest.raises(ForbiddenError, match="disabled"):
-        admin.check_key(SecretStr(""), KEY)
-    with pytest.raises(UnauthorizedError) as missing:
-        admin.check_key(SecretStr(KEY), None)
-    with pytest.raises(ForbiddenError) as wrong:
-        admin.check_key(SecretStr(KEY), WRONG)
-    admin.check_key(SecretStr(KEY), KEY)
-    for message in (str(missing.value), str(wrong.value)):
-        assert KEY not in message and WRONG not in message
-    assert admin.presented_key(None, f" {KEY} ") == KEY
-    assert admin.presented_key(KEY, WRONG) == KEY  # the Bearer token wins
-    assert admin.presented_key(" ", "") is None
-
-
-def test_admin_operations_on_an_index(tmp_path: Path) -> None:
-    import numpy as np
-
-    from visearch.index import VectorIndex, point_id
-    from visearch.index.edge import EdgeBackend
-
-    index = VectorIndex(EdgeBackend(tmp_path / "index"))
-    try:
-        made = []
-        for model in ("m1", "m2"):
-            version = index.create(TINY, model, "d1", 4)
-            index.upsert(version.name, [point_id(TINY, "a.png")], np.ones((1, 4), "float32"), [{"class": "A"}])
-            index.seal(version.name)
-            index.swap_alias(TINY, version.name)
-            made.append(version.name)
-        writing = index.create(TINY, "m3", "d1", 4).name  # unsealed: this process holds its writer lock
-        state = admin.index_state(index, TINY)
-        assert state["live"] == made[1]
-        assert [(v["name"], v["live"], v["being_written"], v["points"]) for v in state["versions"]] == [
-            (made[0], False, False, 1),
-            (made[1], True, False, 1),
-            (writing, False, True, None),
-        ]
-        with pytest.raises(ConflictError, match="live version"):
-            admin.delete_version(index, TINY, made[1])
-        with pytest.raises(ConflictError, match="being written"):
-            admin.delete_version(index, TINY, writing)
-        with pytest.raises(NotFoundError):
-            admin.delete_version(index, TINY, "other__1-2-3")
-        assert admin.rollback(index, TINY) == {"category": TINY, "live": made[0], "previous": made[1]}
-        assert admin.delete_version(index, TINY, made[1]) == {"category": TINY, "deleted": made[1], "live": made[0]}
-        with pytest.raises(NotFoundError, match="no older"):
-            admin.rollback(index, TINY)
-    finally:
-        index.close()
-
-
-@pytest.mark.parametrize("name", ["", ".", "..", "../../etc/passwd", "a/b"])
-def test_category_names_never_address_files_outside_the_index(tmp_path: Path, name: str) -> None:
-    from visearch.index.edge import EdgeBackend
-
-    backend = EdgeBackend(tmp_path / "index")
-    with pytest.raises(NotFoundError):
-        backend.alias(name)
-    with pytest.raises(NotFoundError):
-        backend.set_alias(name, "x")
 
 
 # --- no key configured: admin refused ----------------------------------------------------------
@@ -129,6 +58,15 @@ def test_without_a_configured_key_admin_endpoints_are_refused(server: str, index
 
 
 # --- a key configured: a home with two index versions ----------------------------------------
+class TwoVersions(typing.NamedTuple):
+    home: Settings
+    older: str
+    newer: str
+    query: bytes
+    count: int  # points in each version
+    expected: dict[str, list[tuple[str, float]]]  # version name -> (id, score) of the query's results
+
+
 class Versions(typing.NamedTuple):
     url: str
     log: Path
@@ -144,10 +82,10 @@ def ranked(results: list[Any]) -> list[tuple[str, float]]:
 
 
 @pytest.fixture(scope="module")
-def versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Versions]:
-    """Two versions of `tiny` made by two different models (32 and 48 px), the newer one live, and
-    the service on that home with VISEARCH_API_KEY set. ``expected`` holds what a search gives on
-    each version, computed in-process while it was live."""
+def two_versions(tmp_path_factory: pytest.TempPathFactory) -> TwoVersions:
+    """Two versions of `tiny` made by two different models (32 and 48 px), the newer one live.
+    ``expected`` holds what a search gives on each version, computed in-process while it was live.
+    Built once and never served itself: each test serves a copy (:func:`versions`)."""
     home = make_home(tmp_path_factory.mktemp("access") / "home")
     registry, store = load_registry(home.visearch_categories), LocalStore(home.objects_dir)
     query = next((home.objects_dir / "datasets" / TINY / "images").rglob("*.png")).read_bytes()
@@ -162,16 +100,18 @@ def versions(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Versions]:
             engine.close()
         names.append(result.collection)
         count = result.count
-    log = tmp_path_factory.mktemp("access-service") / "server.log"
-    process, url = start_server(home, log, {"VISEARCH_API_KEY": KEY})
-    try:
-        from visearch.cli.serve import wait_ready
+    return TwoVersions(home, names[0], names[1], query, count, expected)
 
-        if not wait_ready(url, process, timeout=180):
-            pytest.fail(f"service did not become ready:\n{log.read_text(errors='replace')[-4000:]}")
-        yield Versions(url, log, names[0], names[1], query, count, expected)
-    finally:
-        stop_server(process)
+
+@pytest.fixture
+def versions(two_versions: TwoVersions, tmp_path: Path) -> Iterator[Versions]:
+    """The service with VISEARCH_API_KEY set, on this test's own copy of the two-version home: the
+    newer version live and both stored, whatever other tests rolled back or deleted."""
+    home = copy_home(two_versions.home, tmp_path / "home")
+    log = tmp_path / "server.log"
+    with running_service(home, log, {"VISEARCH_API_KEY": KEY}) as (url, _):
+        older, newer = two_versions.older, two_versions.newer
+        yield Versions(url, log, older, newer, two_versions.query, two_versions.count, two_versions.expected)
 
 
 def search(client: httpx.Client, query: bytes) -> list[tuple[str, float]]:
@@ -240,6 +180,11 @@ def test_rollback_changes_what_search_answers_and_the_live_version_cannot_be_del
 @pytest.mark.slow
 def test_fuzzing_the_admin_endpoints_with_the_key_finds_no_server_error(versions: Versions, tmp_path: Path) -> None:
     """What the unauthenticated fuzzing of the whole API cannot reach: the admin bodies behind the key."""
+    # The live version is the older one (rolled back here): a fuzzed rollback or delete that reached
+    # the real category would change what is live or stored.
+    with httpx.Client(base_url=versions.url, timeout=60, headers={"X-API-Key": KEY}) as client:
+        rolled = client.post("/admin/rollback", json={"category": TINY})
+        assert rolled.status_code == 200 and rolled.json()["live"] == versions.older, rolled.text
     command = [
         sys.executable,
         "-m",
@@ -269,10 +214,19 @@ def test_fuzzing_the_admin_endpoints_with_the_key_finds_no_server_error(versions
     with httpx.Client(base_url=versions.url, timeout=60) as client:
         state = client.get("/admin/index", params={"category": TINY}, headers={"X-API-Key": KEY}).json()
         assert state["live"] == versions.older  # random names never hit the real category's versions
+        assert [v["name"] for v in state["versions"]] == [versions.older, versions.newer]
 
 
 def test_the_key_never_reaches_the_log_nor_a_response(versions: Versions) -> None:
     with httpx.Client(base_url=versions.url, timeout=60) as client:
+        # What the audit trail below must show: a rollback and a deletion, made with the key.
+        auth = {"X-API-Key": KEY}
+        rolled = client.post("/admin/rollback", json={"category": TINY}, headers=auth)
+        assert rolled.status_code == 200, rolled.text
+        deleted = client.post(
+            "/admin/delete_version", json={"category": TINY, "collection": versions.newer}, headers=auth
+        )
+        assert deleted.status_code == 200, deleted.text
         answers = [
             client.get("/admin/index", params={"category": TINY}, headers=h).text
             for h in ({"X-API-Key": WRONG}, {"X-API-Key": KEY}, {})
@@ -293,44 +247,3 @@ def test_openapi_documents_the_admin_endpoints_and_their_auth(server: str) -> No
         operation = spec["paths"][path][method]
         assert {"401", "403", "404"} <= set(operation["responses"]), path
         assert {name for requirement in operation["security"] for name in requirement} == {"HTTPBearer", "APIKeyHeader"}
-
-
-# --- credentials: from env / Secrets only, never in an image -----------------------------------
-SECRET_NAME = re.compile(r"KEY|SECRET|PASSWORD|TOKEN|CREDENTIAL", re.I)
-
-
-def secret_settings() -> list[str]:
-    return [
-        name.upper() for name, field in Settings.model_fields.items() if SecretStr in typing.get_args(field.annotation)
-    ]
-
-
-@pytest.mark.parametrize("dockerfile", ["Dockerfile.train", "Dockerfile.serve"])
-def test_images_bake_no_secrets(dockerfile: str) -> None:
-    """No ENV/ARG names a credential (ARG values stay in the image history) and no .env is copied."""
-    text = re.sub(r"\\\n", " ", (ROOT / dockerfile).read_text())  # join continuation lines
-    for line in text.splitlines():
-        instruction, _, rest = line.strip().partition(" ")
-        if instruction.upper() in ("ENV", "ARG"):
-            names = re.findall(r"([A-Za-z_][A-Za-z0-9_]*)(?:=|\s|$)", rest)
-            assert not [n for n in names if SECRET_NAME.search(n)], line
-        if instruction.upper() in ("COPY", "ADD"):
-            assert ".env" not in rest, line
-
-
-def test_secret_settings_come_only_from_env_and_secrets() -> None:
-    names = secret_settings()
-    assert {"VISEARCH_API_KEY", "QDRANT_API_KEY", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY"} <= set(names)
-    example = dict(re.findall(r"^(?:# )?([A-Z][A-Z0-9_]+)=(.*)$", (ROOT / ".env.example").read_text(), flags=re.M))
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    service_env = compose["services"]["visearch"]["environment"]
-    config = yaml.safe_load((ROOT / "k8s" / "base" / "config.yaml").read_text())
-    docs = yaml.safe_load_all((ROOT / "k8s" / "base" / "secrets.yaml").read_text())
-    placeholders = next(d for d in docs if d["metadata"]["name"] == "visearch-secrets")["stringData"]
-    for name in names:
-        assert example[name] == "", f"{name} must be blank in .env.example"
-        if name in service_env:
-            assert service_env[name].startswith("${" + name + ":"), f"{name} must come from .env, never a literal"
-        assert name not in config.get("data", {}), f"{name} belongs in a Secret, not the ConfigMap"
-    assert placeholders["VISEARCH_API_KEY"].startswith("CHANGE-ME")  # dev only; prod creates the real one
-    assert service_env["VISEARCH_API_KEY"] == "${VISEARCH_API_KEY:-}"  # optional: admin stays off without it

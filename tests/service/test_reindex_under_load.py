@@ -18,12 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.helpers import TINY, env_for, start_server, stop_server
 from visearch.cli.serve import wait_ready
 from visearch.index import open_index
 from visearch.settings import Settings
-
-from .conftest import TINY, env_for
-from .servers import start_server, stop_server
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS
 from visearch.settings import Settings
-
-from .conftest import TINY, TINY_CLASSES, TINY_PER_CLASS
 
 pytestmark = pytest.mark.slow
 
@@ -167,71 +166,76 @@ def good(client: httpx.Client, examples: list[dict]) -> bytes:  # type: ignore[t
     return image_bytes(client, examples[0])
 
 
-@pytest.mark.parametrize(
-    ("case", "status", "message"),
-    [
-        ("empty file", 400, "empty image"),
-        ("non-image", 400, "not a supported image"),
-        ("truncated", 400, "truncated"),
-        ("bomb header", 413, "pixels"),
-        ("oversized", 413, "upload too large"),
-        ("unknown category", 404, "unknown category"),
-        ("category without index", 404, "no index yet"),
-        ("k = 0", 400, "k must be"),
-        ("k negative", 400, "k must be"),
-        ("k huge", 400, "k must be"),
-        ("k not an integer", 400, "k: Input should be a valid integer"),
-        ("min similarity over 100", 400, "min_similarity"),
-        ("min similarity negative", 400, "min_similarity"),
-        ("class filter too long", 400, "class_filter: String should have at most 200 characters"),
-        ("text in the file field", 400, "expected an uploaded file"),
-        ("URL in the file field", 400, "expected an uploaded file"),
-        ("no image", 400, "image: Field required"),
-    ],
-)
-def test_bad_uploads_get_4xx_json(client: httpx.Client, good: bytes, case: str, status: int, message: str) -> None:
+BAD_UPLOADS = [
+    ("empty file", 400, "empty image"),
+    ("non-image", 400, "not a supported image"),
+    ("truncated", 400, "truncated"),
+    ("bomb header", 413, "pixels"),
+    ("oversized", 413, "upload too large"),
+    ("unknown category", 404, "unknown category"),
+    ("category without index", 404, "no index yet"),
+    ("k = 0", 400, "k must be"),
+    ("k negative", 400, "k must be"),
+    ("k huge", 400, "k must be"),
+    ("k not an integer", 400, "k: Input should be a valid integer"),
+    ("min similarity over 100", 400, "min_similarity"),
+    ("min similarity negative", 400, "min_similarity"),
+    ("class filter too long", 400, "class_filter: String should have at most 200 characters"),
+    ("text in the file field", 400, "expected an uploaded file"),
+    ("URL in the file field", 400, "expected an uploaded file"),
+    ("no image", 400, "image: Field required"),
+]
+
+
+def send_bad_upload(client: httpx.Client, good: bytes, case: str) -> httpx.Response:
+    """The bad upload named ``case`` (one of BAD_UPLOADS)."""
     if case == "empty file":
-        response = upload(client, b"")
-    elif case == "non-image":
-        response = upload(client, b"%PDF-1.4 definitely not an image")
-    elif case == "truncated":
-        response = upload(client, good[: len(good) // 2])
-    elif case == "bomb header":
-        response = upload(client, png_claiming(20000, 20000))
-    elif case == "oversized":
-        response = upload(client, good + b"\0" * (11 * 1024 * 1024))
-    elif case == "unknown category":
-        response = upload(client, good, category="no-such-category")
-    elif case == "category without index":
-        response = upload(client, good, category="shoes")
-    elif case.startswith("k"):
+        return upload(client, b"")
+    if case == "non-image":
+        return upload(client, b"%PDF-1.4 definitely not an image")
+    if case == "truncated":
+        return upload(client, good[: len(good) // 2])
+    if case == "bomb header":
+        return upload(client, png_claiming(20000, 20000))
+    if case == "oversized":
+        return upload(client, good + b"\0" * (11 * 1024 * 1024))
+    if case == "unknown category":
+        return upload(client, good, category="no-such-category")
+    if case == "category without index":
+        return upload(client, good, category="shoes")
+    if case.startswith("k"):
         k = {"k = 0": 0, "k negative": -3, "k huge": 10**9, "k not an integer": "ten"}[case]
-        response = upload(client, good, k=k)
-    elif case.startswith("min similarity"):
-        response = upload(client, good, min_similarity=150 if "over" in case else -1)
-    elif case == "class filter too long":
-        response = upload(client, good, class_filter="x" * 1000)
-    elif case in ("text in the file field", "URL in the file field"):
+        return upload(client, good, k=k)
+    if case.startswith("min similarity"):
+        return upload(client, good, min_similarity=150 if "over" in case else -1)
+    if case == "class filter too long":
+        return upload(client, good, class_filter="x" * 1000)
+    if case in ("text in the file field", "URL in the file field"):
         value = "hello" if case.startswith("text") else "http://127.0.0.1:1/secret"
-        response = client.post("/search", data={"category": TINY}, files={"image": (None, value)})
-    else:
-        response = client.post("/search", data={"category": TINY})
+        return client.post("/search", data={"category": TINY}, files={"image": (None, value)})
+    assert case == "no image", case
+    return client.post("/search", data={"category": TINY})
+
+
+@pytest.mark.parametrize(("case", "status", "message"), BAD_UPLOADS)
+def test_bad_uploads_get_4xx_json(client: httpx.Client, good: bytes, case: str, status: int, message: str) -> None:
+    response = send_bad_upload(client, good, case)
     assert response.status_code == status, response.text
     body = response.json()
     assert message in body["error"] and body["status"] == status
     assert "Traceback" not in response.text
 
 
-@pytest.mark.parametrize(
-    ("body", "status", "message"),
-    [
-        ({"category": TINY, "point_id": "00000000-0000-0000-0000-000000000000"}, 404, "no image with id"),
-        ({"category": TINY, "point_id": "../../etc/passwd"}, 404, "invalid point id"),
-        ({"category": "../../etc", "point_id": "00000000-0000-0000-0000-000000000000"}, 404, "unknown category"),
-        ({"category": TINY, "point_id": "x", "k": 0}, 400, "k must be"),
-        ({"category": TINY}, 400, "point_id: Field required"),
-    ],
-)
+BAD_MORE_LIKE_THIS = [
+    ({"category": TINY, "point_id": "00000000-0000-0000-0000-000000000000"}, 404, "no image with id"),
+    ({"category": TINY, "point_id": "../../etc/passwd"}, 404, "invalid point id"),
+    ({"category": "../../etc", "point_id": "00000000-0000-0000-0000-000000000000"}, 404, "unknown category"),
+    ({"category": TINY, "point_id": "x", "k": 0}, 400, "k must be"),
+    ({"category": TINY}, 400, "point_id: Field required"),
+]
+
+
+@pytest.mark.parametrize(("body", "status", "message"), BAD_MORE_LIKE_THIS)
 def test_bad_more_like_this_requests(client: httpx.Client, body: dict, status: int, message: str) -> None:  # type: ignore[type-arg]
     response = client.post("/search_by_id", json=body)
     assert response.status_code == status, response.text
@@ -249,38 +253,55 @@ def test_malformed_json_and_batch_limits(client: httpx.Client, good: bytes) -> N
     assert response.status_code == 400 and "not a supported image" in response.json()["error"]
 
 
-@pytest.mark.parametrize(
-    ("path", "status"),
-    [
-        (f"/images/{TINY}/00000000-0000-0000-0000-000000000000", 404),
-        (f"/images/{TINY}/..%2F..%2Fetc%2Fpasswd", 404),
-        ("/images/no-such-category/00000000-0000-0000-0000-000000000000", 404),
-        ("/images/shoes/00000000-0000-0000-0000-000000000000", 404),
-        (f"/categories/{TINY}/examples?limit=0", 422),
-        (f"/categories/{TINY}/examples?limit=abc", 422),
-        ("/categories/no-such-category/examples", 404),
-    ],
-)
+BAD_GETS = [
+    (f"/images/{TINY}/00000000-0000-0000-0000-000000000000", 404),
+    (f"/images/{TINY}/..%2F..%2Fetc%2Fpasswd", 404),
+    ("/images/no-such-category/00000000-0000-0000-0000-000000000000", 404),
+    ("/images/shoes/00000000-0000-0000-0000-000000000000", 404),
+    (f"/categories/{TINY}/examples?limit=0", 422),
+    (f"/categories/{TINY}/examples?limit=abc", 422),
+    ("/categories/no-such-category/examples", 404),
+]
+
+
+@pytest.mark.parametrize(("path", "status"), BAD_GETS)
 def test_bad_get_requests(client: httpx.Client, path: str, status: int) -> None:
     response = client.get(path)
     assert response.status_code == status, response.text
     assert "Traceback" not in response.text
 
 
-def test_path_traversal_in_the_raw_url_does_not_escape(server: str) -> None:
-    # httpx would normalise "..": send the raw request line.
+def raw_get(server: str, target: str) -> bytes:
+    """The answer to ``GET target`` sent as a raw request line (httpx would normalise "..")."""
     host, port = server.removeprefix("http://").split(":")
     with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(
-            f"GET /images/{TINY}/../../../../etc/passwd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
-        )
+        sock.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         answer = b""
         while chunk := sock.recv(65536):
             answer += chunk
+    return answer
+
+
+def test_path_traversal_in_the_raw_url_does_not_escape(server: str) -> None:
+    answer = raw_get(server, f"/images/{TINY}/../../../../etc/passwd")
     assert answer.startswith(b"HTTP/1.1 404") and b"root:" not in answer
 
 
-def test_the_service_is_still_ready_after_all_that(client: httpx.Client) -> None:
+def test_the_service_is_still_ready_after_all_that(client: httpx.Client, server: str, good: bytes) -> None:
+    """Every bad request of the tests above, sent here in a row: 4xx answers, and the service stays ready."""
+    for case, status, _ in BAD_UPLOADS:
+        assert send_bad_upload(client, good, case).status_code == status, case
+    for body, status, _ in BAD_MORE_LIKE_THIS:
+        assert client.post("/search_by_id", json=body).status_code == status, body
+    for path, status in BAD_GETS:
+        assert client.get(path).status_code == status, path
+    assert client.post("/search_by_id", content=b"{", headers={"content-type": "application/json"}).status_code == 400
+    too_many = [("images", (f"{i}.png", good)) for i in range(17)]
+    assert client.post("/search_batch", data={"category": TINY}, files=too_many).status_code == 400
+    for route in ("/search", "/search_batch", "/search_by_id", "/embed"):
+        response = client.post(route, content=b'{"a": 1}', headers={"content-type": "multipart/form-data"})
+        assert response.status_code == 400, route
+    assert raw_get(server, f"/images/{TINY}/../../../../etc/passwd").startswith(b"HTTP/1.1 404")
     assert client.get("/readyz").status_code == 200
 
 

@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 import pytest
 
-from .conftest import TINY
+from tests.helpers import TINY
 
 LOAD_CLIENTS = 16
 LOAD_SECONDS = float(os.environ.get("VISEARCH_LOAD_SECONDS", "60"))
