@@ -8,7 +8,6 @@ No Docker engine and no cluster here: these are the checks that run offline (had
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -19,9 +18,9 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.helpers import ROOT, need
 from visearch.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 K8S_VERSION = "1.32.0"  # the kubectl/kustomize here; kubernetes-validate ships its schemas offline
 OVERLAYS = ["dev", "prod"]
@@ -30,10 +29,7 @@ OVERLAYS = ["dev", "prod"]
 def tool(name: str) -> str:
     """A tool from the venv or PATH; skip without it, except in CI where it must be there."""
     found = BIN / name if (BIN / name).exists() else shutil.which(name)
-    if not found:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{name} is required in CI")
-        pytest.skip(f"{name} is not installed")
+    need(bool(found), f"{name} is not installed (required in CI)")
     return str(found)
 
 
@@ -112,10 +108,9 @@ def kubectl() -> str:
         version = json.loads(result.stdout or "{}").get("kustomizeVersion", "") if result.returncode == 0 else ""
     major = int(match.group(1)) if (match := re.match(r"v(\d+)", version)) else 0
     if major < 4:
-        why = f"kubectl with kustomize >= v4 is needed (found {found or 'none'}, kustomize {version or 'unknown'})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
+        need(
+            False, f"kubectl with kustomize >= v4 is needed (found {found or 'none'}, kustomize {version or 'unknown'})"
+        )
     return str(found)
 
 

@@ -22,18 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from .test_storage import ACCESS, REGION, SECRET, free_port, moto_server, raw_client
+from tests.helpers import ACCESS, REGION, SECRET, TINY, free_port, moto_server, need, need_module, raw_client
 
 pytestmark = pytest.mark.slow
 PG_USER, PG_PASSWORD, PG_DB = "mlflow", "mlflow-test-pw", "mlflow"
-
-
-def need(condition: bool, why: str) -> None:
-    """Skip without a prerequisite, except in CI (scripts/system-deps.sh installs them there)."""
-    if not condition:
-        if os.environ.get("CI") == "true":
-            pytest.fail(why)
-        pytest.skip(why)
 
 
 def pg_bin(name: str) -> str:
@@ -52,10 +44,9 @@ def postgres() -> Iterator[str]:
     if os.geteuid() == 0:  # postgres will not run as root: hand the folder to the `postgres` user
         import pwd
 
-        try:
-            entry = pwd.getpwnam("postgres")
-        except KeyError:
-            pytest.skip("running as root and there is no `postgres` user to run the server")
+        entry = next((account for account in pwd.getpwall() if account.pw_name == "postgres"), None)
+        need(entry is not None, "running as root and there is no `postgres` user to run the server")
+        assert entry is not None
         user = "postgres"
         os.chown(root, entry.pw_uid, entry.pw_gid)
     run = {"user": user, "capture_output": True, "text": True, "timeout": 120}
@@ -112,7 +103,7 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def mlflow_server(postgres: str, s3: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` on Postgres with S3 artifacts (served through it); yields its URL."""
-    pytest.importorskip("psycopg2", reason="the Postgres driver (psycopg2-binary) is not installed")
+    need_module("psycopg2", "the Postgres driver (psycopg2-binary) is not installed")
     mlflow = Path(sys.executable).parent / "mlflow"
     need(mlflow.exists(), "mlflow is not installed")
     port = free_port()
@@ -180,8 +171,6 @@ def test_pipeline_tracking_on_server_postgres_and_s3(
     from visearch.settings import Settings
     from visearch.steps import run_preprocess, save_baseline
     from visearch.tracking import CHAMPION, Tracker, model_name
-
-    from .conftest import TINY
 
     category = registry.get(TINY)
     settings = Settings(

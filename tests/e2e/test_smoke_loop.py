@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS
 from visearch.categories import load_registry
 from visearch.index import open_index
 from visearch.search import SearchEngine
 from visearch.settings import Settings
 from visearch.storage import LocalStore
-
-from .conftest import TINY, TINY_CLASSES, TINY_PER_CLASS
 
 
 def test_loop_indexes_every_image_and_answers(indexed_home: Settings) -> None:
