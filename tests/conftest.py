@@ -18,6 +18,12 @@ from visearch.settings import Settings
 from visearch.storage import LocalStore
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # qdrant-client checks a server's version in a background thread and warns when none answers
+    # (tests with a Qdrant server that is down); the thread may finish during whichever test runs next.
+    config.addinivalue_line("filterwarnings", "ignore:Failed to obtain server version:UserWarning")
+
+
 @pytest.fixture
 def home(tmp_path: Path) -> Settings:
     """Settings for an empty-but-for-data home (tiny dataset in the store)."""
