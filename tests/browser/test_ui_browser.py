@@ -1,0 +1,141 @@
+"""The Gradio UI in headless Chromium against the real service: category → upload → search → grid.
+
+Uses Debian's chromium + chromedriver (no browser download). Saves docs/screenshots/ui.png when it
+is missing or VISEARCH_UPDATE_SCREENSHOTS=1.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT, TINY, need
+from visearch.settings import Settings
+
+pytestmark = [pytest.mark.slow, pytest.mark.browser]
+SCREENSHOT = ROOT / "docs" / "screenshots" / "ui.png"
+CHROME_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1280,1700",
+)
+
+
+def chromium_paths() -> tuple[str, str] | None:
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    driver = shutil.which("chromedriver")
+    return (browser, driver) if browser and driver else None
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    paths = chromium_paths()
+    need(paths is not None, "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
+    assert paths is not None
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = paths[0]
+    for flag in CHROME_FLAGS:
+        options.add_argument(flag)
+    profile = tempfile.mkdtemp(prefix="visearch-chromium-")
+    options.add_argument(f"--user-data-dir={profile}")
+    driver = webdriver.Chrome(service=Service(paths[1]), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
+
+
+def shown(browser, element_id: str) -> bool:  # type: ignore[no-untyped-def]
+    """Whether the element exists and is displayed (Gradio may not render hidden sections at all)."""
+    from selenium.webdriver.common.by import By
+
+    return any(element.is_displayed() for element in browser.find_elements(By.ID, element_id))
+
+
+def save_full_page(browser, path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Screenshot of the whole page: grow the window to the document height first."""
+    height = browser.execute_script("return document.documentElement.scrollHeight")
+    browser.set_window_size(1280, min(int(height) + 120, 4000))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    browser.save_screenshot(str(path))
+
+
+def query_image(settings: Settings) -> Path:
+    return next((settings.objects_dir / "datasets" / TINY / "images" / "Ankle-boot").glob("*.png"))
+
+
+def test_choose_upload_search_and_see_the_grid(server: str, browser, indexed_home: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{server}/ui/")
+    # The server fixture comes first so that it is torn down after the browser has disconnected
+    # (an open Gradio event stream would hold the server's graceful shutdown).
+    # Only the category section shows until a category is chosen.
+    wait.until(ec.element_to_be_clickable((By.ID, f"category-{TINY}")))
+    assert not shown(browser, "business-usage") and not shown(browser, "search")
+    browser.find_element(By.ID, f"category-{TINY}").click()
+    usage = wait.until(ec.visibility_of_element_located((By.ID, "business-usage")))
+    assert "40 images" in usage.text
+
+    # A non-image upload: the message shows in place, no input image appears.
+    junk = tmp_path / "notes.txt"
+    junk.write_text("not an image")
+    browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(junk))
+    error = wait.until(ec.visibility_of_element_located((By.ID, "provision-error")))
+    assert "not a supported image" in error.text
+
+    # A real upload → input image → search → result grid with similarity, class, file, captions.
+    browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(query_image(indexed_home)))
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))
+    wait.until(ec.invisibility_of_element_located((By.ID, "provision-error")))
+    wait.until(ec.element_to_be_clickable((By.ID, "search"))).click()
+    wait.until(lambda driver: len(driver.find_elements(By.CSS_SELECTOR, "#results img")) >= 6)
+    table = wait.until(ec.visibility_of_element_located((By.ID, "results-table")))
+    assert "100.0 %" in table.text and "Ankle-boot" in table.text and "article:" in table.text
+    assert "Fashion-MNIST" in wait.until(ec.visibility_of_element_located((By.ID, "credits"))).text
+    # The README's screenshot: rewritten only when missing or asked for (it would dirty the tree on every run).
+    refresh = not SCREENSHOT.exists() or os.environ.get("VISEARCH_UPDATE_SCREENSHOTS") == "1"
+    save_full_page(browser, SCREENSHOT if refresh else tmp_path / "ui.png")
+    assert any((indexed_home.home / "tmp" / "gradio").rglob("*.png")), "Gradio's upload cache stays in the home"
+
+    # Reset the results: the grid and the credits go, the input stays.
+    browser.find_element(By.ID, "reset-results").click()
+    wait.until(ec.invisibility_of_element_located((By.ID, "results-table")))
+    assert shown(browser, "input-image") and not shown(browser, "credits")
+
+    # Random pick gives a new input image; reset all hides every section but the categories.
+    browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Random']").click()
+    wait.until(ec.element_to_be_clickable((By.ID, "random"))).click()
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))
+    browser.find_element(By.ID, "reset-all").click()
+    wait.until(ec.invisibility_of_element_located((By.ID, "business-usage")))
+    assert not shown(browser, "search") and not shown(browser, "input-image")
+
+    # Picking one of the category's examples gives an input image too.
+    browser.find_element(By.ID, f"category-{TINY}").click()
+    wait.until(
+        ec.element_to_be_clickable((By.XPATH, "//button[@role='tab' and normalize-space()='Pick an example']"))
+    ).click()
+    wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#examples img"))).click()
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))
+
+    # A category without an index: the reason shows in place.
+    browser.find_element(By.ID, "category-shoes").click()
+    error = wait.until(ec.visibility_of_element_located((By.ID, "provision-error")))
+    assert "no index yet" in error.text

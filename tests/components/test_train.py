@@ -1,0 +1,48 @@
+"""The train component: what it passes on to training (kfp's unset values keep the registry's) and the
+model metadata it records; the frozen trunk comes along as the second candidate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import TINY, FakeArtifact
+from visearch.model import read_spec
+from visearch.settings import Settings
+from visearch.steps import run_preprocess
+from visearch.tracking import Tracker
+
+
+def test_train_passes_its_parameters_on_and_records_the_model(
+    steps: Any,
+    step_home: Settings,
+    registry,
+    store,
+    tmp_path: Path,  # type: ignore[no-untyped-def]
+) -> None:
+    category = registry.get(TINY)
+    run_preprocess(step_home, store, category, tmp_path / "manifest", show_progress=False)
+    tracker = Tracker.from_settings(step_home)
+    run_id = tracker.start_run(TINY)
+    model, baseline = FakeArtifact(tmp_path / "model"), FakeArtifact(tmp_path / "baseline")
+
+    steps.train.python_func(
+        category=TINY,
+        manifest=FakeArtifact(tmp_path / "manifest"),
+        run_id=run_id,
+        model=model,
+        baseline=baseline,
+        embedder_layers="16",
+        max_steps=2,
+    )
+
+    spec = read_spec(Path(model.path))
+    assert spec.embedder_layers == [16] and spec.input_size == category.train.input_size  # given; -1 kept
+    assert model.metadata["version"] == spec.version != ""
+    assert len(model.metadata["epoch_losses"]) == category.train.epochs
+    assert not (Path(model.path) / "checkpoint.pt").exists()  # only the model files are the output
+    assert (Path(model.path) / "model.onnx").is_file() and (Path(baseline.path) / "model.onnx").is_file()
+    assert read_spec(Path(baseline.path)).version != spec.version
+    params = tracker.client.get_run(run_id).data.params
+    assert (params["embedder_layers"], params["max_steps"]) == ("16", "2")
+    assert (params["epochs"], params["batch_size"]) == (str(category.train.epochs), str(category.train.batch_size))

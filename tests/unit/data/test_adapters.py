@@ -1,0 +1,313 @@
+"""Dataset adapters on small fixtures in each publisher's native layout (real JPEGs, VOC XML, .mat, CSV)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from tests.helpers import jpeg, make_dogs, make_zappos, photo, voc_xml, write
+from visearch.categories import Category
+from visearch.data.adapters import celebrities, dogs, fashion, logos, shoes
+from visearch.data.adapters.common import crop_box, parse_voc, safe_file
+from visearch.data.adapters.runner import PrepareOptions, PrepareReport, prepare_category
+from visearch.errors import DataError
+from visearch.storage import LocalStore
+
+
+def run(tmp_path: Path, name: str, candidates: list, report: PrepareReport, **options: object):
+    store = LocalStore(tmp_path / "objects")
+    category = Category(name=name, title=name)
+    staging_root = options.pop("staging_root", None)
+    options = {"min_per_class": 2, "show_progress": False} | options  # the CLI's default class size
+    prepare_category(store, category, candidates, report, options=PrepareOptions(**options), staging_root=staging_root)
+    meta = pd.read_csv(tmp_path / "objects" / "datasets" / name / "meta.csv", index_col=0)
+    return meta, tmp_path / "objects" / "datasets" / name / "images"
+
+
+# --- shared helpers ------------------------------------------------------------------------------
+def test_safe_file_and_voc_crop(tmp_path: Path) -> None:
+    assert safe_file("Shoes", "Sneakers and Athletic Shoes", "A. Testoni", "7965307.5291") == (
+        "Shoes/Sneakers_and_Athletic_Shoes/A._Testoni/7965307.5291"
+    )
+    assert ".." not in safe_file("x..y", "..")
+    xml = write(tmp_path / "a.xml", voc_xml("a.jpg", (96, 96), [("dog", (11, 21, 60, 80))]).encode())
+    annotation = parse_voc(xml)
+    assert annotation.size == (96, 96) and annotation.objects[0].box == (11, 21, 60, 80)
+    assert crop_box(photo(0), (11, 21, 60, 80)).size == (50, 60)  # 1-based inclusive corners
+    assert crop_box(photo(0), (50, 50, 120, 99)).size == (47, 47)  # overshoot is clipped
+
+
+# --- shoes: UT Zappos50K --------------------------------------------------------------------------
+def test_shoes(tmp_path: Path) -> None:
+    source = make_zappos(tmp_path / "zappos")
+    report = PrepareReport(dataset="shoes")
+    meta, images = run(tmp_path, "shoes", shoes.scan(source, report), report)
+    assert len(meta) == 13 and list(meta.columns[:3]) == ["file", "class", "label"]
+    assert set(meta["class"]) == {"Shoes - Sneakers and Athletic Shoes", "Boots - Ankle", "Sandals - Flat"}
+    first = meta[meta["file"] == "Shoes/Sneakers_and_Athletic_Shoes/Nike/7965300.5291.jpg"].iloc[0]
+    assert (first["brand"], first["gender"], first["material"]) == ("Nike", "Men", "Mesh")
+    assert meta.groupby("class")["label"].nunique().eq(1).all() and meta["label"].nunique() == 3
+    assert all((images / file).is_file() for file in meta["file"])
+    reasons = dict(report.dropped)
+    assert reasons["Boots/Ankle/A. Testoni/broken.jpg"].startswith("unreadable image")
+    assert reasons["Boots/Thumbs.db"].startswith("not in the layout")
+    pairs = {(d.file.split("/")[-1], d.of.split("/")[-1], d.kind) for d in report.duplicates.duplicates}
+    assert pairs == {("copy.jpg", "7965306.5291.jpg", "exact")}
+
+
+def test_shoes_dedupe_and_limit(tmp_path: Path) -> None:
+    source = make_zappos(tmp_path / "zappos")
+    report = PrepareReport(dataset="shoes")
+    meta, _ = run(tmp_path, "shoes", shoes.scan(source, report), report, dedupe=True)
+    assert "Boots/Ankle/A._Testoni/copy.jpg" not in set(meta["file"]) and len(meta) == 12
+    assert any(reason.startswith("duplicate: exact copy of") for _, reason in report.dropped)
+    report = PrepareReport(dataset="shoes")
+    meta, _ = run(tmp_path / "b", "shoes", shoes.scan(source, report), report, limit=4, per_class=2)
+    assert len(meta) == 4 and meta["class"].value_counts().max() == 2
+
+
+def test_missing_source_is_one_clear_error(tmp_path: Path) -> None:
+    for scan in (shoes.scan, dogs.scan, logos.scan, fashion.scan, celebrities.scan):
+        with pytest.raises(DataError, match="not found"):
+            scan(tmp_path / "nowhere", PrepareReport())
+    with pytest.raises(DataError, match="ut-zap50k-images-square"):
+        shoes.scan(tmp_path, PrepareReport())
+
+
+# --- dogs: Stanford Dogs --------------------------------------------------------------------------
+def test_dogs_whole_images(tmp_path: Path) -> None:
+    source = make_dogs(tmp_path / "stanford")
+    report = PrepareReport(dataset="dogs")
+    meta, images = run(tmp_path, "dogs", dogs.scan(source, report), report)
+    assert len(meta) == 6 and set(meta["class"]) == {"Chihuahua", "Japanese spaniel"}
+    assert Image.open(images / meta["file"][0]).size == (120, 120)
+    assert not report.dropped and meta["wordnet_id"].str.startswith("n0208").all()
+
+
+def test_dogs_crops_and_malformed_annotations(tmp_path: Path) -> None:
+    source = make_dogs(tmp_path / "stanford")
+    report = PrepareReport(dataset="dogs")
+    meta, images = run(tmp_path, "dogs", dogs.scan(source, report, crop=True), report, min_per_class=1)
+    assert sorted(meta["file"]) == [
+        "Chihuahua/n02085620_1000_0.jpg",
+        "Chihuahua/n02085620_1000_1.jpg",
+        "Japanese_spaniel/n02085782_1000_0.jpg",
+        "Japanese_spaniel/n02085782_1000_1.jpg",
+        "Japanese_spaniel/n02085782_1001_0.jpg",
+    ]
+    assert Image.open(images / "Chihuahua/n02085620_1000_0.jpg").size == (81, 91)
+    assert Image.open(images / "Chihuahua/n02085620_1000_1.jpg").size == (60, 56)
+    reasons = dict(report.dropped)
+    assert reasons["n02085620-Chihuahua/n02085620_1001.jpg"].startswith("bad annotation XML")
+    assert reasons["n02085620-Chihuahua/n02085620_1002.jpg box 0"].startswith("box outside the image")
+    assert reasons["n02085782-Japanese_spaniel/n02085782_1002.jpg"].startswith("annotation missing")
+
+
+# --- logos: LogoDet-3K ----------------------------------------------------------------------------
+def make_logodet(root: Path) -> Path:
+    base = root / "LogoDet-3K"
+    brands = [("Food", "Coca-Cola"), ("Food", "Pepsi"), ("Clothes", "adidas")]
+    for b, (category, brand) in enumerate(brands):
+        for number in range(1, 3):
+            image = photo(10 + b * 2 + number, size=160)
+            write(base / category / brand / f"{number}.jpg", jpeg(image))
+            boxes = [(brand, (5, 5, 70, 60)), (brand, (80, 90, 150, 150))]
+            write(base / category / brand / f"{number}.xml", voc_xml(f"{number}.jpg", (160, 160), boxes).encode())
+    write(base / "Food" / "Pepsi" / "3.jpg", jpeg(photo(30, size=160)))  # no XML next to it
+    write(base / "Clothes" / "adidas" / "3.jpg", jpeg(photo(31, size=160)))
+    write(
+        base / "Clothes" / "adidas" / "3.xml",
+        voc_xml("3.jpg", (160, 160), [("adidas", (155, 155, 400, 400)), ("adidas", (0, 0, 0, 0))]).encode(),
+    )
+    return root
+
+
+def test_logos_every_box_is_an_image(tmp_path: Path) -> None:
+    source = make_logodet(tmp_path / "ld")
+    report = PrepareReport(dataset="logos")
+    meta, images = run(tmp_path, "logos", logos.scan(source, report), report)
+    assert len(meta) == 12 and meta.groupby("class").size().to_dict() == {"Coca-Cola": 4, "Pepsi": 4, "adidas": 4}
+    assert set(meta.loc[meta["class"] == "adidas", "category"]) == {"Clothes"}
+    assert Image.open(images / "Food/Coca-Cola/1_0.jpg").size == (66, 56)
+    assert Image.open(images / "Food/Coca-Cola/1_1.jpg").size == (71, 61)
+    reasons = dict(report.dropped)
+    assert reasons["Food/Pepsi/3.jpg"].startswith("annotation missing")
+    assert reasons["Clothes/adidas/3.jpg box 0"].startswith("box too small")  # clipped to 6x6
+    assert reasons["Clothes/adidas/3.jpg box 1"].startswith("empty box:")
+    assert not report.duplicates.duplicates
+    (tmp_path / "ld" / "LogoDet-3K").rename(tmp_path / "inner")
+    (tmp_path / "ld" / "LogoDet-3K").mkdir()
+    (tmp_path / "inner").rename(tmp_path / "ld" / "LogoDet-3K" / "LogoDet-3K")  # the Kaggle zip's nesting
+    assert (tmp_path / "ld" / "LogoDet-3K" / "LogoDet-3K" / "Food" / "Pepsi").is_dir()
+    assert len(logos.scan(tmp_path / "ld", PrepareReport())) == 14
+
+
+# --- celebrities: IMDB-WIKI -----------------------------------------------------------------------
+def cell(values: list) -> np.ndarray:
+    array = np.empty((1, len(values)), dtype=object)
+    for i, value in enumerate(values):
+        array[0, i] = np.array([value]) if isinstance(value, str) else np.array(value, dtype=float)
+    return array
+
+
+def portrait(index: int, size: int = 300) -> Image.Image:
+    """A photo with film grain: its JPEG is well over the 30 kB rule (smooth crops compress below it)."""
+    pixels = np.asarray(photo(index, size), dtype=np.int16)
+    grain = np.random.default_rng(index).integers(-12, 13, pixels.shape)
+    return Image.fromarray(np.clip(pixels + grain, 0, 255).astype(np.uint8))
+
+
+def make_imdb(root: Path) -> Path:
+    from scipy.io import savemat
+
+    crop = root / "imdb_crop"
+    big, small = 300, 60  # JPEG sizes over 60 kB and about 3 kB
+    # (folder, person id, name, dob, gender, face score, second face score, image)
+    rows = [
+        ("01", "nm0000001", "Fred Astaire", date(1899, 5, 10), 1.0, 3.1, np.nan, jpeg(portrait(0, big), 95)),
+        ("01", "nm0000001", "Fred Astaire", date(1899, 5, 10), 1.0, 2.5, np.nan, jpeg(portrait(1, big), 95)),
+        ("02", "nm0000002", "Lauren Bacall", date(1924, 9, 16), 0.0, 4.2, np.nan, jpeg(portrait(2, big), 95)),
+        ("02", "nm0000002", "Lauren Bacall", date(1924, 9, 16), 0.0, 1.8, np.nan, jpeg(portrait(3, big), 95)),
+        ("02", "nm0000002", "Lauren Bacall", date(1924, 9, 16), 0.0, 2.2, np.nan, jpeg(photo(4, small), 95)),
+        (
+            "03",
+            "nm0000003",
+            "Brigitte Bardot",
+            date(1934, 9, 28),
+            0.0,
+            2.9,
+            np.nan,
+            jpeg(portrait(5, big).convert("L"), 95),
+        ),
+        ("03", "nm0000003", "Brigitte Bardot", date(1934, 9, 28), 0.0, -np.inf, np.nan, jpeg(portrait(6, big), 95)),
+        ("03", "nm0000003", "Brigitte Bardot", date(1934, 9, 28), 0.0, 0.4, np.nan, jpeg(portrait(7, big), 95)),
+        ("04", "nm0000004", "John Belushi", date(1949, 1, 24), 1.0, 3.0, 2.7, jpeg(portrait(8, big), 95)),
+        ("04", "nm0000004", "John Belushi", date(1949, 1, 24), 1.0, 3.0, np.nan, b"\xff\xd8\xff" + bytes(40_000)),
+        ("05", "nm0000005", "Fred Astaire", date(1950, 1, 1), np.nan, 3.0, np.nan, jpeg(portrait(10, big), 95)),
+    ]
+    paths = []
+    for n, (folder, person, _, born, _, _, _, image) in enumerate(rows):
+        path = f"{folder}/{person}_rm{1000 + n}_{born.year}-{born.month}-{born.day}_2000.jpg"
+        write(crop / path, image)
+        paths.append(path)
+    names = [row[2] for row in rows]
+    imdb = {
+        "dob": np.array([[row[3].toordinal() + 366 for row in rows]], dtype=float),
+        "photo_taken": np.array([[2000] * len(rows)], dtype=np.uint16),
+        "full_path": cell(paths),
+        "gender": np.array([[row[4] for row in rows]]),
+        "name": cell(names),
+        "face_location": cell([[[1.0, 2.0, 30.0, 40.0]]] * len(rows)),
+        "face_score": np.array([[row[5] for row in rows]]),
+        "second_face_score": np.array([[row[6] for row in rows]]),
+        "celeb_names": cell(sorted(set(names))),
+        "celeb_id": np.array([[sorted(set(names)).index(name) + 1 for name in names]]),
+    }
+    savemat(str(crop / "imdb.mat"), {"imdb": imdb})
+    return root
+
+
+def test_celebrities_rules_and_captions(tmp_path: Path) -> None:
+    source = make_imdb(tmp_path / "imdb")
+    sizes = {p.name[:16]: p.stat().st_size for p in (source / "imdb_crop").rglob("*.jpg")}
+    assert sizes["nm0000002_rm1004"] < 30_000 < min(size for name, size in sizes.items() if name[-4:] != "1004")
+    report = PrepareReport(dataset="celebrities")
+    meta, images = run(tmp_path, "celebrities", celebrities.scan(source, report), report)
+    assert meta.groupby("class").size().to_dict() == {"Fred Astaire (nm0000001)": 2, "Lauren Bacall": 2}
+    row = meta[meta["class"] == "Lauren Bacall"].iloc[0]
+    assert (row["name"], row["gender"], str(row["birth_year"])) == ("Lauren Bacall", "female", "1924")
+    assert set(meta.loc[meta["class"].str.startswith("Fred"), "gender"]) == {"male"}
+    reasons = [reason.split(":")[0] for _, reason in sorted(report.dropped)]
+    assert sorted(reasons) == sorted(
+        [
+            "file too small",
+            "not RGB",
+            "no face",
+            "face score too low",
+            "second face",
+            "unreadable image",
+            "class too small",
+        ]
+    )
+
+
+def test_celebrities_missing_mat_is_one_clear_error(tmp_path: Path) -> None:
+    write(tmp_path / "imdb_crop" / "01" / "x.jpg", jpeg(photo(0)))
+    with pytest.raises(DataError, match="imdb.mat not found"):
+        celebrities.scan(tmp_path, PrepareReport())
+    write(tmp_path / "imdb_crop" / "imdb.mat", b"MATLAB 5.0 MAT-file, but not really")
+    with pytest.raises(DataError, match="not an IMDB-WIKI metadata file"):
+        celebrities.scan(tmp_path, PrepareReport())
+
+
+# --- fashion: Kaggle fashion product images --------------------------------------------------------
+STYLES = """id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName
+15970,Men,Apparel,Topwear,Shirts,Navy Blue,Fall,2011,Casual,Turtle Check Men Navy Blue Shirt
+39386,Men,Apparel,Bottomwear,Jeans,Blue,Summer,2012,Casual,Peter England Men Party Blue Jeans
+59263,Women,Accessories,Watches,Watches,Silver,Winter,2016,Casual,Titan Women Silver Watch
+21379,Men,Apparel,Bottomwear,Jeans,Black,Fall,2011,Casual,Manchester United Men Solid Black Track Pants
+53759,Men,Apparel,Topwear,Shirts,Grey,Summer,2012,Casual,Puma Men Grey T-shirt
+1855,Men,Apparel,Topwear,Shirts,Grey,Summer,2011,Casual,Inkfruit Mens Chain Reaction T-shirt
+30805,Men,Apparel,Topwear,Shirts,Green,Summer,2012,Ethnic,Fabindia Men Striped Green Shirt, Kurta, Set
+26960,Women,Apparel,Topwear,Shirts,Purple,Summer,2012
+29114,Men,Accessories,Socks,Socks,Navy Blue,Summer,2012,Casual,Puma Men Pack of 3 Socks
+30039,Men,Accessories,Watches,Watches,Black,Winter,2016,Casual,Skagen Men Black Watch
+"""
+
+
+def make_fashion(root: Path) -> Path:
+    base = root / "fashion-dataset"
+    write(base / "styles.csv", STYLES.encode())
+    for n, product in enumerate(["15970", "39386", "59263", "21379", "53759", "1855", "30805", "26960", "30039"]):
+        write(base / "images" / f"{product}.jpg", jpeg(photo(n + 3, size=80)))
+    write(base / "images" / "30039.jpg", (base / "images" / "30039.jpg").read_bytes()[:600])  # truncated
+    return root  # 29114.jpg is missing, as a handful are in the real dataset
+
+
+def test_fashion(tmp_path: Path) -> None:
+    source = make_fashion(tmp_path / "kaggle")
+    report = PrepareReport(dataset="fashion")
+    meta, _ = run(tmp_path, "fashion", fashion.scan(source, report), report)
+    assert meta.groupby("class").size().to_dict() == {"Jeans": 2, "Shirts": 4}
+    assert list(meta.columns) == ["file", "class", "label", "gender", "colour", "season", "usage", "name"]
+    assert meta.set_index("file").loc["30805.jpg", "name"] == "Fabindia Men Striped Green Shirt, Kurta, Set"
+    reasons = dict(report.dropped)
+    assert reasons["styles.csv line 9"].startswith("malformed styles.csv line")
+    assert reasons["images/29114.jpg"].startswith("image missing")
+    assert reasons["images/30039.jpg"].startswith("unreadable image")
+    assert reasons["59263.jpg"].startswith("class too small")
+    (source / "fashion-dataset" / "styles.csv").unlink()
+    with pytest.raises(DataError, match="styles.csv not found"):
+        fashion.scan(source, PrepareReport())
+
+
+# --- the runner -----------------------------------------------------------------------------------
+def test_runner_survives_any_file_and_cleans_its_staging(tmp_path: Path) -> None:
+    from visearch.data.adapters.common import Candidate, Loaded
+
+    def good(index: int) -> Callable[[], Loaded]:
+        return lambda: Loaded(photo(index, 64), jpeg(photo(index, 64)))
+
+    def boom() -> Loaded:
+        raise RuntimeError("decoder exploded")
+
+    candidates = [Candidate(f"c{i}/{n}.jpg", f"c{i}", {"n": n}, good(i * 3 + n)) for i in range(2) for n in range(3)]
+    candidates += [Candidate("c0/bad.jpg", "c0", {"n": 9}, boom, "raw/bad.jpg"), candidates[0]]
+    report = PrepareReport(dataset="t")
+    meta, _ = run(tmp_path, "t", candidates, report, staging_root=tmp_path / "staging")
+    assert len(meta) == 6 and meta["label"].tolist() == [0, 0, 0, 1, 1, 1]
+    assert dict(report.dropped) == {
+        "raw/bad.jpg": "unexpected error: RuntimeError: decoder exploded",
+        "c0/0.jpg": "duplicate file name: two sources map to the same file",
+    }
+    assert report.reasons() == {"unexpected error": 1, "duplicate file name": 1}
+    assert "t: 6 images kept in 2 classes, 2 dropped (of 8 considered)" in report.summary()
+    assert list((tmp_path / "staging").iterdir()) == []
+    with pytest.raises(DataError, match="no usable images"):
+        run(tmp_path / "none", "t", candidates[-2:-1], PrepareReport(dataset="t"))

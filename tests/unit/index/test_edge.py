@@ -1,0 +1,207 @@
+"""The embedded engine across processes: what the shard-per-version layout is for.
+
+Several processes read the live version at once; one process writes a new version (a second
+writer is refused); the alias file written by one process is followed by readers in others; a
+writer killed with SIGKILL mid-upsert leaves the batches it flushed, and a re-run completes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from visearch.errors import IndexBusyError, NotFoundError
+from visearch.index import VectorIndex, open_index, point_id
+from visearch.index.edge import EdgeBackend
+from visearch.settings import Settings
+
+CATEGORY = "shoes"
+DIM = 16
+POINTS = 3000
+
+
+def settings_for(home: Path) -> Settings:
+    return Settings(visearch_home=home, qdrant_url=None, qdrant_host=None, _env_file=None)
+
+
+def vectors(n: int) -> np.ndarray:
+    data = np.random.default_rng(0).normal(size=(n, DIM)).astype(np.float32)
+    return data / np.linalg.norm(data, axis=1, keepdims=True)
+
+
+def payloads(n: int) -> list[dict[str, object]]:
+    return [{"file": f"{i}.jpg", "class": f"c{i % 7}"} for i in range(n)]
+
+
+def ids(n: int) -> list[str]:
+    return [point_id(CATEGORY, f"{i}.jpg") for i in range(n)]
+
+
+def python(code: str, home: Path, *args: str) -> subprocess.Popen[str]:
+    """A separate Python process running ``code`` against the same home."""
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import numpy as np
+        from visearch.index import open_index, point_id
+        from visearch.settings import Settings
+        index = open_index(Settings(visearch_home={str(home)!r}, qdrant_url=None, qdrant_host=None, _env_file=None))
+        """
+    ) + textwrap.dedent(code)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QDRANT_")}
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+
+
+def finished(process: subprocess.Popen[str]) -> str:
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err[-3000:]
+    return out
+
+
+def live_version(index: VectorIndex, n: int, model: str = "m1") -> str:
+    version = index.create(CATEGORY, model, "data", DIM)
+    index.upsert(version.name, ids(n), vectors(n), payloads(n))
+    index.seal(version.name)
+    index.swap_alias(CATEGORY, version.name)
+    return version.name
+
+
+def test_other_processes_read_the_live_version_while_it_is_open_here(tmp_path: Path) -> None:
+    index = open_index(settings_for(tmp_path))
+    collection = live_version(index, 200)
+    assert index.query(collection, vectors(200)[5].tolist(), k=1)[0].id == ids(200)[5]  # open here
+    readers = [
+        python(
+            """
+        live = index.require_live("shoes")
+        print(index.count(live.name), index.query(live.name, [1.0] + [0.0] * 15, k=3)[0].payload["file"])
+        """,
+            tmp_path,
+        )
+        for _ in range(3)
+    ]
+    answers = {finished(reader) for reader in readers}
+    assert len(answers) == 1 and answers.pop().startswith("200 ")
+    index.close()
+
+
+def test_a_second_writer_of_the_same_version_is_refused(tmp_path: Path) -> None:
+    index = open_index(settings_for(tmp_path))
+    version = index.create(CATEGORY, "m1", "data", DIM)
+    index.upsert(version.name, ids(10), vectors(10), payloads(10))
+    other = python(
+        """
+        from visearch.errors import IndexBusyError, NotFoundError
+        version = index.create("shoes", "m1", "data", 16)  # same model + data: the same version
+        try:
+            index.upsert(version.name, [point_id("shoes", "x.jpg")], np.ones((1, 16), "float32"), [{"file": "x.jpg"}])
+        except IndexBusyError as exc:
+            print("refused:", exc)
+        """,
+        tmp_path,
+    )
+    assert "being written by another process" in finished(other)
+    assert index.status(version.name) == "being written"
+    assert index.drop_old(CATEGORY, keep=0) == []  # never a version someone is writing
+    index.seal(version.name)
+    assert index.status(version.name) == "10 points"
+    index.close()
+
+
+def test_readers_follow_an_alias_swapped_by_another_process(tmp_path: Path) -> None:
+    reader = open_index(settings_for(tmp_path))
+    first = live_version(reader, 50)
+    assert reader.require_live(CATEGORY).name == first
+    writer = python(
+        """
+        vectors = np.eye(16, dtype="float32")
+        version = index.create("shoes", "m2", "data", 16)
+        index.upsert(version.name, [point_id("shoes", f"n{i}.jpg") for i in range(16)], vectors,
+                     [{"file": f"n{i}.jpg", "class": "new"} for i in range(16)])
+        index.seal(version.name)
+        index.swap_alias("shoes", version.name)
+        print(version.name)
+        """,
+        tmp_path,
+    )
+    second = finished(writer).strip()
+    live = reader.require_live(CATEGORY)
+    assert live.name == second and live.model_version == "m2"
+    assert reader.query(live.name, [1.0] + [0.0] * 15, k=1)[0].payload["file"] == "n0.jpg"
+    assert reader.query(first, [1.0] + [0.0] * 15, k=1)[0].payload["class"] != "new"  # the old one is intact
+    reader.close()
+
+
+def test_a_writer_killed_mid_upsert_leaves_its_flushed_batches_and_a_rerun_completes(tmp_path: Path) -> None:
+    writer = python(
+        """
+        import numpy as np
+        n = int(sys.argv[1])
+        data = np.random.default_rng(0).normal(size=(n, 16)).astype("float32")
+        data /= np.linalg.norm(data, axis=1, keepdims=True)
+        version = index.create("shoes", "m1", "data", 16)
+        for lo in range(0, n, 50):
+            batch = range(lo, min(n, lo + 50))
+            index.upsert(version.name, [point_id("shoes", f"{i}.jpg") for i in batch], data[lo : lo + 50],
+                         [{"file": f"{i}.jpg", "class": f"c{i % 7}"} for i in batch], batch_size=50)
+            print(lo + 50, flush=True)
+        """,
+        tmp_path,
+        str(POINTS),
+    )
+    assert writer.stdout is not None
+    for line in writer.stdout:
+        if int(line) >= POINTS // 3:
+            break
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+
+    index = open_index(settings_for(tmp_path))
+    (version,) = index.versions(CATEGORY)
+    assert index.live(CATEGORY) is None  # nothing went live
+    done = index.existing_ids(version.name, ids(POINTS))
+    assert POINTS // 3 <= len(done) < POINTS
+    # The re-run (what run_upsert does): same version, only the missing points, then seal and swap.
+    todo = [i for i, pid in enumerate(ids(POINTS)) if pid not in done]
+    index.upsert(
+        version.name, [ids(POINTS)[i] for i in todo], vectors(POINTS)[todo], [payloads(POINTS)[i] for i in todo]
+    )
+    index.seal(version.name)
+    index.swap_alias(CATEGORY, version.name)
+    assert index.count(version.name) == POINTS
+    assert index.query(version.name, vectors(POINTS)[POINTS - 1].tolist(), k=1)[0].id == ids(POINTS)[POINTS - 1]
+    index.close()
+
+
+def test_bad_alias_targets_and_names_are_refused(tmp_path: Path) -> None:
+    index = open_index(settings_for(tmp_path))
+    for name in ("", "../aliases", ".hidden"):
+        with pytest.raises(NotFoundError):
+            index.live(name)
+    with pytest.raises(NotFoundError):
+        index.swap_alias("../x", "shoes__nope-m-d")
+    with pytest.raises(NotFoundError):
+        index.swap_alias(CATEGORY, "shoes__nope-m-d")
+    with pytest.raises(NotFoundError):
+        index.count("../../etc")
+    with pytest.raises((NotFoundError, IndexBusyError)):
+        index.query("shoes__missing-m-d", [0.0] * DIM, k=1)
+    index.close()
+
+
+@pytest.mark.parametrize("name", ["", ".", "..", "../../etc/passwd", "a/b"])
+def test_category_names_never_address_files_outside_the_index(tmp_path: Path, name: str) -> None:
+    backend = EdgeBackend(tmp_path / "index")
+    with pytest.raises(NotFoundError):
+        backend.alias(name)
+    with pytest.raises(NotFoundError):
+        backend.set_alias(name, "x")

@@ -1,0 +1,42 @@
+"""The pipeline steps as the components call them (settings from the environment)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tests.helpers import TINY, env_for
+
+
+def test_interrupted_embed_resumes_from_its_finished_shards(home, registry, store, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from visearch.categories import TrainParams
+    from visearch.data.manifest import load_manifest, manifest_hash
+    from visearch.embed import read_shards
+    from visearch.pipeline_steps import pipeline_embed
+    from visearch.steps import run_preprocess, save_baseline
+
+    monkeypatch.chdir(tmp_path)
+    for key, value in env_for(home).items():
+        if key.startswith("VISEARCH_"):
+            monkeypatch.setenv(key, value)
+    manifest_dir, _ = run_preprocess(home, store, registry.get(TINY), tmp_path / "manifest", show_progress=False)
+    manifest = load_manifest(manifest_dir)
+    model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
+    version = model.joinpath("meta.json").read_text()
+    version = __import__("json").loads(version)["version"]
+    # An embed step that died after its first shard: shard on disk, no done.json. Its vectors are
+    # zeros, so the output proves the shard was taken over rather than recomputed.
+    scratch = home.work_dir / TINY / "embed-scratch" / f"{version}-{manifest_hash(manifest)}"
+    scratch.mkdir(parents=True)
+    keys = manifest["key"].tolist()
+    np.savez(
+        scratch / "part-00000.npz",
+        keys=np.array(keys),
+        vectors=np.zeros((len(keys), 1280), np.float32),
+        model=np.array(version),
+    )
+
+    out = pipeline_embed(TINY, manifest_dir, model, tmp_path / "embeddings")
+    got_keys, vectors, got_version = read_shards(out)
+    assert got_keys == keys and got_version == version
+    assert not vectors.any()
+    assert not scratch.exists()  # the finished shards moved into the step's output

@@ -1,0 +1,98 @@
+"""SearchEngine on the indexed tiny category: ONNX search equals torch, batch equals single, parameter guards."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, search_engine
+from visearch.errors import InvalidImageError, InvalidQueryError, NotFoundError, UnknownCategoryError
+from visearch.inference import OnnxEmbedder
+from visearch.search import SearchEngine
+from visearch.settings import Settings
+
+
+@pytest.fixture(scope="module")
+def engine(indexed_home: Settings) -> Iterator[SearchEngine]:
+    engine = search_engine(indexed_home)
+    yield engine
+    engine.close()  # embedded Qdrant: free the folder for the next module (the service tests)
+
+
+def test_onnx_backend_is_default_and_search_matches_torch(engine: SearchEngine) -> None:
+    assert engine.backend == "onnx"
+    assert isinstance(engine.model_for(TINY), OnnxEmbedder)
+    torch_engine = SearchEngine(engine.settings, engine.registry, engine.store, engine.index, backend="torch")
+    data = engine.store.get_bytes(engine.examples(TINY, limit=1)[0].image_key)
+    onnx_results = engine.search_bytes(TINY, data, k=8)
+    torch_results = torch_engine.search_bytes(TINY, data, k=8)
+    assert [r.id for r in onnx_results] == [r.id for r in torch_results]
+    assert [r.score for r in onnx_results] == pytest.approx([r.score for r in torch_results], abs=1e-4)
+
+
+def test_batch_search_equals_single_searches(engine: SearchEngine) -> None:
+    examples = engine.examples(TINY, limit=3)
+    images = [engine.decode(engine.store.get_bytes(r.image_key)) for r in examples]
+    batch = engine.search_images(TINY, images, k=4)
+    assert len(batch) == 3
+    for image, results, example in zip(images, batch, examples, strict=True):
+        single = engine.search_image(TINY, image, k=4)
+        assert [r.id for r in results] == [r.id for r in single]
+        assert results[0].id == example.id  # each query image finds itself first
+
+
+def test_more_like_this_excludes_the_query_and_filters_by_class(engine: SearchEngine) -> None:
+    example = engine.examples(TINY, limit=1)[0]
+    results = engine.search_id(TINY, example.id, k=5, class_filter=example.cls)
+    assert results and example.id not in [r.id for r in results]
+    assert {r.cls for r in results} == {example.cls}
+
+
+def test_categories_report_counts(engine: SearchEngine) -> None:
+    infos = {info.name: info for info in engine.categories()}
+    assert infos[TINY].image_count == len(TINY_CLASSES) * TINY_PER_CLASS and infos[TINY].indexed
+    assert infos[TINY].title and infos[TINY].business_usage
+    assert not infos["shoes"].indexed and infos["shoes"].image_count == 0
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"k": 0}, "k must be"),
+        ({"k": 10_000}, "k must be"),
+        ({"k": 2.5}, "k must be"),
+        ({"min_similarity": 101}, "min_similarity"),
+        ({"min_similarity": -1}, "min_similarity"),
+        ({"class_filter": "x" * 500}, "class_filter"),
+    ],
+)
+def test_bad_parameters_are_refused(engine: SearchEngine, options: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(InvalidQueryError, match=message):
+        engine.search_id(TINY, engine.examples(TINY, limit=1)[0].id, **options)
+
+
+def test_bad_inputs_raise_visearch_errors(engine: SearchEngine) -> None:
+    with pytest.raises(InvalidImageError):
+        engine.search_bytes(TINY, b"not an image")
+    with pytest.raises(UnknownCategoryError):
+        engine.examples("no-such-category")
+    with pytest.raises(NotFoundError):
+        engine.image(TINY, "../../etc/passwd")
+    with pytest.raises(NotFoundError, match="no index"):
+        engine.examples("shoes")
+    with pytest.raises(InvalidQueryError):
+        engine.search_images(TINY, [])
+
+
+def test_embed_many_isolates_bad_items_and_search_vector_matches(engine: SearchEngine) -> None:
+    example = engine.examples(TINY, limit=1)[0]
+    data = engine.store.get_bytes(example.image_key)
+    good, bad, unknown, again = engine.embed_many([(TINY, data), (TINY, b"junk"), ("nope", data), (TINY, data)])
+    assert isinstance(bad, InvalidImageError) and isinstance(unknown, UnknownCategoryError)
+    np.testing.assert_allclose(good, again, atol=1e-6)
+    by_vector = engine.search_vector(TINY, good.tolist(), k=5)
+    assert [r.id for r in by_vector] == [r.id for r in engine.search_bytes(TINY, data, k=5)]
+    with pytest.raises(InvalidQueryError, match="dimensions"):
+        engine.search_vector(TINY, [0.1, 0.2], k=5)
