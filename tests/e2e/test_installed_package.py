@@ -13,7 +13,6 @@ import subprocess
 import sys
 import sysconfig
 import time
-import urllib.request
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +20,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port, moto_server, stop_server
+from tests.helpers import free_port, mlflow_server, moto_server
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCESS, SECRET = "visearch-wheel-access", "visearch-wheel-secret-value"
@@ -74,52 +73,19 @@ def clean_env(bin_dir: Path, home: Path, extra: dict[str, str]) -> dict[str, str
 def engines(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A moto S3 server and an `mlflow server` (SQLite backend, artifacts served by it), on loopback."""
     logs = tmp_path_factory.mktemp("engines")
-    with moto_server(logs) as s3:
-        port = free_port()
-        mlflow = Path(sys.executable).parent / "mlflow"
-        with (logs / "mlflow.log").open("wb") as log:
-            process = subprocess.Popen(
-                [
-                    str(mlflow),
-                    "server",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    "1",
-                    "--backend-store-uri",
-                    f"sqlite:///{logs / 'mlflow.db'}",
-                    "--serve-artifacts",
-                    "--artifacts-destination",
-                    str(logs / "artifacts"),
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        url = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 180
-            while True:
-                assert process.poll() is None, (logs / "mlflow.log").read_text()[-3000:]
-                try:
-                    with urllib.request.urlopen(f"{url}/health", timeout=2):
-                        break
-                except OSError:
-                    assert time.monotonic() < deadline, "mlflow server not healthy"
-                    time.sleep(0.5)
-            yield {
-                "MINIO_HOST": s3,
-                "MINIO_SECURE": "false",
-                "MINIO_REGION": "us-east-1",
-                "MINIO_ACCESS_KEY": ACCESS,
-                "MINIO_SECRET_KEY": SECRET,
-                "MINIO_BUCKET_NAME": "visearch",
-                "MLFLOW_TRACKING_URI": url,
-            }
-        finally:
-            stop_server(process)
+    with (
+        moto_server(logs) as s3,
+        mlflow_server(logs, f"sqlite:///{logs / 'mlflow.db'}", str(logs / "artifacts")) as url,
+    ):
+        yield {
+            "MINIO_HOST": s3,
+            "MINIO_SECURE": "false",
+            "MINIO_REGION": "us-east-1",
+            "MINIO_ACCESS_KEY": ACCESS,
+            "MINIO_SECRET_KEY": SECRET,
+            "MINIO_BUCKET_NAME": "visearch",
+            "MLFLOW_TRACKING_URI": url,
+        }
 
 
 @pytest.mark.slow

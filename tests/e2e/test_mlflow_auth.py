@@ -11,17 +11,13 @@ from __future__ import annotations
 import http.server
 import importlib.util
 import os
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port
+from tests.helpers import free_port, mlflow_server
 from visearch.errors import TrackingAuthError, TrackingUnavailableError
 from visearch.model import copy_model
 from visearch.settings import Settings
@@ -78,7 +74,6 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         f"database_uri = sqlite:///{root / 'auth.db'}\n"
         "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
     )
-    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env |= {
         "MLFLOW_AUTH_CONFIG_PATH": str(ini),
@@ -86,46 +81,10 @@ def auth_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "MLFLOW_AUTH_ADMIN_PASSWORD": PASSWORD,
         "MLFLOW_FLASK_SERVER_SECRET_KEY": "test-flask-secret",
     }
-    command = [
-        str(Path(sys.executable).parent / "mlflow"),
-        "server",
-        "--app-name",
-        "basic-auth",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        "1",
-        "--backend-store-uri",
-        f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination",
-        (root / "artifacts").as_uri(),
-    ]
-    log = root / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, env=env, cwd=root, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:  # open without a user
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"mlflow basic-auth server did not start:\n{log.read_text(errors='replace')[-3000:]}")
-            time.sleep(0.5)
+    with mlflow_server(
+        root, f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri(), env=env, app="basic-auth"
+    ) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 @pytest.fixture

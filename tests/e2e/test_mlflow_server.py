@@ -11,17 +11,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import helpers
 from tests.helpers import ACCESS, REGION, SECRET, TINY, free_port, moto_server, need, need_module, raw_client
 
 pytestmark = pytest.mark.slow
@@ -104,9 +102,6 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def mlflow_server(postgres: str, s3: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`mlflow server` on Postgres with S3 artifacts (served through it); yields its URL."""
     need_module("psycopg2", "the Postgres driver (psycopg2-binary) is not installed")
-    mlflow = Path(sys.executable).parent / "mlflow"
-    need(mlflow.exists(), "mlflow is not installed")
-    port = free_port()
     env = {
         **os.environ,
         "MLFLOW_S3_ENDPOINT_URL": f"http://{s3}",
@@ -114,53 +109,10 @@ def mlflow_server(postgres: str, s3: str, tmp_path_factory: pytest.TempPathFacto
         "AWS_SECRET_ACCESS_KEY": SECRET,
         "AWS_DEFAULT_REGION": REGION,
     }
-    log_path = tmp_path_factory.mktemp("mlflow") / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(
-            [
-                str(mlflow),
-                "server",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--backend-store-uri",
-                postgres,
-                "--serve-artifacts",
-                "--artifacts-destination",
-                "s3://mlflow-art/mlflow-artifacts",
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 150
-        while True:
-            assert proc.poll() is None, f"mlflow server exited:\n{log_path.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, f"mlflow server not healthy:\n{log_path.read_text()[-3000:]}"
-            time.sleep(0.5)
+    with helpers.mlflow_server(
+        tmp_path_factory.mktemp("mlflow"), postgres, "s3://mlflow-art/mlflow-artifacts", env=env
+    ) as url:
         yield url
-    finally:
-        # The server runs workers in its own session: stop the group we started, then wait.
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=5)
-        except ProcessLookupError:
-            pass
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def test_pipeline_tracking_on_server_postgres_and_s3(
