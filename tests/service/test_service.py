@@ -330,12 +330,31 @@ def test_concurrent_embeds_are_batched_and_equal_single_ones(server: str, exampl
             return response.json()[0]["vector"]
 
         alone = [embed(data) for data in payloads[:4]]
+        before = embed_batches(client.get("/metrics").text)
         with ThreadPoolExecutor(8) as pool:
             together = list(pool.map(embed, payloads * 2))
-        metrics = client.get("/metrics").text
+        after = embed_batches(client.get("/metrics").text)
     for single, merged in zip(alone, together, strict=False):
         assert max(abs(a - b) for a, b in zip(single, merged, strict=True)) < 1e-5
-    assert 'bentoml_service_adaptive_batch_size_count{method_name="embed"' in metrics
+    # Batches of one are observed too: only a batch of two or more calls shows that calls were merged.
+    assert after[0] > before[0], "no /embed batch was observed"
+    assert after[1] > before[1], f"32 concurrent /embed calls all ran alone: {after}"
+
+
+def embed_batches(metrics: str) -> tuple[float, float]:
+    """From BentoML's histogram of adaptive batch sizes of /embed: (batches, batches of more than one call)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    batches = of_one = 0.0
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.labels.get("method_name") != "embed":
+                continue
+            if sample.name == "bentoml_service_adaptive_batch_size_count":
+                batches += sample.value
+            elif sample.name == "bentoml_service_adaptive_batch_size_bucket" and float(sample.labels["le"]) == 1.0:
+                of_one += sample.value  # cumulative: the batches of at most one call
+    return batches, batches - of_one
 
 
 @pytest.mark.parametrize("route", ["/search", "/search_batch", "/search_by_id", "/embed"])
