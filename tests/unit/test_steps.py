@@ -12,6 +12,7 @@ from tests.helpers import (
     Moto,
     closed_url,
     copy_home,
+    home_digest,
     live_state,
     one_error_line,
     prepared,
@@ -116,6 +117,7 @@ def test_upsert_step_fails_clearly_when_the_object_store_is_down(
     copy = copy_home(indexed_home, tmp_path / "home")
     before = live_state(copy)
     assert before[0] is not None
+    files = home_digest(copy)
 
     down = s3_settings(closed_url().removeprefix("http://"), copy.home, visearch_categories=copy.visearch_categories)
     result, _ = visearch_cli(down, "upsert", "--category", TINY)
@@ -137,3 +139,4 @@ def test_upsert_step_fails_clearly_when_the_object_store_is_down(
             work / "embeddings",
         )
     assert live_state(copy) == before
+    assert home_digest(copy) == files
