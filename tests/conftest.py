@@ -55,12 +55,18 @@ def indexed_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
 
 
 @pytest.fixture(scope="module")
+def server_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The TMPDIR of the module's service process: the system temp dir it would write to."""
+    return tmp_path_factory.mktemp("server-tmpdir")
+
+
+@pytest.fixture(scope="module")
 def served(
-    indexed_home: Settings, tmp_path_factory: pytest.TempPathFactory
+    indexed_home: Settings, server_tmpdir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The real service (`bentoml serve`) on the indexed home: its URL and process, one per test module."""
     log = tmp_path_factory.mktemp("service") / "server.log"
-    with running_service(indexed_home, log) as (url, process):
+    with running_service(indexed_home, log, {"TMPDIR": str(server_tmpdir)}) as (url, process):
         yield url, process
 
 

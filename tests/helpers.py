@@ -204,6 +204,17 @@ def live_state(settings: Settings) -> tuple[Any, list[Any]]:
         index.close()
 
 
+def home_digest(settings: Settings) -> dict[str, str]:
+    """Every file under the data home (relative path → SHA-256): what a step that must write nothing leaves alone."""
+    import hashlib
+
+    return {
+        path.relative_to(settings.home).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(settings.home.rglob("*"))
+        if path.is_file()
+    }
+
+
 # --- processes ----------------------------------------------------------------------------------
 def free_port() -> int:
     with socket.socket() as sock:

@@ -65,6 +65,18 @@ def shown(browser, element_id: str) -> bool:  # type: ignore[no-untyped-def]
     return any(element.is_displayed() for element in browser.find_elements(By.ID, element_id))
 
 
+def input_image_src(browser) -> str | None:  # type: ignore[no-untyped-def]
+    """The ``src`` of the shown input image (Gradio serves each image content under its own URL), or None."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        images = [img for img in browser.find_elements(By.CSS_SELECTOR, "#input-image img") if img.is_displayed()]
+        return images[0].get_attribute("src") if images else None
+    except StaleElementReferenceException:  # Gradio re-rendered it meanwhile
+        return None
+
+
 def save_full_page(browser, path: Path) -> None:  # type: ignore[no-untyped-def]
     """Screenshot of the whole page: grow the window to the document height first."""
     height = browser.execute_script("return document.documentElement.scrollHeight")
@@ -78,6 +90,7 @@ def query_image(settings: Settings) -> Path:
 
 
 def test_choose_upload_search_and_see_the_grid(server: str, browser, indexed_home: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from selenium.common.exceptions import TimeoutException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -119,10 +132,22 @@ def test_choose_upload_search_and_see_the_grid(server: str, browser, indexed_hom
     wait.until(ec.invisibility_of_element_located((By.ID, "results-table")))
     assert shown(browser, "input-image") and not shown(browser, "credits")
 
-    # Random pick gives a new input image; reset all hides every section but the categories.
+    # Random pick gives a new input image (the uploaded one still shows until then: wait for another
+    # image; a pick may be that very image, 1 in 40, so a few clicks are allowed); reset all hides
+    # every section but the categories.
     browser.find_element(By.XPATH, "//button[@role='tab' and normalize-space()='Random']").click()
-    wait.until(ec.element_to_be_clickable((By.ID, "random"))).click()
-    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))
+    uploaded = input_image_src(browser)
+    assert uploaded is not None
+    for _ in range(4):
+        # A script click: Gradio's status overlay may still cover the button right after a pick.
+        browser.execute_script("arguments[0].click()", wait.until(ec.element_to_be_clickable((By.ID, "random"))))
+        try:
+            WebDriverWait(browser, 30).until(lambda driver: input_image_src(driver) not in (None, uploaded))
+            break
+        except TimeoutException:
+            continue
+    else:
+        pytest.fail(f"Pick a random image never replaced the input image {uploaded}")
     browser.find_element(By.ID, "reset-all").click()
     wait.until(ec.invisibility_of_element_located((By.ID, "business-usage")))
     assert not shown(browser, "search") and not shown(browser, "input-image")

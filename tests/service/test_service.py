@@ -12,6 +12,7 @@ import struct
 import zlib
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -111,10 +112,21 @@ def test_search_by_upload_finds_the_image_itself_first(client: httpx.Client, exa
     assert fetched.content == files["image"][1]
 
 
-def test_uploads_are_spooled_inside_the_data_home(client: httpx.Client, indexed_home: Settings, good: bytes) -> None:
+def test_uploads_are_spooled_inside_the_data_home_only(
+    client: httpx.Client, indexed_home: Settings, server_tmpdir: Path, good: bytes
+) -> None:
+    """Uploads go to ``<home>/tmp``, and nothing to the system temp dir (the server's TMPDIR, empty at its start)."""
     assert upload(client, good, k=1).status_code == 200
+    assert client.post("/search_batch", data={"category": TINY}, files=[("images", ("a.png", good))]).status_code == 200
+    # BentoML keeps a pool of request temp dirs (made by the first upload, then reused), so what
+    # any upload of this server ever spooled outside the home would still be there: none may be.
+    # Not uploads: onnxruntime's telemetry session id ($TMPDIR/.ses, written when the model is first
+    # loaded) and the sockets of BentoML's supervisor, which starts before the service moves tempfile.
+    others = {server_tmpdir / ".ses", *server_tmpdir.glob("bentoml-uds-*")}
+    outside = sorted(str(path) for path in server_tmpdir.rglob("*") if not others & {path, *path.parents})
+    assert not outside, f"the server wrote to the system temp dir: {outside}"
     spooled = list((indexed_home.home / "tmp").glob("bentoml-request-*"))
-    assert spooled, "BentoML's request temp dirs should live under <home>/tmp"
+    assert spooled, "BentoML's request temp dirs belong in <home>/tmp"
 
 
 def test_search_options_filter_results(client: httpx.Client, examples: list[dict]) -> None:  # type: ignore[type-arg]
@@ -330,12 +342,31 @@ def test_concurrent_embeds_are_batched_and_equal_single_ones(server: str, exampl
             return response.json()[0]["vector"]
 
         alone = [embed(data) for data in payloads[:4]]
+        before = embed_batches(client.get("/metrics").text)
         with ThreadPoolExecutor(8) as pool:
             together = list(pool.map(embed, payloads * 2))
-        metrics = client.get("/metrics").text
+        after = embed_batches(client.get("/metrics").text)
     for single, merged in zip(alone, together, strict=False):
         assert max(abs(a - b) for a, b in zip(single, merged, strict=True)) < 1e-5
-    assert 'bentoml_service_adaptive_batch_size_count{method_name="embed"' in metrics
+    # Batches of one are observed too: only a batch of two or more calls shows that calls were merged.
+    assert after[0] > before[0], "no /embed batch was observed"
+    assert after[1] > before[1], f"32 concurrent /embed calls all ran alone: {after}"
+
+
+def embed_batches(metrics: str) -> tuple[float, float]:
+    """From BentoML's histogram of adaptive batch sizes of /embed: (batches, batches of more than one call)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    batches = of_one = 0.0
+    for family in text_string_to_metric_families(metrics):
+        for sample in family.samples:
+            if sample.labels.get("method_name") != "embed":
+                continue
+            if sample.name == "bentoml_service_adaptive_batch_size_count":
+                batches += sample.value
+            elif sample.name == "bentoml_service_adaptive_batch_size_bucket" and float(sample.labels["le"]) == 1.0:
+                of_one += sample.value  # cumulative: the batches of at most one call
+    return batches, batches - of_one
 
 
 @pytest.mark.parametrize("route", ["/search", "/search_batch", "/search_by_id", "/embed"])

@@ -73,6 +73,34 @@ def test_without_held_out_images_the_gate_ranks_on_held_out_classes() -> None:
     assert decision.evaluation == "class_disjoint" and decision.promoted == TUNED
 
 
+def test_on_a_tie_the_frozen_trunk_wins_over_tuned_in_either_order() -> None:
+    report = {TUNED: entry("t", 0.5, 0.5), FROZEN: entry("f", 0.5, 0.5)}
+    for candidates in ([TUNED, FROZEN], [FROZEN, TUNED]):
+        decision = decide(report, candidates=candidates)
+        assert decision.promoted == FROZEN and decision.serve == FROZEN, candidates
+        assert decision.eligible == candidates
+    # Tied with each other and ahead of the champion: the frozen trunk is what gets promoted.
+    report[CURRENT] = entry("c", 0.4, 0.5)
+    decision = decide(report, candidates=[TUNED, FROZEN], champion=CURRENT)
+    assert decision.promoted == FROZEN and f"{FROZEN} beats champion c" in decision.reason
+
+
+def test_on_a_tie_the_champion_is_kept() -> None:
+    report = {TUNED: entry("t", 0.55, 0.5), FROZEN: entry("f", 0.4, 0.5), CURRENT: entry("c", 0.55, 0.5)}
+    decision = decide(report, candidates=[TUNED, FROZEN], champion=CURRENT)
+    assert decision.promoted is None and decision.serve == CURRENT
+    assert "champion c kept" in decision.reason and "(0.5500 <= 0.5500)" in decision.reason
+    # A hair better does beat it: the tie, not the numbers, kept the champion above.
+    report[TUNED] = entry("t", 0.5501, 0.5)
+    assert decide(report, candidates=[TUNED, FROZEN], champion=CURRENT).promoted == TUNED
+
+
+def test_a_tuned_model_level_with_the_frozen_trunk_on_held_out_classes_is_eligible() -> None:
+    report = {TUNED: entry("t", 0.7, 0.5), FROZEN: entry("f", 0.4, 0.5)}
+    decision = decide(report, candidates=[TUNED, FROZEN])
+    assert decision.eligible == [TUNED, FROZEN] and decision.promoted == TUNED
+
+
 def worse_model(directory: Path) -> Path:
     """A randomly initialised trunk with a 4-d head: far worse than the pretrained one, deterministic."""
     import torch

@@ -59,12 +59,25 @@ def test_torchvision_trunk_by_name_with_local_weights(tmp_path: Path) -> None:
     import torchvision
 
     weights = tmp_path / "resnet18.pth"
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    torch.manual_seed(1)
+    state = torchvision.models.resnet18(weights=None).state_dict()
+    state["bn1.running_mean"] = torch.full_like(state["bn1.running_mean"], 0.25)  # no init gives this
+    torch.save(state, weights)
+    torch.manual_seed(2)
     model = create_model("resnet18", [8], 32, trunk_weights=str(weights))
     assert model.spec.trunk_dim == 512
     assert model.spec.normalize[0] == pytest.approx((0.485, 0.456, 0.406))
+    # The file's tensors are the trunk's, not a fresh initialisation's.
+    trunk = model.trunk.state_dict()
+    for name in ("conv1.weight", "layer4.1.conv2.weight", "bn1.running_mean"):
+        assert torch.equal(trunk[name], state[name]), name
+    torch.manual_seed(2)
+    fresh = torchvision.models.resnet18(weights=None).state_dict()
+    assert not torch.equal(fresh["conv1.weight"], state["conv1.weight"])
+    assert not torch.equal(fresh["bn1.running_mean"], state["bn1.running_mean"])
     loaded = load_model(save_model(model, tmp_path / "m"))
     assert loaded.spec.trunk_model == "resnet18"
+    assert torch.equal(loaded.trunk.state_dict()["conv1.weight"], state["conv1.weight"])
 
 
 def test_unknown_trunk_is_a_config_error() -> None:

@@ -12,6 +12,7 @@ from tests.helpers import (
     Moto,
     closed_url,
     copy_home,
+    home_digest,
     live_state,
     one_error_line,
     prepared,
@@ -19,9 +20,9 @@ from tests.helpers import (
     visearch_cli,
 )
 from visearch.categories import load_registry
-from visearch.data.manifest import load_manifest
+from visearch.data.manifest import MANIFEST, load_manifest
 from visearch.embed import read_shards
-from visearch.errors import EngineUnavailableError
+from visearch.errors import EngineUnavailableError, IndexIntegrityError
 from visearch.index import open_index, point_id
 from visearch.search import SearchEngine
 from visearch.settings import Settings
@@ -51,7 +52,7 @@ def test_upsert_is_idempotent_resumable_and_rolls_back(home, registry, store) ->
         ids = [point_id(TINY, f) for f in manifest["file"]][:10]
         index.upsert(partial.name, ids, vectors[:10], [payload_for(manifest.iloc[i], [], store) for i in range(10)])
         assert index.count(partial.name) == 10
-        assert index.live(TINY).name == first.collection  # the live alias did not move
+        assert index.live(TINY).name == first.collection  # only run_upsert moves it: see the next test
         resumed = run_upsert(home, store, category, manifest_dir, model_b, emb_b, index=index)
         assert resumed.collection == partial.name and resumed.count == n_images
         assert resumed.previous == first.collection
@@ -69,6 +70,45 @@ def test_upsert_is_idempotent_resumable_and_rolls_back(home, registry, store) ->
         index.close()
 
 
+def test_upsert_refuses_a_short_count_or_foreign_embeddings_and_keeps_the_live_alias(  # type: ignore[no-untyped-def]
+    home, registry, store, tmp_path: Path
+) -> None:
+    """The two integrity guards of ``run_upsert``: nothing goes live unless every point landed."""
+    category = registry.get(TINY)
+    manifest_dir, model_a, emb_a = prepared(home, registry, store, 32)
+    first = run_upsert(home, store, category, manifest_dir, model_a, emb_a)
+    _, model_b, emb_b = prepared(home, registry, store, 48)
+
+    # An engine that acknowledges a write but loses its last point: the real embedded index,
+    # whose count then comes back one short of the manifest.
+    index = open_index(home)
+    real_upsert = index.backend.upsert
+
+    def lossy_upsert(collection, ids, vectors, payloads, batch_size):  # type: ignore[no-untyped-def]
+        real_upsert(collection, ids[:-1], vectors[:-1], payloads[:-1], batch_size)
+
+    index.backend.upsert = lossy_upsert  # type: ignore[method-assign]
+    try:
+        with pytest.raises(IndexIntegrityError, match="expected .*alias not swapped"):
+            run_upsert(home, store, category, manifest_dir, model_b, emb_b, index=index)
+        assert index.live(TINY).name == first.collection  # the live alias did not move
+        unfinished = [v.name for v in index.versions(TINY) if v.name != first.collection]
+        assert len(unfinished) == 1 and index.count(unfinished[0]) == len(load_manifest(manifest_dir)) - 1
+    finally:
+        index.close()
+
+    # Embeddings of other images than the manifest lists: refused before anything is written.
+    manifest = load_manifest(manifest_dir)
+    other = tmp_path / "other-manifest"
+    other.mkdir()
+    manifest.iloc[1:].to_csv(other / MANIFEST, index=False)
+    before = live_state(home)
+    assert before[0].name == first.collection
+    with pytest.raises(IndexIntegrityError, match="does not match the manifest"):
+        run_upsert(home, store, category, other, model_b, emb_b)
+    assert live_state(home) == before
+
+
 @pytest.mark.slow
 def test_upsert_step_fails_clearly_when_the_object_store_is_down(
     indexed_home: Settings, moto: Moto, tmp_path: Path
@@ -77,6 +117,7 @@ def test_upsert_step_fails_clearly_when_the_object_store_is_down(
     copy = copy_home(indexed_home, tmp_path / "home")
     before = live_state(copy)
     assert before[0] is not None
+    files = home_digest(copy)
 
     down = s3_settings(closed_url().removeprefix("http://"), copy.home, visearch_categories=copy.visearch_categories)
     result, _ = visearch_cli(down, "upsert", "--category", TINY)
@@ -98,3 +139,4 @@ def test_upsert_step_fails_clearly_when_the_object_store_is_down(
             work / "embeddings",
         )
     assert live_state(copy) == before
+    assert home_digest(copy) == files

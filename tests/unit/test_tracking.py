@@ -73,12 +73,30 @@ def test_failing_marks_the_run_failed(tracker: Tracker) -> None:
     assert tracker.client.get_run(run.run_id).info.status == "FAILED"
 
 
-def test_git_commit_prefers_the_baked_in_value(monkeypatch: pytest.MonkeyPatch) -> None:
+def fake_git(directory: Path, script: str) -> None:
+    """A ``git`` on PATH that runs ``script`` (and nothing else is on PATH)."""
+    directory.mkdir()
+    git = directory / "git"
+    git.write_text(f"#!/bin/sh\n{script}\n")
+    git.chmod(0o755)
+
+
+def test_git_commit_prefers_the_baked_in_value(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     from visearch.tracking import git_commit
 
+    head = "0123456789abcdef0123456789abcdef01234567"
+    fake_git(tmp_path / "answers", f"echo {head}")
+    monkeypatch.setenv("PATH", str(tmp_path / "answers"))
     monkeypatch.setenv("VISEARCH_GIT_COMMIT", "abc123")
-    assert git_commit() == "abc123"
+    assert git_commit() == "abc123"  # baked into the image: wins over the checkout's HEAD
+    monkeypatch.setenv("VISEARCH_GIT_COMMIT", "")
+    assert git_commit() == head  # an empty value is no value
     monkeypatch.delenv("VISEARCH_GIT_COMMIT")
-    commit = git_commit()
-    assert commit is None or len(commit) == 40
+    assert git_commit() == head
+
+    fake_git(tmp_path / "fails", "echo HEAD; echo 'fatal: not a git repository' >&2; exit 128")
+    monkeypatch.setenv("PATH", str(tmp_path / "fails"))
+    assert git_commit() is None
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no git at all
+    assert git_commit() is None
     assert os.environ.get("VISEARCH_GIT_COMMIT") is None

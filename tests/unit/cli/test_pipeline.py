@@ -5,10 +5,12 @@ The compiled pipeline and whole kfp.local runs: tests/components/test_pipeline.p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import TINY, closed_url, env_for, live_state, one_error_line, visearch_cli
+from tests.helpers import TINY, closed_url, copy_home, env_for, home_digest, live_state, one_error_line, visearch_cli
 from visearch.settings import Settings
 
 
@@ -27,10 +29,13 @@ def test_pipeline_run_refuses_bad_input_before_starting(home, monkeypatch) -> No
 
 
 @pytest.mark.slow
-def test_pipeline_run_stops_with_one_line_when_mlflow_is_down(indexed_home: Settings) -> None:
-    settings = indexed_home.model_copy(update={"mlflow_tracking_uri": closed_url()})
+def test_pipeline_run_stops_with_one_line_when_mlflow_is_down(indexed_home: Settings, tmp_path: Path) -> None:
+    copy = copy_home(indexed_home, tmp_path / "home")
+    settings = copy.model_copy(update={"mlflow_tracking_uri": closed_url()})
     before = live_state(settings)
+    files = home_digest(settings)
     result, elapsed = visearch_cli(settings, "pipeline", "run", "--categories", TINY)
     assert "MLflow tracking server" in one_error_line(result) and "unreachable" in result.stderr
     assert elapsed < 60  # the CLI's start-up; not minutes of MLflow's retries
     assert live_state(settings) == before
+    assert home_digest(settings) == files
