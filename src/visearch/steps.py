@@ -50,8 +50,13 @@ def check_data(
     params = params or category.train
     rules = DataRules.from_settings(settings)
     found = validate_category(category, store, cache_dir(settings), rules=rules, show_progress=show_progress)
-    manifest = split_by_class(found.frame, split=params.split, holdout=params.holdout, seed=params.seed,
-                              min_images_per_class=rules.min_images_per_class)  # fmt: skip
+    manifest = split_by_class(
+        found.frame,
+        split=params.split,
+        holdout=params.holdout,
+        seed=params.seed,
+        min_images_per_class=rules.min_images_per_class,
+    )
     plan = evaluation_plan(manifest, holdout=params.holdout, min_images_per_class=rules.min_images_per_class)
     return manifest, DataSummary.of(category.name, manifest, found.report, found.sizes, plan)
 
