@@ -91,7 +91,7 @@ def rollback(
         "live": target.name,
         "previous": previous.name,
         "champion": champion,
-        "note": "" if champion else f"MLflow champion not moved: model {target.model_version} is not registered",
+        "note": "" if champion else _why_champion_stays(tracker, target.model_version),
     }
 
 
@@ -111,3 +111,9 @@ def delete_version(index: VectorIndex, category: str, collection: str) -> dict[s
         raise ConflictError(f"{collection} is being written by a pipeline; retry once it is done")
     index.delete(collection)
     return {"category": category, "deleted": collection, "live": live.name if live else None}
+
+
+def _why_champion_stays(tracker: Tracker | None, model_version: str) -> str:
+    if tracker is None:
+        return "MLflow champion not moved: no tracker given (the index alone was rolled back)"
+    return f"MLflow champion not moved: model {model_version} is not registered"
