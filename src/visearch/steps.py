@@ -267,12 +267,18 @@ class UpsertResult:
 
 
 def publish_model(store: ObjectStore, category: str, model_dir: Path) -> str:
-    """Copy the model files to the store (``model.store_key``): the search path loads them from there."""
+    """Copy the model files to the store (``model.store_key``): the search path loads them from there.
+
+    A version names its weights, so files already stored under it are the same files: they are not
+    uploaded again (the train step publishes what the upsert step would publish a second time).
+    """
     from visearch.model import model_files, read_spec, store_key
 
     version = read_spec(model_dir).version
     for path in model_files(model_dir):
-        store.put_file(store_key(category, version, path.name), path)
+        key = store_key(category, version, path.name)
+        if not store.exists(key):
+            store.put_file(key, path)
     return version
 
 
