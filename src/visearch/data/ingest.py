@@ -58,7 +58,7 @@ def ingest_folder(
     present = [(source / "images" / str(file)).is_file() for file in frame["file"]]
     for file, ok in zip(frame["file"], present, strict=True):
         if not ok:
-            report.drop(str(file), "image file missing")
+            report.drop(str(file), f"missing image: no file images/{file}")
     frame = frame[present].reset_index(drop=True)
     captions = [column for column in frame.columns if column not in ("file", "class", "label")]
     rows = (

@@ -66,10 +66,6 @@ class PrepareReport(DataReport):
     classes: int = 0
     duplicates: DuplicateReport = field(default_factory=DuplicateReport)
 
-    def reasons(self) -> Counter[str]:
-        """Dropped files per kind of reason (the text before the first colon)."""
-        return Counter(reason.split(":", 1)[0] for _, reason in self.dropped)
-
     def summary(self) -> str:
         """Human-readable report: counts, reasons, the first dropped files and the duplicates."""
         lines = [
@@ -88,7 +84,6 @@ class PrepareReport(DataReport):
         return {
             "dataset": self.dataset,
             "classes": self.classes,
-            "reasons": dict(self.reasons()),
             **super().to_dict(),
             "duplicates": self.duplicates.to_dict(),
         }
