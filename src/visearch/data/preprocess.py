@@ -9,6 +9,7 @@ evaluation). Every valid image is indexed later, whatever its split. A bad row c
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,6 +146,19 @@ def _drop_small_classes(
     return frame[~small].reset_index(drop=True), kept_sizes
 
 
+def held_out_count(images: int, holdout: float, min_images_per_class: int) -> int:
+    """How many of a training class's ``images`` are held out: ``holdout`` of them, or none if too few would stay."""
+    n_hold = int(images * holdout)
+    return n_hold if images - n_hold >= min_images_per_class else 0
+
+
+def smallest_class_held_out(holdout: float, min_images_per_class: int) -> int | None:
+    """The fewest images a class needs to give some up for in-domain evaluation (None: ``holdout`` is 0)."""
+    if holdout <= 0:
+        return None
+    return next(n for n in itertools.count(min_images_per_class) if held_out_count(n, holdout, min_images_per_class))
+
+
 def split_by_class(
     frame: pd.DataFrame, *, split: float, holdout: float, seed: int, min_images_per_class: int = 2
 ) -> pd.DataFrame:
@@ -161,8 +175,8 @@ def split_by_class(
     result = frame.copy()
     result["split"] = np.where(result["class"].isin(train_classes), "train", "test")
     for _cls, rows in result[result["split"] == "train"].groupby("class"):
-        n_hold = int(len(rows) * holdout)
-        if n_hold and len(rows) - n_hold >= min_images_per_class:
+        n_hold = held_out_count(len(rows), holdout, min_images_per_class)
+        if n_hold:
             held = rng.choice(rows.index.to_numpy(), size=n_hold, replace=False)
             result.loc[held, "split"] = "heldout"
     return result

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from visearch.data.meta import DataReport
+from visearch.data.preprocess import smallest_class_held_out
 
 
 @dataclass
@@ -45,15 +46,9 @@ def evaluation_plan(manifest: pd.DataFrame, *, holdout: float, min_images_per_cl
     why = []
     if not in_domain:
         largest = int(manifest.loc[split != "test"].groupby("class").size().max())
-        needed = min_images_per_class + 1
-        while int(needed * holdout) < 1 or needed - int(needed * holdout) < min_images_per_class:
-            needed += 1
-            if needed > 10_000:
-                break
-        why.append(
-            f"no in-domain: the largest training class has {largest} image(s); holding out {holdout:g} of a "
-            f"class needs {needed}+ images"
-        )
+        needed = smallest_class_held_out(holdout, min_images_per_class)
+        reason = f"holding out {holdout:g} of a class needs {needed}+ images" if needed else "holdout is 0"
+        why.append(f"no in-domain: the largest training class has {largest} image(s); {reason}")
     if not class_disjoint:
         why.append(f"no class-disjoint: {test_classes} held-out class(es), 2 needed; add classes or lower split")
     return EvaluationPlan(in_domain, class_disjoint, why)
