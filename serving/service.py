@@ -1,5 +1,17 @@
 """The visearch BentoML service: REST API (OpenAPI at /docs) with the Gradio UI at /ui.
 
+Contract rules (schemathesis checks them all, tests/service/test_service_reliability.py):
+
+- The OpenAPI document (/docs.json) states exactly what the server accepts and answers.
+- Field types come from ``serving.contract``: ``CategoryName``, ``K`` (1..Settings.max_k),
+  ``MinSimilarity`` (0..100), ``ClassFilter``, ``Base64Image``; a limit taken from Settings is a
+  ``FROM_SETTINGS`` marker filled in when the document is served.
+- Bodies are JSON unless they carry files; a file field is an image (``IMAGE_MEDIA_TYPES``).
+- Every error answer is ``ErrorBody`` JSON (``{"error": message, "status": code}``), a 4xx or 503,
+  never a 500; each route lists the statuses it can send: a BentoML API with
+  ``@api(route, errors=(...))``, a FastAPI route with ``responses=errors(...)``.
+- Admin routes take ``**ADMIN`` (API-key guard, 401/403 first).
+
 Run: ``bentoml serve serving.service:Visearch`` (or ``visearch serve``). A thin adapter over
 ``visearch.search.SearchEngine``: every endpoint is one library call through the server's
 ``Runtime``; errors become ``{"error": ..., "status": ...}`` JSON with a 4xx (or 503) status.
@@ -11,7 +23,6 @@ one stuck on an engine never holds up the others. The embedded index opens read-
 pipelines and the CLI use the same data home meanwhile.
 """
 
-import json
 import logging
 import mimetypes
 from collections.abc import Callable
@@ -22,13 +33,26 @@ import bentoml
 from fastapi import Depends, FastAPI, Query, Security
 from fastapi import Path as PathParam
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import Base64Bytes, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
+from python_multipart.multipart import parse_options_header
 from starlette.exceptions import HTTPException
-from starlette.formparsers import MultiPartException
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from serving.contract import (
+    FROM_SETTINGS,
+    Base64Image,
+    CategoryName,
+    ClassFilter,
+    ErrorShape,
+    K,
+    MinSimilarity,
+    OpenAPIContract,
+    api,
+    errors,
+)
 from visearch import __version__, admin
 from visearch.errors import ForbiddenError, UnauthorizedError
 from visearch.runtime import Runtime, check_batch, error_payload, image_url, keep_temp_files_in_home, read_upload
@@ -38,16 +62,34 @@ from visearch.tracking import Tracker
 
 logger = logging.getLogger("visearch.service")
 
-CategoryName = Annotated[str, Field(description="Category name from GET /categories", max_length=100)]
-K = Annotated[int, Field(description="Number of results (1 to the server's max_k, default 100)")]
-MinSimilarity = Annotated[float, Field(description="Minimum similarity in percent (0–100)")]
-ClassFilter = Annotated[str | None, Field(description="Only results of this class", max_length=200)]
-
 
 def invalid(model: str, field: str, kind: str, message: str) -> ValidationError:
     """A pydantic validation error: BentoML answers it with 400 and the message in ``detail``."""
     line = {"type": PydanticCustomError(kind, message), "loc": (field,), "input": "<body>"}
     return ValidationError.from_exception_data(model, [line])  # type: ignore[list-item]
+
+
+class FileParts(MultiPartParser):
+    """Starlette's multipart parser, reading a part with an image Content-Type as a file.
+
+    RFC 7578 makes a file part's filename a SHOULD; Starlette reads a part without one as text,
+    so an image sent that way (as the OpenAPI document's encoding allows) would be refused.
+    """
+
+    def on_headers_finished(self) -> None:
+        """Give an image part without a filename one, then let Starlette make it an upload."""
+        part = self._current_part
+        content_type = dict(part.item_headers).get(b"content-type", b"").split(b";")[0].strip().lower()
+        if content_type.startswith(b"image/") and b"filename" not in parse_options_header(part.content_disposition)[1]:
+            part.content_disposition += b'; filename="upload"'
+        super().on_headers_finished()
+
+
+async def parse_form(request: Request) -> Any:
+    """The request's multipart form, parsed by ``FileParts`` and cached where BentoML's parse reads it."""
+    if request._form is None:  # noqa: SLF001 - Starlette's form cache: BentoML reads the form through it
+        request._form = await FileParts(request.headers, request.stream()).parse()  # noqa: SLF001
+    return request._form  # noqa: SLF001
 
 
 class GuardedInput(bentoml.IODescriptor):
@@ -67,7 +109,7 @@ class GuardedInput(bentoml.IODescriptor):
         """
         if request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
             try:
-                form = await request.form()  # starlette caches it for BentoML's own parse
+                form = await parse_form(request)
             except (HTTPException, MultiPartException) as exc:
                 detail = getattr(exc, "detail", None) or getattr(exc, "message", "")
                 raise invalid(cls.__name__, "body", "multipart_invalid", f"malformed multipart body: {detail}") from exc
@@ -90,7 +132,14 @@ class SearchInput(GuardedInput):
 class BatchInput(GuardedInput):
     """Input of POST /search_batch: several query images (multipart uploads) and the search options."""
 
-    images: Annotated[list[Path], Field(description="Query images (repeat the multipart field)")]
+    images: Annotated[
+        list[Path],
+        Field(
+            description="Query images (repeat the multipart field)",
+            min_length=1,
+            json_schema_extra={FROM_SETTINGS: {"maxItems": "max_batch_images"}},
+        ),
+    ]
     category: CategoryName
     k: K = 10
     min_similarity: MinSimilarity = 0.0
@@ -168,13 +217,13 @@ class EmbedRequest(BaseModel):
     """One image to embed with the model of a category."""
 
     category: CategoryName
-    image: Base64Bytes = Field(description="The image file, base64-encoded")
+    image: Base64Image
 
 
 class EmbedInput(GuardedInput):
     """Input of POST /embed: the images to embed, each with its category."""
 
-    requests: list[EmbedRequest]
+    requests: Annotated[list[EmbedRequest], Field(min_length=1)]
 
 
 class EmbedOutcome(BaseModel):
@@ -193,23 +242,13 @@ class EmbedOutcome(BaseModel):
         return cls(vector=[float(x) for x in outcome])
 
 
-class ErrorBody(BaseModel):
-    """The error answer of every endpoint: a message and the HTTP status."""
-
-    error: str
-    status: int
-
-
 def error_response(exc: BaseException) -> JSONResponse:
     """The JSON error answer for an exception, with its HTTP status (never a traceback)."""
     status, body = error_payload(exc)
     return JSONResponse(body, status_code=status)
 
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in ((400, "Bad request"), (404, "Unknown category, id or index"), (503, "Engine unavailable"))
-}
+GET_ERRORS = errors(400, 404, 422, 503)
 web = FastAPI(title="visearch", version=__version__)
 
 
@@ -307,17 +346,11 @@ def access_refused(request: Request, exc: Exception) -> JSONResponse:
     return response
 
 
-ADMIN_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody, "description": text}
-    for code, text in (
-        (401, "No API key sent"),
-        (403, "Wrong API key, or admin endpoints disabled (VISEARCH_API_KEY unset)"),
-        (404, "Unknown category or version, or no older version to roll back to"),
-        (409, "The version is live or being written"),
-        (503, "Engine unavailable"),
-    )
+ADMIN = {
+    "responses": errors(400, 401, 403, 404, 409, 422, 502, 503),
+    "tags": ["Admin"],
+    "dependencies": [Depends(admin_access)],
 }
-ADMIN = {"responses": ADMIN_ERRORS, "tags": ["Admin"], "dependencies": [Depends(admin_access)]}
 
 
 # BentoML runs sync APIs in one thread unless told otherwise: one request waiting on an engine
@@ -358,7 +391,7 @@ class Visearch:
             return error_response(exc)
 
     # --- POST endpoints (BentoML APIs) ---------------------------------------------------
-    @bentoml.api(route="/search", input_spec=SearchInput)
+    @api("/search", errors=(400, 404, 413, 503), input_spec=SearchInput)
     def search(
         self, image: Path, category: str, k: int = 10, min_similarity: float = 0.0, class_filter: str | None = None
     ) -> SearchResponse:
@@ -375,7 +408,7 @@ class Visearch:
 
         return self._answer(call)
 
-    @bentoml.api(route="/embed", input_spec=EmbedInput, batchable=True, max_batch_size=32, max_latency_ms=10_000)
+    @api("/embed", errors=(400,), input_spec=EmbedInput, batchable=True, max_batch_size=32, max_latency_ms=10_000)
     def embed(self, requests: list[EmbedRequest]) -> list[EmbedOutcome]:
         """Embedding vectors of images (BentoML adaptive batching).
 
@@ -388,7 +421,7 @@ class Visearch:
             outcomes = [exc] * len(requests)
         return [EmbedOutcome.of(outcome) for outcome in outcomes]
 
-    @bentoml.api(route="/search_by_id", input_spec=ByIdInput)
+    @api("/search_by_id", errors=(400, 404, 503), input_spec=ByIdInput)
     def search_by_id(
         self, category: str, point_id: str, k: int = 10, min_similarity: float = 0.0, class_filter: str | None = None
     ) -> SearchResponse:
@@ -404,7 +437,7 @@ class Visearch:
 
         return self._answer(call)
 
-    @bentoml.api(route="/search_batch", input_spec=BatchInput)
+    @api("/search_batch", errors=(400, 404, 413, 503), input_spec=BatchInput)
     def search_batch(
         self,
         images: list[Path],
@@ -431,12 +464,14 @@ class Visearch:
         return self._answer(call)
 
     # --- GET endpoints (FastAPI, in the same OpenAPI document) ---------------------------
-    @web.get("/categories", response_model=list[Category], responses=ERRORS, tags=["Service APIs"])
+    @web.get("/categories", response_model=list[Category], responses=GET_ERRORS, tags=["Service APIs"])
     def categories(self) -> Any:
         """Every category: title, business usage, credits and the number of indexed images."""
         return self._answer(lambda: [Category.of(info) for info in self.runtime.run(lambda e: e.categories())])
 
-    @web.get("/categories/{category}/examples", response_model=list[Result], responses=ERRORS, tags=["Service APIs"])
+    @web.get(
+        "/categories/{category}/examples", response_model=list[Result], responses=GET_ERRORS, tags=["Service APIs"]
+    )
     def examples(
         self,
         category: Annotated[str, PathParam(max_length=100)],
@@ -450,7 +485,7 @@ class Visearch:
     @web.get(
         "/images/{category}/{point_id}",
         response_class=Response,
-        responses={200: {"content": {"image/*": {}}, "description": "The image file"}, **ERRORS},
+        responses={200: {"content": {"image/*": {}}, "description": "The image file"}, **GET_ERRORS},
         tags=["Service APIs"],
     )
     def image(
@@ -506,66 +541,6 @@ class Visearch:
         return self._admin(body.category, call)
 
 
-@web.get("/images/{rest:path}", include_in_schema=False)
-@web.get("/categories/{rest:path}", include_in_schema=False)
-def no_such_resource(rest: str) -> JSONResponse:
-    """Paths under the API's prefixes that match no route (e.g. an id containing '/'): JSON 404."""
-    return JSONResponse({"error": "no such resource; see /docs for the API", "status": 404}, status_code=404)
-
-
-class ValidationMessages:
-    """ASGI middleware: BentoML's request-validation 400s in this API's error shape.
-
-    BentoML answers them ``{"error": "1 validation error for SearchInput", "detail": [...]}``
-    (a list where its own OpenAPI documents a string); this says which field is wrong and why:
-    ``{"error": "k: Input should be a valid integer ...", "detail": ..., "status": 400}``.
-    """
-
-    def __init__(self, app: Any, routes: tuple[str, ...] = ("/search", "/search_by_id", "/search_batch", "/embed")):
-        self.app = app
-        self.routes = routes
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        """Pass a request through, rewriting a 400 answer of the POST APIs into one message."""
-        if scope["type"] != "http" or scope.get("method") != "POST" or scope.get("path") not in self.routes:
-            await self.app(scope, receive, send)
-            return
-        start: dict[str, Any] | None = None
-        chunks: list[bytes] = []
-
-        async def rewrite(message: dict[str, Any]) -> None:
-            nonlocal start
-            if message["type"] == "http.response.start" and message["status"] == 400:
-                start = message
-                return
-            if start is None or message["type"] != "http.response.body":
-                await send(message)
-                return
-            chunks.append(message.get("body", b""))
-            if message.get("more_body"):
-                return
-            body = readable_validation_error(b"".join(chunks))
-            headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
-            await send({**start, "headers": [*headers, (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
-
-        await self.app(scope, receive, rewrite)
-
-
-def readable_validation_error(body: bytes) -> bytes:
-    """``{"error": title, "detail": [pydantic errors]}`` → one message naming each field; else unchanged."""
-    try:
-        data = json.loads(body)
-    except ValueError:
-        return body
-    if not isinstance(data, dict) or not isinstance(data.get("detail"), list):
-        return body
-    parts = []
-    for item in data["detail"]:
-        where = ".".join(str(part) for part in item.get("loc", ())) or "body"
-        parts.append(f"{where}: {item.get('msg', 'invalid')}")
-    message = "; ".join(parts) or str(data.get("error", "invalid request"))
-    return json.dumps({"error": message, "detail": str(data.get("error", "")), "status": 400}).encode()
-
-
-Visearch.add_asgi_middleware(ValidationMessages)
+# Independent of their order: one rewrites answers of status >= 400, the other the 200 of /docs.json.
+Visearch.add_asgi_middleware(OpenAPIContract)
+Visearch.add_asgi_middleware(ErrorShape)
