@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import socket
 import struct
 import zlib
@@ -424,3 +425,44 @@ def test_exif_rotation_is_applied(client: httpx.Client, examples: list[dict]) ->
     # JPEG blocks fall differently on the turned pixels: same best match, nearly the same score.
     assert rotated[0]["id"] == upright[0]["id"] == examples[3]["id"]
     assert rotated[0]["score"] == pytest.approx(upright[0]["score"], abs=0.02)
+
+
+# --- the OpenAPI contract (schemathesis checks it in depth: test_service_reliability.py) -------------
+def test_the_openapi_document_states_ranges_required_bodies_and_error_bodies(client: httpx.Client) -> None:
+    document = client.get("/docs.json").json()
+    search = document["paths"]["/search"]["post"]
+    form = search["requestBody"]["content"]["multipart/form-data"]
+    assert search["requestBody"]["required"] is True
+    k, similarity = form["schema"]["properties"]["k"], form["schema"]["properties"]["min_similarity"]
+    assert (k["minimum"], k["maximum"]) == (1, Settings(_env_file=None).max_k)
+    assert (similarity["minimum"], similarity["maximum"]) == (0, 100)
+    assert form["encoding"]["image"]["contentType"].startswith("image/png")
+    batch = document["paths"]["/search_batch"]["post"]["requestBody"]["content"]["multipart/form-data"]
+    assert batch["schema"]["properties"]["images"]["maxItems"] == Settings(_env_file=None).max_batch_images
+    assert set(search["responses"]) == {"200", "400", "404", "413", "503"}
+    error_body = {"$ref": "#/components/schemas/ErrorBody"}
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            for status, response in operation["responses"].items():
+                if int(status) >= 400:
+                    assert response["content"] == {"application/json": {"schema": error_body}}, (method, path, status)
+    assert "x-visearch-settings" not in json.dumps(document)
+
+
+def test_an_image_part_without_filename_is_an_upload(client: httpx.Client, good: bytes) -> None:
+    """RFC 7578 makes the filename a SHOULD: a part with an image Content-Type is a file all the same."""
+    response = client.post("/search", data={"category": TINY, "k": "1"}, files={"image": (None, good, "image/png")})
+    assert response.status_code == 200, response.text
+    batch = client.post("/search_batch", data={"category": TINY}, files=[("images", (None, good, "image/png"))])
+    assert batch.status_code == 200, batch.text
+
+
+def test_every_error_answer_is_error_body_json(client: httpx.Client) -> None:
+    for response in (
+        client.get("/images/x%0A/y"),  # no route matches a newline: Starlette's own 404
+        client.post("/admin/rollback", content=b"\xff{", headers={"content-type": "application/json"}),
+        client.get(f"/categories/{TINY}/examples", params={"limit": 0}),
+    ):
+        assert response.headers["content-type"] == "application/json", response.text
+        body = response.json()
+        assert set(body) == {"error", "status"} and body["status"] == response.status_code and body["error"]
