@@ -52,22 +52,47 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
     assert loop["iteratorPolicy"]["parallelismLimit"] == 4
 
     tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
-    assert set(tasks) == STEPS
+    assert set(tasks) == STEPS - {"embed"} | {"shards", "for-loop-2"}
     depends = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert depends == {
         "preprocess": set(),
         "train": {"preprocess"},
         "evaluate": {"preprocess", "train"},
-        "embed": {"preprocess", "evaluate"},
-        "upsert": {"preprocess", "evaluate", "embed"},
+        "shards": set(),
+        "for-loop-2": {"preprocess", "evaluate", "shards"},
+        "upsert": {"preprocess", "evaluate", "for-loop-2"},
     }
+    # The embed step fans out over the shards the `shards` step lists (the pipeline's embed_shards,
+    # else the registry's), one item {category, shard} each; the upsert collects every shard's output.
+    assert inputs["embed_shards"] == {"defaultValue": -1.0, "isOptional": True, "parameterType": "NUMBER_INTEGER"}
+    fan_out = tasks["for-loop-2"]
+    assert fan_out["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--shards-Output"
+    assert fan_out["inputs"]["parameters"]["pipelinechannel--shards-Output"]["taskOutputParameter"] == {
+        "outputParameterKey": "Output",
+        "producerTask": "shards",
+    }
+    shard_loop = spec["components"]["comp-for-loop-2"]["dag"]
+    embed = shard_loop["tasks"]["embed"]
+    item = "pipelinechannel--shards-Output-loop-item"
+    assert {name: p["componentInputParameter"] for name, p in embed["inputs"]["parameters"].items()} == {
+        "category": item,
+        "shard": item,
+    }
+    assert shard_loop["outputs"]["artifacts"]["pipelinechannel--embed-embeddings"]["artifactSelectors"] == [
+        {"outputArtifactKey": "embeddings", "producerSubtask": "embed"}
+    ]
+    collected = tasks["upsert"]["inputs"]["artifacts"]["embeddings"]["taskOutputArtifact"]
+    assert collected == {"outputArtifactKey": "pipelinechannel--embed-embeddings", "producerTask": "for-loop-2"}
+    assert spec["components"]["comp-upsert"]["inputDefinitions"]["artifacts"]["embeddings"]["isArtifactList"]
     # The embed/upsert steps index the gate's champion, not the freshly trained model.
-    champion = tasks["embed"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
+    champion = fan_out["inputs"]["artifacts"]["pipelinechannel--evaluate-champion"]["taskOutputArtifact"]
     assert champion == {"outputArtifactKey": "champion", "producerTask": "evaluate"}
-    assert all(not task["cachingOptions"].get("enableCache", False) for task in tasks.values())
+    assert embed["inputs"]["artifacts"]["model"] == {"componentInputArtifact": "pipelinechannel--evaluate-champion"}
+    steps = [task for name, task in tasks.items() if name != "for-loop-2"] + [embed]
+    assert all(not task["cachingOptions"].get("enableCache", False) for task in steps)
 
     executors = spec["deploymentSpec"]["executors"]
-    assert {name.removeprefix("exec-") for name in executors} == STEPS
+    assert {name.removeprefix("exec-") for name in executors} == STEPS | {"shards"}
     assert {executor["container"]["image"] for executor in executors.values()} == {image}
     outputs = spec["components"]["comp-evaluate"]["outputDefinitions"]["artifacts"]
     assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
