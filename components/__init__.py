@@ -16,19 +16,21 @@ from kfp import dsl
 from components.embed import embed
 from components.evaluate import evaluate
 from components.preprocess import preprocess
+from components.shards import shards
 from components.train import train
 from components.upsert import upsert
 
-STEPS: tuple[Callable[..., Any], ...] = (preprocess, train, evaluate, embed, upsert)
+STEPS: tuple[Callable[..., Any], ...] = (preprocess, train, evaluate, shards, embed, upsert)
 
 
 @dataclass(frozen=True)
 class Components:
-    """The five step components, built for one image."""
+    """The step components (five steps and the embed step's fan-out), built for one image."""
 
     preprocess: Any
     train: Any
     evaluate: Any
+    shards: Any
     embed: Any
     upsert: Any
 
@@ -44,5 +46,5 @@ def component(func: Callable[..., Any], image: str) -> Any:
 
 
 def build(image: str) -> Components:
-    """The five components with ``base_image=image``."""
+    """The step components with ``base_image=image``."""
     return Components(*(component(step, image) for step in STEPS))

@@ -62,6 +62,7 @@ def run_local(
     overrides: dict[str, Any] | None = None,
     *,
     log_file: Path | None = None,
+    embed_shards: int | None = None,
 ) -> LocalRun:
     """Run the pipeline for ``categories``; artifacts land under ``<VISEARCH_HOME>/kfp``.
 
@@ -70,6 +71,7 @@ def run_local(
         categories: Category names (the ParallelFor items), processed one after another.
         overrides: Pipeline parameters (training params by their seed names).
         log_file: Write the steps' full logs there and show only their key lines (the demo).
+        embed_shards: Embed steps per category (the pipeline's ``embed_shards``); None = the registry's.
     """
     root = settings.home / "kfp"
     root.mkdir(parents=True, exist_ok=True)
@@ -84,7 +86,8 @@ def run_local(
     with warnings.catch_warnings(), output:
         # base_image is only used on a cluster; locally the steps run in this environment.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
-        pipeline(categories=categories, **(overrides or {}))
+        shards = {} if embed_shards is None else {"embed_shards": embed_shards}
+        pipeline(categories=categories, **(overrides or {}), **shards)
     created = sorted((p for p in root.iterdir() if p not in before and p.is_dir()), key=lambda p: p.stat().st_mtime)
     if not created:
         raise RuntimeError(f"kfp.local wrote no run folder under {root}")
@@ -127,7 +130,10 @@ class KeyLines(io.TextIOBase):
 
 
 def collect(folder: Path, categories: list[str]) -> LocalRun:
-    """Find each category's artifacts in a kfp.local run folder (one ``for-loop-*-iteration-N`` each)."""
+    """Find each category's artifacts in a kfp.local run folder (one ``for-loop-*-iteration-N`` each).
+
+    A category's embed shards are ``embed[i]/embeddings`` (``embed/embeddings`` when there is one).
+    """
     runs = []
     for number, category in enumerate(categories):
         matches = sorted(folder.glob(f"for-loop-*-iteration-{number}"))
@@ -135,12 +141,16 @@ def collect(folder: Path, categories: list[str]) -> LocalRun:
             continue
         iteration = matches[0]
         found = CategoryRun(category, iteration)
+        # The embed step runs once per shard, each in a folder of the inner loop (for-loop-2-iteration-N).
+        shards = sorted(iteration.glob("for-loop-*-iteration-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
         for step in STEPS:
-            step_dir = iteration / step
-            for output in sorted(step_dir.iterdir()) if step_dir.is_dir() else []:
-                if output.name != "executor_output.json":
-                    found.artifacts[f"{step}/{output.name}"] = output
-            for name, value in _parameters(step_dir, step).items():
+            places = [(iteration / step, step)]
+            places += [(shard / step, step if len(shards) == 1 else f"{step}[{i}]") for i, shard in enumerate(shards)]
+            for step_dir, label in places:
+                for output in sorted(step_dir.iterdir()) if step_dir.is_dir() else []:
+                    if output.name != "executor_output.json":
+                        found.artifacts[f"{label}/{output.name}"] = output
+            for name, value in _parameters(iteration / step, step).items():
                 setattr(found, name, value)
         runs.append(found)
     return LocalRun(folder, runs)

@@ -1,7 +1,8 @@
 """The visearch pipeline: preprocess → train → evaluate (gate) → embed → upsert, per category.
 
 Declarative: ``dsl.ParallelFor`` over the categories chosen at submit time, five components per
-category, no logic in the body. ``python -m pipelines.visearch_pipeline [OUTPUT]`` compiles it.
+category, no logic in the body. The embed step fans out over the category's shards (a nested
+``ParallelFor``); the upsert collects their outputs (``dsl.Collected``). ``python -m pipelines.visearch_pipeline [OUTPUT]`` compiles it.
 """
 
 # No `from __future__ import annotations`: kfp reads the pipeline's parameter types at runtime.
@@ -32,6 +33,8 @@ CONFIG_ENV = (
     "MLFLOW_TRACKING_URI",
     "VISEARCH_CATEGORIES",
     "VISEARCH_REQUIRE_ENGINES",
+    "QDRANT_SHARD_NUMBER",
+    "QDRANT_REPLICATION_FACTOR",
 )
 # The registry ConfigMap, mounted where VISEARCH_CATEGORIES points (k8s/base/config.yaml).
 CATEGORIES_CONFIG_MAP = "visearch-categories"
@@ -107,8 +110,12 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
         sampler_m: int = -1,
         input_size: int = -1,
         max_steps: int = -1,
+        embed_shards: int = -1,
     ) -> None:
-        """Training params left at -1 / empty take each category's value from the registry."""
+        """Training params left at -1 / empty take each category's value from the registry.
+
+        ``embed_shards``: embed pods per category, their outputs collected by the upsert (-1 = registry).
+        """
         with dsl.ParallelFor(items=categories, parallelism=parallelism, name="category") as category:
             prep = _on_cluster(
                 steps.preprocess(category=category, split=split, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER),
@@ -145,17 +152,26 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
                 "evaluate",
                 plan,
             )
-            vectors = _on_cluster(
-                steps.embed(category=category, manifest=prep.outputs["manifest"], model=gated.outputs["champion"]),
-                "embed",
-                plan,
-            )
+            shards = _on_cluster(steps.shards(category=category, embed_shards=embed_shards), "shards", plan)
+            # Each item carries its category: kfp.local hands an inner loop's body the inner item
+            # in place of any outer loop item (kfp 2.17), so the body reads only its own item.
+            with dsl.ParallelFor(items=shards.output, name="shard") as shard:
+                vectors = _on_cluster(
+                    steps.embed(
+                        category=shard.category,
+                        manifest=prep.outputs["manifest"],
+                        model=gated.outputs["champion"],
+                        shard=shard.shard,
+                    ),
+                    "embed",
+                    plan,
+                )
             _on_cluster(
                 steps.upsert(
                     category=category,
                     manifest=prep.outputs["manifest"],
                     model=gated.outputs["champion"],
-                    embeddings=vectors.outputs["embeddings"],
+                    embeddings=dsl.Collected(vectors.outputs["embeddings"]),
                     run_id=prep.outputs["Output"],
                 ),
                 "upsert",

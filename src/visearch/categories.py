@@ -103,6 +103,9 @@ class Category(BaseModel):
     resources: dict[str, StepResources] = Field(
         default_factory=dict, description="Per-step requests/limits on a cluster (preprocess, train, ...)"
     )
+    embed_shards: int = Field(
+        default=1, ge=1, le=256, description='Embed pods the pipeline fans out over (README "Scale"); 1 = one pod'
+    )
     demo: bool = False
 
     @field_validator("data_dir")

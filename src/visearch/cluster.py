@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from visearch.categories import Category, StepResources
 from visearch.errors import ConfigError
 
-STEPS = ("preprocess", "train", "evaluate", "embed", "upsert")
+STEPS = ("preprocess", "train", "evaluate", "shards", "embed", "upsert")
 DEFAULT_RESOURCES = {
     "preprocess": StepResources(cpu="500m", memory="1Gi", memory_limit="2Gi"),
     "train": StepResources(cpu="2", memory="4Gi", memory_limit="8Gi"),
     "evaluate": StepResources(cpu="2", memory="3Gi", memory_limit="6Gi"),
+    # Reads the registry and lists the embed step's shards (README "Scale").
+    "shards": StepResources(cpu="100m", memory="256Mi", memory_limit="512Mi"),
     "embed": StepResources(cpu="2", memory="3Gi", memory_limit="6Gi"),
     "upsert": StepResources(cpu="500m", memory="1Gi", memory_limit="2Gi"),
 }

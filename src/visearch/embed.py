@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
 
-from visearch.errors import NotFoundError
+from visearch.errors import IndexIntegrityError, InvalidQueryError, NotFoundError
 
 # torch is imported where vectors are computed: reading finished shards (the upsert step, a fresh
 # process in the pipeline) needs only NumPy.
@@ -23,6 +24,49 @@ if TYPE_CHECKING:
 SHARD_SIZE = 1024
 # Fastest on 2 cores in benchmarks/results/embedding.md: batch 32, no DataLoader workers (0.97x the bare forward).
 BATCH_SIZE = 32
+
+
+@dataclass(frozen=True)
+class Shard:
+    """Shard ``index`` of ``count``: one contiguous range of the manifest's rows, embedded by one pod.
+
+    The pipeline fans the embed step out over a category's shards and the upsert step collects
+    them (README "Scale"); ``Shard(0, 1)`` is the whole category.
+    """
+
+    index: int = 0
+    count: int = 1
+
+    def __post_init__(self) -> None:
+        """Refuse a shard outside ``0 <= index < count``."""
+        if self.count < 1 or not 0 <= self.index < self.count:
+            raise InvalidQueryError(f"shard {self.index}/{self.count}: need 0 <= i < n, e.g. 0/2 and 1/2")
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        """``"i/n"`` (0-based) → ``Shard(i, n)``.
+
+        Raises:
+            InvalidQueryError: the text is not ``i/n`` with ``0 <= i < n``.
+        """
+        index, _, count = text.partition("/")
+        try:
+            return cls(int(index), int(count))
+        except ValueError as exc:
+            raise InvalidQueryError(f"a shard is written i/n (0-based), e.g. 0/2; got {text!r}") from exc
+
+    @classmethod
+    def all_of(cls, count: int) -> list[Shard]:
+        """The ``count`` shards that together cover a category."""
+        return [cls(index, count) for index in range(count)]
+
+    def rows(self, total: int) -> range:
+        """This shard's rows of ``total``: shards differ in size by one row at most, and may be empty."""
+        return range(self.index * total // self.count, (self.index + 1) * total // self.count)
+
+    def __str__(self) -> str:
+        """``"i/n"``, as :meth:`parse` reads it."""
+        return f"{self.index}/{self.count}"
 
 
 def embed_paths(
@@ -69,13 +113,17 @@ def embed_to_shards(
     shard_size: int = SHARD_SIZE,
     show_progress: bool = True,
     device: torch.device | None = None,
+    marker: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``part-NNNNN.npz`` shards (keys + vectors) then ``done.json``; finished shards are kept on re-run."""
+    """Write ``part-NNNNN.npz`` shards (keys + vectors) then ``done.json``; finished shards are kept on re-run.
+
+    ``marker``: more fields for ``done.json`` (which shard of the category these keys are).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     done = out_dir / "done.json"
     # The marker names the model and exactly which keys: a marker left by other data never passes.
     keys_hash = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-    expected = {"model_version": model.spec.version, "count": len(keys), "keys": keys_hash}
+    expected = {"model_version": model.spec.version, "count": len(keys), "keys": keys_hash, **(marker or {})}
     if done.exists():
         if json.loads(done.read_text()) == expected:
             return out_dir
@@ -122,7 +170,41 @@ def read_shards(out_dir: Path) -> tuple[list[str], np.ndarray, str]:
             vectors.append(shard["vectors"])
     if len(keys) != info["count"]:
         raise NotFoundError(f"{out_dir}: {len(keys)} embeddings but {info['count']} expected; re-run embed")
-    return keys, np.concatenate(vectors), str(info["model_version"])
+    # An empty shard (more shards than images) holds no part: no dimension to give its empty array.
+    return keys, np.concatenate(vectors) if vectors else np.zeros((0, 0), np.float32), str(info["model_version"])
+
+
+def read_embeddings(dirs: Path | Sequence[Path]) -> tuple[list[str], np.ndarray, str]:
+    """The keys and vectors of one finished embedding directory, or of all shards of one category.
+
+    The shards may come in any order; they are joined in shard order, so the keys come back in the
+    manifest's order (the upsert compares them with the manifest).
+
+    Raises:
+        NotFoundError: a directory holds no finished embeddings.
+        IndexIntegrityError: shards missing, given twice, of different splits or of different models.
+    """
+    dirs = [dirs] if isinstance(dirs, Path) else list(dirs)
+    shards: dict[Shard, Path] = {}
+    for path in dirs:
+        done = path / "done.json"
+        if not done.is_file():
+            raise NotFoundError(f"{path} has no finished embeddings (done.json missing); re-run embed")
+        shard = Shard.parse(str(json.loads(done.read_text()).get("shard", "0/1")))  # unsharded: the whole category
+        if shard in shards:
+            raise IndexIntegrityError(f"shard {shard} given twice ({shards[shard]}, {path}); re-run embed")
+        shards[shard] = path
+    counts = {shard.count for shard in shards}
+    if len(counts) != 1 or len(shards) != next(iter(counts)):
+        found = ", ".join(sorted(map(str, shards)))
+        raise IndexIntegrityError(f"embedding shards {found} do not make one whole category; re-run embed")
+    parts = [read_shards(shards[shard]) for shard in sorted(shards, key=lambda s: s.index)]
+    versions = {version for _, _, version in parts}
+    if len(versions) != 1:
+        raise IndexIntegrityError(f"embedding shards made by different models {sorted(versions)}; re-run embed")
+    keys = [key for part_keys, _, _ in parts for key in part_keys]
+    vectors = np.concatenate([part for _, part, _ in parts if len(part)]) if keys else np.zeros((0, 0), np.float32)
+    return keys, vectors, versions.pop()
 
 
 def trunk_embedder(

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from visearch.context import Context
 from visearch.data.manifest import cache_dir, load_manifest, manifest_hash
+from visearch.embed import Shard
+from visearch.errors import ConfigError
 from visearch.settings import Settings
 from visearch.steps import (
     UpsertResult,
@@ -142,21 +145,42 @@ def pipeline_evaluate(
     return outcome
 
 
-def pipeline_embed(category: str, manifest_dir: Path, model_dir: Path, out_dir: Path) -> Path:
-    """Step 4: embed every valid image with the champion (resumes in a stable scratch folder)."""
+def pipeline_shards(category: str, count: int | None = None) -> list[dict[str, str]]:
+    """The embed step's fan-out: one ``{"category", "shard": "i/n"}`` item per shard.
+
+    ``count``: the pipeline's ``embed_shards``; None takes the category's registry value. The
+    category rides in each item: the loop over shards runs inside the loop over categories.
+    """
+    ctx = Context.from_env()
+    count = ctx.registry.get(category).embed_shards if count is None else count
+    if count < 1:
+        raise ConfigError(f"embed_shards must be 1 or more (1 = one embed pod), got {count}")
+    return [{"category": category, "shard": str(shard)} for shard in Shard.all_of(count)]
+
+
+def pipeline_embed(category: str, manifest_dir: Path, model_dir: Path, out_dir: Path, *, shard: str = "0/1") -> Path:
+    """Step 4: embed the images of one shard (``"i/n"``; ``"0/1"`` = all) with the champion.
+
+    Resumes in a stable scratch folder named by the model, the data and the shard.
+    """
     from visearch.model import read_spec
 
     ctx = Context.from_env()
+    part = Shard.parse(shard)
     version = read_spec(model_dir).version
     data_hash = manifest_hash(load_manifest(manifest_dir))
-    scratch = ctx.settings.work_dir / category / "embed-scratch" / f"{version}-{data_hash}"
-    return run_embed(ctx.settings, ctx.store, manifest_dir, model_dir, out_dir, scratch=scratch)
+    name = f"{version}-{data_hash}" + (f"-shard{part.index}of{part.count}" if part.count > 1 else "")
+    scratch = ctx.settings.work_dir / category / "embed-scratch" / name
+    return run_embed(ctx.settings, ctx.store, manifest_dir, model_dir, out_dir, scratch=scratch, shard=part)
 
 
 def pipeline_upsert(
-    category: str, manifest_dir: Path, model_dir: Path, embeddings_dir: Path, run_id: str
+    category: str, manifest_dir: Path, model_dir: Path, embeddings_dir: Path | Sequence[Path], run_id: str
 ) -> UpsertResult:
-    """Step 5: new collection version (or the same one, resumed), verified, alias swapped; ends the run."""
+    """Step 5: new collection version (or the same one, resumed), verified, alias swapped; ends the run.
+
+    ``embeddings_dir``: the embed step's output, or the outputs of all its shards.
+    """
     ctx = Context.from_env()
     run = ctx.tracker().run(run_id)
     with run.failing():

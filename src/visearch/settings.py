@@ -36,6 +36,14 @@ class Settings(BaseSettings):
     qdrant_hnsw_ef: int = Field(
         default=256, ge=1, description="HNSW beam width per query (higher = better recall, slower); both engines"
     )
+    # A Qdrant server (cluster) spreads a collection over nodes: README "Scale". The embedded engine
+    # holds one shard in this process and ignores both.
+    qdrant_shard_number: int | None = Field(
+        default=None, ge=1, description="Shards of each new collection on a Qdrant server; unset = the server's default"
+    )
+    qdrant_replication_factor: int | None = Field(
+        default=None, ge=1, description="Copies of each shard on a Qdrant cluster; unset = the server's default (1)"
+    )
 
     minio_host: str | None = Field(
         default=None, description="MinIO/S3 endpoint host:port or http(s)://host:port; unset = local folder"

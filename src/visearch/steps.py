@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +24,7 @@ from visearch.data.meta import caption_columns
 from visearch.data.preprocess import DataRules, split_by_class, validate_category
 from visearch.data.summary import DataSummary, evaluation_plan
 from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
+from visearch.embed import Shard
 from visearch.errors import DataError, IndexIntegrityError
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
@@ -222,17 +224,24 @@ def run_embed(
     batch_size: int = EMBED_BATCH_SIZE,
     show_progress: bool = True,
     scratch: Path | None = None,
+    shard: Shard | None = None,
 ) -> Path:
     """Embed every valid image of the category (all splits); resumable shard by shard.
 
     ``scratch``: embed there, then copy the finished shards to ``out_dir``. A pipeline gives every
     run fresh output folders, so a stable scratch folder is what lets an interrupted embed resume.
+    ``shard``: embed only that range of the manifest's rows (``Shard.rows``); the upsert joins the
+    shards (``read_embeddings``). None (or ``0/1``): every row.
     """
     from visearch.embed import embed_to_shards
     from visearch.model import load_model, resolve_device
 
     manifest = load_manifest(manifest_dir)
     keys = manifest["key"].tolist()
+    marker: dict[str, str] = {}
+    if shard and shard.count > 1:  # an unsharded marker stays as it was: earlier embeddings still resume
+        keys = [keys[i] for i in shard.rows(len(keys))]
+        marker = {"shard": str(shard)}
     model = load_model(model_dir)
     target = scratch or out_dir
     embed_to_shards(
@@ -243,6 +252,7 @@ def run_embed(
         batch_size=batch_size,
         show_progress=show_progress,
         device=resolve_device(settings.visearch_device),
+        marker=marker,
     )
     if scratch:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -318,7 +328,7 @@ def run_upsert(
     category: Category,
     manifest_dir: Path,
     model_dir: Path,
-    embeddings_dir: Path,
+    embeddings_dir: Path | Sequence[Path],
     *,
     index: VectorIndex | None = None,
     batch_size: int = 256,
@@ -328,7 +338,8 @@ def run_upsert(
 
     Idempotent: the same model + data resolve to the same collection, already stored ids are
     skipped (an interrupted run finishes), and uuid5 ids never duplicate a point. With ``run``,
-    the live collection is recorded on the MLflow run.
+    the live collection is recorded on the MLflow run. ``embeddings_dir``: one embedding directory,
+    or the directories of all shards of the category (any order; together they must equal the manifest).
     """
     result = _upsert(settings, store, category, manifest_dir, model_dir, embeddings_dir, index, batch_size)
     if run:
@@ -349,15 +360,15 @@ def _upsert(
     category: Category,
     manifest_dir: Path,
     model_dir: Path,
-    embeddings_dir: Path,
+    embeddings_dir: Path | Sequence[Path],
     index: VectorIndex | None,
     batch_size: int,
 ) -> UpsertResult:
-    from visearch.embed import read_shards
+    from visearch.embed import read_embeddings
     from visearch.index import open_index, point_id
 
     manifest = load_manifest(manifest_dir)
-    keys, vectors, model_version = read_shards(embeddings_dir)
+    keys, vectors, model_version = read_embeddings(embeddings_dir)
     if keys != manifest["key"].tolist():
         raise IndexIntegrityError(f"{embeddings_dir} does not match the manifest; re-run embed")
     publish_model(store, category.name, model_dir)

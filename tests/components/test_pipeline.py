@@ -52,22 +52,47 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
     assert loop["iteratorPolicy"]["parallelismLimit"] == 4
 
     tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
-    assert set(tasks) == STEPS
+    assert set(tasks) == STEPS - {"embed"} | {"shards", "for-loop-2"}
     depends = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert depends == {
         "preprocess": set(),
         "train": {"preprocess"},
         "evaluate": {"preprocess", "train"},
-        "embed": {"preprocess", "evaluate"},
-        "upsert": {"preprocess", "evaluate", "embed"},
+        "shards": set(),
+        "for-loop-2": {"preprocess", "evaluate", "shards"},
+        "upsert": {"preprocess", "evaluate", "for-loop-2"},
     }
+    # The embed step fans out over the shards the `shards` step lists (the pipeline's embed_shards,
+    # else the registry's), one item {category, shard} each; the upsert collects every shard's output.
+    assert inputs["embed_shards"] == {"defaultValue": -1.0, "isOptional": True, "parameterType": "NUMBER_INTEGER"}
+    fan_out = tasks["for-loop-2"]
+    assert fan_out["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--shards-Output"
+    assert fan_out["inputs"]["parameters"]["pipelinechannel--shards-Output"]["taskOutputParameter"] == {
+        "outputParameterKey": "Output",
+        "producerTask": "shards",
+    }
+    shard_loop = spec["components"]["comp-for-loop-2"]["dag"]
+    embed = shard_loop["tasks"]["embed"]
+    item = "pipelinechannel--shards-Output-loop-item"
+    assert {name: p["componentInputParameter"] for name, p in embed["inputs"]["parameters"].items()} == {
+        "category": item,
+        "shard": item,
+    }
+    assert shard_loop["outputs"]["artifacts"]["pipelinechannel--embed-embeddings"]["artifactSelectors"] == [
+        {"outputArtifactKey": "embeddings", "producerSubtask": "embed"}
+    ]
+    collected = tasks["upsert"]["inputs"]["artifacts"]["embeddings"]["taskOutputArtifact"]
+    assert collected == {"outputArtifactKey": "pipelinechannel--embed-embeddings", "producerTask": "for-loop-2"}
+    assert spec["components"]["comp-upsert"]["inputDefinitions"]["artifacts"]["embeddings"]["isArtifactList"]
     # The embed/upsert steps index the gate's champion, not the freshly trained model.
-    champion = tasks["embed"]["inputs"]["artifacts"]["model"]["taskOutputArtifact"]
+    champion = fan_out["inputs"]["artifacts"]["pipelinechannel--evaluate-champion"]["taskOutputArtifact"]
     assert champion == {"outputArtifactKey": "champion", "producerTask": "evaluate"}
-    assert all(not task["cachingOptions"].get("enableCache", False) for task in tasks.values())
+    assert embed["inputs"]["artifacts"]["model"] == {"componentInputArtifact": "pipelinechannel--evaluate-champion"}
+    steps = [task for name, task in tasks.items() if name != "for-loop-2"] + [embed]
+    assert all(not task["cachingOptions"].get("enableCache", False) for task in steps)
 
     executors = spec["deploymentSpec"]["executors"]
-    assert {name.removeprefix("exec-") for name in executors} == STEPS
+    assert {name.removeprefix("exec-") for name in executors} == STEPS | {"shards"}
     assert {executor["container"]["image"] for executor in executors.values()} == {image}
     outputs = spec["components"]["comp-evaluate"]["outputDefinitions"]["artifacts"]
     assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
@@ -104,8 +129,8 @@ def add_broken_image(settings: Settings) -> None:
     pd.concat([meta, row], ignore_index=True).to_csv(folder / "meta.csv")
 
 
-def run_cli(settings: Settings, cwd: Path) -> str:
-    command = [sys.executable, "-m", "visearch.cli", "pipeline", "run", "--categories", TINY]
+def run_cli(settings: Settings, cwd: Path, *options: str) -> str:
+    command = [sys.executable, "-m", "visearch.cli", "pipeline", "run", "--categories", TINY, *options]
     done = subprocess.run(command, cwd=cwd, env=env_for(settings), capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-5000:] + done.stderr[-5000:]
     return done.stdout
@@ -190,3 +215,50 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
         assert index.require_live(TINY).name == live.name and index.count(live.name) == valid_images
     finally:
         index.close()
+
+
+def artifact(out: str, name: str) -> Path:
+    """The folder ``visearch pipeline run`` printed for the artifact ``name`` (e.g. ``embed[0]/embeddings``)."""
+    (line,) = [line for line in out.splitlines() if line.split()[:1] == [name]]
+    return Path(line.split()[-1])
+
+
+@pytest.mark.slow
+def test_two_embed_shards_index_the_same_points_and_vectors_as_one(home: Settings, tmp_path: Path) -> None:
+    """The embed step fanned out over 2 shards (kfp.local), then the same data on 1: equal vectors, one collection."""
+    import numpy as np
+
+    from visearch.data.manifest import load_manifest
+    from visearch.embed import read_embeddings, read_shards
+    from visearch.index import open_index, point_id
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    quick = ("--max-steps", "1", "--epochs", "1", "--input-size", "32")
+    two = run_cli(home, cwd, *quick, "--embed-shards", "2")
+    one = run_cli(home, cwd, *quick)  # the registry's embed_shards: 1
+
+    keys, vectors, version = read_shards(artifact(one, "embed/embeddings"))
+    assert keys == load_manifest(artifact(one, "preprocess/manifest"))["key"].tolist()
+    shards = [artifact(two, f"embed[{i}]/embeddings") for i in range(2)]
+    halves = [read_shards(path)[0] for path in shards]
+    assert halves[0] + halves[1] == keys and all(halves)  # each pod embedded its own half
+    joined_keys, joined, joined_version = read_embeddings(shards)
+    assert joined_keys == keys and joined_version == version
+    np.testing.assert_allclose(joined, vectors, atol=1e-5)
+
+    # The one-shard run found the collection the two shards built complete: same model, same data.
+    (live,) = {line.split()[-1] for line in two.splitlines() if line.startswith("tiny:  MLflow run")}
+    assert "reused=True" in one and f"alias -> {live}" in one
+    manifest = load_manifest(artifact(one, "preprocess/manifest"))
+    index = open_index(home)
+    try:
+        assert index.require_live(TINY).name == live and index.count(live) == len(keys)
+        ids = [point_id(TINY, str(file)) for file in manifest["file"]]
+        stored = {
+            r.payload["image_key"]: r.vector
+            for r in index.backend.retrieve(live, ids, with_payload=True, with_vector=True)
+        }
+    finally:
+        index.close()
+    np.testing.assert_allclose([stored[key] for key in keys], vectors, atol=1e-5)

@@ -21,7 +21,7 @@ def test_upsert_records_the_live_collection_and_its_points(
             category=TINY,
             manifest=FakeArtifact(work / "manifest"),
             model=FakeArtifact(work / "champion"),
-            embeddings=FakeArtifact(work / "embeddings"),
+            embeddings=[FakeArtifact(work / "embeddings")],  # dsl.Collected: one per embed shard
             run_id=run_id,
             index=index,
         )

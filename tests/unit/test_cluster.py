@@ -58,7 +58,9 @@ def test_every_step_has_requests_limits_and_retries_and_the_registry_volume(tmp_
         assert {"resourceCpuRequest", "resourceMemoryRequest", "resourceMemoryLimit"} <= set(resources)
     tasks = spec["root"]["dag"]["tasks"]["for-loop-1"]["componentRef"]["name"]
     loop = spec["components"][tasks]["dag"]["tasks"]
-    assert all(task["retryPolicy"]["maxRetryCount"] == 2 for task in loop.values())
+    shard_loop = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]  # the embed step's fan-out
+    steps = [task for name, task in {**loop, **shard_loop}.items() if not name.startswith("for-loop")]
+    assert len(steps) == 6 and all(task["retryPolicy"]["maxRetryCount"] == 2 for task in steps)
     kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for executor in kubernetes.values():
         assert any(volume["configMapName"] == CATEGORIES_CONFIG_MAP for volume in executor["configMapAsVolume"])

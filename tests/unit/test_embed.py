@@ -6,13 +6,14 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from tests.helpers import TINY, env_for, kill9, wait_until
 from visearch.categories import TrainParams
 from visearch.data.manifest import load_manifest
 from visearch.embed import read_shards
-from visearch.index import open_index
+from visearch.index import open_index, point_id
 from visearch.settings import Settings
 from visearch.steps import run_preprocess, run_upsert, save_baseline
 
@@ -58,3 +59,85 @@ def test_killed_embed_finishes_on_rerun_with_one_point_per_image(home: Settings,
         assert index.count(result.collection) == len(manifest) == result.count
     finally:
         index.close()
+
+
+# --- shards of a category (README "Scale") ----------------------------------------------------------
+def test_shards_split_the_rows_into_contiguous_ranges_that_cover_each_row_once() -> None:
+    from visearch.embed import Shard
+    from visearch.errors import InvalidQueryError
+
+    for total in (0, 1, 7, 40):
+        for count in (1, 2, 3, 8):
+            rows = [row for shard in Shard.all_of(count) for row in shard.rows(total)]
+            assert rows == list(range(total))
+    assert [len(s.rows(7)) for s in Shard.all_of(3)] == [2, 2, 3]
+    assert Shard.parse("1/4") == Shard(1, 4) and str(Shard(1, 4)) == "1/4"
+    for bad in ("2/2", "-1/2", "1", "a/b", "0/0"):
+        with pytest.raises(InvalidQueryError, match="shard"):
+            Shard.parse(bad)
+
+
+def test_sharded_embeddings_equal_the_whole_and_upsert_joins_them_once(
+    home: Settings, registry, store, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    from visearch.embed import Shard, read_embeddings
+    from visearch.errors import IndexIntegrityError
+    from visearch.steps import run_embed
+
+    category = registry.get(TINY)
+    manifest_dir, _ = run_preprocess(home, store, category, tmp_path / "manifest", show_progress=False)
+    model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
+    whole = run_embed(home, store, manifest_dir, model, tmp_path / "whole", show_progress=False)
+    parts = [
+        run_embed(home, store, manifest_dir, model, tmp_path / f"shard-{s.index}", show_progress=False, shard=s)
+        for s in Shard.all_of(3)
+    ]
+    keys, vectors, version = read_shards(whole)
+    # Handed over in any order (a collected list has none), joined in shard order: the manifest's.
+    joined_keys, joined, joined_version = read_embeddings(parts[::-1])
+    assert joined_keys == keys and joined_version == version
+    np.testing.assert_allclose(joined, vectors, atol=1e-5)
+    assert [len(read_shards(p)[0]) for p in parts] == [13, 13, 14]
+
+    # The union must be the whole category, once: a shard missing or given twice is refused.
+    with pytest.raises(IndexIntegrityError, match="do not make one whole category"):
+        read_embeddings(parts[:2])
+    with pytest.raises(IndexIntegrityError, match="given twice"):
+        read_embeddings([*parts, parts[0]])
+    with pytest.raises(IndexIntegrityError, match="do not make one whole category"):
+        read_embeddings([*parts, whole])  # a 0/1 output beside the 3 shards
+
+    result = run_upsert(home, store, category, manifest_dir, model, parts)
+    assert result.count == len(keys)
+    assert run_upsert(home, store, category, manifest_dir, model, parts[::-1]).reused  # same points, same collection
+    manifest = load_manifest(manifest_dir)
+    ids = [point_id(TINY, str(file)) for file in manifest["file"]]
+    index = open_index(home)
+    try:
+        assert index.count(result.collection) == len(keys)
+        records = index.backend.retrieve(result.collection, ids, with_payload=True, with_vector=True)
+    finally:
+        index.close()
+    # Each image's point holds the vector the unsharded embed gave it.
+    stored = {r.payload["image_key"]: r.vector for r in records}
+    assert sorted(stored) == sorted(keys)
+    np.testing.assert_allclose([stored[key] for key in keys], vectors, atol=1e-5)
+
+
+def test_more_shards_than_images_leaves_some_empty(home: Settings, registry, store, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from visearch.data.manifest import MANIFEST
+    from visearch.embed import Shard, read_embeddings
+    from visearch.steps import run_embed
+
+    manifest_dir, _ = run_preprocess(home, store, registry.get(TINY), tmp_path / "manifest", show_progress=False)
+    one = tmp_path / "one"
+    one.mkdir()
+    load_manifest(manifest_dir).iloc[:1].to_csv(one / MANIFEST, index=False)
+    model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
+    parts = [
+        run_embed(home, store, one, model, tmp_path / f"shard-{s.index}", show_progress=False, shard=s)
+        for s in Shard.all_of(2)
+    ]
+    assert read_shards(parts[0])[0] == []
+    keys, vectors, _ = read_embeddings(parts)
+    assert keys == load_manifest(one)["key"].tolist() and vectors.shape[0] == 1

@@ -40,3 +40,40 @@ def test_interrupted_embed_resumes_from_its_finished_shards(home, registry, stor
     assert got_keys == keys and got_version == version
     assert not vectors.any()
     assert not scratch.exists()  # the finished shards moved into the step's output
+
+
+def test_an_interrupted_embed_shard_resumes_in_its_own_scratch(home, registry, store, monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Shard 1/2 died after its part was written: the re-run takes that part over and embeds nothing of shard 0."""
+    import json
+
+    from visearch.categories import TrainParams
+    from visearch.data.manifest import load_manifest, manifest_hash
+    from visearch.embed import read_shards
+    from visearch.pipeline_steps import pipeline_embed
+    from visearch.steps import run_preprocess, save_baseline
+
+    monkeypatch.chdir(tmp_path)
+    for key, value in env_for(home).items():
+        if key.startswith("VISEARCH_"):
+            monkeypatch.setenv(key, value)
+    manifest_dir, _ = run_preprocess(home, store, registry.get(TINY), tmp_path / "manifest", show_progress=False)
+    manifest = load_manifest(manifest_dir)
+    model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
+    version = json.loads(model.joinpath("meta.json").read_text())["version"]
+    keys = manifest["key"].tolist()
+    second_half = keys[len(keys) // 2 :]
+    scratch = home.work_dir / TINY / "embed-scratch" / f"{version}-{manifest_hash(manifest)}-shard1of2"
+    scratch.mkdir(parents=True)
+    np.savez(
+        scratch / "part-00000.npz",
+        keys=np.array(second_half),
+        vectors=np.zeros((len(second_half), 1280), np.float32),
+        model=np.array(version),
+    )
+
+    out = pipeline_embed(TINY, manifest_dir, model, tmp_path / "embeddings-1", shard="1/2")
+    got_keys, vectors, got_version = read_shards(out)
+    assert got_keys == second_half and got_version == version
+    assert not vectors.any()  # taken over, not recomputed
+    assert json.loads((out / "done.json").read_text())["shard"] == "1/2"
+    assert not scratch.exists()

@@ -94,6 +94,9 @@ def run_command(
     sampler_m: SamplerMOpt = None,
     input_size: InputSizeOpt = None,
     max_steps: MaxStepsOpt = None,
+    embed_shards: Annotated[
+        int | None, typer.Option(min=1, help="Embed steps per category, their outputs joined by the upsert")
+    ] = None,
     log_file: Annotated[
         Path | None, typer.Option(help="Write the steps' full logs here; show only task status and decisions")
     ] = None,
@@ -123,7 +126,7 @@ def run_command(
     for name in names:
         registry.get(name).train.with_overrides(overrides)  # bad values fail here, not in a step
     started = time.monotonic()
-    result = run_pipeline(settings, names, overrides, log_file=log_file)
+    result = run_pipeline(settings, names, overrides, log_file=log_file, embed_shards=embed_shards)
     typer.echo(result.describe())
     typer.echo(
         f"\npipeline finished in {time.monotonic() - started:.0f} s; "
@@ -132,9 +135,17 @@ def run_command(
 
 
 def run_pipeline(
-    settings: Settings, categories: list[str], overrides: dict[str, Any] | None = None, *, log_file: Path | None = None
+    settings: Settings,
+    categories: list[str],
+    overrides: dict[str, Any] | None = None,
+    *,
+    log_file: Path | None = None,
+    embed_shards: int | None = None,
 ) -> LocalRun:
-    """Run the pipeline locally (kfp.local): where each category's artifacts landed."""
+    """Run the pipeline locally (kfp.local): where each category's artifacts landed.
+
+    ``embed_shards``: embed steps per category (None: each category's registry value).
+    """
     try:
         from pipelines.local import run_local
     except ModuleNotFoundError as exc:
@@ -149,7 +160,7 @@ def run_pipeline(
     check_reachable(settings)
     make_store(settings)
     try:
-        return run_local(settings, categories, overrides, log_file=log_file)
+        return run_local(settings, categories, overrides, log_file=log_file, embed_shards=embed_shards)
     except RuntimeError as exc:
         # kfp.local raises RuntimeError when a task fails; the task's own log above says why.
         raise PipelineFailedError(f"the pipeline failed: {exc}") from exc

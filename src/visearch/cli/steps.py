@@ -129,24 +129,41 @@ def embed(
     model: DirOpt = None,
     out: DirOpt = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass")] = EMBED_BATCH_SIZE,
+    shard: Annotated[
+        str | None, typer.Option(help="Embed only shard i/n of the manifest (0-based, e.g. 0/2); upsert joins them")
+    ] = None,
 ) -> None:
-    """Embed every valid image of the category in batches (resumable)."""
+    """Embed every valid image of the category in batches (resumable), or one shard of them."""
+    from visearch.embed import Shard
     from visearch.steps import run_embed
 
+    part = Shard.parse(shard) if shard else None  # a bad i/n fails before the model loads
     ctx = Context.from_env()
     path = run_embed(
         ctx.settings,
         ctx.store,
         ctx.work(category, "manifest", manifest),
         model or ctx.work(category, "train") / "model",
-        ctx.work(category, "embeddings", out),
+        # Shards of one category land apart unless told where: each is one part of the whole.
+        ctx.work(category, f"embeddings-{part.index}of{part.count}" if part and part.count > 1 else "embeddings", out),
         batch_size=batch_size,
+        shard=part,
     )
     typer.echo(f"embeddings: {path}")
 
 
 @app.command()
-def upsert(category: CategoryOpt, manifest: DirOpt = None, model: DirOpt = None, embeddings: DirOpt = None) -> None:
+def upsert(
+    category: CategoryOpt,
+    manifest: DirOpt = None,
+    model: DirOpt = None,
+    embeddings: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="Embeddings directory; repeat it for each shard (default: under VISEARCH_HOME/work/<category>)"
+        ),
+    ] = None,
+) -> None:
     """Write a new collection version, verify it, and swap the category alias to it atomically."""
     from visearch.steps import run_upsert
 
@@ -157,6 +174,6 @@ def upsert(category: CategoryOpt, manifest: DirOpt = None, model: DirOpt = None,
         ctx.category(category),
         ctx.work(category, "manifest", manifest),
         model or ctx.work(category, "train") / "model",
-        ctx.work(category, "embeddings", embeddings),
+        embeddings or ctx.work(category, "embeddings"),
     )
     typer.echo(f"alias {category} -> {result.collection} ({result.count} points; previous {result.previous})")

@@ -37,12 +37,18 @@ def open_index(settings: Settings) -> VectorIndex:
     if settings.qdrant_location:
         from visearch.index.qdrant import PROBE_TIMEOUT_SECONDS, QdrantBackend, make_client
 
+        shards, replicas = settings.qdrant_shard_number, settings.qdrant_replication_factor
         if settings.qdrant_location == ":memory:":  # searches exactly, warns about search params
-            return VectorIndex(QdrantBackend(make_client(settings)))
+            return VectorIndex(QdrantBackend(make_client(settings), shard_number=shards, replication_factor=replicas))
         probe = make_client(settings, timeout=PROBE_TIMEOUT_SECONDS)
         return VectorIndex(
             QdrantBackend(
-                make_client(settings), hnsw_ef=settings.qdrant_hnsw_ef, retries=settings.engine_retries, probe=probe
+                make_client(settings),
+                hnsw_ef=settings.qdrant_hnsw_ef,
+                retries=settings.engine_retries,
+                probe=probe,
+                shard_number=shards,
+                replication_factor=replicas,
             )
         )
     if settings.require_engines:

@@ -79,9 +79,19 @@ class QdrantBackend:
     """Collections and aliases of a Qdrant server (or ``:memory:``) through qdrant-client."""
 
     def __init__(
-        self, client: QdrantClient, *, hnsw_ef: int | None = None, retries: int = 1, probe: QdrantClient | None = None
+        self,
+        client: QdrantClient,
+        *,
+        hnsw_ef: int | None = None,
+        retries: int = 1,
+        probe: QdrantClient | None = None,
+        shard_number: int | None = None,
+        replication_factor: int | None = None,
     ) -> None:
         self.client = client
+        # New collections only (Settings.qdrant_shard_number / qdrant_replication_factor); None = the server's default.
+        self.shard_number = shard_number
+        self.replication_factor = replication_factor
         self.probe = probe or client  # ping() uses it: a client with a short timeout
         self.search_params = models.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
         self.retries = retries  # of an upload batch (qdrant-client's own default is 3)
@@ -117,11 +127,16 @@ class QdrantBackend:
 
     @engine_call
     def create_collection(self, name: str, dim: int) -> None:
-        """Create a cosine collection with the shared HNSW settings and a keyword index on ``class``."""
+        """Create a cosine collection with the shared HNSW settings and a keyword index on ``class``.
+
+        Spread over ``shard_number`` shards with ``replication_factor`` copies each, where set.
+        """
         self.client.create_collection(
             name,
             vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
             hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=EF_CONSTRUCT),
+            shard_number=self.shard_number,
+            replication_factor=self.replication_factor,
         )
         with warnings.catch_warnings():
             # :memory: says payload indexes have no effect there; a server uses them for filters.

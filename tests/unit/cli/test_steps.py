@@ -3,7 +3,10 @@ parameters are one `error:` line."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from tests.helpers import TINY, assert_one_line_error, visearch
+from visearch.data.manifest import load_manifest
 from visearch.settings import Settings
 
 
@@ -15,3 +18,29 @@ def test_preprocess_reports_missing_meta_column(home: Settings) -> None:
 
 def test_train_rejects_bad_parameters(home: Settings) -> None:
     assert_one_line_error(visearch(home, "train", "-c", TINY, "--batch-size", "1"), "invalid training parameter")
+
+
+def test_embed_by_shards_and_upsert_them_together(home: Settings, tmp_path: Path) -> None:
+    """`visearch embed --shard i/n` per shard, then one `upsert` given every shard: one point per image."""
+    from visearch.categories import TrainParams, load_registry
+    from visearch.embed import read_shards
+    from visearch.steps import run_preprocess, save_baseline
+    from visearch.storage import LocalStore
+
+    store = LocalStore(home.objects_dir)
+    manifest, _ = run_preprocess(
+        home, store, load_registry(home.visearch_categories).get(TINY), home.work_dir / TINY / "manifest"
+    )
+    model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
+    assert_one_line_error(visearch(home, "embed", "-c", TINY, "--model", str(model), "--shard", "2/2"), "shard 2/2")
+    for shard in ("0/2", "1/2"):
+        done = visearch(home, "embed", "-c", TINY, "--model", str(model), "--shard", shard)
+        assert done.returncode == 0, done.stderr
+    # Without --out each shard lands in its own folder: neither overwrote the other.
+    parts = [home.work_dir / TINY / f"embeddings-{i}of2" for i in range(2)]
+    assert sum(len(read_shards(part)[0]) for part in parts) == len(load_manifest(manifest.parent))
+    args = ("upsert", "-c", TINY, "--model", str(model), "--embeddings", str(parts[1]), "--embeddings", str(parts[0]))
+    done = visearch(home, *args)
+    assert done.returncode == 0, done.stderr
+    assert f"({len(load_manifest(manifest.parent))} points; previous None)" in done.stdout
+    assert_one_line_error(visearch(home, *args[:-2]), "do not make one whole category")

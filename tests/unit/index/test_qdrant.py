@@ -92,3 +92,114 @@ def test_https_url_speaks_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         assert collections_call(make_client(settings)) == ("/collections", "k-tls")
     finally:
         server.shutdown()
+
+
+# --- collection layout on a server (README "Scale") ------------------------------------------------
+class CreateRecorder(BaseHTTPRequestHandler):
+    """Accepts what creating a collection sends (create, then the ``class`` payload index) and records each body.
+
+    qdrant-client's ``:memory:`` drops ``shard_number`` and ``replication_factor`` (it holds one
+    shard), so the request on the wire is where the layout shows.
+    """
+
+    bodies: dict[str, dict[str, object]] = {}
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        self.answer({"title": "qdrant", "version": "1.20.0"})
+
+    def do_PUT(self) -> None:  # noqa: N802
+        length = int(self.headers.get("Content-Length") or 0)
+        CreateRecorder.bodies[self.path.split("?")[0]] = json.loads(self.rfile.read(length) or b"{}")
+        done = {"operation_id": 0, "status": "completed"} if "/index" in self.path else True
+        self.answer({"result": done, "status": "ok", "time": 0.0})
+
+    def answer(self, body: dict[str, object]) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("configured", "sent"), [({"3", "2"}, (3, 2)), (set(), (None, None))])
+def test_new_collections_ask_the_server_for_the_configured_shards_and_replicas(
+    configured: set[str], sent: tuple[int | None, int | None], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QDRANT_SHARD_NUMBER / QDRANT_REPLICATION_FACTOR go into the create request; unset, the server's defaults hold."""
+    from visearch.index.qdrant import QdrantBackend
+
+    if configured:
+        monkeypatch.setenv("QDRANT_SHARD_NUMBER", "3")
+        monkeypatch.setenv("QDRANT_REPLICATION_FACTOR", "2")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), CreateRecorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    CreateRecorder.bodies = {}
+    try:
+        settings = Settings(
+            visearch_home=tmp_path, qdrant_url=f"http://127.0.0.1:{server.server_address[1]}", _env_file=None
+        )
+        backend = QdrantBackend(
+            make_client(settings),
+            shard_number=settings.qdrant_shard_number,
+            replication_factor=settings.qdrant_replication_factor,
+        )
+        backend.create_collection("shoes__v1", 4)
+        backend.close()
+    finally:
+        server.shutdown()
+    body = CreateRecorder.bodies["/collections/shoes__v1"]
+    assert body["vectors"] == {"size": 4, "distance": "Cosine"}
+    assert (body.get("shard_number"), body.get("replication_factor")) == sent
+    assert "/collections/shoes__v1/index" in CreateRecorder.bodies  # the rest of the create is unchanged
+
+
+def test_open_index_hands_the_layout_to_the_backend(tmp_path: Path) -> None:
+    """The settings reach the backend ``open_index`` builds; a zero is refused where the settings are read."""
+    from visearch.index import open_index
+
+    settings = Settings(
+        visearch_home=tmp_path,
+        qdrant_url=":memory:",
+        qdrant_shard_number=4,
+        qdrant_replication_factor=2,
+        _env_file=None,
+    )
+    index = open_index(settings)
+    try:
+        assert (index.backend.shard_number, index.backend.replication_factor) == (4, 2)  # type: ignore[attr-defined]
+    finally:
+        index.close()
+    with pytest.raises(ValueError, match="greater than or equal to 1"):
+        Settings(visearch_home=tmp_path, qdrant_shard_number=0, _env_file=None)
+
+
+def test_a_qdrant_server_creates_the_configured_shards(tmp_path: Path) -> None:
+    """On a real server (``QDRANT_URL``): the collection holds the shards asked for."""
+    import os
+
+    if not os.environ.get("QDRANT_URL"):
+        pytest.skip("needs a Qdrant server: set QDRANT_URL (and QDRANT_API_KEY) to run it")
+    settings = Settings(
+        visearch_home=tmp_path,
+        qdrant_url=os.environ["QDRANT_URL"],
+        qdrant_api_key=os.environ.get("QDRANT_API_KEY"),
+        qdrant_shard_number=2,
+        qdrant_replication_factor=1,
+        _env_file=None,
+    )
+    from visearch.index import open_index
+
+    index = open_index(settings)
+    try:
+        version = index.create(f"layout-{os.getpid()}", "m1", "d1", 4)
+        try:
+            params = index.backend.client.get_collection(version.name).config.params  # type: ignore[attr-defined]
+            assert (params.shard_number, params.replication_factor) == (2, 1)
+        finally:
+            index.backend.delete_collection(version.name)
+    finally:
+        index.close()
