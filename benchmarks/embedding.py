@@ -64,19 +64,30 @@ def photo_rows(count: int, input_size: int, batch_size: int, workers: list[int])
             paths.append(path)
         scaled = ImageFiles(paths, [0] * count, transform, min_side=decode_side(input_size))
         tensors = torch.stack([scaled[i][0] for i in range(count)])
+        # CPU ms per image (this process, all threads) beside the rates: on a shared machine the wall
+        # times of a multi-threaded forward inflate far more than those of a one-thread decode.
+        cpu = time.process_time()
         bare = bare_forward(model, tensors, batch_size)
+        bare_cpu = (time.process_time() - cpu) * 1000 / count
         embed_paths(model, paths[:batch_size], show_progress=False)  # warm-up
         rows: list[list[object]] = []
         for worker_count in workers:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             embed_paths(model, paths, batch_size=batch_size, workers=worker_count, show_progress=False)
             step = count / (time.perf_counter() - started)
+            step_cpu = f"{(time.process_time() - cpu) * 1000 / count:.1f}" if worker_count == 0 else "(in workers)"
             rows.append(
                 ["scaled (draft)", batch_size, worker_count, f"{bare:.1f}", f"{step:.1f}", f"{step / bare:.2f}x"]
+                + [f"{bare_cpu:.1f}", step_cpu]
             )
             print(rows[-1], flush=True)
+        cpu = time.process_time()
         full = full_decode_step(model, paths, input_size, batch_size)
-        rows.append(["full size (before)", batch_size, 0, f"{bare:.1f}", f"{full:.1f}", f"{full / bare:.2f}x"])
+        full_cpu = (time.process_time() - cpu) * 1000 / count
+        rows.append(
+            ["full size (before)", batch_size, 0, f"{bare:.1f}", f"{full:.1f}", f"{full / bare:.2f}x"]
+            + [f"{bare_cpu:.1f}", f"{full_cpu:.1f}"]
+        )
         print(rows[-1], flush=True)
     return rows
 
@@ -120,7 +131,17 @@ def main() -> None:
             f"orientation 6), input {args.photo_input_size} px, batch 32.\n\n"
         )
         body += table(
-            ["decode", "batch", "DataLoader workers", "bare forward img/s", "embed step img/s", "step / bare"], photos
+            [
+                "decode",
+                "batch",
+                "DataLoader workers",
+                "bare forward img/s",
+                "embed step img/s",
+                "step / bare",
+                "bare CPU ms/img",
+                "step CPU ms/img",
+            ],
+            photos,
         )
     write_result(args.result, "Embedding throughput (images/s)", parameters, body)
 
