@@ -31,7 +31,10 @@ def machine() -> str:
             continue
     return (
         f"{time.strftime('%Y-%m-%d')} · {platform.processor() or platform.machine()} · {os.cpu_count()} cores · "
-        f"Python {platform.python_version()} · " + ", ".join(versions)
+        f"Python {platform.python_version()} · "
+        + ", ".join(versions)
+        # The machine is shared: a 1-minute load above the core count means the figures are slowed.
+        + f" · load average {os.getloadavg()[0]:.1f} at the end"
     )
 
 

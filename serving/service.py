@@ -453,7 +453,7 @@ class Visearch:
             datas = [read_upload(path, self.settings.max_upload_bytes) for path in images]
 
             def run(engine: Any) -> list[list[SearchResult]]:
-                decoded = [engine.decode(data) for data in datas]
+                decoded = [engine.decode(data, category) for data in datas]
                 return engine.search_images(
                     category, decoded, k=k, min_similarity=min_similarity, class_filter=class_filter
                 )

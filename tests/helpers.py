@@ -489,6 +489,35 @@ def photo(index: int, size: int = 96) -> Image.Image:
     return crop.resize((size, size)).rotate(90 * (step % 4))
 
 
+PHONE_SIZE = (4032, 3024)  # a 12-megapixel phone camera, landscape as shown
+
+
+def phone_photo(size: tuple[int, int] = PHONE_SIZE, quality: int = 80) -> bytes:
+    """A 12-megapixel JPEG the way phones save one: pixels stored portrait, EXIF orientation 6 turns them upright.
+
+    Real photos (scikit-image samples, enlarged 2x as a phone's detail per pixel) tiled over
+    ``size``; about 1 MB, so decoding costs what a real upload's does.
+    """
+    from skimage import data as samples
+
+    canvas = Image.new("RGB", size)
+    tiles = [Image.fromarray(getattr(samples, name)()) for name in SOURCES[:4]]
+    tiles = [tile.resize((tile.width * 2, tile.height * 2), Image.Resampling.BICUBIC) for tile in tiles]
+    top, turn = 0, 0
+    while top < size[1]:
+        left = 0
+        while left < size[0]:
+            tile = tiles[turn % len(tiles)]
+            canvas.paste(tile, (left, top))
+            left, turn = left + tile.width, turn + 1
+        top += 600  # rows overlap a little: no black gaps
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90° clockwise to display"
+    buffer = io.BytesIO()
+    canvas.transpose(Image.Transpose.ROTATE_90).save(buffer, format="JPEG", quality=quality, exif=exif)
+    return buffer.getvalue()
+
+
 def jpeg(image: Image.Image, quality: int = 90) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", quality=quality)

@@ -27,6 +27,11 @@ EXAMPLES_SHOWN = 12
 DEFAULT_K = 6
 UI_MAX_K = 50
 DISPLAY_MIN_SIDE = 160
+# Images are decoded once, at the scale shown (the input image box is 240 px high; gallery
+# thumbnails ~160) or the model needs, whichever is larger: a phone photo is never decoded at
+# full size (src/visearch/data/images.py: JPEG draft).
+QUERY_SIDE = 240
+THUMBNAIL_SIDE = DISPLAY_MIN_SIDE
 PROJECT_CREDITS = (
     "visearch: PyTorch Metric Learning embeddings, Qdrant vector search, MLflow tracking, a Kubeflow "
     "pipeline and a BentoML service. Category-based design after STX Next's visual-similarity-search demo."
@@ -47,13 +52,17 @@ def error_box(exc: BaseException | None) -> dict[str, Any]:
 
 
 # --- logic (plain functions over the runtime; tested without a browser) -------------------------
-def query_from_upload(runtime: Runtime, path: str | None) -> bytes:
-    """Bytes of an uploaded file, checked to be a usable image within the limits."""
+def query_from_upload(runtime: Runtime, path: str | None, category: str | None = None) -> Image.Image:
+    """An uploaded file decoded once (for display and search), or InvalidImageError with the reason."""
     if not path:
         raise InvalidImageError("no file received")
     data = read_upload(Path(path), runtime.settings.max_upload_bytes)
-    runtime.run(lambda engine: engine.decode(data))  # raises InvalidImageError with the reason
-    return data
+    return runtime.run(lambda engine: query_image(engine, data, category))
+
+
+def query_image(engine: SearchEngine, data: bytes, category: str | None) -> Image.Image:
+    """The query decoded once, at the scale both the input box and the category's model need."""
+    return engine.decode(data, category, min_side=QUERY_SIDE)
 
 
 def for_display(image: Image.Image, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:
@@ -66,7 +75,7 @@ def for_display(image: Image.Image, min_side: int = DISPLAY_MIN_SIDE) -> Image.I
 
 def stored_image(engine: SearchEngine, result: SearchResult) -> Image.Image:
     """The stored image of a result, ready for display."""
-    return for_display(engine.decode(engine.store.get_bytes(result.image_key)))
+    return for_display(engine.decode(engine.store.get_bytes(result.image_key), min_side=THUMBNAIL_SIDE))
 
 
 def category_examples(engine: SearchEngine, name: str) -> tuple[int, list[tuple[str, Image.Image, str]]]:
@@ -82,10 +91,10 @@ def caption(result: SearchResult) -> str:
     return " · ".join(part for part in (f"{result.similarity:.1f} %", result.cls, result.file, extra) if part)
 
 
-def search(runtime: Runtime, category: str, query: bytes, k: float, min_similarity: float) -> list[SearchResult]:
-    """Search the category for images like ``query`` (the sliders' values as int and float)."""
+def search(runtime: Runtime, category: str, query: Image.Image, k: float, min_similarity: float) -> list[SearchResult]:
+    """Search the category for images like the decoded ``query`` (the sliders' values as int and float)."""
     return runtime.run(
-        lambda engine: engine.search_bytes(category, query, k=int(k), min_similarity=float(min_similarity))
+        lambda engine: engine.search_image(category, query, k=int(k), min_similarity=float(min_similarity))
     )
 
 
@@ -263,12 +272,11 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             update[parts.example_ids] = [pid for pid, _, _ in found]
             return update
 
-        def show_query(data: bytes) -> dict[Any, Any]:
-            image = runtime.run(lambda engine: engine.decode(data))
+        def show_query(image: Image.Image) -> dict[Any, Any]:
             update = cleared_query(parts)
             update.update(
                 {
-                    parts.query: data,
+                    parts.query: image,  # the decoded query: searching it decodes nothing again
                     parts.input_section: gr.update(visible=True),
                     parts.input_image: for_display(image),
                     parts.search_section: gr.update(visible=True),
@@ -282,18 +290,20 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             update[parts.provision_error] = error_box(exc)
             return update
 
-        def uploaded(path: str | None) -> dict[Any, Any]:
+        def uploaded(category: str | None, path: str | None) -> dict[Any, Any]:
             if not path:
                 return {}
             try:
-                return show_query(query_from_upload(runtime, path))
+                return show_query(query_from_upload(runtime, path, category))
             except Exception as exc:  # noqa: BLE001 - shown in place
                 return {**provision_failed(exc), upload: None}  # empty the drop zone for the next try
 
         def stored(category: str | None, point_id: str) -> dict[Any, Any]:
             try:
-                data, _ = runtime.run(lambda engine: engine.image(category or "", point_id))
-                return show_query(data)
+                image = runtime.run(
+                    lambda engine: query_image(engine, engine.image(category or "", point_id)[0], category)
+                )
+                return show_query(image)
             except Exception as exc:  # noqa: BLE001 - shown in place
                 return provision_failed(exc)
 
@@ -309,10 +319,12 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 return provision_failed(exc)
             return stored(category, random.choice(pool).id)  # noqa: S311 - not security relevant
 
-        def run_search(category: str | None, query: bytes | None, k_value: float, min_sim: float) -> dict[Any, Any]:
+        def run_search(
+            category: str | None, query: Image.Image | None, k_value: float, min_sim: float
+        ) -> dict[Any, Any]:
             update = cleared_results(parts)
             try:
-                if not category or not query:
+                if not category or query is None:
                     raise InvalidQueryError("choose a category and an input image first")
                 found = search(runtime, category, query, k_value, min_sim)
                 gallery = runtime.run(lambda engine: [(stored_image(engine, r), caption(r)) for r in found])
@@ -331,7 +343,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         for name, button in buttons.items():
             button.click(partial(choose, name), outputs=outputs)
         reset_all.click(lambda: cleared(parts), outputs=outputs)
-        upload.upload(uploaded, inputs=upload, outputs=[*outputs, upload])
+        upload.upload(uploaded, inputs=[parts.category, upload], outputs=[*outputs, upload])
         examples.select(picked, inputs=[parts.category, parts.example_ids], outputs=outputs)
         random_button.click(random_pick, inputs=parts.category, outputs=outputs)
         search_button.click(run_search, inputs=[parts.category, parts.query, k, min_similarity], outputs=outputs)

@@ -87,12 +87,14 @@ def embed_paths(
     from torch.utils.data import DataLoader
 
     from visearch.data.dataset import ImageFiles
-    from visearch.data.transforms import eval_transform
+    from visearch.data.transforms import decode_side, eval_transform
 
     device = device or torch.device("cpu")
     model.eval()
     model.to(device)
-    dataset = ImageFiles(paths, [0] * len(paths), eval_transform(model.spec.input_size, model.spec.normalize))
+    transform = eval_transform(model.spec.input_size, model.spec.normalize)
+    # Decoded at the scale the model needs, as a query is: a phone photo costs a 1/8-scale decode.
+    dataset = ImageFiles(paths, [0] * len(paths), transform, min_side=decode_side(model.spec.input_size))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     chunks = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):

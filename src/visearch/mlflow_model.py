@@ -32,6 +32,7 @@ from mlflow.pyfunc import PythonModel
 from PIL import Image
 
 from visearch.data.images import decode_image
+from visearch.data.transforms import decode_side
 from visearch.inference import Embedder, load_embedder, preprocess
 from visearch.model import MODEL_FILES, ONNX_FILE, copy_model, export_onnx, load_model, read_spec
 
@@ -82,8 +83,9 @@ def embed_frame(embedder: Embedder, frame: pd.DataFrame) -> np.ndarray:
         raise ValueError(f"input needs a column {IMAGE_COLUMN!r} of image bytes; got {list(frame.columns)}")
     values = frame[IMAGE_COLUMN].tolist()
     parts = [np.zeros((0, embedder.spec.embedding_dim), dtype=np.float32)]
+    side = decode_side(embedder.spec.input_size)  # decoded at the scale the model needs, not full size
     for lo in range(0, len(values), BATCH):
-        images = [decode_image(image_bytes(value)) for value in values[lo : lo + BATCH]]
+        images = [decode_image(image_bytes(value), min_side=side) for value in values[lo : lo + BATCH]]
         parts.append(embedder.embed(preprocess(images, embedder.spec)).astype(np.float32, copy=False))
     return np.concatenate(parts)
 

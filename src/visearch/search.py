@@ -19,6 +19,7 @@ from PIL import Image
 from visearch.categories import Registry
 from visearch.data.images import decode_image
 from visearch.data.manifest import cache_dir
+from visearch.data.transforms import decode_side
 from visearch.errors import InvalidQueryError, NotFoundError, VisearchError
 from visearch.index import CollectionVersion, Hit, VectorIndex
 from visearch.inference import Backend, Embedder, load_embedder, preprocess
@@ -215,11 +216,22 @@ class SearchEngine:
 
     def search_bytes(self, category: str, data: bytes, **options: Any) -> list[SearchResult]:
         """Search with an uploaded image's bytes; ``options`` as for :meth:`search_image`."""
-        return self.search_image(category, self.decode(data), **options)
+        return self.search_image(category, self.decode(data, category), **options)
 
-    def decode(self, data: bytes) -> Image.Image:
-        """Untrusted bytes → RGB image, within the configured byte and pixel limits."""
-        return decode_image(data, max_bytes=self.settings.max_upload_bytes, max_pixels=self.settings.max_image_pixels)
+    def decode(self, data: bytes, category: str | None = None, *, min_side: int = 0) -> Image.Image:
+        """Untrusted bytes → RGB image, within the configured byte and pixel limits.
+
+        With ``category``, decoded at the scale its live model needs (a phone JPEG at 1/8, not
+        full size); ``min_side`` asks for at least that shorter side (display); neither: full size.
+        """
+        if category is not None:
+            min_side = max(min_side, decode_side(self.model_for(category).spec.input_size))
+        return decode_image(
+            data,
+            max_bytes=self.settings.max_upload_bytes,
+            max_pixels=self.settings.max_image_pixels,
+            min_side=min_side or None,
+        )
 
     def embed_many(self, requests: Sequence[tuple[str, bytes]]) -> list[np.ndarray | VisearchError]:
         """Embed (category, image bytes) pairs: one forward pass per category, one outcome per pair.
@@ -232,7 +244,7 @@ class SearchEngine:
         for position, (category, data) in enumerate(requests):
             try:
                 self.registry.get(category)
-                image = self.decode(data)
+                image = self.decode(data, category)
             except VisearchError as exc:
                 outcomes[position] = exc
                 continue

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, search_engine
+from tests.helpers import PHONE_SIZE, TINY, TINY_CLASSES, TINY_PER_CLASS, phone_photo, search_engine
+from visearch.data.transforms import decode_side
 from visearch.errors import InvalidImageError, InvalidQueryError, NotFoundError, UnknownCategoryError
 from visearch.inference import OnnxEmbedder
 from visearch.search import SearchEngine
@@ -96,3 +97,16 @@ def test_embed_many_isolates_bad_items_and_search_vector_matches(engine: SearchE
     assert [r.id for r in by_vector] == [r.id for r in engine.search_bytes(TINY, data, k=5)]
     with pytest.raises(InvalidQueryError, match="dimensions"):
         engine.search_vector(TINY, [0.1, 0.2], k=5)
+
+
+def test_phone_photo_query_decodes_at_the_models_scale(engine: SearchEngine) -> None:
+    data = phone_photo()
+    side = decode_side(engine.model_for(TINY).spec.input_size)
+    reduced = engine.decode(data, TINY)
+    assert min(reduced.size) == side and reduced.width > reduced.height  # upright, not 12 megapixels
+    full = engine.decode(data)
+    assert full.size == PHONE_SIZE
+    (vector,) = engine.embed_many([(TINY, data)])  # the REST /embed path
+    assert isinstance(vector, np.ndarray)
+    assert float(vector @ engine.embed_image(TINY, full)) > 0.99
+    assert engine.search_bytes(TINY, data, k=3)  # the REST /search path answers

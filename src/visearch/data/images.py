@@ -14,9 +14,16 @@ DEFAULT_MAX_PIXELS = 40_000_000
 
 
 def decode_image(
-    data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES, max_pixels: int = DEFAULT_MAX_PIXELS
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    min_side: int | None = None,
 ) -> Image.Image:
     """Return the image as RGB, EXIF-rotated, first frame only.
+
+    With ``min_side`` the image is decoded at the scale that need asks, not at full size (see
+    :func:`load_scaled`): a 12-megapixel phone JPEG decodes at 1/8 scale in a quarter of the time.
 
     Raises InvalidImageError for empty, oversized, non-image, truncated or bomb-sized input:
     the pixel count is checked from the header before any pixel is decoded.
@@ -32,8 +39,7 @@ def decode_image(
             width, height = opened.size
             if width * height > max_pixels:
                 raise ImageTooLargeError(f"image too large: {width}x{height} pixels (limit {max_pixels})")
-            opened.load()
-            return to_rgb(ImageOps.exif_transpose(opened) or opened)
+            return load_scaled(opened, min_side)
     except InvalidImageError:
         raise
     except UnidentifiedImageError as exc:
@@ -42,6 +48,26 @@ def decode_image(
         raise ImageTooLargeError(f"image too large: {exc}") from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InvalidImageError(f"corrupt or truncated image: {exc}") from exc
+
+
+def load_scaled(image: Image.Image, min_side: int | None = None) -> Image.Image:
+    """Decode an opened (not yet loaded) image: RGB, EXIF-rotated, shorter side from ``min_side`` to ~2x it.
+
+    A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both sides at least
+    ``min_side``; what stays larger than twice that (other formats, or beyond 1/8) is reduced to
+    a shorter side of ``min_side``. Smaller images are left as they are; ``None`` decodes at full size.
+    """
+    if min_side:
+        # A square request keeps both sides >= min_side whatever the EXIF orientation turns later.
+        image.draft(None, (min_side, min_side))  # a no-op for formats other than JPEG
+    image.load()
+    image = to_rgb(ImageOps.exif_transpose(image) or image)
+    if min_side and min(image.size) > 2 * min_side:
+        scale = min_side / min(image.size)
+        size = (max(min_side, round(image.width * scale)), max(min_side, round(image.height * scale)))
+        # reducing_gap: a box reduction by a whole factor first, then the filter over the last ~2x.
+        image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+    return image
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
