@@ -58,9 +58,9 @@ def parse_filter(raw: Mapping[str, Any] | None, fields: Mapping[str, str]) -> mo
         raise InvalidQueryError(_explain(exc)) from exc
     count = 0
     for where, condition, depth in _walk(parsed, "filter", 0):
-        if depth > MAX_DEPTH:
-            raise InvalidQueryError(f"{where}: filters nest at most {MAX_DEPTH} levels deep")
         if isinstance(condition, models.Filter):
+            if depth >= MAX_DEPTH:  # this one would be nesting level depth + 1
+                raise InvalidQueryError(f"{where}: filters nest at most {MAX_DEPTH} levels deep")
             continue
         count += 1
         if count > MAX_CONDITIONS:
