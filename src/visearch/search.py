@@ -219,6 +219,10 @@ class SearchEngine:
             InvalidQueryError: the category has no caption columns, or ``text`` has no searchable word.
         """
         opts = self.options(text=text, **options)
+        if not self.registry.get(category).captions:
+            raise InvalidQueryError(f"category {category} has no caption columns")
+        if not (opts.text or "").strip():
+            raise InvalidQueryError("give an image or text to search with")
         live = self.live_version(category)
         return self._answer(category, live, opts)
 
