@@ -21,7 +21,7 @@ import shutil
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import qdrant_edge as edge
@@ -229,8 +229,8 @@ class EdgeBackend:
     def _request(self, request: SearchRequest) -> edge.QueryRequest:
         flt = request.combined_filter()
         translated = edge_filter(flt) if flt else None
-        common = {"limit": request.limit, "offset": request.offset or None, "with_payload": True}
-        text = _sparse(request.text) if request.text else None
+        offset = request.offset or None
+        text = edge.Query.Nearest(_sparse(request.text), using=TEXT_VECTOR) if request.text else None
         dense = self._dense(request)
         if dense is not None and text is not None:
             candidates = max(HYBRID_CANDIDATES, request.limit + request.offset)
@@ -242,19 +242,26 @@ class EdgeBackend:
                     score_threshold=request.min_score,
                     params=self.search_params,
                 ),
-                edge.Prefetch(candidates, query=edge.Query.Nearest(text, using=TEXT_VECTOR), filter=translated),
+                edge.Prefetch(candidates, query=text, filter=translated),
             ]
-            return edge.QueryRequest(query=edge.Fusion.Rrf(RRF_K), prefetches=prefetches, filter=translated, **common)
+            fusion: Any = edge.Fusion.Rrf(RRF_K)  # a Fusion variant; the stubs do not say so
+            return edge.QueryRequest(request.limit, offset, fusion, prefetches, filter=translated, with_payload=True)
         if dense is None:
-            return edge.QueryRequest(query=edge.Query.Nearest(text, using=TEXT_VECTOR), filter=translated, **common)
+            return edge.QueryRequest(request.limit, offset, text, filter=translated, with_payload=True)
         return edge.QueryRequest(
-            query=dense, filter=translated, score_threshold=request.min_score, params=self.search_params, **common
+            request.limit,
+            offset,
+            dense,
+            filter=translated,
+            with_payload=True,
+            score_threshold=request.min_score,
+            params=self.search_params,
         )
 
     @staticmethod
     def _dense(request: SearchRequest) -> Any:
         if request.positives or request.negatives:
-            query = edge.RecommendQuery(request.positives, request.negatives)
+            query = edge.RecommendQuery(list[Any](request.positives), list[Any](request.negatives))
             return edge.Query.RecommendBestScore(query, using=VECTOR)
         if request.vector is None:
             return None
@@ -371,6 +378,8 @@ def _edge_condition(condition: Any) -> Any:
         raise VisearchError(f"the embedded index cannot run the condition {condition!r}")
     if condition.range is not None:
         bounds = condition.range
+        # parse_filter admits numeric ranges only (models.Range), never DatetimeRange.
+        assert isinstance(bounds, models.Range)
         return edge.FieldCondition(
             key=condition.key, range=edge.RangeFloat(gte=bounds.gte, gt=bounds.gt, lte=bounds.lte, lt=bounds.lt)
         )
@@ -378,9 +387,9 @@ def _edge_condition(condition: Any) -> Any:
     if isinstance(match, models.MatchValue):
         translated: Any = edge.MatchValue(match.value)
     elif isinstance(match, models.MatchAny):
-        translated = edge.MatchAny(list(match.any))
+        translated = edge.MatchAny(cast(Any, list(match.any)))
     elif isinstance(match, models.MatchExcept):
-        translated = edge.MatchExcept(list(match.except_))
+        translated = edge.MatchExcept(cast(Any, list(match.except_)))
     elif isinstance(match, models.MatchText):
         translated = edge.MatchText(match.text)
     else:

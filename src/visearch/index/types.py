@@ -177,19 +177,6 @@ class IndexBackend(Protocol):
         """The points with these ids that exist, with payload and vector as asked."""
         ...
 
-    def query(
-        self,
-        collection: str,
-        vector: Any,
-        *,
-        k: int,
-        min_score: float | None,
-        class_filter: str | None,
-        exclude_id: str | None,
-    ) -> list[Hit]:
-        """The ``k`` nearest points, best first, above ``min_score``, filtered by class and excluded id."""
-        ...
-
     def search(self, collection: str, request: SearchRequest) -> list[Hit]:
         """The hits of one request, best first."""
         ...
