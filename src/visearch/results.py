@@ -6,12 +6,18 @@ arguments (``k=5, filter={...}, text="boot"``), checked in one place (:meth:`Sea
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from qdrant_client import models
+
+from visearch.categories import Category
 from visearch.errors import InvalidQueryError
-from visearch.index import Hit
+from visearch.index import Hit, SearchRequest
+from visearch.index.filters import parse_filter
+from visearch.index.text import query_vector
+from visearch.index.types import MMR_DIVERSITY
 
 CORE_FIELDS = ("file", "class", "label", "image_key", "image_uri")
 MAX_CLASS_FILTER_CHARS = 200
@@ -177,3 +183,69 @@ class DuplicatesPage:
             "threshold": self.threshold,
             "next_offset": self.next_offset,
         }
+
+
+def build_request(
+    category: Category,
+    opts: SearchOptions,
+    *,
+    vector: list[float] | None = None,
+    positives: list[list[float]] | None = None,
+    negatives: list[list[float]] | None = None,
+    exclude: Sequence[str] = (),
+) -> tuple[SearchRequest, ScoreKind]:
+    """The engine request for checked options and a query (vector, examples and/or ``opts.text``).
+
+    Raises:
+        InvalidQueryError: a bad filter, text without caption columns or searchable words,
+            nothing to search with, or ``diverse`` without one query vector.
+    """
+    flt = parse_filter(opts.filter, category.filterable)
+    text = None
+    if opts.text is not None and opts.text.strip():
+        if not category.captions:
+            raise InvalidQueryError(f"category {category.name} has no caption columns")
+        text = query_vector(opts.text)
+        if text is None:
+            raise InvalidQueryError(f"text {opts.text!r} has no searchable word")
+    dense = vector is not None or bool(positives)
+    if not dense and text is None:
+        raise InvalidQueryError("give an image, examples or text to search with")
+    if opts.diverse and vector is None:
+        raise InvalidQueryError("diverse needs one query image")
+    request = SearchRequest(
+        opts.k,
+        vector=vector,
+        positives=positives or [],
+        negatives=negatives or [],
+        text=text,
+        filter=flt,
+        offset=opts.offset,
+        min_score=opts.min_similarity / 100 or None,
+        diversity=MMR_DIVERSITY if opts.diverse else None,
+        exclude_ids=list(exclude),
+    )
+    if opts.class_filter:
+        request = request.narrowed(models.FieldCondition(key="class", match=models.MatchValue(value=opts.class_filter)))
+    kind: ScoreKind = "rrf" if dense and text else "bm25" if text else "recommend" if positives else "cosine"
+    return request, kind
+
+
+def duplicates_page(
+    pairs: Sequence[Mapping[str, Any]],
+    payloads: Mapping[str, dict[str, Any]],
+    offset: int,
+    limit: int,
+    threshold: float,
+) -> DuplicatesPage:
+    """One page of stored duplicate pairs (``{"a", "b", "similarity"}``) with the points' payloads."""
+    found = [
+        DuplicatePair(
+            round(pair["similarity"] * 100, 2),
+            SearchResult.from_hit(Hit(pair["a"], pair["similarity"], payloads.get(pair["a"], {}))),
+            SearchResult.from_hit(Hit(pair["b"], pair["similarity"], payloads.get(pair["b"], {}))),
+        )
+        for pair in pairs[offset : offset + limit]
+    ]
+    more = offset + limit < len(pairs)
+    return DuplicatesPage(found, len(pairs), threshold, offset + limit if more else None)

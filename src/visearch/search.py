@@ -28,20 +28,18 @@ from visearch.data.manifest import cache_dir
 from visearch.errors import ConflictError, InvalidQueryError, NotFoundError, VisearchError
 from visearch.index import CollectionVersion, Hit, SearchRequest, VectorIndex
 from visearch.index.filters import parse_filter
-from visearch.index.text import query_vector
-from visearch.index.types import MMR_DIVERSITY
 from visearch.inference import Backend, Embedder, load_embedder, preprocess
 from visearch.model import ONNX_FILE, WEIGHT_FILES, resolve_device, store_key
 from visearch.neighbours import NeighbourStats, load_stats
 from visearch.once import LoadOnce
 from visearch.results import (
     UNUSUAL_NOTICE,
-    DuplicatePair,
     DuplicatesPage,
-    ScoreKind,
     SearchAnswer,
     SearchOptions,
     SearchResult,
+    build_request,
+    duplicates_page,
 )
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
@@ -326,23 +324,9 @@ class SearchEngine:
         live = self.live_version(category)
         stats = self.stats(live)
         pairs = stats.duplicates if stats else []
-        page = pairs[offset : offset + limit]
-        ids = sorted({pair[side] for pair in page for side in ("a", "b")})
-        records = {
-            r.id: r.payload for r in self.index.backend.retrieve(live.name, ids, with_payload=True, with_vector=False)
-        }
-        found = [
-            DuplicatePair(
-                round(pair["similarity"] * 100, 2),
-                SearchResult.from_hit(Hit(pair["a"], pair["similarity"], records.get(pair["a"], {}))),
-                SearchResult.from_hit(Hit(pair["b"], pair["similarity"], records.get(pair["b"], {}))),
-            )
-            for pair in page
-        ]
-        more = offset + limit < len(pairs)
-        return DuplicatesPage(
-            found, len(pairs), stats.threshold if stats else threshold, offset + limit if more else None
-        )
+        ids = sorted({pair[side] for pair in pairs[offset : offset + limit] for side in ("a", "b")})
+        payloads = {record.id: record.payload for record in self.index.records(live.name, ids)}
+        return duplicates_page(pairs, payloads, offset, limit, stats.threshold if stats else threshold)
 
     def stats(self, live: CollectionVersion) -> NeighbourStats | None:
         """The nearest-neighbour statistics of an index version (read once from the store, then cached)."""
@@ -365,39 +349,13 @@ class SearchEngine:
         exclude: Sequence[str] = (),
         judge: bool = True,
     ) -> SearchAnswer:
-        cat = self.registry.get(category)
-        flt = parse_filter(opts.filter, cat.filterable)
-        text = None
-        if opts.text is not None and opts.text.strip():
-            if not cat.captions:
-                raise InvalidQueryError(f"category {category} has no caption columns")
-            text = query_vector(opts.text)
-            if text is None:
-                raise InvalidQueryError(f"text {opts.text!r} has no searchable word")
-        dense = vector is not None or bool(positives)
-        if not dense and text is None:
-            raise InvalidQueryError("give an image, examples or text to search with")
-        if opts.diverse and vector is None:
-            raise InvalidQueryError("diverse needs one query image")
-        request = SearchRequest(
-            opts.k,
-            vector=vector,
-            positives=positives or [],
-            negatives=negatives or [],
-            text=text,
-            filter=flt,
-            offset=opts.offset,
-            min_score=opts.min_similarity / 100 or None,
-            diversity=MMR_DIVERSITY if opts.diverse else None,
-            exclude_ids=list(exclude),
+        request, kind = build_request(
+            self.registry.get(category), opts, vector=vector, positives=positives, negatives=negatives, exclude=exclude
         )
-        if opts.class_filter:
-            request = request.narrowed(_class_is(opts.class_filter))
         if opts.group_by_class:
             hits = self.index.best_per_group(live.name, request, "class")
         else:
             hits = self.index.search(live.name, request)
-        kind: ScoreKind = "rrf" if dense and text else "bm25" if text else "recommend" if positives else "cosine"
         stats = self.stats(live)
         results = [
             SearchResult.from_hit(hit, stats.calibrated(hit.score) if stats and kind == "cosine" else None)
@@ -502,9 +460,3 @@ class SearchEngine:
     def close(self) -> None:
         """Release the index (open shard files or the server connection)."""
         self.index.close()
-
-
-def _class_is(name: str) -> Any:
-    from qdrant_client import models
-
-    return models.FieldCondition(key="class", match=models.MatchValue(value=name))

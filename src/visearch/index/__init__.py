@@ -279,6 +279,10 @@ class VectorIndex:
         """(value, count) of the keyword column ``key``, most frequent first, among points matching ``flt``."""
         return self.backend.facet(collection, key, limit, flt)
 
+    def records(self, collection: str, ids: Sequence[str]) -> list[Record]:
+        """The stored points (payloads, no vectors) of those ``ids`` that exist."""
+        return self.backend.retrieve(collection, ids, with_payload=True, with_vector=False)
+
     def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, list[float]]:
         """The stored vectors of those ``ids`` that exist, by id (missing ids are absent)."""
         found: dict[str, list[float]] = {}
