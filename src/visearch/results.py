@@ -198,7 +198,7 @@ def build_request(
 
     Raises:
         InvalidQueryError: a bad filter, text without caption columns or searchable words,
-            nothing to search with, or ``diverse`` without one query vector.
+            nothing to search with, or ``diverse`` without one query vector or with text.
     """
     flt = parse_filter(opts.filter, category.filterable)
     text = None
@@ -211,8 +211,12 @@ def build_request(
     dense = vector is not None or bool(positives)
     if not dense and text is None:
         raise InvalidQueryError("give an image, examples or text to search with")
-    if opts.diverse and vector is None:
-        raise InvalidQueryError("diverse needs one query image")
+    if opts.group_by_class and dense and text is not None:
+        # Fused ranks per class would differ between the engines (edge ranks within each class).
+        raise InvalidQueryError("group_by_class works with an image or a text query, not with both")
+    if opts.diverse and (vector is None or text is not None):
+        # MMR inside a hybrid prefetch differs between the engines: diversity is for image queries only.
+        raise InvalidQueryError("diverse needs one query image and no text")
     request = SearchRequest(
         opts.k,
         vector=vector,

@@ -119,6 +119,12 @@ def test_pages_diversity_and_best_per_class(engine: SearchEngine) -> None:
         {r.cls for r in whole.results[:8]}
     )
 
+    with pytest.raises(InvalidQueryError, match="diverse needs one query image and no text"):
+        engine.search(TINY, query, k=8, diverse=True, text="bag")
+
+    with pytest.raises(InvalidQueryError, match="not with both"):
+        engine.search(TINY, query, k=8, group_by_class=True, text="bag")
+
     best = engine.search(TINY, query, k=10, group_by_class=True).results
     assert sorted(r.cls for r in best) == sorted(TINY_CLASSES)
     for result in best:

@@ -88,8 +88,8 @@ class SearchRequest:
     def __post_init__(self) -> None:
         if not self.dense and self.text is None:
             raise ValueError("a search request needs a vector, examples or text")
-        if self.diversity is not None and self.vector is None:
-            raise ValueError("diversity (MMR) needs one query vector")
+        if self.diversity is not None and (self.vector is None or self.text is not None):
+            raise ValueError("diversity (MMR) needs one query vector and no text")
 
     def narrowed(self, condition: models.Condition, **changes: Any) -> SearchRequest:
         """A copy that also requires ``condition``, with ``changes`` (other fields) applied."""
