@@ -77,6 +77,9 @@ def write_registry(path: Path, *, data_dir: str = "datasets/tiny") -> Path:
         "business_usage": "Five Fashion-MNIST classes, eight images each.",
         "credits": "Fashion-MNIST (Zalando Research, MIT).",
         "data_dir": data_dir,
+        # The demo's caption columns, as the shipped fashion-mnist entry declares them.
+        "fields": {"article": "keyword", "source": "text"},
+        "captions": ["article", "source"],
         "train": {
             "input_size": 32,
             "epochs": 1,

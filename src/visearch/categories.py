@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, Field, ValidationError, field_validator
@@ -19,6 +20,11 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from visearch.errors import ConfigError, UnknownCategoryError
 
 NAME_PATTERN = r"^[a-z0-9][a-z0-9-]{0,47}$"
+# The kinds of filterable caption columns, each backed by an engine payload index of that type.
+FieldKind = Literal["keyword", "integer", "float", "text"]
+# Filterable on every category: the class name and its integer label (every point stores both).
+CORE_FIELDS: dict[str, FieldKind] = {"class": "keyword", "label": "integer"}
+COLUMN_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
 
 
 class TrainParams(BaseModel):
@@ -107,6 +113,31 @@ class Category(BaseModel):
         default=1, ge=1, le=256, description='Embed pods the pipeline fans out over (README "Scale"); 1 = one pod'
     )
     demo: bool = False
+    fields: dict[str, FieldKind] = Field(
+        default_factory=dict,
+        description="Filterable caption columns and their kinds (besides the always filterable class and label)",
+    )
+    captions: list[str] = Field(
+        default_factory=list, description="Caption columns that text search covers ([] = no caption text)"
+    )
+    duplicate_threshold: float = Field(
+        default=0.97, gt=0, le=1, description="Cosine similarity above which two images count as near-duplicates"
+    )
+
+    @field_validator("fields")
+    @classmethod
+    def _plain_columns(cls, value: dict[str, FieldKind]) -> dict[str, FieldKind]:
+        for column in value:
+            if column in CORE_FIELDS:
+                raise ValueError(f"{column!r} is always filterable; do not declare it")
+            if not re.match(COLUMN_PATTERN, column):
+                raise ValueError(f"column {column!r} must be letters, digits and underscores")
+        return value
+
+    @property
+    def filterable(self) -> dict[str, FieldKind]:
+        """Every filterable column and its kind: ``class``, ``label`` and the declared ``fields``, sorted."""
+        return dict(sorted({**CORE_FIELDS, **self.fields}.items()))
 
     @field_validator("data_dir")
     @classmethod

@@ -3,13 +3,19 @@
 category → live collection (alias) → the model version that produced its vectors → lazily
 loaded, cached model (:mod:`visearch.inference`) → Qdrant query. A reindex or rollback changes
 the alias; the next query follows it and loads the matching model.
+
+Every search method takes :class:`visearch.results.SearchOptions` as keyword arguments (k,
+min_similarity, class_filter, filter, text, offset, diverse, group_by_class). The methods named
+``search_*`` that predate them return plain result lists; the others return a
+:class:`visearch.results.SearchAnswer` (results, notice, model version, next offset).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,55 +26,28 @@ from visearch.categories import Registry
 from visearch.data.images import decode_image
 from visearch.data.manifest import cache_dir
 from visearch.data.transforms import decode_side
-from visearch.errors import InvalidQueryError, NotFoundError, VisearchError
-from visearch.index import CollectionVersion, Hit, VectorIndex
+from visearch.errors import ConflictError, InvalidQueryError, NotFoundError, VisearchError
+from visearch.index import CollectionVersion, Hit, SearchRequest, VectorIndex
+from visearch.index.filters import parse_filter
 from visearch.inference import Backend, Embedder, load_embedder, preprocess
 from visearch.model import ONNX_FILE, WEIGHT_FILES, resolve_device, store_key
+from visearch.neighbours import NeighbourStats, load_stats
 from visearch.once import LoadOnce
+from visearch.results import (
+    UNUSUAL_NOTICE,
+    DuplicatesPage,
+    SearchAnswer,
+    SearchOptions,
+    SearchResult,
+    build_request,
+    duplicates_page,
+)
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
-CORE_FIELDS = ("file", "class", "label", "image_key", "image_uri")
-MAX_CLASS_FILTER_CHARS = 200
-
-
-@dataclass
-class SearchResult:
-    """One similar image: its point id, score, similarity in percent, class, file, captions and store key."""
-
-    id: str
-    score: float
-    similarity: float
-    cls: str
-    file: str
-    captions: dict[str, Any] = field(default_factory=dict)
-    image_key: str = ""
-
-    @classmethod
-    def from_hit(cls, hit: Hit) -> SearchResult:
-        """The result for an index hit; payload fields other than the core ones become captions."""
-        payload = hit.payload
-        captions = {k: v for k, v in payload.items() if k not in CORE_FIELDS}
-        return cls(
-            hit.id,
-            round(hit.score, 6),
-            hit.similarity_percent,
-            str(payload.get("class", "")),
-            str(payload.get("file", "")),
-            captions,
-            str(payload.get("image_key", "")),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: every field but the store key, with ``class`` for ``cls``."""
-        return {
-            "id": self.id,
-            "score": self.score,
-            "similarity": self.similarity,
-            "class": self.cls,
-            "file": self.file,
-            "captions": self.captions,
-        }
+__all__ = ["CategoryInfo", "SearchAnswer", "SearchEngine", "SearchOptions", "SearchResult"]
+MAX_FACET_VALUES = 1000
+MAX_DUPLICATES_PAGE = 100
 
 
 @dataclass
@@ -121,22 +100,27 @@ class SearchEngine:
         # core, so two at once only contend. Held for compute only, never for I/O; a pass is
         # bounded by MAX_BATCH_IMAGES.
         self._compute = threading.Lock()
+        self._stats: LoadOnce[str, NeighbourStats | None] = LoadOnce()
 
     # --- validation ------------------------------------------------------------------------
     def check_params(self, k: int, min_similarity: float, class_filter: str | None = None) -> None:
         """Raise InvalidQueryError unless ``k``, ``min_similarity`` and ``class_filter`` are within the limits."""
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= self.settings.max_k:
-            raise InvalidQueryError(f"k must be an integer from 1 to {self.settings.max_k}, got {k!r}")
-        if (
-            isinstance(min_similarity, bool)
-            or not isinstance(min_similarity, int | float)
-            or not 0 <= min_similarity <= 100
-        ):
-            raise InvalidQueryError(f"min_similarity must be a percentage from 0 to 100, got {min_similarity!r}")
-        if class_filter is not None and (
-            not isinstance(class_filter, str) or len(class_filter) > MAX_CLASS_FILTER_CHARS
-        ):
-            raise InvalidQueryError(f"class_filter must be a class name of at most {MAX_CLASS_FILTER_CHARS} characters")
+        SearchOptions(k, min_similarity, class_filter).check(self.settings.max_k)
+
+    def options(self, options: SearchOptions | None = None, **overrides: Any) -> SearchOptions:
+        """Checked options: ``options`` (default: the defaults) with ``overrides`` (keyword options) applied.
+
+        Raises:
+            InvalidQueryError: an unknown option or a value out of its limits.
+        """
+        base = options or SearchOptions()
+        try:
+            merged = dataclasses.replace(base, **overrides)
+        except TypeError as exc:
+            known = ", ".join(f.name for f in dataclasses.fields(SearchOptions))
+            raise InvalidQueryError(f"unknown search option in {sorted(overrides)}; known: {known}") from exc
+        merged.check(self.settings.max_k)
+        return merged
 
     def live_version(self, category: str) -> CollectionVersion:
         """The live index version of a registry category.
@@ -182,41 +166,254 @@ class SearchEngine:
         """Embed one image with the model of the category's live version."""
         return self.embed_images(category, [image])[0]
 
-    # --- queries ---------------------------------------------------------------------------
-    def search_image(
-        self,
-        category: str,
-        image: Image.Image,
-        *,
-        k: int = 10,
-        min_similarity: float = 0.0,
-        class_filter: str | None = None,
-    ) -> list[SearchResult]:
-        """Most similar images of ``category``; ``min_similarity`` is a percent (the seed's benchmark)."""
-        return self.search_images(category, [image], k=k, min_similarity=min_similarity, class_filter=class_filter)[0]
+    # --- queries (list results: the original API, options as keywords) ---------------------
+    def search_image(self, category: str, image: Image.Image, **options: Any) -> list[SearchResult]:
+        """Most similar images of ``category``; ``options`` are :class:`SearchOptions` fields."""
+        return self.search(category, image, **options).results
 
-    def search_images(
-        self,
-        category: str,
-        images: Sequence[Image.Image],
-        *,
-        k: int = 10,
-        min_similarity: float = 0.0,
-        class_filter: str | None = None,
-    ) -> list[list[SearchResult]]:
+    def search_images(self, category: str, images: Sequence[Image.Image], **options: Any) -> list[list[SearchResult]]:
         """One result list per image; the images are embedded as one batch."""
-        self.check_params(k, min_similarity, class_filter)
+        return [answer.results for answer in self.search_many(category, images, **options)]
+
+    def search_bytes(self, category: str, data: bytes, **options: Any) -> list[SearchResult]:
+        """Search with an uploaded image's bytes; ``options`` as for :meth:`search_image`."""
+        return self.search_image(category, self.decode(data, category), **options)
+
+    def search_vector(
+        self, category: str, vector: Sequence[float], *, model_version: str | None = None, **options: Any
+    ) -> list[SearchResult]:
+        """Neighbours of a query vector made by this category's live model (see :meth:`embed_many_versioned`)."""
+        return self.vector_search(category, vector, model_version=model_version, **options).results
+
+    def search_id(self, category: str, point_id: str, **options: Any) -> list[SearchResult]:
+        """More like this: neighbours of a stored image (the image itself excluded)."""
+        return self.similar(category, point_id, **options).results
+
+    # --- queries (answers) ---------------------------------------------------------------------
+    def search(self, category: str, image: Image.Image | None = None, **options: Any) -> SearchAnswer:
+        """Search with an image, caption text (``text=``) or both (hybrid).
+
+        Raises:
+            InvalidQueryError: neither an image nor text, or an option out of its limits.
+        """
+        if image is None:
+            return self.search_text(category, options.pop("text", None), **options)
+        return self.search_many(category, [image], **options)[0]
+
+    def search_many(self, category: str, images: Sequence[Image.Image], **options: Any) -> list[SearchAnswer]:
+        """One answer per image; the images are embedded as one batch."""
+        opts = self.options(**options)
         if not images:
             raise InvalidQueryError("no images given")
         # Resolve the alias once: the model and the collection of one request are the same version,
         # even when a reindex swaps the alias meanwhile.
         live = self.live_version(category)
         vectors = self.embed_images(category, images, live)
-        return [self._query(live.name, vector, k, min_similarity, class_filter) for vector in vectors]
+        return [self._answer(category, live, opts, vector=list(map(float, v))) for v in vectors]
 
-    def search_bytes(self, category: str, data: bytes, **options: Any) -> list[SearchResult]:
-        """Search with an uploaded image's bytes; ``options`` as for :meth:`search_image`."""
-        return self.search_image(category, self.decode(data, category), **options)
+    def search_text(self, category: str, text: str | None, **options: Any) -> SearchAnswer:
+        """Images whose caption columns hold the words of ``text`` (BM25 over the category's ``captions``).
+
+        Raises:
+            InvalidQueryError: the category has no caption columns, or ``text`` has no searchable word.
+        """
+        opts = self.options(text=text, **options)
+        if not self.registry.get(category).captions:
+            raise InvalidQueryError(f"category {category} has no caption columns")
+        if not (opts.text or "").strip():
+            raise InvalidQueryError("give an image or text to search with")
+        live = self.live_version(category)
+        return self._answer(category, live, opts)
+
+    def vector_search(
+        self, category: str, vector: Sequence[float], *, model_version: str | None = None, **options: Any
+    ) -> SearchAnswer:
+        """Neighbours of a query vector; refused unless it has the live model's version and dimension.
+
+        Raises:
+            ConflictError: ``model_version`` is not the live model's (embed the image again).
+            InvalidQueryError: the vector has another dimension than the live model's.
+        """
+        opts = self.options(**options)
+        live = self.live_version(category)
+        if model_version is not None and model_version != live.model_version:
+            raise ConflictError(
+                f"the vector was made by model {model_version}; category {category!r} now searches with "
+                f"{live.model_version}: embed the image again"
+            )
+        dim = self.model_for(category, live).spec.embedding_dim
+        if len(vector) != dim:
+            raise InvalidQueryError(
+                f"vector has {len(vector)} dimensions; category {category!r} uses {dim} ({live.name})"
+            )
+        return self._answer(category, live, opts, vector=list(map(float, vector)))
+
+    def similar(self, category: str, point_id: str, **options: Any) -> SearchAnswer:
+        """More like this: neighbours of a stored image (itself excluded; no "unusual" notice)."""
+        opts = self.options(**options)
+        live = self.live_version(category)
+        _, vector = self.index.get(live.name, point_id, with_vector=True)
+        if vector is None:
+            raise NotFoundError(f"no vector stored for {point_id}")
+        return self._answer(category, live, opts, vector=vector, exclude=[point_id], judge=False)
+
+    def recommend(
+        self,
+        category: str,
+        positive_ids: Sequence[str] = (),
+        negative_ids: Sequence[str] = (),
+        positive_images: Sequence[Image.Image] = (),
+        negative_images: Sequence[Image.Image] = (),
+        **options: Any,
+    ) -> SearchAnswer:
+        """Images like the positive examples and unlike the negative ones (stored ids and/or uploaded images).
+
+        Qdrant's recommend query, strategy best_score: a point scores by its similarity to the
+        closest positive, and is penalised when a negative is closer than every positive. The
+        stored examples never come back. ``text`` makes it hybrid; ``diverse`` is refused.
+
+        Raises:
+            InvalidQueryError: no positive example, too many examples, or ``diverse``.
+            NotFoundError: an id that is not in the live index.
+        """
+        opts = self.options(**options)
+        if not (positive_ids or positive_images):
+            raise InvalidQueryError("recommend needs at least one positive example (an id or an image)")
+        examples = len(positive_ids) + len(negative_ids) + len(positive_images) + len(negative_images)
+        if examples > self.settings.max_batch_images:
+            raise InvalidQueryError(f"at most {self.settings.max_batch_images} examples, got {examples}")
+        if opts.diverse:
+            raise InvalidQueryError("diverse works with one query image, not with recommend")
+        live = self.live_version(category)
+        ids = [*positive_ids, *negative_ids]
+        stored = self.index.vectors(live.name, ids) if ids else {}
+        missing = [pid for pid in ids if pid not in stored]
+        if missing:
+            self.index.get(live.name, missing[0])  # raises the usual NotFoundError for it
+        images = [*positive_images, *negative_images]
+        embedded = [list(map(float, v)) for v in self.embed_images(category, images, live)] if images else []
+        positives = [stored[pid] for pid in positive_ids] + embedded[: len(positive_images)]
+        negatives = [stored[pid] for pid in negative_ids] + embedded[len(positive_images) :]
+        return self._answer(category, live, opts, positives=positives, negatives=negatives, exclude=ids)
+
+    def facets(self, category: str, column: str, *, filter: Any = None, limit: int = 100) -> list[tuple[Any, int]]:
+        """(value, count) of a keyword column in the live index, most frequent first (UI filter controls).
+
+        Raises:
+            InvalidQueryError: ``column`` is not a keyword column of the category, or a bad filter/limit.
+        """
+        cat = self.registry.get(category)
+        kinds = cat.filterable
+        if kinds.get(column) != "keyword":
+            keywords = ", ".join(c for c, kind in kinds.items() if kind == "keyword")
+            raise InvalidQueryError(f"facets need a keyword column; {category!r} has: {keywords}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_FACET_VALUES:
+            raise InvalidQueryError(f"limit must be an integer from 1 to {MAX_FACET_VALUES}, got {limit!r}")
+        flt = parse_filter(filter, kinds)
+        live = self.live_version(category)
+        return self.index.facet(live.name, column, limit=limit, flt=flt)
+
+    def duplicates(self, category: str, offset: int = 0, limit: int = 20) -> DuplicatesPage:
+        """A page of the live index's near-duplicate pairs (above the category's ``duplicate_threshold``).
+
+        Measured at upsert (:mod:`visearch.neighbours`); an index built before then has none.
+        """
+        for name, value, low, high in (("offset", offset, 0, 10**9), ("limit", limit, 1, MAX_DUPLICATES_PAGE)):
+            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+                raise InvalidQueryError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        threshold = self.registry.get(category).duplicate_threshold
+        live = self.live_version(category)
+        stats = self.stats(live)
+        pairs = stats.duplicates if stats else []
+        ids = sorted({pair[side] for pair in pairs[offset : offset + limit] for side in ("a", "b")})
+        payloads = {record.id: record.payload for record in self.index.records(live.name, ids)}
+        return duplicates_page(pairs, payloads, offset, limit, stats.threshold if stats else threshold)
+
+    def stats(self, live: CollectionVersion) -> NeighbourStats | None:
+        """The nearest-neighbour statistics of an index version (read once from the store, then cached)."""
+        return self._stats.get(live.name, lambda: load_stats(self.store, live.name))
+
+    def embedding_version(self, category: str) -> str:
+        """The model version whose vectors the category's live index holds (what a vector search needs)."""
+        return self.live_version(category).model_version
+
+    # --- the one query path ---------------------------------------------------------------------
+    def _answer(
+        self,
+        category: str,
+        live: CollectionVersion,
+        opts: SearchOptions,
+        *,
+        vector: list[float] | None = None,
+        positives: list[list[float]] | None = None,
+        negatives: list[list[float]] | None = None,
+        exclude: Sequence[str] = (),
+        judge: bool = True,
+    ) -> SearchAnswer:
+        request, kind = build_request(
+            self.registry.get(category), opts, vector=vector, positives=positives, negatives=negatives, exclude=exclude
+        )
+        if opts.group_by_class:
+            hits = self.index.best_per_group(live.name, request, "class")
+        else:
+            hits = self.index.search(live.name, request)
+        stats = self.stats(live)
+        results = [
+            SearchResult.from_hit(hit, stats.calibrated(hit.score) if stats and kind == "cosine" else None)
+            for hit in hits
+        ]
+        notice = self._notice(live, stats, vector, exclude, hits if kind == "cosine" else []) if judge else None
+        full = len(hits) == opts.k and not opts.group_by_class
+        return SearchAnswer(
+            results, live.model_version, live.name, kind, notice, opts.offset + opts.k if full else None
+        )
+
+    def _notice(
+        self,
+        live: CollectionVersion,
+        stats: NeighbourStats | None,
+        vector: list[float] | None,
+        exclude: Sequence[str],
+        hits: list[Hit],
+    ) -> str | None:
+        """The "unusual" notice, when the query's nearest neighbour is below the category's usual range.
+
+        The nearest neighbour in the whole category counts: a filtered or later page asks the index for it.
+        """
+        floor = stats.similarity_at(self.settings.visearch_unusual_percentile) if stats else None
+        if floor is None or vector is None:
+            return None
+        best = hits[0].score if hits else None
+        if best is None or best < floor:  # the page may be filtered: ask for the true nearest
+            nearest = self.index.search(live.name, SearchRequest(1, vector=vector, exclude_ids=list(exclude)))
+            best = nearest[0].score if nearest else None
+        return UNUSUAL_NOTICE if best is not None and best < floor else None
+
+    def embed_many_versioned(
+        self, requests: Sequence[tuple[str, bytes]]
+    ) -> list[tuple[np.ndarray, str] | VisearchError]:
+        """As :meth:`embed_many`, each vector with the model version that made it (for :meth:`vector_search`)."""
+        outcomes: list[tuple[np.ndarray, str] | VisearchError] = [VisearchError("not embedded")] * len(requests)
+        groups: dict[str, list[tuple[int, Image.Image]]] = {}
+        for position, (category, data) in enumerate(requests):
+            try:
+                self.registry.get(category)
+                image = self.decode(data, category)
+            except VisearchError as exc:
+                outcomes[position] = exc
+                continue
+            groups.setdefault(category, []).append((position, image))
+        for category, members in groups.items():
+            try:
+                live = self.live_version(category)
+                vectors = self.embed_images(category, [image for _, image in members], live)
+            except VisearchError as exc:
+                for position, _ in members:
+                    outcomes[position] = exc
+                continue
+            for (position, _), vector in zip(members, vectors, strict=True):
+                outcomes[position] = (vector, live.model_version)
+        return outcomes
 
     def decode(self, data: bytes, category: str | None = None, *, min_side: int = 0) -> Image.Image:
         """Untrusted bytes → RGB image, within the configured byte and pixel limits.
@@ -239,79 +436,7 @@ class SearchEngine:
         A bad image or category fails only its own pair (the server merges concurrent requests
         into one call, so one client's bad upload must not fail another's).
         """
-        outcomes: list[np.ndarray | VisearchError] = [VisearchError("not embedded")] * len(requests)
-        groups: dict[str, list[tuple[int, Image.Image]]] = {}
-        for position, (category, data) in enumerate(requests):
-            try:
-                self.registry.get(category)
-                image = self.decode(data, category)
-            except VisearchError as exc:
-                outcomes[position] = exc
-                continue
-            groups.setdefault(category, []).append((position, image))
-        for category, members in groups.items():
-            try:
-                vectors = self.embed_images(category, [image for _, image in members])
-            except VisearchError as exc:
-                vectors = [exc] * len(members)  # type: ignore[assignment]
-            for (position, _), vector in zip(members, vectors, strict=True):
-                outcomes[position] = vector
-        return outcomes
-
-    def search_vector(
-        self,
-        category: str,
-        vector: Sequence[float],
-        *,
-        k: int = 10,
-        min_similarity: float = 0.0,
-        class_filter: str | None = None,
-    ) -> list[SearchResult]:
-        """Neighbours of a query vector produced by this category's live model (see ``embed_many``)."""
-        self.check_params(k, min_similarity, class_filter)
-        live = self.live_version(category)
-        dim = self.model_for(category, live).spec.embedding_dim
-        if len(vector) != dim:
-            raise InvalidQueryError(
-                f"vector has {len(vector)} dimensions; category {category!r} uses {dim} ({live.name})"
-            )
-        return self._query(live.name, vector, k, min_similarity, class_filter)
-
-    def search_id(
-        self,
-        category: str,
-        point_id: str,
-        *,
-        k: int = 10,
-        min_similarity: float = 0.0,
-        class_filter: str | None = None,
-    ) -> list[SearchResult]:
-        """More like this: neighbours of a stored image (the image itself excluded)."""
-        self.check_params(k, min_similarity, class_filter)
-        live = self.live_version(category)
-        _, vector = self.index.get(live.name, point_id, with_vector=True)
-        if vector is None:
-            raise NotFoundError(f"no vector stored for {point_id}")
-        return self._query(live.name, vector, k, min_similarity, class_filter, exclude_id=point_id)
-
-    def _query(
-        self,
-        collection: str,
-        vector: Sequence[float],
-        k: int,
-        min_similarity: float,
-        class_filter: str | None,
-        exclude_id: str | None = None,
-    ) -> list[SearchResult]:
-        hits = self.index.query(
-            collection,
-            vector,
-            k=k,
-            min_score=min_similarity / 100 or None,
-            class_filter=class_filter or None,
-            exclude_id=exclude_id,
-        )
-        return [SearchResult.from_hit(hit) for hit in hits]
+        return [o if isinstance(o, VisearchError) else o[0] for o in self.embed_many_versioned(requests)]
 
     def image(self, category: str, point_id: str) -> tuple[bytes, dict[str, Any]]:
         """The stored image bytes of a point, with its payload."""

@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     inference_backend: Literal["onnx", "torch"] = Field(
         default="onnx", description="Query-time inference (ONNX Runtime measured faster on CPU)"
     )
+    visearch_unusual_percentile: float = Field(
+        default=1.0,
+        ge=0,
+        le=100,
+        description="A query image whose best hit is less similar than this percentile of the category's "
+        "nearest-neighbour similarities gets the notice 'unlike anything in this category'",
+    )
     keep_index_versions: int = Field(
         default=2,
         ge=1,

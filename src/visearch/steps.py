@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ from visearch.storage import ObjectStore
 # step is a fresh process, and importing all of them costs each step 10-20 s on 2 cores.
 if TYPE_CHECKING:
     from visearch.index import VectorIndex
+    from visearch.neighbours import NeighbourStats
     from visearch.tracking import TrackedRun
     from visearch.train import EpochCallback, TrainResult
 
@@ -274,6 +276,7 @@ class UpsertResult:
     previous: str | None
     dropped: list[str]
     reused: bool
+    neighbours: NeighbourStats | None = None
 
 
 def publish_model(store: ObjectStore, category: str, model_dir: Path) -> str:
@@ -351,7 +354,23 @@ def run_upsert(
             }
         )
         run.log_metrics({"index.points": result.count})
+        if result.neighbours is not None:
+            log_neighbours(run, result.neighbours)
     return result
+
+
+def log_neighbours(run: TrackedRun, stats: NeighbourStats) -> None:
+    """Record the nearest-neighbour statistics on the run: quartile metrics, pair count, the JSON."""
+    metrics = {"index.duplicate_pairs": float(len(stats.duplicates))}
+    for percentile in (5, 25, 50, 75, 95):
+        value = stats.similarity_at(percentile)
+        if value is not None:
+            metrics[f"index.nn_similarity_p{percentile}"] = value
+    run.log_metrics(metrics)
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "neighbours.json"
+        path.write_text(stats.to_json(), encoding="utf-8")
+        run.log_artifact(path, "index")
 
 
 def _upsert(
@@ -366,6 +385,7 @@ def _upsert(
 ) -> UpsertResult:
     from visearch.embed import read_embeddings
     from visearch.index import open_index, point_id
+    from visearch.neighbours import ensure_stats
 
     manifest = load_manifest(manifest_dir)
     keys, vectors, model_version = read_embeddings(embeddings_dir)
@@ -376,11 +396,13 @@ def _upsert(
     index = index or open_index(settings)
     try:
         previous = index.live(category.name)
-        version = index.create(category.name, model_version, manifest_hash(manifest), vectors.shape[1])
-        if previous and previous.name == version.name:
-            return UpsertResult(version.name, index.count(version.name), previous.name, [], True)
-        captions = caption_columns(manifest.drop(columns=list(MANIFEST_COLUMNS)))
+        version = index.create(category.name, model_version, manifest_hash(manifest), vectors.shape[1], category.fields)
         ids = [point_id(category.name, str(file)) for file in manifest["file"]]
+        threshold = category.duplicate_threshold
+        if previous and previous.name == version.name:
+            stats = ensure_stats(index, store, version.name, ids, threshold=threshold)
+            return UpsertResult(version.name, index.count(version.name), previous.name, [], True, stats)
+        captions = caption_columns(manifest.drop(columns=list(MANIFEST_COLUMNS)))
         done = index.existing_ids(version.name, ids)
         todo = [i for i, pid in enumerate(ids) if pid not in done]
         index.upsert(
@@ -389,15 +411,18 @@ def _upsert(
             vectors[todo],
             [payload_for(manifest.iloc[i], captions, store) for i in todo],
             batch_size=batch_size,
+            captions=category.captions,
         )
         count = index.count(version.name)
         if count != len(ids):
             raise IndexIntegrityError(f"{version.name} holds {count} points, expected {len(ids)}: alias not swapped")
         index.seal(version.name)
+        # Measured on the finished version, before it goes live: a live version always has them.
+        stats = ensure_stats(index, store, version.name, ids, threshold=threshold)
         index.swap_alias(category.name, version.name)
         dropped = index.drop_old(category.name, settings.keep_index_versions)
         prune_models(store, index, category.name, dropped)
-        return UpsertResult(version.name, count, previous.name if previous else None, dropped, bool(done))
+        return UpsertResult(version.name, count, previous.name if previous else None, dropped, bool(done), stats)
     finally:
         if own_client:
             index.close()

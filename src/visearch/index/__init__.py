@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -22,10 +22,20 @@ from typing import Any
 import numpy as np
 
 from visearch.errors import ConflictError, EngineNotConfiguredError, NotFoundError, VisearchError
-from visearch.index.types import Hit, IndexBackend, Record
+from visearch.index.text import caption_text, document_vector
+from visearch.index.types import Hit, IndexBackend, Record, SearchRequest, Sparse
 from visearch.settings import Settings
 
-__all__ = ["CollectionVersion", "Hit", "Record", "VectorIndex", "open_index", "point_id"]
+__all__ = [
+    "CollectionVersion",
+    "Hit",
+    "Record",
+    "SearchRequest",
+    "Sparse",
+    "VectorIndex",
+    "open_index",
+    "point_id",
+]
 
 logger = logging.getLogger(__name__)
 POINT_NAMESPACE = uuid.UUID("6f1d7f0e-2b7c-5d53-9a54-1c0a7e1f7a3e")
@@ -130,15 +140,20 @@ class VectorIndex:
             raise NotFoundError(f"category {category!r} has no index yet; run the pipeline for it")
         return live
 
-    def create(self, category: str, model_version: str, data_hash: str, dim: int) -> CollectionVersion:
-        """Create a new version (or return the unfinished one with the same model and data: resume)."""
+    def create(
+        self, category: str, model_version: str, data_hash: str, dim: int, fields: Mapping[str, str] | None = None
+    ) -> CollectionVersion:
+        """Create a new version (or return the unfinished one with the same model and data: resume).
+
+        ``fields`` (column -> keyword|integer|float|text) get payload indexes besides ``class``.
+        """
         existing = self.find_version(category, model_version, data_hash)
         if existing:
             return existing
         # Microseconds: versions created within one second still sort in creation order.
         created = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
         version = CollectionVersion(category, created, model_version, data_hash)
-        self.backend.create_collection(version.name, dim)
+        self.backend.create_collection(version.name, dim, fields)
         return version
 
     def swap_alias(self, category: str, collection: str) -> None:
@@ -191,11 +206,18 @@ class VectorIndex:
         payloads: Sequence[dict[str, Any]],
         *,
         batch_size: int = 256,
+        captions: Sequence[str] = (),
     ) -> None:
-        """Batched upload, each batch applied and durable before the next."""
+        """Batched upload, each batch applied and durable before the next.
+
+        ``captions`` name the payload columns whose text becomes the point's BM25 vector (text search).
+        """
         if not (len(ids) == len(vectors) == len(payloads)):
             raise VisearchError("ids, vectors and payloads differ in length")
-        self.backend.upsert(collection, ids, vectors, payloads, batch_size)
+        texts: list[Sparse | None] | None = None
+        if captions:
+            texts = [document_vector(caption_text(payload, captions)) for payload in payloads]
+        self.backend.upsert(collection, ids, vectors, payloads, batch_size, texts)
 
     def seal(self, collection: str) -> None:
         """Finish a version before it goes live (the embedded engine builds its HNSW graph here)."""
@@ -238,9 +260,43 @@ class VectorIndex:
         exclude_id: str | None = None,
     ) -> list[Hit]:
         """The ``k`` nearest points of one collection, best first, optionally filtered."""
-        return self.backend.query(
-            collection, vector, k=k, min_score=min_score, class_filter=class_filter, exclude_id=exclude_id
+        from qdrant_client import models
+
+        request = SearchRequest(
+            k, vector=list(map(float, vector)), min_score=min_score, exclude_ids=[exclude_id] if exclude_id else []
         )
+        if class_filter:
+            request = request.narrowed(models.FieldCondition(key="class", match=models.MatchValue(value=class_filter)))
+        return self.backend.search(collection, request)
+
+    def search(self, collection: str, request: SearchRequest) -> list[Hit]:
+        """The hits of one request (nearest, MMR, recommend, text or hybrid), best first."""
+        return self.backend.search(collection, request)
+
+    def search_batch(self, collection: str, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """Several requests in one engine call, one hit list per request."""
+        return self.backend.search_batch(collection, requests)
+
+    def best_per_group(self, collection: str, request: SearchRequest, key: str = "class") -> list[Hit]:
+        """The best hit of each value of the keyword ``key`` (default: one per class), best first."""
+        return self.backend.best_per_group(collection, request, key)
+
+    def facet(self, collection: str, key: str, *, limit: int = 100, flt: Any = None) -> list[tuple[Any, int]]:
+        """(value, count) of the keyword column ``key``, most frequent first, among points matching ``flt``."""
+        return self.backend.facet(collection, key, limit, flt)
+
+    def records(self, collection: str, ids: Sequence[str]) -> list[Record]:
+        """The stored points (payloads, no vectors) of those ``ids`` that exist."""
+        return self.backend.retrieve(collection, ids, with_payload=True, with_vector=False)
+
+    def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, list[float]]:
+        """The stored vectors of those ``ids`` that exist, by id (missing ids are absent)."""
+        found: dict[str, list[float]] = {}
+        for lo in range(0, len(ids), 1024):
+            for record in self.backend.retrieve(collection, ids[lo : lo + 1024], with_payload=False, with_vector=True):
+                if record.vector is not None:
+                    found[record.id] = record.vector
+        return found
 
     def get(self, collection: str, pid: str, *, with_vector: bool = False) -> tuple[dict[str, Any], list[float] | None]:
         """Payload (and vector) of one point."""

@@ -19,18 +19,37 @@ import fcntl
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 import qdrant_edge as edge
+from qdrant_client import models
 
 from visearch.errors import IndexBusyError, NotFoundError, VisearchError
-from visearch.index.types import EF_CONSTRUCT, HNSW_M, Hit, Record
+from visearch.index.filters import clauses
+from visearch.index.types import (
+    EF_CONSTRUCT,
+    HNSW_M,
+    HYBRID_CANDIDATES,
+    MAX_GROUPS,
+    MMR_CANDIDATES,
+    RRF_K,
+    TEXT_VECTOR,
+    Hit,
+    Record,
+    SearchRequest,
+    Sparse,
+)
 
 VECTOR = ""  # the one unnamed dense vector of a collection
 CONFIG_FILE = "edge_config.json"
+SCHEMAS = {
+    "keyword": edge.PayloadSchemaType.Keyword,
+    "integer": edge.PayloadSchemaType.Integer,
+    "float": edge.PayloadSchemaType.Float,
+}
 
 
 class EdgeBackend:
@@ -91,19 +110,26 @@ class EdgeBackend:
             os.fsync(pointer.fileno())
         os.replace(temporary, target)
 
-    def create_collection(self, name: str, dim: int) -> None:
-        """Create an empty shard (no write-ahead log) with a ``class`` index, holding its writer lock."""
+    def create_collection(self, name: str, dim: int, fields: Mapping[str, str] | None = None) -> None:
+        """Create an empty shard (no write-ahead log) with payload indexes, holding its writer lock.
+
+        Indexes: ``class`` (keyword) and one per entry of ``fields`` (column -> kind); vectors: the
+        dense one and the sparse ``captions`` one (BM25, IDF applied by the engine).
+        """
         with self._guard:
             self._lock_for_writing(name)
             # No write-ahead log: a finished shard can then be opened by many processes at once.
             # Writes stay durable because every upsert batch is flushed before the next one.
             config = edge.EdgeConfig(
                 vectors={VECTOR: edge.EdgeVectorParams(size=dim, distance=edge.Distance.Cosine)},
+                sparse_vectors={TEXT_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
                 hnsw_config=self.hnsw,
                 wal_enabled=False,
             )
             shard = edge.EdgeShard.create(str(self._folder(name)), config)
-            shard.update(edge.UpdateOperation.create_field_index("class", edge.PayloadSchemaType.Keyword))
+            for column, kind in {"class": "keyword", **(fields or {})}.items():
+                schema = edge.TextIndexParams() if kind == "text" else SCHEMAS[kind]
+                shard.update(edge.UpdateOperation.create_field_index(column, schema))
             shard.flush()
             self._shards[name] = shard
 
@@ -122,17 +148,20 @@ class EdgeBackend:
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
         batch_size: int,
+        texts: Sequence[Sparse | None] | None = None,
     ) -> None:
         """Write points in batches of ``batch_size``, each flushed to disk before the next."""
+        texts = texts if texts is not None else [None] * len(ids)
         with self._guard:
             shard = self._writer(collection)
             for lo in range(0, len(ids), batch_size):
                 points = [
-                    edge.Point(id=pid, vector={VECTOR: vector.tolist()}, payload=payload)
-                    for pid, vector, payload in zip(
+                    edge.Point(id=pid, vector=_point_vectors(vector, text), payload=payload)
+                    for pid, vector, payload, text in zip(
                         ids[lo : lo + batch_size],
                         vectors[lo : lo + batch_size],
                         payloads[lo : lo + batch_size],
+                        texts[lo : lo + batch_size],
                         strict=True,
                     )
                 ]
@@ -170,30 +199,76 @@ class EdgeBackend:
         records = self._reader(collection).retrieve(list(ids), with_payload=with_payload, with_vector=with_vector)
         return [Record(str(r.id), dict(r.payload or {}), _vector(r.vector) if with_vector else None) for r in records]
 
-    def query(
-        self,
-        collection: str,
-        vector: Sequence[float],
-        *,
-        k: int,
-        min_score: float | None,
-        class_filter: str | None,
-        exclude_id: str | None,
-    ) -> list[Hit]:
-        """The ``k`` nearest points, best first, above ``min_score``, filtered by class and excluded id."""
-        must: list[Any] | None = (
-            [edge.FieldCondition(key="class", match=edge.MatchValue(class_filter))] if class_filter else None
-        )
-        must_not: list[Any] | None = [edge.HasIdCondition({exclude_id})] if exclude_id else None
-        request = edge.QueryRequest(
-            query=edge.Query.Nearest(list(map(float, vector)), using=VECTOR),
-            limit=k,
+    def search(self, collection: str, request: SearchRequest) -> list[Hit]:
+        """The hits of one request, best first."""
+        return _hits(self._reader(collection).query(self._request(request)))
+
+    def search_batch(self, collection: str, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """The hits of several requests in one ``query_batch`` call."""
+        if not requests:
+            return []
+        batch = edge.QueryBatchRequest([self._request(r) for r in requests])
+        return [_hits(points) for points in self._reader(collection).query_batch(batch)]
+
+    def best_per_group(self, collection: str, request: SearchRequest, key: str) -> list[Hit]:
+        """Facet the matching points on ``key``, then one batch of per-value queries with limit 1."""
+        values = [value for value, _ in self.facet(collection, key, MAX_GROUPS, request.combined_filter())]
+        per_value = [
+            request.narrowed(models.FieldCondition(key=key, match=models.MatchValue(value=value)), limit=1, offset=0)
+            for value in values
+        ]
+        best = [hits[0] for hits in self.search_batch(collection, per_value) if hits]
+        # The groups in the order of their best hit, as Qdrant's query_points_groups returns them.
+        return sorted(best, key=lambda hit: hit.score, reverse=True)[: request.limit]
+
+    def facet(self, collection: str, key: str, limit: int, flt: models.Filter | None) -> list[tuple[Any, int]]:
+        """(value, exact count) of ``key`` among the points matching ``flt``, most frequent first."""
+        request = edge.FacetRequest(key, limit=limit, exact=True, filter=edge_filter(flt) if flt else None)
+        return [(hit.value, int(hit.count)) for hit in self._reader(collection).facet(request).hits]
+
+    def _request(self, request: SearchRequest) -> edge.QueryRequest:
+        flt = request.combined_filter()
+        translated = edge_filter(flt) if flt else None
+        offset = request.offset or None
+        text = edge.Query.Nearest(_sparse(request.text), using=TEXT_VECTOR) if request.text else None
+        dense = self._dense(request)
+        if dense is not None and text is not None:
+            candidates = max(HYBRID_CANDIDATES, request.limit + request.offset)
+            prefetches = [
+                edge.Prefetch(
+                    candidates,
+                    query=dense,
+                    filter=translated,
+                    score_threshold=request.min_score,
+                    params=self.search_params,
+                ),
+                edge.Prefetch(candidates, query=text, filter=translated),
+            ]
+            fusion: Any = edge.Fusion.Rrf(RRF_K)  # a Fusion variant; the stubs do not say so
+            return edge.QueryRequest(request.limit, offset, fusion, prefetches, filter=translated, with_payload=True)
+        if dense is None:
+            return edge.QueryRequest(request.limit, offset, text, filter=translated, with_payload=True)
+        return edge.QueryRequest(
+            request.limit,
+            offset,
+            dense,
+            filter=translated,
             with_payload=True,
-            score_threshold=min_score,
+            score_threshold=request.min_score,
             params=self.search_params,
-            filter=edge.Filter(must=must, must_not=must_not) if must or must_not else None,
         )
-        return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in self._reader(collection).query(request)]
+
+    @staticmethod
+    def _dense(request: SearchRequest) -> Any:
+        if request.positives or request.negatives:
+            query = edge.RecommendQuery(list[Any](request.positives), list[Any](request.negatives))
+            return edge.Query.RecommendBestScore(query, using=VECTOR)
+        if request.vector is None:
+            return None
+        if request.diversity is not None:
+            # edge's lambda_ weighs relevance; Qdrant's ``diversity`` weighs the spread: 1 - lambda.
+            return edge.Mmr(request.vector, 1.0 - request.diversity, MMR_CANDIDATES, using=VECTOR)
+        return edge.Query.Nearest(request.vector, using=VECTOR)
 
     def scroll(self, collection: str, limit: int) -> list[Record]:
         """The first ``limit`` points with their payloads (no vectors)."""
@@ -262,6 +337,64 @@ def _load(folder: Path) -> edge.EdgeShard:
         return edge.EdgeShard.load(str(folder))
     except Exception as exc:  # qdrant-edge raises plain Exception with the engine's message
         raise VisearchError(f"cannot open index version {folder.name}: {exc}") from exc
+
+
+def _point_vectors(vector: np.ndarray, text: Sparse | None) -> dict[str, Any]:
+    vectors: dict[str, Any] = {VECTOR: vector.tolist()}
+    if text is not None:
+        vectors[TEXT_VECTOR] = _sparse(text)
+    return vectors
+
+
+def _sparse(vector: Sparse) -> edge.SparseVector:
+    return edge.SparseVector(indices=list(vector.indices), values=list(vector.values))
+
+
+def _hits(points: Sequence[Any]) -> list[Hit]:
+    return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in points]
+
+
+def edge_filter(flt: models.Filter) -> edge.Filter:
+    """qdrant-client's filter model (checked by :func:`visearch.index.filters.parse_filter`) as edge's."""
+    translated = {name: [_edge_condition(c) for c in conditions] for name, conditions in clauses(flt)}
+    min_should = None
+    if flt.min_should is not None:
+        conditions = [_edge_condition(c) for c in flt.min_should.conditions]
+        min_should = edge.MinShould(conditions, flt.min_should.min_count)
+    return edge.Filter(
+        must=translated.get("must"),
+        should=translated.get("should"),
+        must_not=translated.get("must_not"),
+        min_should=min_should,
+    )
+
+
+def _edge_condition(condition: Any) -> Any:
+    if isinstance(condition, models.Filter):
+        return edge_filter(condition)
+    if isinstance(condition, models.HasIdCondition):
+        return edge.HasIdCondition({str(pid) for pid in condition.has_id})
+    if not isinstance(condition, models.FieldCondition):
+        raise VisearchError(f"the embedded index cannot run the condition {condition!r}")
+    if condition.range is not None:
+        bounds = condition.range
+        # parse_filter admits numeric ranges only (models.Range), never DatetimeRange.
+        assert isinstance(bounds, models.Range)
+        return edge.FieldCondition(
+            key=condition.key, range=edge.RangeFloat(gte=bounds.gte, gt=bounds.gt, lte=bounds.lte, lt=bounds.lt)
+        )
+    match = condition.match
+    if isinstance(match, models.MatchValue):
+        translated: Any = edge.MatchValue(match.value)
+    elif isinstance(match, models.MatchAny):
+        translated = edge.MatchAny(cast(Any, list(match.any)))
+    elif isinstance(match, models.MatchExcept):
+        translated = edge.MatchExcept(cast(Any, list(match.except_)))
+    elif isinstance(match, models.MatchText):
+        translated = edge.MatchText(match.text)
+    else:
+        raise VisearchError(f"the embedded index cannot run the match {match!r}")
+    return edge.FieldCondition(key=condition.key, match=translated)
 
 
 def _vector(vector: Any) -> list[float] | None:

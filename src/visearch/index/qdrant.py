@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import math
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
 import numpy as np
@@ -17,13 +17,30 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from visearch.errors import ConfigError, EngineUnavailableError
-from visearch.index.types import EF_CONSTRUCT, HNSW_M, Hit, Record
+from visearch.index.types import (
+    EF_CONSTRUCT,
+    HNSW_M,
+    HYBRID_CANDIDATES,
+    MMR_CANDIDATES,
+    RRF_K,
+    TEXT_VECTOR,
+    Hit,
+    Record,
+    SearchRequest,
+    Sparse,
+)
 from visearch.settings import Settings
 
 P = ParamSpec("P")
 R = TypeVar("R")
 # A health probe must say "down" fast (the service's readiness check allows 3 s for all engines).
 PROBE_TIMEOUT_SECONDS = 2
+SCHEMAS = {
+    "keyword": models.PayloadSchemaType.KEYWORD,
+    "integer": models.PayloadSchemaType.INTEGER,
+    "float": models.PayloadSchemaType.FLOAT,
+    "text": models.PayloadSchemaType.TEXT,
+}
 
 
 def make_client(settings: Settings, *, timeout: int | None = None) -> QdrantClient:
@@ -126,14 +143,17 @@ class QdrantBackend:
         self.client.update_collection_aliases(change_aliases_operations=operations)
 
     @engine_call
-    def create_collection(self, name: str, dim: int) -> None:
-        """Create a cosine collection with the shared HNSW settings and a keyword index on ``class``.
+    def create_collection(self, name: str, dim: int, fields: Mapping[str, str] | None = None) -> None:
+        """Create a cosine collection with the shared HNSW settings, a sparse vector and payload indexes.
 
-        Spread over ``shard_number`` shards with ``replication_factor`` copies each, where set.
+        The sparse ``captions`` vector gets the IDF modifier; ``class`` and every entry of
+        ``fields`` (column -> kind) get a payload index. Spread over ``shard_number`` shards with
+        ``replication_factor`` copies each, where set.
         """
         self.client.create_collection(
             name,
             vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            sparse_vectors_config={TEXT_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=EF_CONSTRUCT),
             shard_number=self.shard_number,
             replication_factor=self.replication_factor,
@@ -141,7 +161,8 @@ class QdrantBackend:
         with warnings.catch_warnings():
             # :memory: says payload indexes have no effect there; a server uses them for filters.
             warnings.simplefilter("ignore", UserWarning)
-            self.client.create_payload_index(name, "class", models.PayloadSchemaType.KEYWORD, wait=True)
+            for column, kind in {"class": "keyword", **(fields or {})}.items():
+                self.client.create_payload_index(name, column, SCHEMAS[kind], wait=True)
 
     @engine_call
     def delete_collection(self, name: str) -> None:
@@ -156,11 +177,13 @@ class QdrantBackend:
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
         batch_size: int,
+        texts: Sequence[Sparse | None] | None = None,
     ) -> None:
         """Upload points in batches of ``batch_size``, waiting for each; a failed batch is retried."""
+        texts = texts if texts is not None else [None] * len(ids)
         points: Iterable[models.PointStruct] = (
-            models.PointStruct(id=pid, vector=vector.tolist(), payload=payload)
-            for pid, vector, payload in zip(ids, vectors, payloads, strict=True)
+            models.PointStruct(id=pid, vector=_point_vectors(vector, text), payload=payload)
+            for pid, vector, payload, text in zip(ids, vectors, payloads, texts, strict=True)
         )
         self.client.upload_points(collection, points, batch_size=batch_size, wait=True, max_retries=self.retries)
 
@@ -183,31 +206,76 @@ class QdrantBackend:
         return [Record(str(r.id), dict(r.payload or {}), flat_vector(r.vector)) for r in records]
 
     @engine_call
-    def query(
-        self,
-        collection: str,
-        vector: Sequence[float],
-        *,
-        k: int,
-        min_score: float | None,
-        class_filter: str | None,
-        exclude_id: str | None,
-    ) -> list[Hit]:
-        """The ``k`` nearest points, best first, above ``min_score``, filtered by class and excluded id."""
-        must: list[models.Condition] = []
-        if class_filter:
-            must.append(models.FieldCondition(key="class", match=models.MatchValue(value=class_filter)))
-        must_not: list[models.Condition] = [models.HasIdCondition(has_id=[exclude_id])] if exclude_id else []
-        response = self.client.query_points(
-            collection,
-            query=list(map(float, vector)),
-            limit=k,
-            score_threshold=min_score,
-            with_payload=True,
-            query_filter=models.Filter(must=must, must_not=must_not) if must or must_not else None,
-            search_params=self.search_params,
-        )
-        return [Hit(str(point.id), float(point.score), dict(point.payload or {})) for point in response.points]
+    def search(self, collection: str, request: SearchRequest) -> list[Hit]:
+        """The hits of one request (``query_points``), best first."""
+        response = self.client.query_points(collection, **self._arguments(request))
+        return _hits(response.points)
+
+    @engine_call
+    def search_batch(self, collection: str, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """The hits of several requests in one ``query_batch_points`` call."""
+        if not requests:
+            return []
+        batch = [models.QueryRequest(**self._arguments(r, batch=True)) for r in requests]
+        return [_hits(response.points) for response in self.client.query_batch_points(collection, batch)]
+
+    @engine_call
+    def best_per_group(self, collection: str, request: SearchRequest, key: str) -> list[Hit]:
+        """The best hit per value of ``key`` (``query_points_groups``, group size 1), best group first."""
+        arguments = self._arguments(request)
+        arguments.pop("offset", None)
+        response = self.client.query_points_groups(collection, group_by=key, group_size=1, **arguments)
+        return [_hits(group.hits)[0] for group in response.groups if group.hits]
+
+    @engine_call
+    def facet(self, collection: str, key: str, limit: int, flt: models.Filter | None) -> list[tuple[Any, int]]:
+        """(value, exact count) of ``key`` among the points matching ``flt``, most frequent first."""
+        response = self.client.facet(collection, key, facet_filter=flt, limit=limit, exact=True)
+        return [(hit.value, int(hit.count)) for hit in response.hits]
+
+    def _arguments(self, request: SearchRequest, *, batch: bool = False) -> dict[str, Any]:
+        flt = request.combined_filter()
+        text = models.SparseVector(indices=request.text.indices, values=request.text.values) if request.text else None
+        dense = self._dense(request)
+        arguments: dict[str, Any] = {"limit": request.limit, "offset": request.offset or None, "with_payload": True}
+        arguments["filter" if batch else "query_filter"] = flt
+        if dense is not None and text is not None:
+            candidates = max(HYBRID_CANDIDATES, request.limit + request.offset)
+            arguments["prefetch"] = [
+                models.Prefetch(
+                    query=dense,
+                    filter=flt,
+                    limit=candidates,
+                    score_threshold=request.min_score,
+                    params=self.search_params,
+                ),
+                models.Prefetch(query=text, using=TEXT_VECTOR, filter=flt, limit=candidates),
+            ]
+            arguments["query"] = models.RrfQuery(rrf=models.Rrf(k=RRF_K))
+        elif dense is None:
+            arguments.update(query=text, using=TEXT_VECTOR)
+        else:
+            arguments.update(query=dense, score_threshold=request.min_score, params=self.search_params)
+        if not batch and "params" in arguments:
+            arguments["search_params"] = arguments.pop("params")
+        return arguments
+
+    @staticmethod
+    def _dense(request: SearchRequest) -> Any:
+        if request.positives or request.negatives:
+            return models.RecommendQuery(
+                recommend=models.RecommendInput(
+                    positive=list(request.positives),
+                    negative=list(request.negatives),
+                    strategy=models.RecommendStrategy.BEST_SCORE,
+                )
+            )
+        if request.vector is None:
+            return None
+        if request.diversity is not None:
+            mmr = models.Mmr(diversity=request.diversity, candidates_limit=MMR_CANDIDATES)
+            return models.NearestQuery(nearest=list(request.vector), mmr=mmr)
+        return list(request.vector)
 
     @engine_call
     def scroll(self, collection: str, limit: int) -> list[Record]:
@@ -223,7 +291,19 @@ class QdrantBackend:
 
 
 def flat_vector(vector: Any) -> list[float] | None:
-    """An unnamed single vector comes back as a flat list of floats; anything else is not ours."""
+    """The unnamed dense vector: a flat list, or the ``""`` entry of named vectors; else None."""
+    if isinstance(vector, dict):
+        vector = vector.get("")
     if isinstance(vector, list) and vector and not isinstance(vector[0], list):
         return [float(v) for v in vector]
     return None
+
+
+def _point_vectors(vector: np.ndarray, text: Sparse | None) -> Any:
+    if text is None:
+        return {"": vector.tolist()}
+    return {"": vector.tolist(), TEXT_VECTOR: models.SparseVector(indices=text.indices, values=text.values)}
+
+
+def _hits(points: Sequence[models.ScoredPoint]) -> list[Hit]:
+    return [Hit(str(point.id), float(point.score), dict(point.payload or {})) for point in points]

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import numpy as np
+from qdrant_client import models
 
 # The HNSW graph of every collection, on both engines: denser than Qdrant's default (16, 100),
 # recall@10 0.62 -> 0.88 at ef 256 on 100k clustered vectors for ~15 % longer builds
 # (benchmarks/results/index.md). Below ~10 MB of vectors per segment the engines scan exactly.
 HNSW_M = 32
 EF_CONSTRUCT = 256
+TEXT_VECTOR = "captions"  # the sparse vector: BM25 of a point's caption text (IDF applied by the engine)
+# Hybrid search fuses the dense and the text ranking with Reciprocal Rank Fusion, equal weights:
+# score = sum over both lists of 1 / (RRF_K + rank). 60 is the constant of the RRF paper
+# (Cormack et al. 2009); each list contributes its best HYBRID_CANDIDATES hits (at least k + offset).
+RRF_K = 60
+HYBRID_CANDIDATES = 100
+# MMR: "diverse" re-ranks the nearest MMR_CANDIDATES points by relevance minus similarity to the
+# hits already chosen; MMR_DIVERSITY 0.5 weighs both equally (0 = plain nearest, 1 = only spread).
+MMR_DIVERSITY = 0.5
+MMR_CANDIDATES = 4000
+MAX_GROUPS = 1000  # distinct values a best-per-group query can look at (edge: one facet call)
 
 
 @dataclass
@@ -37,6 +50,70 @@ class Record:
     vector: list[float] | None
 
 
+@dataclass(frozen=True)
+class Sparse:
+    """A sparse vector: token ids and their weights (BM25 of caption text)."""
+
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One engine query, engine-neutral; every backend runs it with its own primitives.
+
+    What is asked decides the query: ``vector`` → nearest (with ``diversity`` → MMR); ``positives``
+    and/or ``negatives`` → recommend, strategy best_score (a point scores by its best positive,
+    penalised when a negative is closer); ``text`` alone → BM25 over the ``captions`` sparse
+    vector; ``text`` with a dense query → hybrid (RRF of both, see ``RRF_K``). ``min_score``
+    applies to the dense (cosine) part. ``exclude_ids`` never come back.
+    """
+
+    limit: int
+    vector: list[float] | None = None
+    positives: list[list[float]] = field(default_factory=list)
+    negatives: list[list[float]] = field(default_factory=list)
+    text: Sparse | None = None
+    filter: models.Filter | None = None
+    offset: int = 0
+    min_score: float | None = None
+    diversity: float | None = None
+    exclude_ids: list[str] = field(default_factory=list)
+
+    @property
+    def dense(self) -> bool:
+        """Whether the request has a dense (image) part."""
+        return self.vector is not None or bool(self.positives or self.negatives)
+
+    def __post_init__(self) -> None:
+        if not self.dense and self.text is None:
+            raise ValueError("a search request needs a vector, examples or text")
+        if self.diversity is not None and (self.vector is None or self.text is not None):
+            raise ValueError("diversity (MMR) needs one query vector and no text")
+
+    def narrowed(self, condition: models.Condition, **changes: Any) -> SearchRequest:
+        """A copy that also requires ``condition``, with ``changes`` (other fields) applied."""
+        base = self.filter or models.Filter()
+        narrowed = base.model_copy(update={"must": [*_as_list(base.must), condition]})
+        return replace(self, filter=narrowed, **changes)
+
+    def combined_filter(self, extra: Sequence[models.Condition] = ()) -> models.Filter | None:
+        """The request filter with ``extra`` conditions and the excluded ids merged in (no nesting)."""
+        base = self.filter or models.Filter()
+        must = [*_as_list(base.must), *extra]
+        must_not = [*_as_list(base.must_not)]
+        if self.exclude_ids:
+            must_not.append(models.HasIdCondition(has_id=list(self.exclude_ids)))
+        merged = models.Filter(
+            must=must or None, should=base.should, must_not=must_not or None, min_should=base.min_should
+        )
+        return None if merged == models.Filter() else merged
+
+
+def _as_list(value: Any) -> list[Any]:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
 class IndexBackend(Protocol):
     """The primitives :class:`visearch.index.VectorIndex` builds on; one implementation per engine.
 
@@ -60,8 +137,12 @@ class IndexBackend(Protocol):
         """Point the alias at ``collection`` (creating it) in one atomic operation."""
         ...
 
-    def create_collection(self, name: str, dim: int) -> None:
-        """Create an empty collection of ``dim``-dimensional cosine vectors."""
+    def create_collection(self, name: str, dim: int, fields: Mapping[str, str] | None = None) -> None:
+        """Create an empty collection of ``dim``-dimensional cosine vectors.
+
+        Also a sparse ``captions`` vector (IDF) and a payload index on ``class`` and per field
+        (column -> keyword|integer|float|text).
+        """
         ...
 
     def delete_collection(self, name: str) -> None:
@@ -69,9 +150,15 @@ class IndexBackend(Protocol):
         ...
 
     def upsert(
-        self, collection: str, ids: list[str] | Any, vectors: np.ndarray, payloads: Any, batch_size: int
+        self,
+        collection: str,
+        ids: list[str] | Any,
+        vectors: np.ndarray,
+        payloads: Any,
+        batch_size: int,
+        texts: Sequence[Sparse | None] | None = None,
     ) -> None:
-        """Write points (ids, vectors, payloads) in batches of ``batch_size``."""
+        """Write points (ids, vectors, payloads, optional sparse caption vectors) in batches of ``batch_size``."""
         ...
 
     def seal(self, collection: str) -> None:
@@ -90,17 +177,20 @@ class IndexBackend(Protocol):
         """The points with these ids that exist, with payload and vector as asked."""
         ...
 
-    def query(
-        self,
-        collection: str,
-        vector: Any,
-        *,
-        k: int,
-        min_score: float | None,
-        class_filter: str | None,
-        exclude_id: str | None,
-    ) -> list[Hit]:
-        """The ``k`` nearest points, best first, above ``min_score``, filtered by class and excluded id."""
+    def search(self, collection: str, request: SearchRequest) -> list[Hit]:
+        """The hits of one request, best first."""
+        ...
+
+    def search_batch(self, collection: str, requests: Sequence[SearchRequest]) -> list[list[Hit]]:
+        """The hits of several requests in one engine call, one list per request."""
+        ...
+
+    def best_per_group(self, collection: str, request: SearchRequest, key: str) -> list[Hit]:
+        """The best hit of each value of the keyword ``key``, best group first, at most ``request.limit``."""
+        ...
+
+    def facet(self, collection: str, key: str, limit: int, flt: models.Filter | None) -> list[tuple[Any, int]]:
+        """(value, count) of the keyword ``key`` among the points matching ``flt``, most frequent first."""
         ...
 
     def scroll(self, collection: str, limit: int) -> list[Record]:

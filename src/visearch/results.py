@@ -1,0 +1,255 @@
+"""What a search takes and gives: :class:`SearchOptions` in, :class:`SearchAnswer` out.
+
+Every search method of :class:`visearch.search.SearchEngine` takes the options as keyword
+arguments (``k=5, filter={...}, text="boot"``), checked in one place (:meth:`SearchOptions.check`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from qdrant_client import models
+
+from visearch.categories import Category
+from visearch.errors import InvalidQueryError
+from visearch.index import Hit, SearchRequest
+from visearch.index.filters import parse_filter
+from visearch.index.text import query_vector
+from visearch.index.types import MMR_DIVERSITY
+
+CORE_FIELDS = ("file", "class", "label", "image_key", "image_uri")
+MAX_CLASS_FILTER_CHARS = 200
+MAX_TEXT_CHARS = 500
+MAX_WINDOW = 10_000  # offset + k: deeper pages cost the engine more than they are worth
+# How a result's ``score`` is to be read: a cosine similarity (nearest, MMR, best per class), a
+# recommend score (best_score strategy: cosine to the closest positive, penalised near a
+# negative), a BM25 score (text only) or a Reciprocal Rank Fusion score (image + text).
+ScoreKind = Literal["cosine", "recommend", "bm25", "rrf"]
+UNUSUAL_NOTICE = "unlike anything in this category"
+
+
+@dataclass(frozen=True)
+class SearchOptions:
+    """How to search: every search method of the engine takes these as keyword arguments.
+
+    Attributes:
+        k: results per page, 1 to ``Settings.max_k``.
+        min_similarity: percent (0-100); hits of a lower cosine similarity are left out.
+        class_filter: only this class (shorthand for a ``class`` match condition).
+        filter: Qdrant's filter JSON over the category's filterable columns
+            (see :mod:`visearch.index.filters`).
+        text: caption words: alone → text search (BM25); with an image → hybrid (RRF).
+        offset: results to skip (pagination); ``SearchAnswer.next_offset`` gives the next page.
+        diverse: re-rank for variety (MMR, diversity 0.5 over the nearest 4,000).
+        group_by_class: the best hit of each class, best class first (one page, no offset).
+    """
+
+    k: int = 10
+    min_similarity: float = 0.0
+    class_filter: str | None = None
+    filter: Mapping[str, Any] | None = None
+    text: str | None = None
+    offset: int = 0
+    diverse: bool = False
+    group_by_class: bool = False
+
+    def check(self, max_k: int) -> None:
+        """Raise InvalidQueryError naming the first option out of its limits."""
+        k, similarity = self.k, self.min_similarity
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
+            raise InvalidQueryError(f"k must be an integer from 1 to {max_k}, got {k!r}")
+        if isinstance(similarity, bool) or not isinstance(similarity, int | float) or not 0 <= similarity <= 100:
+            raise InvalidQueryError(f"min_similarity must be a percentage from 0 to 100, got {similarity!r}")
+        if self.class_filter is not None and (
+            not isinstance(self.class_filter, str) or len(self.class_filter) > MAX_CLASS_FILTER_CHARS
+        ):
+            raise InvalidQueryError(f"class_filter must be a class name of at most {MAX_CLASS_FILTER_CHARS} characters")
+        if self.filter is not None and not isinstance(self.filter, Mapping):
+            raise InvalidQueryError(f"filter must be a JSON object, got {type(self.filter).__name__}")
+        if self.text is not None and (not isinstance(self.text, str) or len(self.text) > MAX_TEXT_CHARS):
+            raise InvalidQueryError(f"text must be a string of at most {MAX_TEXT_CHARS} characters")
+        offset = self.offset
+        if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0 or offset + k > MAX_WINDOW:
+            raise InvalidQueryError(f"offset must be an integer from 0, with offset + k at most {MAX_WINDOW}")
+        for name in ("diverse", "group_by_class"):
+            if not isinstance(getattr(self, name), bool):
+                raise InvalidQueryError(f"{name} must be true or false")
+        if self.group_by_class and (self.offset or self.diverse):
+            raise InvalidQueryError("group_by_class returns one page of one hit per class: no offset, no diverse")
+
+
+@dataclass
+class SearchResult:
+    """One similar image: point id, score, similarity in percent, class, file, captions, store key.
+
+    ``calibrated`` (0-100, cosine scores only) is where the similarity stands among the category's
+    nearest-neighbour similarities (:mod:`visearch.neighbours`): 50 = a typical nearest neighbour.
+    """
+
+    id: str
+    score: float
+    similarity: float
+    cls: str
+    file: str
+    captions: dict[str, Any] = field(default_factory=dict)
+    image_key: str = ""
+    calibrated: float | None = None
+
+    @classmethod
+    def from_hit(cls, hit: Hit, calibrated: float | None = None) -> SearchResult:
+        """The result for an index hit; payload fields other than the core ones become captions."""
+        payload = hit.payload
+        captions = {k: v for k, v in payload.items() if k not in CORE_FIELDS}
+        return cls(
+            hit.id,
+            round(hit.score, 6),
+            hit.similarity_percent,
+            str(payload.get("class", "")),
+            str(payload.get("file", "")),
+            captions,
+            str(payload.get("image_key", "")),
+            calibrated,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: every field but the store key, with ``class`` for ``cls``."""
+        return {
+            "id": self.id,
+            "score": self.score,
+            "similarity": self.similarity,
+            "calibrated": self.calibrated,
+            "class": self.cls,
+            "file": self.file,
+            "captions": self.captions,
+        }
+
+
+@dataclass
+class SearchAnswer:
+    """One search's answer.
+
+    Attributes:
+        results: the hits of this page, best first.
+        model_version: the model whose vectors were searched (the live index version's).
+        collection: the index version searched.
+        score_kind: how to read ``score`` (see ``ScoreKind``).
+        notice: ``"unlike anything in this category"`` when the query image's nearest neighbour
+            is less similar than the category's usual range (``Settings.visearch_unusual_percentile``),
+            else None.
+        next_offset: the ``offset`` of the next page, None when this page was not full.
+    """
+
+    results: list[SearchResult]
+    model_version: str
+    collection: str
+    score_kind: ScoreKind = "cosine"
+    notice: str | None = None
+    next_offset: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: results as :meth:`SearchResult.to_dict`, the rest as is."""
+        return {**asdict(self), "results": [r.to_dict() for r in self.results]}
+
+
+@dataclass
+class DuplicatePair:
+    """Two images of a category whose cosine similarity is above its ``duplicate_threshold``."""
+
+    similarity: float
+    first: SearchResult
+    second: SearchResult
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"similarity": self.similarity, "first": self.first.to_dict(), "second": self.second.to_dict()}
+
+
+@dataclass
+class DuplicatesPage:
+    """One page of a category's near-duplicate pairs, most similar first."""
+
+    pairs: list[DuplicatePair]
+    total: int
+    threshold: float
+    next_offset: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "pairs": [p.to_dict() for p in self.pairs],
+            "total": self.total,
+            "threshold": self.threshold,
+            "next_offset": self.next_offset,
+        }
+
+
+def build_request(
+    category: Category,
+    opts: SearchOptions,
+    *,
+    vector: list[float] | None = None,
+    positives: list[list[float]] | None = None,
+    negatives: list[list[float]] | None = None,
+    exclude: Sequence[str] = (),
+) -> tuple[SearchRequest, ScoreKind]:
+    """The engine request for checked options and a query (vector, examples and/or ``opts.text``).
+
+    Raises:
+        InvalidQueryError: a bad filter, text without caption columns or searchable words,
+            nothing to search with, or ``diverse`` without one query vector or with text.
+    """
+    flt = parse_filter(opts.filter, category.filterable)
+    text = None
+    if opts.text is not None and opts.text.strip():
+        if not category.captions:
+            raise InvalidQueryError(f"category {category.name} has no caption columns")
+        text = query_vector(opts.text)
+        if text is None:
+            raise InvalidQueryError(f"text {opts.text!r} has no searchable word")
+    dense = vector is not None or bool(positives)
+    if not dense and text is None:
+        raise InvalidQueryError("give an image, examples or text to search with")
+    if opts.group_by_class and dense and text is not None:
+        # Fused ranks per class would differ between the engines (edge ranks within each class).
+        raise InvalidQueryError("group_by_class works with an image or a text query, not with both")
+    if opts.diverse and (vector is None or text is not None):
+        # MMR inside a hybrid prefetch differs between the engines: diversity is for image queries only.
+        raise InvalidQueryError("diverse needs one query image and no text")
+    request = SearchRequest(
+        opts.k,
+        vector=vector,
+        positives=positives or [],
+        negatives=negatives or [],
+        text=text,
+        filter=flt,
+        offset=opts.offset,
+        min_score=opts.min_similarity / 100 or None,
+        diversity=MMR_DIVERSITY if opts.diverse else None,
+        exclude_ids=list(exclude),
+    )
+    if opts.class_filter:
+        request = request.narrowed(models.FieldCondition(key="class", match=models.MatchValue(value=opts.class_filter)))
+    kind: ScoreKind = "rrf" if dense and text else "bm25" if text else "recommend" if positives else "cosine"
+    return request, kind
+
+
+def duplicates_page(
+    pairs: Sequence[Mapping[str, Any]],
+    payloads: Mapping[str, dict[str, Any]],
+    offset: int,
+    limit: int,
+    threshold: float,
+) -> DuplicatesPage:
+    """One page of stored duplicate pairs (``{"a", "b", "similarity"}``) with the points' payloads."""
+    found = [
+        DuplicatePair(
+            round(pair["similarity"] * 100, 2),
+            SearchResult.from_hit(Hit(pair["a"], pair["similarity"], payloads.get(pair["a"], {}))),
+            SearchResult.from_hit(Hit(pair["b"], pair["similarity"], payloads.get(pair["b"], {}))),
+        )
+        for pair in pairs[offset : offset + limit]
+    ]
+    more = offset + limit < len(pairs)
+    return DuplicatesPage(found, len(pairs), threshold, offset + limit if more else None)
