@@ -82,11 +82,17 @@ def retrieval_metrics(
 
 
 def evaluate_vectors(vectors: np.ndarray, manifest: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """The metrics of :func:`evaluate_model` for vectors already computed (one row per manifest row)."""
+    """The metrics of :func:`evaluate_model` for vectors already computed (one row per manifest row).
+
+    In-domain, the held-out images search every other image of the training classes, validation
+    images included: the gallery the index serves, the same with or without validation. Validation
+    images are never queries here, and the held-out classes' validation rows take no part.
+    """
     labels = manifest["label"].to_numpy(dtype=np.int64)
     split = manifest["split"].to_numpy()
     results: dict[str, dict[str, float]] = {}
-    heldout, train_rows, test = split == "heldout", split == "train", split == "test"
+    heldout, test = split == "heldout", split == "test"
+    train_rows = (split == "train") | (split == VALIDATION)
     if heldout.any():
         results["in_domain"] = retrieval_metrics(
             vectors[heldout], labels[heldout], vectors[train_rows], labels[train_rows]
