@@ -14,6 +14,7 @@ def train(
     split: float = -1.0,
     batch_size: int = -1,
     epochs: int = -1,
+    patience: int = -1,
     lr: float = -1.0,
     weight_decay: float = -1.0,
     sampler_m: int = -1,
@@ -37,6 +38,7 @@ def train(
             split=split,
             batch_size=batch_size,
             epochs=epochs,
+            patience=patience,
             lr=lr,
             weight_decay=weight_decay,
             sampler_m=sampler_m,
@@ -46,4 +48,10 @@ def train(
         result = pipeline_train(
             category, Path(manifest.path), run_id, Path(model.path), Path(baseline.path), overrides=given
         )
-        model.metadata.update({"version": result.version, "epoch_losses": result.epoch_losses})
+        model.metadata.update(
+            {
+                "version": result.version,
+                "epoch_losses": result.epoch_losses,
+                "best_epoch": -1 if result.best_epoch is None else result.best_epoch,
+            }
+        )

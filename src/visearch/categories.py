@@ -36,7 +36,16 @@ class TrainParams(BaseModel):
     split: float = Field(default=0.6, gt=0, lt=1, description="Fraction of CLASSES used for training")
     holdout: float = Field(default=0.2, ge=0, lt=1, description="Fraction of a train class's images held out")
     batch_size: int = Field(default=32, ge=2)
-    epochs: int = Field(default=3, ge=0)
+    epochs: int = Field(default=3, ge=0, description="Most epochs; with validation data, early stopping may end sooner")
+    patience: int = Field(
+        default=2, ge=0, description="Stop after this many epochs without a better validation MAP@R (0: never early)"
+    )
+    validation: float = Field(
+        default=0.1,
+        ge=0,
+        lt=1,
+        description="Fraction of a train class's images, and of the held-out classes, kept for validation",
+    )
     lr: float = Field(
         default=1e-3, gt=0, description="Embedder lr (tuned on the demo: 1e-3 beat 1e-4 and the seed recipe)"
     )
@@ -54,7 +63,9 @@ class TrainParams(BaseModel):
 
     def identity(self) -> str:
         """Short hash of what shapes the trained weights (not how long: a longer run continues a shorter one)."""
-        text = json.dumps(self.model_dump(exclude={"epochs", "max_steps", "accelerator"}), sort_keys=True)
+        # patience, like epochs, only says when to stop: every epoch runs the same whatever its value,
+        # so a run with more patience (or more epochs) continues one that stopped early.
+        text = json.dumps(self.model_dump(exclude={"epochs", "patience", "max_steps", "accelerator"}), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def with_overrides(self, overrides: Mapping[str, Any] | None = None) -> TrainParams:

@@ -16,6 +16,7 @@ import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
 from visearch.data.manifest import image_paths
+from visearch.data.preprocess import VALIDATION, VALIDATION_CLASS
 from visearch.embed import embed_paths
 from visearch.model import EmbeddingModel, load_model, resolve_device
 from visearch.settings import Settings
@@ -81,11 +82,17 @@ def retrieval_metrics(
 
 
 def evaluate_vectors(vectors: np.ndarray, manifest: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """The metrics of :func:`evaluate_model` for vectors already computed (one row per manifest row)."""
+    """The metrics of :func:`evaluate_model` for vectors already computed (one row per manifest row).
+
+    In-domain, the held-out images search every other image of the training classes, validation
+    images included: the gallery the index serves, the same with or without validation. Validation
+    images are never queries here, and the held-out classes' validation rows take no part.
+    """
     labels = manifest["label"].to_numpy(dtype=np.int64)
     split = manifest["split"].to_numpy()
     results: dict[str, dict[str, float]] = {}
-    heldout, train_rows, test = split == "heldout", split == "train", split == "test"
+    heldout, test = split == "heldout", split == "test"
+    train_rows = (split == "train") | (split == VALIDATION)
     if heldout.any():
         results["in_domain"] = retrieval_metrics(
             vectors[heldout], labels[heldout], vectors[train_rows], labels[train_rows]
@@ -101,6 +108,25 @@ def evaluate_model(
     """In-domain (held-out images vs training images of the same classes) and class-disjoint metrics."""
     vectors = embed_paths(model, paths, show_progress=show_progress, desc=f"evaluating {model.spec.version}")
     return evaluate_vectors(vectors, manifest)
+
+
+def validation_metrics(
+    model: EmbeddingModel, manifest: pd.DataFrame, paths: list[Path], *, device: torch.device | None = None
+) -> dict[str, dict[str, float]]:
+    """The metrics of :func:`evaluate_vectors` on the validation rows, which the final evaluation never sees.
+
+    In-domain: ``validation`` images searched against the training images; class-disjoint: the
+    ``validation_class`` images among themselves. Only the rows these need are embedded.
+    """
+    split = manifest["split"]
+    needed = split.isin([VALIDATION, VALIDATION_CLASS])
+    if (split == VALIDATION).any():
+        needed |= split == "train"
+    rows = manifest[needed].copy()
+    rows["split"] = rows["split"].replace({VALIDATION: "heldout", VALIDATION_CLASS: "test"})
+    chosen = [path for path, keep in zip(paths, needed, strict=True) if keep]
+    vectors = embed_paths(model, chosen, show_progress=False, device=device)
+    return evaluate_vectors(vectors, rows)
 
 
 def evaluate_models(

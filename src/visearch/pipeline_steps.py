@@ -74,8 +74,9 @@ def pipeline_train(
     identity = f"{params.identity()}-{manifest_hash(load_manifest(manifest_dir))}"
     scratch = ctx.settings.work_dir / category / "train-scratch" / identity
     checkpoint_key = f"checkpoints/{category}/{identity}/checkpoint.pt"
-    # Trained before with the same params, epochs and data: that model, not a second training.
-    trained_key = f"trained/{category}/{identity}-epochs{params.epochs}-steps{params.max_steps or 0}.json"
+    # Trained before with the same params, epochs, patience and data: that model, not a second training.
+    length = f"epochs{params.epochs}-patience{params.patience}-steps{params.max_steps or 0}"
+    trained_key = f"trained/{category}/{identity}-{length}.json"
     with run.failing():
         reused = reuse_trained(ctx.store, ctx.settings, category, trained_key, model_dir)
         if reused is not None:

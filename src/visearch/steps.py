@@ -22,7 +22,7 @@ import pandas as pd
 from visearch.categories import Category, TrainParams
 from visearch.data.manifest import MANIFEST, MANIFEST_COLUMNS, cache_dir, image_paths, load_manifest, manifest_hash
 from visearch.data.meta import caption_columns
-from visearch.data.preprocess import DataRules, split_by_class, validate_category
+from visearch.data.preprocess import VALIDATION, VALIDATION_CLASS, DataRules, split_by_class, validate_category
 from visearch.data.summary import DataSummary, evaluation_plan
 from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
 from visearch.embed import Shard
@@ -60,8 +60,14 @@ def check_data(
         holdout=params.holdout,
         seed=params.seed,
         min_images_per_class=rules.min_images_per_class,
+        validation=params.validation,
     )
-    plan = evaluation_plan(manifest, holdout=params.holdout, min_images_per_class=rules.min_images_per_class)
+    plan = evaluation_plan(
+        manifest,
+        holdout=params.holdout,
+        min_images_per_class=rules.min_images_per_class,
+        validation=params.validation,
+    )
     return manifest, DataSummary.of(category.name, manifest, found.report, found.sizes, plan)
 
 
@@ -106,6 +112,7 @@ def run_preprocess(
                 "data_hash": summary["data_hash"],
                 "data_prefix": category.data_prefix,
                 "evaluation": data.plan.line(),
+                "validation": data.plan.validation_line(),
                 **{f"images_{k}": v for k, v in splits.items()},
             }
         )
@@ -135,14 +142,30 @@ def run_train(
     Resumes from ``out_dir/checkpoint.pt`` when it was written for the same params and data. With
     ``checkpoint_key``, the checkpoint is also kept in the object store after every epoch and
     fetched from there when ``out_dir`` lacks it (a pod that died leaves it where the next finds it).
-    With ``run``: all training params and the loss of every epoch go to MLflow (the model files go with
-    the model the gate logs and registers).
+    When the manifest has validation rows, every epoch is scored on them, the best epoch's weights
+    are kept and training stops early after ``params.patience`` epochs without progress; else
+    every epoch runs. With ``run``: all training params, the loss and the validation metrics of
+    every epoch (``val.in_domain.mean_average_precision_at_r``, ``val.class_disjoint.…``: step
+    metrics, curves in the MLflow UI) and the best epoch go to MLflow (the model files go with the
+    model the gate logs and registers).
     """
-    from visearch.model import ONNX_FILE, export_onnx, load_model, resolve_device
-    from visearch.train import CHECKPOINT_FILE, train
+    from visearch.evaluate import validation_metrics
+    from visearch.model import ONNX_FILE, EmbeddingModel, export_onnx, load_model, resolve_device
+    from visearch.train import CHECKPOINT_FILE, Metrics, train
 
     manifest = load_manifest(manifest_dir)
     rows = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    device = resolve_device(settings.visearch_device)
+    validate = None
+    if manifest["split"].isin([VALIDATION, VALIDATION_CLASS]).any():
+        seen = manifest[manifest["split"].isin(["train", VALIDATION, VALIDATION_CLASS])].reset_index(drop=True)
+        paths = image_paths(store, settings, seen["key"].tolist())
+
+        def validate(model: EmbeddingModel) -> Metrics:
+            return validation_metrics(model, seen, paths, device=device)
+
+    else:
+        log.info("no validation rows in the manifest: training runs all %d epochs", params.epochs)
     # PML's MPerClassSampler draws from NumPy's global RNG: seed it so equal inputs give an equal
     # model (and version), which keeps re-runs idempotent.
     np.random.seed(params.seed)
@@ -165,6 +188,13 @@ def run_train(
         if checkpoint_key:
             store.put_file(checkpoint_key, path)
 
+    def log_validation(epoch: int, metrics: Metrics) -> None:
+        if run:
+            run.log_metrics(
+                {f"val.{name}.{metric}": value for name, result in metrics.items() for metric, value in result.items()},
+                step=epoch,
+            )
+
     result = train(
         rows,
         image_paths(store, settings, rows["key"].tolist()),
@@ -172,8 +202,10 @@ def run_train(
         out_dir,
         on_epoch=callback,
         on_checkpoint=keep,
+        validate=validate,
+        on_validation=log_validation,
         data_key=manifest_hash(rows),
-        device=resolve_device(settings.visearch_device),
+        device=device,
         show_progress=show_progress,
     )
     if onnx:
@@ -181,6 +213,9 @@ def run_train(
     if run:
         # The model's files reach MLflow with the model the gate logs and registers (visearch.gate).
         run.log_params({"effective_batch_size": result.batch_size, "model_version": result.version})
+        if result.best_epoch is not None:
+            run.log_metrics({"best_epoch": result.best_epoch, "epochs_run": len(result.epoch_losses)})
+            run.set_tags({"train.stopped_early": result.stopped_early})
     return result
 
 

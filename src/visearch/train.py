@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,17 +25,37 @@ from visearch.model import EmbeddingModel, create_model, save_model
 
 log = logging.getLogger(__name__)
 EpochCallback = Callable[[int, float], None]
+Metrics = dict[str, dict[str, float]]
+Validator = Callable[[EmbeddingModel], Metrics]
+ValidationCallback = Callable[[int, Metrics], None]
 CHECKPOINT_FILE = "checkpoint.pt"
+SCORE_METRIC = "mean_average_precision_at_r"
 
 
 @dataclass
 class TrainResult:
-    """What training produced: the saved model, its version, the loss per epoch and the batch size used."""
+    """What training produced: the saved model, its version, the loss per epoch and the batch size used.
+
+    With validation: the metrics of every epoch, the epoch whose weights were kept (0-based) and
+    whether patience ended training before ``epochs``.
+    """
 
     model_dir: Path
     version: str
     epoch_losses: list[float] = field(default_factory=list)
     batch_size: int = 0
+    validation: list[Metrics] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped_early: bool = False
+
+
+def validation_score(metrics: Metrics) -> float | None:
+    """The mean MAP@R over the validations that ran (in-domain, class-disjoint); None if none ran.
+
+    Both count alike: the gate wants a model that gains in-domain without forgetting new classes.
+    """
+    scores = [result[SCORE_METRIC] for result in metrics.values() if SCORE_METRIC in result]
+    return sum(scores) / len(scores) if scores else None
 
 
 def loss_and_miner(name: str) -> tuple[torch.nn.Module, miners.BaseMiner]:
@@ -91,6 +112,8 @@ def train(
     *,
     on_epoch: EpochCallback | None = None,
     on_checkpoint: Callable[[Path], None] | None = None,
+    validate: Validator | None = None,
+    on_validation: ValidationCallback | None = None,
     data_key: str = "",
     device: torch.device | None = None,
     show_progress: bool = True,
@@ -100,6 +123,12 @@ def train(
     A checkpoint is written after every epoch (then ``on_checkpoint`` is called with its path, e.g. to
     copy it to the object store); a re-run with the same params and data (``data_key``) resumes from it.
     On a CUDA ``device`` the forward and loss run in mixed precision (float16 autocast, scaled gradients).
+
+    With ``validate`` (the model → validation metrics, e.g. :func:`visearch.evaluate.validation_metrics`),
+    every epoch is scored (:func:`validation_score`; ``on_validation`` gets the metrics), the best
+    epoch's weights are the ones saved, and training stops once ``params.patience`` epochs in a row
+    did not beat it (``epochs`` is then a ceiling). Without it, every epoch runs and the last one's
+    weights are saved.
     """
     device = device or torch.device("cpu")
     mixed = device.type == "cuda"
@@ -141,12 +170,15 @@ def train(
     # How long to train is not part of the run's identity: a longer re-run continues the shorter one.
     params_key = json.dumps({"params": params.identity(), "data": data_key}, sort_keys=True)
     start_epoch, epoch_losses = 0, []
+    history: list[Metrics] = []
+    best: dict[str, Any] | None = None  # epoch, score and weights of the best epoch so far
     if checkpoint.exists():
         state = torch.load(checkpoint, map_location=device, weights_only=False)
         if state.get("params") == params_key:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
             start_epoch, epoch_losses = state["epoch"], state["losses"]
+            history, best = state.get("validation", []), state.get("best")
             # The random streams too (sampler: NumPy; augmentation: torch): a resumed run draws the
             # batches and crops an uninterrupted one would, so it ends with the same weights.
             # PML's MPerClassSampler also shuffles its class order in place each epoch.
@@ -156,8 +188,13 @@ def train(
                 sampler.labels = list(state["rng"]["sampler_classes"])
             log.info("resuming training from epoch %d", start_epoch)
 
-    step = 0
+    step, stopped_early = 0, False
     for epoch in range(start_epoch, params.epochs):
+        # Checked before the epoch, not after the last one: a resumed run with more patience continues.
+        if best is not None and params.patience and epoch - 1 - best["epoch"] >= params.patience:
+            log.info("early stop before epoch %d: no better validation since epoch %d", epoch + 1, best["epoch"] + 1)
+            stopped_early = True
+            break
         model.train()
         freeze_batchnorm(model.trunk)
         total, batches = 0.0, 0
@@ -181,6 +218,8 @@ def train(
         epoch_losses.append(total / max(batches, 1))
         if on_epoch:
             on_epoch(epoch, epoch_losses[-1])
+        if validate:
+            best = _validate(model, validate, epoch, history, best, on_validation)
         save_checkpoint(
             checkpoint,
             {
@@ -189,6 +228,8 @@ def train(
                 "optimizer": optimizer.state_dict(),
                 "epoch": epoch + 1,
                 "losses": epoch_losses,
+                "validation": history,
+                "best": best,
                 "rng": {
                     "torch": torch.get_rng_state(),
                     "numpy": np.random.get_state(),
@@ -200,7 +241,38 @@ def train(
             on_checkpoint(checkpoint)
         if params.max_steps and step >= params.max_steps:
             break
+    if best is not None:
+        model.load_state_dict(best["model"])
+        log.info("keeping epoch %d of %d (validation MAP@R %.4f)", best["epoch"] + 1, len(epoch_losses), best["score"])
     model.eval()
     model.cpu()  # saved weights (and their version hash) never depend on the device
     model_dir = save_model(model, out_dir / "model")
-    return TrainResult(model_dir, model.spec.version, epoch_losses, batch_size)
+    return TrainResult(
+        model_dir,
+        model.spec.version,
+        epoch_losses,
+        batch_size,
+        validation=history,
+        best_epoch=best["epoch"] if best is not None else None,
+        stopped_early=stopped_early,
+    )
+
+
+def _validate(
+    model: EmbeddingModel,
+    validate: Validator,
+    epoch: int,
+    history: list[Metrics],
+    best: dict[str, Any] | None,
+    on_validation: ValidationCallback | None,
+) -> dict[str, Any] | None:
+    """Score this epoch; returns the best epoch so far (this one, with a copy of its weights, if it beat it)."""
+    metrics = validate(model)
+    history.append(metrics)
+    if on_validation:
+        on_validation(epoch, metrics)
+    score = validation_score(metrics)
+    if score is None or (best is not None and score <= best["score"]):
+        return best
+    weights = {name: tensor.detach().clone() for name, tensor in model.state_dict().items()}
+    return {"epoch": epoch, "score": score, "model": weights}

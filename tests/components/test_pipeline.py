@@ -46,13 +46,15 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
 
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert inputs["categories"]["parameterType"] == "LIST" and "defaultValue" not in inputs["categories"]
-    assert set(inputs) >= SEED_PARAMS
+    assert set(inputs) >= SEED_PARAMS | {"patience", "max_steps"}
     loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--categories"
     assert loop["iteratorPolicy"]["parallelismLimit"] == 4
 
     tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
     assert set(tasks) == STEPS - {"embed"} | {"shards", "for-loop-2"}
+    patience = tasks["train"]["inputs"]["parameters"]["patience"]["componentInputParameter"]
+    assert patience == "pipelinechannel--patience"
     depends = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert depends == {
         "preprocess": set(),

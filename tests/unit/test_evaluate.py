@@ -89,3 +89,19 @@ def test_embedding_map_is_a_png(tmp_path: Path) -> None:
     vectors = {"frozen": rng.normal(size=(15, 8)), "tuned": rng.normal(size=(15, 8))}
     path = plot_embedding_map(tmp_path / "map.png", vectors, labels, [f"class {i}" for i in labels])
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_final_evaluation_never_queries_validation_rows_and_keeps_its_gallery() -> None:
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(6), 10)
+    vectors = (np.eye(6)[labels] + rng.normal(0, 0.8, (60, 6))).astype(np.float32)
+    split = np.where(labels < 3, "train", "test").astype(object)
+    split[[0, 10, 20]] = "heldout"
+    plain = pd.DataFrame({"label": labels, "split": split})
+    validated = plain.copy()
+    validated.loc[[1, 2, 11, 21], "split"] = "validation"  # training-class images set aside to pick the epoch
+    validated.loc[validated["label"] == 5, "split"] = "validation_class"
+    # In-domain: the same queries against the same gallery; class-disjoint: the two test classes left.
+    assert evaluate_vectors(vectors, validated)["in_domain"] == evaluate_vectors(vectors, plain)["in_domain"]
+    test = (labels == 3) | (labels == 4)
+    assert evaluate_vectors(vectors, validated)["class_disjoint"] == retrieval_metrics(vectors[test], labels[test])

@@ -10,7 +10,10 @@ TrunkModelOpt = Annotated[str | None, typer.Option(help="efficientnet-lite0 or a
 EmbedderLayersOpt = Annotated[str | None, typer.Option(help="Comma-separated widths, e.g. 512,128")]
 SplitOpt = Annotated[float | None, typer.Option(help="Fraction of classes for training")]
 BatchSizeOpt = Annotated[int | None, typer.Option()]
-EpochsOpt = Annotated[int | None, typer.Option()]
+EpochsOpt = Annotated[int | None, typer.Option(help="Most epochs (early stopping may end sooner)")]
+PatienceOpt = Annotated[
+    int | None, typer.Option(help="Stop after N epochs without a better validation MAP@R (0: run all epochs)")
+]
 LrOpt = Annotated[float | None, typer.Option()]
 WeightDecayOpt = Annotated[float | None, typer.Option()]
 SamplerMOpt = Annotated[int | None, typer.Option(help="Images per class in a batch")]

@@ -20,6 +20,7 @@ from visearch.cli.options import (
     InputSizeOpt,
     LrOpt,
     MaxStepsOpt,
+    PatienceOpt,
     SamplerMOpt,
     SplitOpt,
     TrunkModelOpt,
@@ -75,6 +76,7 @@ def train(
     split: SplitOpt = None,
     batch_size: BatchSizeOpt = None,
     epochs: EpochsOpt = None,
+    patience: PatienceOpt = None,
     lr: LrOpt = None,
     weight_decay: WeightDecayOpt = None,
     sampler_m: SamplerMOpt = None,
@@ -92,6 +94,7 @@ def train(
             split=split,
             batch_size=batch_size,
             epochs=epochs,
+            patience=patience,
             lr=lr,
             weight_decay=weight_decay,
             sampler_m=sampler_m,
@@ -101,7 +104,12 @@ def train(
     )
     manifest_dir = ctx.work(category, "manifest", manifest)
     result = run_train(ctx.settings, ctx.store, manifest_dir, params, ctx.work(category, "train", out))
-    typer.echo(f"model {result.version} saved to {result.model_dir} (epoch losses {result.epoch_losses})")
+    kept = "last epoch" if result.best_epoch is None else f"best epoch {result.best_epoch + 1} by validation MAP@R"
+    stopped = ", stopped early" if result.stopped_early else ""
+    typer.echo(
+        f"model {result.version} saved to {result.model_dir} "
+        f"(epoch losses {result.epoch_losses}; {kept} of {len(result.epoch_losses)}{stopped})"
+    )
 
 
 @app.command()

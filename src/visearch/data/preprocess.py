@@ -3,7 +3,8 @@
 The manifest is the meta CSV's valid rows plus ``key`` (object-store key of the image),
 ``digest`` (sha256 of its bytes) and ``split``: ``train`` / ``heldout`` (held-out images of
 training classes, in-domain evaluation) / ``test`` (held-out classes, class-disjoint
-evaluation). Every valid image is indexed later, whatever its split. A bad row costs that row
+evaluation) / ``validation`` and ``validation_class`` (the same two, for choosing the best epoch:
+the final evaluation never sees them). Every valid image is indexed later, whatever its split. A bad row costs that row
 (reported with its reason); the category is refused only when too little remains.
 """
 
@@ -146,6 +147,10 @@ def _drop_small_classes(
     return frame[~small].reset_index(drop=True), kept_sizes
 
 
+VALIDATION = "validation"
+VALIDATION_CLASS = "validation_class"
+
+
 def held_out_count(images: int, holdout: float, min_images_per_class: int) -> int:
     """How many of a training class's ``images`` are held out: ``holdout`` of them, or none if too few would stay."""
     n_hold = int(images * holdout)
@@ -159,13 +164,29 @@ def smallest_class_held_out(holdout: float, min_images_per_class: int) -> int | 
     return next(n for n in itertools.count(min_images_per_class) if held_out_count(n, holdout, min_images_per_class))
 
 
+def validation_class_count(test_classes: int, validation: float) -> int:
+    """How many held-out classes validate instead of testing: two at least, and two must stay for the test."""
+    n_val = int(test_classes * validation)
+    return n_val if n_val >= 2 and test_classes - n_val >= 2 else 0
+
+
 def split_by_class(
-    frame: pd.DataFrame, *, split: float, holdout: float, seed: int, min_images_per_class: int = 2
+    frame: pd.DataFrame,
+    *,
+    split: float,
+    holdout: float,
+    seed: int,
+    min_images_per_class: int = 2,
+    validation: float = 0.0,
 ) -> pd.DataFrame:
-    """Assign train / heldout / test: classes are split (class-disjoint), seeded and reproducible.
+    """Assign train / heldout / test (+ validation): classes are split (class-disjoint), seeded and reproducible.
 
     A training class gives up ``holdout`` of its images for in-domain evaluation only if at least
-    ``min_images_per_class`` stay for training: a class of two images is all training.
+    ``min_images_per_class`` stay for training: a class of two images is all training. With
+    ``validation``, a training class also gives up that fraction of its images (``validation``) and
+    the held-out classes that fraction of their classes (``validation_class``), each only if enough
+    stay (:func:`validation_class_count`). The validation draws come after the others, so the test
+    rows are the same with or without validation.
     """
     rng = np.random.default_rng(seed)
     classes = sorted(frame["class"].unique())
@@ -179,4 +200,19 @@ def split_by_class(
         if n_hold:
             held = rng.choice(rows.index.to_numpy(), size=n_hold, replace=False)
             result.loc[held, "split"] = "heldout"
+    if validation > 0:
+        _split_validation(result, rng, classes[n_train:], validation, min_images_per_class)
     return result
+
+
+def _split_validation(
+    result: pd.DataFrame, rng: np.random.Generator, test_classes: list[str], validation: float, min_images: int
+) -> None:
+    sizes = result["class"].value_counts()
+    for cls, rows in result[result["split"] == "train"].groupby("class"):
+        n_val = int(sizes[cls] * validation)
+        if n_val and len(rows) - n_val >= min_images:
+            chosen = rng.choice(rows.index.to_numpy(), size=n_val, replace=False)
+            result.loc[chosen, "split"] = VALIDATION
+    n_val_classes = validation_class_count(len(test_classes), validation)
+    result.loc[result["class"].isin(test_classes[len(test_classes) - n_val_classes :]), "split"] = VALIDATION_CLASS

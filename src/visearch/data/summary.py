@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 
 from visearch.data.meta import DataReport
-from visearch.data.preprocess import smallest_class_held_out
+from visearch.data.preprocess import VALIDATION, VALIDATION_CLASS, smallest_class_held_out
 
 
 @dataclass
@@ -24,6 +24,9 @@ class EvaluationPlan:
     in_domain: bool
     class_disjoint: bool
     why: list[str] = field(default_factory=list)
+    validation_in_domain: bool = False
+    validation_classes: bool = False
+    validation_why: list[str] = field(default_factory=list)
 
     @property
     def possible(self) -> bool:
@@ -36,22 +39,52 @@ class EvaluationPlan:
         head = f"evaluation: {' + '.join(ran)}" if ran else "evaluation: none possible"
         return f"{head}{' (' + '; '.join(self.why) + ')' if self.why else ''}"
 
+    def validation_line(self) -> str:
+        """One line: which validation picks the best epoch (and stops early), or why training runs every epoch."""
+        ran = [
+            name
+            for name, on in (("in-domain", self.validation_in_domain), ("held-out classes", self.validation_classes))
+            if on
+        ]
+        head = f"validation: {' + '.join(ran)} (best epoch kept, early stopping)" if ran else "validation: none"
+        tail = "; ".join(self.validation_why) + ("; training runs all epochs" if not ran else "")
+        return f"{head}{' (' + tail + ')' if tail else ''}"
 
-def evaluation_plan(manifest: pd.DataFrame, *, holdout: float, min_images_per_class: int) -> EvaluationPlan:
+
+def evaluation_plan(
+    manifest: pd.DataFrame, *, holdout: float, min_images_per_class: int, validation: float = 0.0
+) -> EvaluationPlan:
     """What the manifest's split allows (see :func:`visearch.data.preprocess.split_by_class`)."""
     split = manifest["split"]
     in_domain = bool((split == "heldout").any())
     test_classes = manifest.loc[split == "test", "class"].nunique()
     class_disjoint = test_classes >= 2
     why = []
+    training_classes = ~split.isin(["test", VALIDATION_CLASS])
     if not in_domain:
-        largest = int(manifest.loc[split != "test"].groupby("class").size().max())
+        largest = int(manifest.loc[training_classes].groupby("class").size().max())
         needed = smallest_class_held_out(holdout, min_images_per_class)
         reason = f"holding out {holdout:g} of a class needs {needed}+ images" if needed else "holdout is 0"
         why.append(f"no in-domain: the largest training class has {largest} image(s); {reason}")
     if not class_disjoint:
         why.append(f"no class-disjoint: {test_classes} held-out class(es), 2 needed; add classes or lower split")
-    return EvaluationPlan(in_domain, class_disjoint, why)
+    val_in_domain = bool((split == VALIDATION).any())
+    val_classes = manifest.loc[split == VALIDATION_CLASS, "class"].nunique() >= 2
+    val_why = []
+    if validation <= 0:
+        val_why.append("validation is 0")
+    else:
+        if not val_in_domain:
+            largest = int(manifest.loc[training_classes].groupby("class").size().max())
+            val_why.append(
+                f"no in-domain: the largest training class has {largest} image(s), too few to spare {validation:g}"
+            )
+        if not val_classes:
+            held = test_classes + manifest.loc[split == VALIDATION_CLASS, "class"].nunique()
+            val_why.append(
+                f"no held-out classes: {validation:g} of {held} held-out class(es) is under 2, or leaves under 2 to test"
+            )
+    return EvaluationPlan(in_domain, class_disjoint, why, val_in_domain, val_classes, val_why)
 
 
 @dataclass
@@ -95,6 +128,7 @@ class DataSummary:
                 "in_domain": self.plan.in_domain,
                 "class_disjoint": self.plan.class_disjoint,
                 "why": self.plan.why,
+                "validation": self.plan.validation_line(),
             },
             "can_run": self.plan.possible,
         }
@@ -123,6 +157,7 @@ class DataSummary:
             shown = "; ".join(" = ".join(group) for group in self.duplicate_groups[:5])
             lines.append(f"identical images: {len(self.duplicate_groups)} group(s): {shown}")
         lines.append(self.plan.line())
+        lines.append(self.plan.validation_line())
         verdict = "the pipeline can run" if self.plan.possible else "the pipeline cannot evaluate this category"
         lines.append(verdict)
         return "\n".join(lines)
