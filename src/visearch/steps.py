@@ -24,6 +24,7 @@ from visearch.data.preprocess import DataRules, split_by_class, validate_categor
 from visearch.data.summary import DataSummary, evaluation_plan
 from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
 from visearch.errors import DataError, IndexIntegrityError
+from visearch.index.types import UPSERT_BATCH
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
@@ -321,7 +322,7 @@ def run_upsert(
     embeddings_dir: Path,
     *,
     index: VectorIndex | None = None,
-    batch_size: int = 256,
+    batch_size: int = UPSERT_BATCH,
     run: TrackedRun | None = None,
 ) -> UpsertResult:
     """Write a new collection version, verify its count, then swap the alias atomically.

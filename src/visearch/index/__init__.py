@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 from visearch.errors import ConflictError, EngineNotConfiguredError, NotFoundError, VisearchError
-from visearch.index.types import Hit, IndexBackend, Record
+from visearch.index.types import UPSERT_BATCH, Hit, IndexBackend, Record
 from visearch.settings import Settings
 
-__all__ = ["CollectionVersion", "Hit", "Record", "VectorIndex", "open_index", "point_id"]
+__all__ = ["UPSERT_BATCH", "CollectionVersion", "Hit", "Record", "VectorIndex", "open_index", "point_id"]
 
 logger = logging.getLogger(__name__)
 POINT_NAMESPACE = uuid.UUID("6f1d7f0e-2b7c-5d53-9a54-1c0a7e1f7a3e")
@@ -184,7 +184,7 @@ class VectorIndex:
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
         *,
-        batch_size: int = 256,
+        batch_size: int = UPSERT_BATCH,
     ) -> None:
         """Batched upload, each batch applied and durable before the next."""
         if not (len(ids) == len(vectors) == len(payloads)):
