@@ -27,6 +27,7 @@ from visearch.data.summary import DataSummary, evaluation_plan
 from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
 from visearch.embed import Shard
 from visearch.errors import DataError, IndexIntegrityError
+from visearch.index.types import UPSERT_BATCH
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
@@ -369,7 +370,7 @@ def run_upsert(
     embeddings_dir: Path | Sequence[Path],
     *,
     index: VectorIndex | None = None,
-    batch_size: int = 256,
+    batch_size: int = UPSERT_BATCH,
     run: TrackedRun | None = None,
 ) -> UpsertResult:
     """Write a new collection version, verify its count, then swap the alias atomically.

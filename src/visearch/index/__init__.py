@@ -23,10 +23,11 @@ import numpy as np
 
 from visearch.errors import ConflictError, EngineNotConfiguredError, NotFoundError, VisearchError
 from visearch.index.text import caption_text, document_vector
-from visearch.index.types import Hit, IndexBackend, Record, SearchRequest, Sparse
+from visearch.index.types import UPSERT_BATCH, Hit, IndexBackend, Record, SearchRequest, Sparse
 from visearch.settings import Settings
 
 __all__ = [
+    "UPSERT_BATCH",
     "CollectionVersion",
     "Hit",
     "Record",
@@ -205,7 +206,7 @@ class VectorIndex:
         vectors: np.ndarray,
         payloads: Sequence[dict[str, Any]],
         *,
-        batch_size: int = 256,
+        batch_size: int = UPSERT_BATCH,
         captions: Sequence[str] = (),
     ) -> None:
         """Batched upload, each batch applied and durable before the next.
