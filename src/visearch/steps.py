@@ -321,7 +321,7 @@ def publish_model(store: ObjectStore, category: str, model_dir: Path) -> str:
     A version names its weights, so files already stored under it are the same files: they are not
     uploaded again (the train step publishes what the upsert step would publish a second time).
     """
-    from visearch.model import model_files, read_spec, store_key
+    from visearch.model_files import model_files, read_spec, store_key
 
     version = read_spec(model_dir).version
     for path in model_files(model_dir):
@@ -334,7 +334,7 @@ def publish_model(store: ObjectStore, category: str, model_dir: Path) -> str:
 def prune_models(store: ObjectStore, index: VectorIndex, category: str, dropped: list[str]) -> list[str]:
     """Delete the model folders of dropped index versions that no kept version still uses; returns their keys."""
     from visearch.index import CollectionVersion
-    from visearch.model import store_key
+    from visearch.model_files import store_key
 
     in_use = {version.model_version for version in index.versions(category)}
     gone = {v.model_version for v in map(CollectionVersion.parse, dropped) if v is not None} - in_use

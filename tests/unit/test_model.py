@@ -83,3 +83,12 @@ def test_torchvision_trunk_by_name_with_local_weights(tmp_path: Path) -> None:
 def test_unknown_trunk_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="unknown trunk_model"):
         create_model("no-such-net", [8], 32)
+
+
+def test_model_files_restate_the_lite_normalisation() -> None:
+    """``visearch.model_files`` restates LITE_NORMALIZE so reading a spec needs no torchvision: the two agree."""
+    from visearch.data.transforms import LITE_NORMALIZE
+    from visearch.model_files import LITE_NORMALIZE as RESTATED
+    from visearch.model_files import ModelSpec
+
+    assert RESTATED == LITE_NORMALIZE == ModelSpec().normalize

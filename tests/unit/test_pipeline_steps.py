@@ -77,3 +77,40 @@ def test_an_interrupted_embed_shard_resumes_in_its_own_scratch(home, registry, s
     assert not vectors.any()  # taken over, not recomputed
     assert json.loads((out / "done.json").read_text())["shard"] == "1/2"
     assert not scratch.exists()
+
+
+def test_steps_that_compute_no_vectors_start_without_torch(home, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Each step is a fresh process: the shards step and the upsert's model files import no torch (or pandas).
+
+    Run in a fresh interpreter, as kfp.local runs a step: importing torch there costs seconds a step.
+    """
+    import json
+    import subprocess
+    import sys
+
+    from visearch.categories import TrainParams
+    from visearch.steps import save_baseline
+
+    model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
+    script = f"""
+import json, sys
+from pathlib import Path
+from visearch.context import Context
+from visearch.pipeline_steps import pipeline_shards
+shards = pipeline_shards({TINY!r}, 2)
+light = sorted(m for m in ("torch", "pandas") if m in sys.modules)
+from visearch.model_files import read_spec
+from visearch.steps import publish_model
+ctx = Context.from_env()
+version = publish_model(ctx.store, {TINY!r}, Path({str(model)!r}))
+print(json.dumps({{"shards": shards, "light": light, "torch": "torch" in sys.modules,
+                  "version": version, "spec": read_spec(Path({str(model)!r})).version}}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env_for(home), capture_output=True, text=True, check=True, timeout=300
+    )
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    assert got["shards"] == [{"category": TINY, "shard": "0/2"}, {"category": TINY, "shard": "1/2"}]
+    assert got["light"] == []
+    assert got["torch"] is False
+    assert got["version"] == got["spec"] and got["version"]
