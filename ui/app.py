@@ -8,6 +8,7 @@ path as REST); errors are shown in place, in the section that caused them.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 from functools import partial
@@ -17,6 +18,8 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
+from ui.filters import FilterGroup, build_filter_group, facet_choices
+from ui.query import Example, Query, caption, feedback_text, notice_text, page_text, results_table
 from visearch.categories import load_registry
 from visearch.errors import InvalidImageError, InvalidQueryError
 from visearch.runtime import Runtime, error_payload, read_upload
@@ -85,38 +88,17 @@ def category_examples(engine: SearchEngine, name: str) -> tuple[int, list[tuple[
     return count, [(r.id, stored_image(engine, r), r.cls) for r in examples]
 
 
-def caption(result: SearchResult) -> str:
-    """Gallery caption of a result: similarity, class, file and the non-empty captions."""
-    extra = ", ".join(f"{key}: {value}" for key, value in result.captions.items() if value not in (None, ""))
-    return " · ".join(part for part in (f"{result.similarity:.1f} %", result.cls, result.file, extra) if part)
-
-
-def search(runtime: Runtime, category: str, query: Image.Image, k: float, min_similarity: float) -> list[SearchResult]:
-    """Search the category for images like the decoded ``query`` (the sliders' values as int and float)."""
-    return runtime.run(
-        lambda engine: engine.search_image(category, query, k=int(k), min_similarity=float(min_similarity))
-    )
-
-
-def results_table(results: list[SearchResult]) -> str:
-    """The results as a Markdown table, or a hint when there are none."""
-    if not results:
-        return "No image reaches the minimum similarity; lower it or ask for more images."
-    rows = ["| # | similarity | class | file | captions |", "|---|---|---|---|---|"]
-    for rank, result in enumerate(results, 1):
-        extra = ", ".join(f"{k}: {v}" for k, v in result.captions.items() if v not in (None, ""))
-        rows.append(f"| {rank} | {result.similarity:.1f} % | {result.cls} | {result.file} | {extra} |")
-    return "\n".join(rows)
-
-
 # --- the Blocks ------------------------------------------------------------------------------
 @dataclass
 class Parts:
-    """The components the callbacks update."""
+    """The components the callbacks update (``filters``: one group of controls per category)."""
 
     category: gr.State
     query: gr.State
     example_ids: gr.State
+    last_query: gr.State
+    result_ids: gr.State
+    selected: gr.State
     usage_section: gr.Column
     usage: gr.Markdown
     provision_section: gr.Column
@@ -125,52 +107,117 @@ class Parts:
     input_section: gr.Column
     input_image: gr.Image
     search_section: gr.Column
+    text: gr.Textbox
+    no_captions: gr.Markdown
+    diverse: gr.Checkbox
+    best_per_class: gr.Checkbox
     search_error: gr.Markdown
+    notice: gr.Markdown
+    feedback: gr.Markdown
+    selection: gr.Markdown
     results: gr.Gallery
+    actions: gr.Row
+    more: gr.Button
+    less: gr.Button
+    previous_page: gr.Button
+    page: gr.Markdown
+    next_page: gr.Button
     table: gr.Markdown
     credits_section: gr.Column
     credits: gr.Markdown
+    filters: dict[str, FilterGroup]
 
     def all(self) -> list[Any]:
-        """Every component, in field order (the outputs of the callbacks)."""
-        return list(vars(self).values())
+        """Every component (the outputs of the callbacks): the fields, then each filter group's."""
+        fields = [value for name, value in vars(self).items() if name != "filters"]
+        return fields + [part for group in self.filters.values() for part in (group.section, *group.components())]
+
+    def filter_inputs(self) -> set[Any]:
+        """The controls of every filter group (inputs of a search)."""
+        return {control for group in self.filters.values() for control in group.components()}
 
 
 def cleared(parts: Parts) -> dict[Any, Any]:
     """Everything after the category section hidden and empty (the "reset all" state)."""
-    return {
+    update = {
         parts.category: None,
-        parts.query: None,
         parts.example_ids: [],
         parts.usage_section: gr.update(visible=False),
         parts.usage: "",
         parts.provision_section: gr.update(visible=False),
         parts.examples: gr.update(value=[]),
         parts.provision_error: error_box(None),
-        **cleared_query(parts),
+        parts.text: gr.update(value="", visible=False),
+        parts.no_captions: gr.update(visible=False),
+        parts.diverse: False,
+        parts.best_per_class: False,
+        **cleared_query(parts, text_search=False),
     }
+    for group in parts.filters.values():
+        update.update({group.section: gr.update(visible=False), **group.cleared()})
+    return update
 
 
-def cleared_query(parts: Parts) -> dict[Any, Any]:
-    """The input image and everything after it hidden and empty."""
+def cleared_query(parts: Parts, *, text_search: bool) -> dict[Any, Any]:
+    """The input image and the results gone; the search section stays for a text search only."""
     return {
         parts.query: None,
         parts.input_section: gr.update(visible=False),
         parts.input_image: None,
-        parts.search_section: gr.update(visible=False),
-        parts.search_error: error_box(None),
+        parts.search_section: gr.update(visible=text_search),
         **cleared_results(parts),
     }
 
 
 def cleared_results(parts: Parts) -> dict[Any, Any]:
-    """The results, their table and the credits hidden, the search error cleared."""
+    """The results, the page, likes and dislikes, the notice and the credits gone, the error cleared."""
     return {
+        parts.last_query: None,
+        parts.result_ids: [],
+        parts.selected: None,
+        parts.more: gr.update(interactive=False),
+        parts.less: gr.update(interactive=False),
         parts.results: gr.update(value=[], visible=False),
         parts.table: gr.update(value="", visible=False),
+        parts.notice: gr.update(value="", visible=False),
+        parts.feedback: gr.update(value="", visible=False),
+        parts.selection: gr.update(value="", visible=False),
+        parts.actions: gr.update(visible=False),
         parts.credits_section: gr.update(visible=False),
         parts.search_error: error_box(None),
     }
+
+
+def shown_answer(parts: Parts, runtime: Runtime, query: Query) -> dict[Any, Any]:
+    """Run ``query`` and show its page (gallery, table, notice, likes, paging), or its error in place."""
+    update = cleared_results(parts)
+    try:
+        answer = runtime.run(query.run)
+        gallery = runtime.run(
+            lambda engine: [(stored_image(engine, r), caption(r, answer.score_kind)) for r in answer.results]
+        )
+    except Exception as exc:  # noqa: BLE001 - shown in place
+        update[parts.search_error] = error_box(exc)
+        if query.likes or query.dislikes or query.offset:  # keep steering from the last page shown
+            update.pop(parts.last_query)
+        return update
+    notice = notice_text(answer)
+    update.update(
+        {
+            parts.last_query: query,
+            parts.result_ids: [[r.id, Example.of(r).label] for r in answer.results],
+            parts.results: gr.update(value=gallery, visible=True, selected_index=None),
+            parts.table: gr.update(value=results_table(answer, query.offset), visible=True),
+            parts.notice: gr.update(value=notice or "", visible=notice is not None),
+            parts.feedback: gr.update(value=feedback_text(query.likes, query.dislikes), visible=True),
+            parts.actions: gr.update(visible=True),
+            parts.previous_page: gr.update(interactive=query.offset > 0),
+            parts.page: page_text(query.offset, len(answer.results)),
+            parts.next_page: gr.update(interactive=answer.next_offset is not None),
+            parts.credits_section: gr.update(visible=True),
+        }
+    )
+    return update
 
 
 def build_ui(runtime: Runtime) -> gr.Blocks:
@@ -221,11 +268,34 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                     0, 100, value=0, step=1, label="Minimum similarity (%)", elem_id="min-similarity"
                 )
                 k = gr.Slider(1, max_k, value=min(DEFAULT_K, max_k), step=1, label="Number of images", elem_id="k")
+            text = gr.Textbox(label="Caption text", max_lines=1, visible=False, elem_id="caption-text")
+            no_captions = gr.Markdown(visible=False, elem_id="no-captions")
+            filters = {category.name: build_filter_group(category) for category in registry.categories}
+            with gr.Row():
+                diverse = gr.Checkbox(label="Diverse results (MMR)", elem_id="diverse")
+                best_per_class = gr.Checkbox(label="Best image per class", elem_id="best-per-class")
             with gr.Row():
                 search_button = gr.Button("Find similar images", variant="primary", elem_id="search")
                 reset_results = gr.Button("Reset results", elem_id="reset-results")
             search_error = gr.Markdown(visible=False, elem_id="search-error")
-            results = gr.Gallery(label="Most similar images", columns=6, height=280, visible=False, elem_id="results")
+            notice = gr.Markdown(visible=False, elem_id="notice")
+            feedback = gr.Markdown(visible=False, elem_id="feedback")
+            results = gr.Gallery(
+                label="Results: select one to steer the search",
+                columns=6,
+                height=280,
+                allow_preview=False,
+                visible=False,
+                elem_id="results",
+            )
+            selection = gr.Markdown(visible=False, elem_id="selected-result")
+            with gr.Row(visible=False) as actions:
+                more = gr.Button("👍 More like this", elem_id="more-like-this", interactive=False)
+                less = gr.Button("👎 Less like this", elem_id="less-like-this", interactive=False)
+                clear_feedback = gr.Button("Clear likes and dislikes", elem_id="clear-feedback")
+                previous_page = gr.Button("◀ Previous page", elem_id="previous-page")
+                page = gr.Markdown(elem_id="page")
+                next_page = gr.Button("Next page ▶", elem_id="next-page")
             table = gr.Markdown(visible=False, elem_id="results-table")
         with gr.Column(visible=False) as credits_section:
             gr.Markdown("### Credits")
@@ -234,6 +304,9 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             gr.State(None),
             gr.State(None),
             gr.State([]),
+            gr.State(None),
+            gr.State([]),
+            gr.State(None),
             usage_section,
             usage,
             provision_section,
@@ -242,13 +315,30 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             input_section,
             input_image,
             search_section,
+            text,
+            no_captions,
+            diverse,
+            best_per_class,
             search_error,
+            notice,
+            feedback,
+            selection,
             results,
+            actions,
+            more,
+            less,
+            previous_page,
+            page,
+            next_page,
             table,
             credits_section,
             credits,
+            filters,
         )
         outputs = parts.all()
+
+        def text_search(category: str | None) -> bool:
+            return bool(category) and bool(registry.get(category or "").captions)
 
         def choose(name: str) -> dict[Any, Any]:
             category = registry.get(name)
@@ -264,29 +354,42 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             )
             try:
                 count, found = runtime.run(lambda engine: category_examples(engine, name))
+                group = filters[name]
+                choices = runtime.run(lambda engine: {c: facet_choices(engine, name, c) for c in group.keywords})
             except Exception as exc:  # noqa: BLE001 - shown in place (e.g. "no index yet")
                 update[parts.provision_error] = error_box(exc)
                 return update
             update[parts.usage] = f"**{category.title}** ({count} images)\n\n{category.business_usage}"
             update[parts.examples] = gr.update(value=[(image, cls) for _, image, cls in found])
             update[parts.example_ids] = [pid for pid, _, _ in found]
+            update.update({group.section: gr.update(visible=True), **group.cleared(choices)})
+            columns = ", ".join(category.captions)
+            update[parts.text] = gr.update(
+                value="",
+                visible=bool(category.captions),
+                placeholder=f"words in {columns}: alone a text search, with an input image a hybrid one",
+            )
+            update[parts.no_captions] = gr.update(
+                value=f"*{category.title} has no caption columns: search with an image.*",
+                visible=not category.captions,
+            )
+            update[parts.search_section] = gr.update(visible=bool(category.captions))
             return update
 
         def show_query(image: Image.Image) -> dict[Any, Any]:
-            update = cleared_query(parts)
+            update = cleared_query(parts, text_search=True)
             update.update(
                 {
                     parts.query: image,  # the decoded query: searching it decodes nothing again
                     parts.input_section: gr.update(visible=True),
                     parts.input_image: for_display(image),
-                    parts.search_section: gr.update(visible=True),
                     parts.provision_error: error_box(None),
                 }
             )
             return update
 
-        def provision_failed(exc: BaseException) -> dict[Any, Any]:
-            update = cleared_query(parts)
+        def provision_failed(category: str | None, exc: BaseException) -> dict[Any, Any]:
+            update = cleared_query(parts, text_search=text_search(category))
             update[parts.provision_error] = error_box(exc)
             return update
 
@@ -296,7 +399,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             try:
                 return show_query(query_from_upload(runtime, path, category))
             except Exception as exc:  # noqa: BLE001 - shown in place
-                return {**provision_failed(exc), upload: None}  # empty the drop zone for the next try
+                return {**provision_failed(category, exc), upload: None}  # empty the drop zone for the next try
 
         def stored(category: str | None, point_id: str) -> dict[Any, Any]:
             try:
@@ -305,7 +408,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 )
                 return show_query(image)
             except Exception as exc:  # noqa: BLE001 - shown in place
-                return provision_failed(exc)
+                return provision_failed(category, exc)
 
         def picked(category: str | None, ids: list[str], event: gr.SelectData) -> dict[Any, Any]:
             if event.index is None or not 0 <= int(event.index) < len(ids):
@@ -316,29 +419,59 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             try:
                 pool = runtime.run(lambda engine: engine.examples(category or "", max(1, runtime.settings.max_k)))
             except Exception as exc:  # noqa: BLE001 - shown in place
-                return provision_failed(exc)
+                return provision_failed(category, exc)
             return stored(category, random.choice(pool).id)  # noqa: S311 - not security relevant
 
-        def run_search(
-            category: str | None, query: Image.Image | None, k_value: float, min_sim: float
-        ) -> dict[Any, Any]:
-            update = cleared_results(parts)
-            try:
-                if not category or query is None:
-                    raise InvalidQueryError("choose a category and an input image first")
-                found = search(runtime, category, query, k_value, min_sim)
-                gallery = runtime.run(lambda engine: [(stored_image(engine, r), caption(r)) for r in found])
-            except Exception as exc:  # noqa: BLE001 - shown in place
-                update[parts.search_error] = error_box(exc)
-                return update
-            update.update(
-                {
-                    parts.results: gr.update(value=gallery, visible=True),
-                    parts.table: gr.update(value=results_table(found), visible=True),
-                    parts.credits_section: gr.update(visible=True),
-                }
+        def run_search(data: dict[Any, Any]) -> dict[Any, Any]:
+            category = data[parts.category]
+            if not category:
+                return {**cleared_results(parts), parts.search_error: error_box(InvalidQueryError("choose a category"))}
+            query = Query(
+                category,
+                image=data[parts.query],
+                text=data[text] if text_search(category) else None,
+                filter=filters[category].filter(data),
+                k=int(data[k]),
+                min_similarity=float(data[min_similarity]),
+                diverse=bool(data[diverse]),
+                group_by_class=bool(data[best_per_class]),
             )
-            return update
+            return shown_answer(parts, runtime, query)
+
+        def turn_page(last: Query | None, step: int) -> dict[Any, Any]:
+            if last is None:
+                return {}
+            return shown_answer(parts, runtime, dataclasses.replace(last, offset=max(0, last.offset + step * last.k)))
+
+        def select_result(ids: list[list[str]], event: gr.SelectData) -> dict[Any, Any]:
+            if event.index is None or not 0 <= int(event.index) < len(ids):
+                return {parts.selected: None, more: gr.update(interactive=False), less: gr.update(interactive=False)}
+            point_id, label = ids[int(event.index)]
+            return {
+                parts.selected: [point_id, label],
+                parts.selection: gr.update(value=f"Selected: **{label}**", visible=True),
+                more: gr.update(interactive=True),
+                less: gr.update(interactive=True),
+            }
+
+        def steer(last: Query | None, chosen: list[str] | None, like: bool) -> dict[Any, Any]:
+            if last is None or not chosen:
+                return {}
+            example = Example(chosen[0], chosen[1])
+            likes = tuple(e for e in last.likes if e != example)
+            dislikes = tuple(e for e in last.dislikes if e != example)
+            steered = dataclasses.replace(
+                last,
+                offset=0,
+                likes=(*likes, example) if like else likes,
+                dislikes=dislikes if like else (*dislikes, example),
+            )
+            return shown_answer(parts, runtime, steered)
+
+        def unsteer(last: Query | None) -> dict[Any, Any]:
+            if last is None:
+                return {}
+            return shown_answer(parts, runtime, dataclasses.replace(last, offset=0, likes=(), dislikes=()))
 
         for name, button in buttons.items():
             button.click(partial(choose, name), outputs=outputs)
@@ -346,7 +479,15 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         upload.upload(uploaded, inputs=[parts.category, upload], outputs=[*outputs, upload])
         examples.select(picked, inputs=[parts.category, parts.example_ids], outputs=outputs)
         random_button.click(random_pick, inputs=parts.category, outputs=outputs)
-        search_button.click(run_search, inputs=[parts.category, parts.query, k, min_similarity], outputs=outputs)
+        search_inputs = {parts.category, parts.query, k, min_similarity, text, diverse, best_per_class}
+        search_button.click(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs)
+        text.submit(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs)
+        previous_page.click(partial(turn_page, step=-1), inputs=parts.last_query, outputs=outputs)
+        next_page.click(partial(turn_page, step=1), inputs=parts.last_query, outputs=outputs)
+        results.select(select_result, inputs=parts.result_ids, outputs=outputs)
+        more.click(partial(steer, like=True), inputs=[parts.last_query, parts.selected], outputs=outputs)
+        less.click(partial(steer, like=False), inputs=[parts.last_query, parts.selected], outputs=outputs)
+        clear_feedback.click(unsteer, inputs=parts.last_query, outputs=outputs)
         reset_results.click(lambda: cleared_results(parts), outputs=outputs)
     return demo
 
