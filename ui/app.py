@@ -2,6 +2,10 @@
 
 Input options (category buttons, reset) → business usage → image provisioning (upload, pick an
 example, random) → input image → search options with the results grid and its reset → credits.
+A category with caption columns shows its search options at once (caption text alone searches).
+Search options: k, minimum similarity, caption text, the category's filters (ui/filters.py),
+diverse and best-per-class toggles; on the results, more/less like this and paging (ui/query.py);
+components and their updates in ui/sections.py, images in ui/images.py.
 Callbacks call the library in this process through the server's ``Runtime`` (the same search
 path as REST); errors are shown in place, in the section that caused them.
 """
@@ -10,214 +14,29 @@ from __future__ import annotations
 
 import dataclasses
 import random
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from PIL import Image
 
-from ui.filters import FilterGroup, build_filter_group, facet_choices
-from ui.query import Example, Query, caption, feedback_text, notice_text, page_text, results_table
+from ui.filters import build_filter_group, facet_choices
+from ui.images import category_examples, for_display, query_from_upload, query_image
+from ui.query import Example, Query
+from ui.sections import Parts, cleared, cleared_query, cleared_results, error_box, message_for, shown_answer
 from visearch.categories import load_registry
-from visearch.errors import InvalidImageError, InvalidQueryError
-from visearch.runtime import Runtime, error_payload, read_upload
-from visearch.search import SearchEngine, SearchResult
+from visearch.errors import InvalidQueryError
+from visearch.runtime import Runtime
+
+__all__ = ["build_ui", "message_for", "mount_ui", "query_from_upload"]
 
 TITLE = "Visual similarity search"
-EXAMPLES_SHOWN = 12
 DEFAULT_K = 6
 UI_MAX_K = 50
-DISPLAY_MIN_SIDE = 160
-# Images are decoded once, at the scale shown (the input image box is 240 px high; gallery
-# thumbnails ~160) or the model needs, whichever is larger: a phone photo is never decoded at
-# full size (src/visearch/data/images.py: JPEG draft).
-QUERY_SIDE = 240
-THUMBNAIL_SIDE = DISPLAY_MIN_SIDE
 PROJECT_CREDITS = (
     "visearch: PyTorch Metric Learning embeddings, Qdrant vector search, MLflow tracking, a Kubeflow "
     "pipeline and a BentoML service. Category-based design after STX Next's visual-similarity-search demo."
 )
-
-
-def message_for(exc: BaseException) -> str:
-    """The same message REST would return, without a traceback."""
-    status, body = error_payload(exc)
-    return f"{body['error']} (HTTP {status})" if status >= 500 else str(body["error"])
-
-
-def error_box(exc: BaseException | None) -> dict[str, Any]:
-    """Update of an error box: hidden when ``exc`` is None, else showing its message."""
-    if exc is None:
-        return gr.update(value="", visible=False)
-    return gr.update(value=f"**⚠ {message_for(exc)}**", visible=True)
-
-
-# --- logic (plain functions over the runtime; tested without a browser) -------------------------
-def query_from_upload(runtime: Runtime, path: str | None, category: str | None = None) -> Image.Image:
-    """An uploaded file decoded once (for display and search), or InvalidImageError with the reason."""
-    if not path:
-        raise InvalidImageError("no file received")
-    data = read_upload(Path(path), runtime.settings.max_upload_bytes)
-    return runtime.run(lambda engine: query_image(engine, data, category))
-
-
-def query_image(engine: SearchEngine, data: bytes, category: str | None) -> Image.Image:
-    """The query decoded once, at the scale both the input box and the category's model need."""
-    return engine.decode(data, category, min_side=QUERY_SIDE)
-
-
-def for_display(image: Image.Image, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:
-    """Enlarge tiny images (28 px Fashion-MNIST) by a whole factor so they stay crisp on screen."""
-    factor = min_side // max(1, max(image.size))
-    return (
-        image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST) if factor > 1 else image
-    )
-
-
-def stored_image(engine: SearchEngine, result: SearchResult) -> Image.Image:
-    """The stored image of a result, ready for display."""
-    return for_display(engine.decode(engine.store.get_bytes(result.image_key), min_side=THUMBNAIL_SIDE))
-
-
-def category_examples(engine: SearchEngine, name: str) -> tuple[int, list[tuple[str, Image.Image, str]]]:
-    """Indexed image count and the example thumbnails (id, image, class) of a category."""
-    examples = engine.examples(name, EXAMPLES_SHOWN)  # raises when the category has no index
-    count = next((info.image_count for info in engine.categories() if info.name == name), len(examples))
-    return count, [(r.id, stored_image(engine, r), r.cls) for r in examples]
-
-
-# --- the Blocks ------------------------------------------------------------------------------
-@dataclass
-class Parts:
-    """The components the callbacks update (``filters``: one group of controls per category)."""
-
-    category: gr.State
-    query: gr.State
-    example_ids: gr.State
-    last_query: gr.State
-    result_ids: gr.State
-    selected: gr.State
-    usage_section: gr.Column
-    usage: gr.Markdown
-    provision_section: gr.Column
-    examples: gr.Gallery
-    provision_error: gr.Markdown
-    input_section: gr.Column
-    input_image: gr.Image
-    search_section: gr.Column
-    text: gr.Textbox
-    no_captions: gr.Markdown
-    diverse: gr.Checkbox
-    best_per_class: gr.Checkbox
-    search_error: gr.Markdown
-    notice: gr.Markdown
-    feedback: gr.Markdown
-    selection: gr.Markdown
-    results: gr.Gallery
-    actions: gr.Row
-    more: gr.Button
-    less: gr.Button
-    previous_page: gr.Button
-    page: gr.Markdown
-    next_page: gr.Button
-    table: gr.Markdown
-    credits_section: gr.Column
-    credits: gr.Markdown
-    filters: dict[str, FilterGroup]
-
-    def all(self) -> list[Any]:
-        """Every component (the outputs of the callbacks): the fields, then each filter group's."""
-        fields = [value for name, value in vars(self).items() if name != "filters"]
-        return fields + [part for group in self.filters.values() for part in (group.section, *group.components())]
-
-    def filter_inputs(self) -> set[Any]:
-        """The controls of every filter group (inputs of a search)."""
-        return {control for group in self.filters.values() for control in group.components()}
-
-
-def cleared(parts: Parts) -> dict[Any, Any]:
-    """Everything after the category section hidden and empty (the "reset all" state)."""
-    update = {
-        parts.category: None,
-        parts.example_ids: [],
-        parts.usage_section: gr.update(visible=False),
-        parts.usage: "",
-        parts.provision_section: gr.update(visible=False),
-        parts.examples: gr.update(value=[]),
-        parts.provision_error: error_box(None),
-        parts.text: gr.update(value="", visible=False),
-        parts.no_captions: gr.update(visible=False),
-        parts.diverse: False,
-        parts.best_per_class: False,
-        **cleared_query(parts, text_search=False),
-    }
-    for group in parts.filters.values():
-        update.update({group.section: gr.update(visible=False), **group.cleared()})
-    return update
-
-
-def cleared_query(parts: Parts, *, text_search: bool) -> dict[Any, Any]:
-    """The input image and the results gone; the search section stays for a text search only."""
-    return {
-        parts.query: None,
-        parts.input_section: gr.update(visible=False),
-        parts.input_image: None,
-        parts.search_section: gr.update(visible=text_search),
-        **cleared_results(parts),
-    }
-
-
-def cleared_results(parts: Parts) -> dict[Any, Any]:
-    """The results, the page, likes and dislikes, the notice and the credits gone, the error cleared."""
-    return {
-        parts.last_query: None,
-        parts.result_ids: [],
-        parts.selected: None,
-        parts.more: gr.update(interactive=False),
-        parts.less: gr.update(interactive=False),
-        parts.results: gr.update(value=[], visible=False),
-        parts.table: gr.update(value="", visible=False),
-        parts.notice: gr.update(value="", visible=False),
-        parts.feedback: gr.update(value="", visible=False),
-        parts.selection: gr.update(value="", visible=False),
-        parts.actions: gr.update(visible=False),
-        parts.credits_section: gr.update(visible=False),
-        parts.search_error: error_box(None),
-    }
-
-
-def shown_answer(parts: Parts, runtime: Runtime, query: Query) -> dict[Any, Any]:
-    """Run ``query`` and show its page (gallery, table, notice, likes, paging), or its error in place."""
-    update = cleared_results(parts)
-    try:
-        answer = runtime.run(query.run)
-        gallery = runtime.run(
-            lambda engine: [(stored_image(engine, r), caption(r, answer.score_kind)) for r in answer.results]
-        )
-    except Exception as exc:  # noqa: BLE001 - shown in place
-        update[parts.search_error] = error_box(exc)
-        if query.likes or query.dislikes or query.offset:  # keep steering from the last page shown
-            update.pop(parts.last_query)
-        return update
-    notice = notice_text(answer)
-    update.update(
-        {
-            parts.last_query: query,
-            parts.result_ids: [[r.id, Example.of(r).label] for r in answer.results],
-            parts.results: gr.update(value=gallery, visible=True, selected_index=None),
-            parts.table: gr.update(value=results_table(answer, query.offset), visible=True),
-            parts.notice: gr.update(value=notice or "", visible=notice is not None),
-            parts.feedback: gr.update(value=feedback_text(query.likes, query.dislikes), visible=True),
-            parts.actions: gr.update(visible=True),
-            parts.previous_page: gr.update(interactive=query.offset > 0),
-            parts.page: page_text(query.offset, len(answer.results)),
-            parts.next_page: gr.update(interactive=answer.next_offset is not None),
-            parts.credits_section: gr.update(visible=True),
-        }
-    )
-    return update
 
 
 def build_ui(runtime: Runtime) -> gr.Blocks:
@@ -310,6 +129,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             usage_section,
             usage,
             provision_section,
+            upload,
             examples,
             provision_error,
             input_section,
@@ -476,7 +296,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         for name, button in buttons.items():
             button.click(partial(choose, name), outputs=outputs)
         reset_all.click(lambda: cleared(parts), outputs=outputs)
-        upload.upload(uploaded, inputs=[parts.category, upload], outputs=[*outputs, upload])
+        upload.upload(uploaded, inputs=[parts.category, upload], outputs=outputs)
         examples.select(picked, inputs=[parts.category, parts.example_ids], outputs=outputs)
         random_button.click(random_pick, inputs=parts.category, outputs=outputs)
         search_inputs = {parts.category, parts.query, k, min_similarity, text, diverse, best_per_class}
