@@ -216,9 +216,7 @@ def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Set
     rows = search_and_wait_for_change()
     assert {row["class"] for row in rows} != {"Bag"} and "calibrated" in rows[0]
     browser.find_element(By.CSS_SELECTOR, f"#filter-{TINY}-class input").click()
-    wait.until(
-        ec.element_to_be_clickable((By.XPATH, "//li[@role='option' and contains(., 'Bag (8)')]"))
-    ).click()
+    wait.until(ec.element_to_be_clickable((By.XPATH, "//li[@role='option' and contains(., 'Bag (8)')]"))).click()
     browser.find_element(By.TAG_NAME, "h1").click()  # close the dropdown
     rows = search_and_wait_for_change()
     assert len(rows) == 6 and {row["class"] for row in rows} == {"Bag"}, rows
@@ -250,7 +248,7 @@ def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Set
         and liked["file"] in browser.find_element(By.ID, "feedback").text
     )
     assert liked["file"] not in {row["file"] for row in rows}
-    assert sum(row["class"] == liked["class"] for row in rows) > sum(row["class"] == liked["class"] for row in plain)
+    # (That its class rises on a page is asserted in tests/service/test_ui.py, on a larger page.)
 
     # Less like this on a result of that class: it leaves the page, and fewer of its class show.
     position, disliked = next((i, row) for i, row in enumerate(rows) if row["class"] == liked["class"])
