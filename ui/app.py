@@ -2,175 +2,41 @@
 
 Input options (category buttons, reset) → business usage → image provisioning (upload, pick an
 example, random) → input image → search options with the results grid and its reset → credits.
+A category with caption columns shows its search options at once (caption text alone searches).
+Search options: k, minimum similarity, caption text, the category's filters (ui/filters.py),
+diverse and best-per-class toggles; on the results, more/less like this and paging (ui/query.py);
+components and their updates in ui/sections.py, images in ui/images.py.
 Callbacks call the library in this process through the server's ``Runtime`` (the same search
 path as REST); errors are shown in place, in the section that caused them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
-from dataclasses import dataclass
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from PIL import Image
 
+from ui.filters import build_filter_group, facet_choices
+from ui.images import category_examples, for_display, query_from_upload, query_image
+from ui.query import Example, Query
+from ui.sections import Parts, cleared, cleared_query, cleared_results, error_box, message_for, shown_answer
 from visearch.categories import load_registry
-from visearch.errors import InvalidImageError, InvalidQueryError
-from visearch.runtime import Runtime, error_payload, read_upload
-from visearch.search import SearchEngine, SearchResult
+from visearch.errors import InvalidQueryError
+from visearch.runtime import Runtime
+
+__all__ = ["build_ui", "message_for", "mount_ui", "query_from_upload"]
 
 TITLE = "Visual similarity search"
-EXAMPLES_SHOWN = 12
 DEFAULT_K = 6
 UI_MAX_K = 50
-DISPLAY_MIN_SIDE = 160
-# Images are decoded once, at the scale shown (the input image box is 240 px high; gallery
-# thumbnails ~160) or the model needs, whichever is larger: a phone photo is never decoded at
-# full size (src/visearch/data/images.py: JPEG draft).
-QUERY_SIDE = 240
-THUMBNAIL_SIDE = DISPLAY_MIN_SIDE
 PROJECT_CREDITS = (
     "visearch: PyTorch Metric Learning embeddings, Qdrant vector search, MLflow tracking, a Kubeflow "
     "pipeline and a BentoML service. Category-based design after STX Next's visual-similarity-search demo."
 )
-
-
-def message_for(exc: BaseException) -> str:
-    """The same message REST would return, without a traceback."""
-    status, body = error_payload(exc)
-    return f"{body['error']} (HTTP {status})" if status >= 500 else str(body["error"])
-
-
-def error_box(exc: BaseException | None) -> dict[str, Any]:
-    """Update of an error box: hidden when ``exc`` is None, else showing its message."""
-    if exc is None:
-        return gr.update(value="", visible=False)
-    return gr.update(value=f"**⚠ {message_for(exc)}**", visible=True)
-
-
-# --- logic (plain functions over the runtime; tested without a browser) -------------------------
-def query_from_upload(runtime: Runtime, path: str | None, category: str | None = None) -> Image.Image:
-    """An uploaded file decoded once (for display and search), or InvalidImageError with the reason."""
-    if not path:
-        raise InvalidImageError("no file received")
-    data = read_upload(Path(path), runtime.settings.max_upload_bytes)
-    return runtime.run(lambda engine: query_image(engine, data, category))
-
-
-def query_image(engine: SearchEngine, data: bytes, category: str | None) -> Image.Image:
-    """The query decoded once, at the scale both the input box and the category's model need."""
-    return engine.decode(data, category, min_side=QUERY_SIDE)
-
-
-def for_display(image: Image.Image, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:
-    """Enlarge tiny images (28 px Fashion-MNIST) by a whole factor so they stay crisp on screen."""
-    factor = min_side // max(1, max(image.size))
-    return (
-        image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST) if factor > 1 else image
-    )
-
-
-def stored_image(engine: SearchEngine, result: SearchResult) -> Image.Image:
-    """The stored image of a result, ready for display."""
-    return for_display(engine.decode(engine.store.get_bytes(result.image_key), min_side=THUMBNAIL_SIDE))
-
-
-def category_examples(engine: SearchEngine, name: str) -> tuple[int, list[tuple[str, Image.Image, str]]]:
-    """Indexed image count and the example thumbnails (id, image, class) of a category."""
-    examples = engine.examples(name, EXAMPLES_SHOWN)  # raises when the category has no index
-    count = next((info.image_count for info in engine.categories() if info.name == name), len(examples))
-    return count, [(r.id, stored_image(engine, r), r.cls) for r in examples]
-
-
-def caption(result: SearchResult) -> str:
-    """Gallery caption of a result: similarity, class, file and the non-empty captions."""
-    extra = ", ".join(f"{key}: {value}" for key, value in result.captions.items() if value not in (None, ""))
-    return " · ".join(part for part in (f"{result.similarity:.1f} %", result.cls, result.file, extra) if part)
-
-
-def search(runtime: Runtime, category: str, query: Image.Image, k: float, min_similarity: float) -> list[SearchResult]:
-    """Search the category for images like the decoded ``query`` (the sliders' values as int and float)."""
-    return runtime.run(
-        lambda engine: engine.search_image(category, query, k=int(k), min_similarity=float(min_similarity))
-    )
-
-
-def results_table(results: list[SearchResult]) -> str:
-    """The results as a Markdown table, or a hint when there are none."""
-    if not results:
-        return "No image reaches the minimum similarity; lower it or ask for more images."
-    rows = ["| # | similarity | class | file | captions |", "|---|---|---|---|---|"]
-    for rank, result in enumerate(results, 1):
-        extra = ", ".join(f"{k}: {v}" for k, v in result.captions.items() if v not in (None, ""))
-        rows.append(f"| {rank} | {result.similarity:.1f} % | {result.cls} | {result.file} | {extra} |")
-    return "\n".join(rows)
-
-
-# --- the Blocks ------------------------------------------------------------------------------
-@dataclass
-class Parts:
-    """The components the callbacks update."""
-
-    category: gr.State
-    query: gr.State
-    example_ids: gr.State
-    usage_section: gr.Column
-    usage: gr.Markdown
-    provision_section: gr.Column
-    examples: gr.Gallery
-    provision_error: gr.Markdown
-    input_section: gr.Column
-    input_image: gr.Image
-    search_section: gr.Column
-    search_error: gr.Markdown
-    results: gr.Gallery
-    table: gr.Markdown
-    credits_section: gr.Column
-    credits: gr.Markdown
-
-    def all(self) -> list[Any]:
-        """Every component, in field order (the outputs of the callbacks)."""
-        return list(vars(self).values())
-
-
-def cleared(parts: Parts) -> dict[Any, Any]:
-    """Everything after the category section hidden and empty (the "reset all" state)."""
-    return {
-        parts.category: None,
-        parts.query: None,
-        parts.example_ids: [],
-        parts.usage_section: gr.update(visible=False),
-        parts.usage: "",
-        parts.provision_section: gr.update(visible=False),
-        parts.examples: gr.update(value=[]),
-        parts.provision_error: error_box(None),
-        **cleared_query(parts),
-    }
-
-
-def cleared_query(parts: Parts) -> dict[Any, Any]:
-    """The input image and everything after it hidden and empty."""
-    return {
-        parts.query: None,
-        parts.input_section: gr.update(visible=False),
-        parts.input_image: None,
-        parts.search_section: gr.update(visible=False),
-        parts.search_error: error_box(None),
-        **cleared_results(parts),
-    }
-
-
-def cleared_results(parts: Parts) -> dict[Any, Any]:
-    """The results, their table and the credits hidden, the search error cleared."""
-    return {
-        parts.results: gr.update(value=[], visible=False),
-        parts.table: gr.update(value="", visible=False),
-        parts.credits_section: gr.update(visible=False),
-        parts.search_error: error_box(None),
-    }
 
 
 def build_ui(runtime: Runtime) -> gr.Blocks:
@@ -221,11 +87,34 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                     0, 100, value=0, step=1, label="Minimum similarity (%)", elem_id="min-similarity"
                 )
                 k = gr.Slider(1, max_k, value=min(DEFAULT_K, max_k), step=1, label="Number of images", elem_id="k")
+            text = gr.Textbox(label="Caption text", max_lines=1, visible=False, elem_id="caption-text")
+            no_captions = gr.Markdown(visible=False, elem_id="no-captions")
+            filters = {category.name: build_filter_group(category) for category in registry.categories}
+            with gr.Row():
+                diverse = gr.Checkbox(label="Diverse results (MMR)", elem_id="diverse")
+                best_per_class = gr.Checkbox(label="Best image per class", elem_id="best-per-class")
             with gr.Row():
                 search_button = gr.Button("Find similar images", variant="primary", elem_id="search")
                 reset_results = gr.Button("Reset results", elem_id="reset-results")
             search_error = gr.Markdown(visible=False, elem_id="search-error")
-            results = gr.Gallery(label="Most similar images", columns=6, height=280, visible=False, elem_id="results")
+            notice = gr.Markdown(visible=False, elem_id="notice")
+            feedback = gr.Markdown(visible=False, elem_id="feedback")
+            results = gr.Gallery(
+                label="Results: select one to steer the search",
+                columns=6,
+                height=280,
+                allow_preview=False,
+                visible=False,
+                elem_id="results",
+            )
+            selection = gr.Markdown(visible=False, elem_id="selected-result")
+            with gr.Row(visible=False) as actions:
+                more = gr.Button("👍 More like this", elem_id="more-like-this", interactive=False)
+                less = gr.Button("👎 Less like this", elem_id="less-like-this", interactive=False)
+                clear_feedback = gr.Button("Clear likes and dislikes", elem_id="clear-feedback")
+                previous_page = gr.Button("◀ Previous page", elem_id="previous-page")
+                page = gr.Markdown(elem_id="page")
+                next_page = gr.Button("Next page ▶", elem_id="next-page")
             table = gr.Markdown(visible=False, elem_id="results-table")
         with gr.Column(visible=False) as credits_section:
             gr.Markdown("### Credits")
@@ -234,21 +123,42 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             gr.State(None),
             gr.State(None),
             gr.State([]),
+            gr.State(None),
+            gr.State([]),
+            gr.State(None),
             usage_section,
             usage,
             provision_section,
+            upload,
             examples,
             provision_error,
             input_section,
             input_image,
             search_section,
+            text,
+            no_captions,
+            diverse,
+            best_per_class,
             search_error,
+            notice,
+            feedback,
+            selection,
             results,
+            actions,
+            more,
+            less,
+            previous_page,
+            page,
+            next_page,
             table,
             credits_section,
             credits,
+            filters,
         )
         outputs = parts.all()
+
+        def text_search(category: str | None) -> bool:
+            return bool(category) and bool(registry.get(category or "").captions)
 
         def choose(name: str) -> dict[Any, Any]:
             category = registry.get(name)
@@ -264,29 +174,42 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             )
             try:
                 count, found = runtime.run(lambda engine: category_examples(engine, name))
+                group = filters[name]
+                choices = runtime.run(lambda engine: {c: facet_choices(engine, name, c) for c in group.keywords})
             except Exception as exc:  # noqa: BLE001 - shown in place (e.g. "no index yet")
                 update[parts.provision_error] = error_box(exc)
                 return update
             update[parts.usage] = f"**{category.title}** ({count} images)\n\n{category.business_usage}"
             update[parts.examples] = gr.update(value=[(image, cls) for _, image, cls in found])
             update[parts.example_ids] = [pid for pid, _, _ in found]
+            update.update({group.section: gr.update(visible=True), **group.cleared(choices)})
+            columns = ", ".join(category.captions)
+            update[parts.text] = gr.update(
+                value="",
+                visible=bool(category.captions),
+                placeholder=f"words in {columns}: alone a text search, with an input image a hybrid one",
+            )
+            update[parts.no_captions] = gr.update(
+                value=f"*{category.title} has no caption columns: search with an image.*",
+                visible=not category.captions,
+            )
+            update[parts.search_section] = gr.update(visible=bool(category.captions))
             return update
 
         def show_query(image: Image.Image) -> dict[Any, Any]:
-            update = cleared_query(parts)
+            update = cleared_query(parts, text_search=True)
             update.update(
                 {
                     parts.query: image,  # the decoded query: searching it decodes nothing again
                     parts.input_section: gr.update(visible=True),
                     parts.input_image: for_display(image),
-                    parts.search_section: gr.update(visible=True),
                     parts.provision_error: error_box(None),
                 }
             )
             return update
 
-        def provision_failed(exc: BaseException) -> dict[Any, Any]:
-            update = cleared_query(parts)
+        def provision_failed(category: str | None, exc: BaseException) -> dict[Any, Any]:
+            update = cleared_query(parts, text_search=text_search(category))
             update[parts.provision_error] = error_box(exc)
             return update
 
@@ -296,7 +219,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             try:
                 return show_query(query_from_upload(runtime, path, category))
             except Exception as exc:  # noqa: BLE001 - shown in place
-                return {**provision_failed(exc), upload: None}  # empty the drop zone for the next try
+                return {**provision_failed(category, exc), upload: None}  # empty the drop zone for the next try
 
         def stored(category: str | None, point_id: str) -> dict[Any, Any]:
             try:
@@ -305,7 +228,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 )
                 return show_query(image)
             except Exception as exc:  # noqa: BLE001 - shown in place
-                return provision_failed(exc)
+                return provision_failed(category, exc)
 
         def picked(category: str | None, ids: list[str], event: gr.SelectData) -> dict[Any, Any]:
             if event.index is None or not 0 <= int(event.index) < len(ids):
@@ -316,37 +239,75 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             try:
                 pool = runtime.run(lambda engine: engine.examples(category or "", max(1, runtime.settings.max_k)))
             except Exception as exc:  # noqa: BLE001 - shown in place
-                return provision_failed(exc)
+                return provision_failed(category, exc)
             return stored(category, random.choice(pool).id)  # noqa: S311 - not security relevant
 
-        def run_search(
-            category: str | None, query: Image.Image | None, k_value: float, min_sim: float
-        ) -> dict[Any, Any]:
-            update = cleared_results(parts)
-            try:
-                if not category or query is None:
-                    raise InvalidQueryError("choose a category and an input image first")
-                found = search(runtime, category, query, k_value, min_sim)
-                gallery = runtime.run(lambda engine: [(stored_image(engine, r), caption(r)) for r in found])
-            except Exception as exc:  # noqa: BLE001 - shown in place
-                update[parts.search_error] = error_box(exc)
-                return update
-            update.update(
-                {
-                    parts.results: gr.update(value=gallery, visible=True),
-                    parts.table: gr.update(value=results_table(found), visible=True),
-                    parts.credits_section: gr.update(visible=True),
-                }
+        def run_search(data: dict[Any, Any]) -> dict[Any, Any]:
+            category = data[parts.category]
+            if not category:
+                return {**cleared_results(parts), parts.search_error: error_box(InvalidQueryError("choose a category"))}
+            query = Query(
+                category,
+                image=data[parts.query],
+                text=data[text] if text_search(category) else None,
+                filter=filters[category].filter(data),
+                k=int(data[k]),
+                min_similarity=float(data[min_similarity]),
+                diverse=bool(data[diverse]),
+                group_by_class=bool(data[best_per_class]),
             )
-            return update
+            return shown_answer(parts, runtime, query)
+
+        def turn_page(last: Query | None, step: int) -> dict[Any, Any]:
+            if last is None:
+                return {}
+            return shown_answer(parts, runtime, dataclasses.replace(last, offset=max(0, last.offset + step * last.k)))
+
+        def select_result(ids: list[list[str]], event: gr.SelectData) -> dict[Any, Any]:
+            if event.index is None or not 0 <= int(event.index) < len(ids):
+                return {parts.selected: None, more: gr.update(interactive=False), less: gr.update(interactive=False)}
+            point_id, label = ids[int(event.index)]
+            return {
+                parts.selected: [point_id, label],
+                parts.selection: gr.update(value=f"Selected: **{label}**", visible=True),
+                more: gr.update(interactive=True),
+                less: gr.update(interactive=True),
+            }
+
+        def steer(last: Query | None, chosen: list[str] | None, like: bool) -> dict[Any, Any]:
+            if last is None or not chosen:
+                return {}
+            example = Example(chosen[0], chosen[1])
+            likes = tuple(e for e in last.likes if e != example)
+            dislikes = tuple(e for e in last.dislikes if e != example)
+            steered = dataclasses.replace(
+                last,
+                offset=0,
+                likes=(*likes, example) if like else likes,
+                dislikes=dislikes if like else (*dislikes, example),
+            )
+            return shown_answer(parts, runtime, steered)
+
+        def unsteer(last: Query | None) -> dict[Any, Any]:
+            if last is None:
+                return {}
+            return shown_answer(parts, runtime, dataclasses.replace(last, offset=0, likes=(), dislikes=()))
 
         for name, button in buttons.items():
             button.click(partial(choose, name), outputs=outputs)
         reset_all.click(lambda: cleared(parts), outputs=outputs)
-        upload.upload(uploaded, inputs=[parts.category, upload], outputs=[*outputs, upload])
+        upload.upload(uploaded, inputs=[parts.category, upload], outputs=outputs)
         examples.select(picked, inputs=[parts.category, parts.example_ids], outputs=outputs)
         random_button.click(random_pick, inputs=parts.category, outputs=outputs)
-        search_button.click(run_search, inputs=[parts.category, parts.query, k, min_similarity], outputs=outputs)
+        search_inputs = {parts.category, parts.query, k, min_similarity, text, diverse, best_per_class}
+        search_button.click(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs)
+        text.submit(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs)
+        previous_page.click(partial(turn_page, step=-1), inputs=parts.last_query, outputs=outputs)
+        next_page.click(partial(turn_page, step=1), inputs=parts.last_query, outputs=outputs)
+        results.select(select_result, inputs=parts.result_ids, outputs=outputs)
+        more.click(partial(steer, like=True), inputs=[parts.last_query, parts.selected], outputs=outputs)
+        less.click(partial(steer, like=False), inputs=[parts.last_query, parts.selected], outputs=outputs)
+        clear_feedback.click(unsteer, inputs=parts.last_query, outputs=outputs)
         reset_results.click(lambda: cleared_results(parts), outputs=outputs)
     return demo
 

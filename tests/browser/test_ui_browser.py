@@ -1,4 +1,5 @@
-"""The Gradio UI in headless Chromium against the real service: category → upload → search → grid.
+"""The Gradio UI in headless Chromium against the real service: category → upload → search → grid,
+then filters, caption text, paging, more and less like this.
 
 Uses Debian's chromium + chromedriver (no browser download). Saves docs/screenshots/ui.png when it
 is missing or VISEARCH_UPDATE_SCREENSHOTS=1.
@@ -122,9 +123,6 @@ def test_choose_upload_search_and_see_the_grid(server: str, browser, indexed_hom
     table = wait.until(ec.visibility_of_element_located((By.ID, "results-table")))
     assert "100.0 %" in table.text and "Ankle-boot" in table.text and "article:" in table.text
     assert "Fashion-MNIST" in wait.until(ec.visibility_of_element_located((By.ID, "credits"))).text
-    # The README's screenshot: rewritten only when missing or asked for (it would dirty the tree on every run).
-    refresh = not SCREENSHOT.exists() or os.environ.get("VISEARCH_UPDATE_SCREENSHOTS") == "1"
-    save_full_page(browser, SCREENSHOT if refresh else tmp_path / "ui.png")
     assert any((indexed_home.home / "tmp" / "gradio").rglob("*.png")), "Gradio's upload cache stays in the home"
 
     # Reset the results: the grid and the credits go, the input stays.
@@ -164,3 +162,106 @@ def test_choose_upload_search_and_see_the_grid(server: str, browser, indexed_hom
     browser.find_element(By.ID, "category-shoes").click()
     error = wait.until(ec.visibility_of_element_located((By.ID, "provision-error")))
     assert "no index yet" in error.text
+
+
+def result_rows(browser) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
+    """The rows of the shown results table as ``{heading: cell}`` (empty when none shows)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    try:
+        heads = [th.text.strip() for th in browser.find_elements(By.CSS_SELECTOR, "#results-table th")]
+        return [
+            dict(zip(heads, (td.text.strip() for td in row.find_elements(By.TAG_NAME, "td")), strict=False))
+            for row in browser.find_elements(By.CSS_SELECTOR, "#results-table tbody tr")
+        ]
+    except StaleElementReferenceException:  # Gradio re-rendered it meanwhile
+        return []
+
+
+def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+
+    def search_and_wait_for_change() -> list[dict[str, str]]:
+        before = result_rows(browser)
+        browser.execute_script("arguments[0].click()", browser.find_element(By.ID, "search"))
+        wait.until(lambda driver: (rows := result_rows(driver)) and rows != before)
+        return result_rows(browser)
+
+    def click_and_wait_for_change(element_id: str) -> list[dict[str, str]]:
+        before = result_rows(browser)
+        browser.execute_script("arguments[0].click()", wait.until(ec.element_to_be_clickable((By.ID, element_id))))
+        wait.until(lambda driver: (rows := result_rows(driver)) and rows != before)
+        return result_rows(browser)
+
+    browser.get(f"{server}/ui/")
+    wait.until(ec.element_to_be_clickable((By.ID, f"category-{TINY}"))).click()
+    # Caption text alone (the category has captions, so search shows before any image): only rows
+    # whose captions hold the word.
+    box = wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#caption-text textarea, #caption-text input")))
+    box.send_keys("boot")
+    rows = search_and_wait_for_change()
+    assert rows and all("ankle boot" in row["captions"].lower() for row in rows), rows
+    assert "text score (BM25)" in rows[0]
+    box.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
+
+    # An image, then a filter on class from the facet dropdown: every row is a Bag.
+    browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(query_image(indexed_home)))
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))
+    rows = search_and_wait_for_change()
+    assert {row["class"] for row in rows} != {"Bag"} and "calibrated" in rows[0]
+    browser.find_element(By.CSS_SELECTOR, f"#filter-{TINY}-class input").click()
+    wait.until(ec.element_to_be_clickable((By.XPATH, "//li[@role='option' and contains(., 'Bag (8)')]"))).click()
+    browser.find_element(By.TAG_NAME, "h1").click()  # close the dropdown
+    rows = search_and_wait_for_change()
+    assert len(rows) == 6 and {row["class"] for row in rows} == {"Bag"}, rows
+
+    # Paging through the filtered results: the next page starts at 7, holds other files, all Bags;
+    # the previous page is the first one again.
+    first = rows
+    rows = click_and_wait_for_change("next-page")
+    assert rows[0]["#"] == "7" and {row["class"] for row in rows} == {"Bag"}
+    assert not {row["file"] for row in rows} & {row["file"] for row in first}
+    assert "Results 7–8" in browser.find_element(By.ID, "page").text
+    assert click_and_wait_for_change("previous-page") == first
+
+    # Clear the filter; more like this on a result of another class: it leaves the page, its class grows.
+    browser.find_element(By.ID, "reset-all").click()
+    wait.until(ec.invisibility_of_element_located((By.ID, "business-usage")))
+    wait.until(ec.element_to_be_clickable((By.ID, f"category-{TINY}"))).click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "#upload input[type=file]"))).send_keys(
+        str(query_image(indexed_home))
+    )
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))
+    plain = search_and_wait_for_change()
+    position, liked = next((i, row) for i, row in enumerate(plain) if row["class"] != "Ankle-boot")
+    browser.find_elements(By.CSS_SELECTOR, "#results img")[position].click()
+    wait.until(ec.visibility_of_element_located((By.ID, "selected-result")))
+    rows = click_and_wait_for_change("more-like-this")
+    assert (
+        "More like:" in browser.find_element(By.ID, "feedback").text
+        and liked["file"] in browser.find_element(By.ID, "feedback").text
+    )
+    assert liked["file"] not in {row["file"] for row in rows}
+    # (That its class rises on a page is asserted in tests/service/test_ui.py, on a larger page.)
+
+    # Less like this on a result of that class: it leaves the page, and fewer of its class show.
+    position, disliked = next((i, row) for i, row in enumerate(rows) if row["class"] == liked["class"])
+    browser.find_elements(By.CSS_SELECTOR, "#results img")[position].click()
+    wait.until(ec.element_to_be_clickable((By.ID, "less-like-this")))
+    steered = click_and_wait_for_change("less-like-this")
+    assert "Less like:" in browser.find_element(By.ID, "feedback").text
+    assert disliked["file"] not in {row["file"] for row in steered}
+    assert sum(row["class"] == liked["class"] for row in steered) < sum(row["class"] == liked["class"] for row in rows)
+
+    # The README's screenshot: rewritten only when missing or asked for (it would dirty the tree on every run).
+    refresh = not SCREENSHOT.exists() or os.environ.get("VISEARCH_UPDATE_SCREENSHOTS") == "1"
+    save_full_page(browser, SCREENSHOT if refresh else tmp_path / "ui.png")
+
+    # Clearing the likes and dislikes gives the plain search back.
+    assert click_and_wait_for_change("clear-feedback") == plain
