@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -227,6 +228,8 @@ LEAN = {"logging": {"access": {"enabled": False}}, "metrics": {"enabled": False}
 def start_server(kind: str, settings: Settings, port: int, workers: int, lean: bool) -> subprocess.Popen[bytes]:
     env = serve_env(settings)
     if kind == "bare":
+        here = str(Path(__file__).resolve().parent)  # uvicorn's worker processes import bare_server too
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [here, env.get("PYTHONPATH")]))
         command = [
             sys.executable,
             "-m",
