@@ -9,6 +9,9 @@ block the event loop), the results as JSON. No validation beyond the library's, 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
+
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -44,4 +47,10 @@ def make_app() -> Starlette:
         return PlainTextResponse("ok")
 
     routes = [Route("/search", search, methods=["POST"]), Route("/readyz", ready)]
-    return Starlette(routes=routes, on_shutdown=[engine.close])
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Starlette) -> AsyncIterator[None]:
+        yield
+        engine.close()
+
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -204,11 +204,17 @@ def query_kinds_ms(settings: Settings, category: str, image_bytes: bytes, repeat
                 lambda: engine.recommend(category, positive_ids=[first.id], negative_ids=[second.id], k=10),
             ),
         ]
-        rows: list[list[object]] = []
-        for name, what, query in kinds:
-            wall, cpu = timed(query, repeats)
-            rows.append([name, what, f"{wall:.2f}", f"{cpu:.2f}"])
-            print(rows[-1], flush=True)
+        # Two interleaved rounds, the lower median of each kind kept: on a shared machine another
+        # job's burst inflates one round of one kind, rarely both.
+        best: dict[str, tuple[float, float]] = {}
+        for _ in range(2):
+            for name, _what, query in kinds:
+                wall, cpu = timed(query, repeats)
+                best[name] = min(best.get(name, (wall, cpu)), (wall, cpu))
+        rows: list[list[object]] = [
+            [name, what, f"{best[name][0]:.2f}", f"{best[name][1]:.2f}"] for name, what, _query in kinds
+        ]
+        print(rows, flush=True)
         return rows
     finally:
         engine.close()
