@@ -36,6 +36,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 from python_multipart.multipart import parse_options_header
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -43,6 +44,7 @@ from starlette.responses import JSONResponse, Response
 
 from serving.contract import (
     FROM_SETTINGS,
+    IMAGE_MEDIA_TYPES,
     Base64Image,
     CategoryName,
     ClassFilter,
@@ -54,7 +56,7 @@ from serving.contract import (
     errors,
 )
 from visearch import __version__, admin
-from visearch.errors import ForbiddenError, UnauthorizedError
+from visearch.errors import ForbiddenError, ImageTooLargeError, UnauthorizedError
 from visearch.runtime import Runtime, check_batch, error_payload, image_url, keep_temp_files_in_home, read_upload
 from visearch.search import CategoryInfo, SearchResult
 from visearch.settings import Settings
@@ -248,6 +250,29 @@ def error_response(exc: BaseException) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused (413) past ``max_bytes`` before more of it is read."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ImageTooLargeError(f"upload too large: {declared} bytes (limit {max_bytes})")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise ImageTooLargeError(f"upload too large: over {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+# POST /search_raw: the image is the whole body, so the document lists each image type FastAPI
+# cannot infer from a parameter (the body is read from the request itself).
+RAW_IMAGE_BODY = {
+    "required": True,
+    "description": "The query image file itself (no multipart)",
+    "content": {
+        kind.strip(): {"schema": {"type": "string", "format": "binary"}} for kind in IMAGE_MEDIA_TYPES.split(",")
+    },
+}
 GET_ERRORS = errors(400, 404, 422, 503)
 web = FastAPI(title="visearch", version=__version__)
 
@@ -462,6 +487,47 @@ class Visearch:
             return BatchResponse(category=category, results=[[Result.of(category, r) for r in rs] for rs in found])
 
         return self._answer(call)
+
+    @web.post(
+        "/search_raw",
+        response_model=SearchResponse,
+        responses=errors(400, 404, 413, 422, 503),
+        tags=["Service APIs"],
+        openapi_extra={"requestBody": RAW_IMAGE_BODY},
+    )
+    async def search_raw(
+        self,
+        request: Request,
+        category: Annotated[str, Query(max_length=100, description="Category name from GET /categories")],
+        k: Annotated[
+            int,
+            Query(
+                description="Number of results (1 to the server's max_k)",
+                json_schema_extra={"minimum": 1, FROM_SETTINGS: {"maximum": "max_k"}},
+            ),
+        ] = 10,
+        min_similarity: Annotated[float, Query(ge=0, le=100, description="Minimum similarity in percent")] = 0.0,
+        class_filter: Annotated[str | None, Query(max_length=200, description="Only results of this class")] = None,
+    ) -> Any:
+        """/search with the image as the raw body (``Content-Type: image/png`` ...) and the options in the query.
+
+        No multipart parsing and no spooled upload: the cheapest way to send one image.
+        """
+        try:
+            data = await read_body(request, self.settings.max_upload_bytes)
+        except ImageTooLargeError as exc:
+            return error_response(exc)
+
+        def call() -> SearchResponse:
+            found = self.runtime.run(
+                lambda engine: engine.search_bytes(
+                    category, data, k=k, min_similarity=min_similarity, class_filter=class_filter
+                )
+            )
+            return SearchResponse(category=category, results=[Result.of(category, r) for r in found])
+
+        # In a worker thread like BentoML's sync APIs: a query waiting on an engine must not block the loop.
+        return await run_in_threadpool(self._answer, call)
 
     # --- GET endpoints (FastAPI, in the same OpenAPI document) ---------------------------
     @web.get("/categories", response_model=list[Category], responses=GET_ERRORS, tags=["Service APIs"])
