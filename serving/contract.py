@@ -129,12 +129,20 @@ def contract_document(document: dict[str, Any], settings: Any) -> dict[str, Any]
                     for name, schema in properties.items():
                         if "binary" in (schema.get("format"), schema.get("items", {}).get("format")):
                             encoding[name] = file_part(name)
+                        elif is_text(schema):  # the server keeps a text part's text (BentoML says JSON)
+                            encoding[name] = {"contentType": "text/plain"}
     ready = document.get("paths", {}).get("/readyz", {}).get("get")
     if ready:
         ready["responses"].update(openapi_errors((503,)))
     document.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = ErrorBody.model_json_schema()
     _fill_settings(document, settings)
     return document
+
+
+def is_text(schema: dict[str, Any]) -> bool:
+    """Whether a form field's schema is a string, an optional string or a list of strings (repeated parts)."""
+    options = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
+    return len(options) == 1 and "string" in (options[0].get("type"), options[0].get("items", {}).get("type"))
 
 
 def file_part(name: str) -> dict[str, Any]:

@@ -23,11 +23,15 @@ one stuck on an engine never holds up the others. The embedded index opens read-
 pipelines and the CLI use the same data home meanwhile.
 """
 
+import contextlib
+import json
 import logging
 import mimetypes
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import bentoml
 from fastapi import Depends, FastAPI, Query, Security
@@ -36,6 +40,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 from python_multipart.multipart import parse_options_header
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -69,6 +74,7 @@ from visearch.settings import Settings
 from visearch.tracking import Tracker
 
 logger = logging.getLogger("visearch.service")
+UNIONS = (typing.Union, types.UnionType)
 
 
 def invalid(model: str, field: str, kind: str, message: str) -> ValidationError:
@@ -124,7 +130,57 @@ class GuardedInput(bentoml.IODescriptor):
             for name in cls.multipart_fields:
                 if any(isinstance(value, str) for value in form.getlist(name)):
                     raise invalid(cls.__name__, name, "file_expected", "expected an uploaded file, got a text value")
+            return cls.model_validate(await form_values(cls, form))
         return await super().from_http_request(request, serde)
+
+
+def text_kind(annotation: Any) -> str | None:
+    """``"str"`` for a text field, ``"list"`` for a list of texts, else None (optional or not)."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)] if get_origin(annotation) in UNIONS else []
+    if len(args) == 1:
+        annotation = args[0]
+    if annotation is str:
+        return "str"
+    if get_origin(annotation) is list and get_args(annotation) == (str,):
+        return "list"
+    return None
+
+
+async def form_values(cls: type[GuardedInput], form: Any) -> dict[str, Any]:
+    """The fields of a multipart form, as the input model takes them.
+
+    BentoML reads every non-file part as JSON, falling back to the raw text, so a text field
+    holding ``8`` or ``true`` arrived as a number or a boolean and was refused. Here a text field
+    keeps its text, a list of texts is its repeated parts (or one part holding a JSON array),
+    files stay uploads, and every other field (numbers, booleans, the filter object) is JSON.
+    """
+    data: dict[str, Any] = {}
+    for name in dict.fromkeys(form.keys()):
+        values = form.getlist(name)
+        if name in cls.multipart_fields:
+            data[name] = values if get_origin(cls.model_fields[name].annotation) is list else values[0]
+            continue
+        texts = [
+            (await value.read()).decode("utf-8", "replace") if isinstance(value, UploadFile) else value
+            for value in values
+        ]
+        field = cls.model_fields.get(name)
+        kind = text_kind(field.annotation) if field else None
+        if kind == "str":
+            data[name] = texts[-1]
+        elif kind == "list":
+            data[name] = texts
+            if len(texts) == 1:
+                with contextlib.suppress(ValueError):
+                    parsed = json.loads(texts[0])
+                    if isinstance(parsed, list):
+                        data[name] = parsed
+        else:
+            try:
+                data[name] = json.loads(texts[-1])
+            except ValueError:
+                data[name] = texts[-1]
+    return data
 
 
 class Options(GuardedInput):
@@ -193,7 +249,10 @@ class VectorInput(Options):
     diverse: Diverse = False
 
 
-Ids = Annotated[list[str], Field(description="Ids of stored images (a JSON array in a multipart form)", max_length=64)]
+Ids = Annotated[
+    list[str],
+    Field(description="Ids of stored images (in a multipart form: repeat the field, or one JSON array)", max_length=64),
+]
 
 
 class RecommendInput(Options):

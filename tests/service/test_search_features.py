@@ -129,6 +129,9 @@ def test_adding_a_negative_example_lowers_the_rank_of_its_class(client: httpx.Cl
     form = {"category": TINY, "negative": json.dumps([rival["id"]]), "k": "3"}
     uploaded = ok(client.post("/recommend", data=form, files=files))
     assert uploaded["results"][0]["id"] == positive["id"]
+    # Repeated form fields are a list too, and a text field keeps its text (a class named "8" is no number).
+    form = {"category": TINY, "positive": [positive["id"], rival["id"]], "class_filter": "8", "k": "3"}
+    assert ok(client.post("/recommend", data=form, files=files))["results"] == []
     none = client.post("/recommend", json={"category": TINY, "negative": [rival["id"]]})
     assert none.status_code == 400 and "at least one positive" in none.json()["error"]
     unknown = client.post("/recommend", json={"category": TINY, "positive": ["no-such-id"]})
