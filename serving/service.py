@@ -449,7 +449,7 @@ def error_response(exc: BaseException) -> JSONResponse:
 
 
 GET_ERRORS = errors(400, 404, 422, 503)
-QUERY_ERRORS = (400, 404, 409, 413, 503)
+QUERY_ERRORS = (400, 404, 413, 503)
 web = FastAPI(title="visearch", version=__version__)
 
 
