@@ -35,6 +35,31 @@ K = Annotated[
 ]
 MinSimilarity = Annotated[float, Field(description="Minimum similarity in percent", ge=0, le=100)]
 ClassFilter = Annotated[str | None, Field(description="Only results of this class", max_length=200)]
+# Qdrant's own filter JSON over the category's filterable columns (GET /categories lists them);
+# checked by visearch.index.filters, which names the wrong place in its 400.
+Filter = Annotated[
+    dict[str, Any] | None,
+    Field(
+        description=(
+            "Qdrant filter JSON: must / should / must_not lists of conditions "
+            '({"key": column, "match": {"value" | "any" | "except" | "text": ...}} or '
+            '{"key": column, "range": {"gte", "gt", "lte", "lt": number}}), nested filters allowed '
+            "(3 levels, 32 conditions); in a multipart form a JSON string"
+        )
+    ),
+]
+Text = Annotated[
+    str | None,
+    Field(
+        description="Caption words: alone BM25 over the caption columns, with an image hybrid (RRF of both)",
+        max_length=500,
+    ),
+]
+# The library refuses offset + k over MAX_WINDOW with its own message; the bound here is documentation.
+Offset = Annotated[int, Field(description="Results to skip (paging; the answer's next_offset)", ge=0, le=9_999)]
+Diverse = Annotated[bool, Field(description="Re-rank for variety: MMR, diversity 0.5 over the nearest 4,000")]
+GroupByClass = Annotated[bool, Field(description="The best hit of each class, best first (one page, no offset)")]
+PointId = Annotated[str, Field(description="Id of a stored image (a result's `id`)", max_length=100)]
 # OpenAPI 3.0 names base64 text ``format: byte`` (pydantic would say "base64", which clients ignore).
 Base64Image = Annotated[
     Base64Bytes, WithJsonSchema({"type": "string", "format": "byte", "description": "An image file, base64-encoded"})
@@ -53,7 +78,7 @@ MEANINGS: dict[int, str] = {
     401: "No API key sent",
     403: "Wrong API key, or admin endpoints disabled (VISEARCH_API_KEY unset)",
     404: "Unknown category, id, version or index",
-    409: "The version is live or being written",
+    409: "The version is live or being written, or a vector was made by another model version than the live one",
     413: "Upload larger than the server's max_upload_bytes",
     422: "A query parameter or body field fails validation",
     502: "MLflow refused the request",
@@ -104,12 +129,20 @@ def contract_document(document: dict[str, Any], settings: Any) -> dict[str, Any]
                     for name, schema in properties.items():
                         if "binary" in (schema.get("format"), schema.get("items", {}).get("format")):
                             encoding[name] = file_part(name)
+                        elif is_text(schema):  # the server keeps a text part's text (BentoML says JSON)
+                            encoding[name] = {"contentType": "text/plain"}
     ready = document.get("paths", {}).get("/readyz", {}).get("get")
     if ready:
         ready["responses"].update(openapi_errors((503,)))
     document.setdefault("components", {}).setdefault("schemas", {})["ErrorBody"] = ErrorBody.model_json_schema()
     _fill_settings(document, settings)
     return document
+
+
+def is_text(schema: dict[str, Any]) -> bool:
+    """Whether a form field's schema is a string, an optional string or a list of strings (repeated parts)."""
+    options = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
+    return len(options) == 1 and "string" in (options[0].get("type"), options[0].get("items", {}).get("type"))
 
 
 def file_part(name: str) -> dict[str, Any]:

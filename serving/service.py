@@ -23,11 +23,15 @@ one stuck on an engine never holds up the others. The embedded index opens read-
 pipelines and the CLI use the same data home meanwhile.
 """
 
+import contextlib
+import json
 import logging
 import mimetypes
+import types
+import typing
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import bentoml
 from fastapi import Depends, FastAPI, Query, Security
@@ -37,6 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import PydanticCustomError
 from python_multipart.multipart import parse_options_header
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -48,21 +53,30 @@ from serving.contract import (
     Base64Image,
     CategoryName,
     ClassFilter,
+    Diverse,
     ErrorShape,
+    Filter,
+    GroupByClass,
     K,
     MinSimilarity,
+    Offset,
     OpenAPIContract,
+    PointId,
+    Text,
     api,
     errors,
 )
 from visearch import __version__, admin
+from visearch.categories import Registry
 from visearch.errors import ForbiddenError, ImageTooLargeError, UnauthorizedError
+from visearch.results import DuplicatesPage, SearchAnswer
 from visearch.runtime import Runtime, check_batch, error_payload, image_url, keep_temp_files_in_home, read_upload
 from visearch.search import CategoryInfo, SearchResult
 from visearch.settings import Settings
 from visearch.tracking import Tracker
 
 logger = logging.getLogger("visearch.service")
+UNIONS = (typing.Union, types.UnionType)
 
 
 def invalid(model: str, field: str, kind: str, message: str) -> ValidationError:
@@ -118,20 +132,80 @@ class GuardedInput(bentoml.IODescriptor):
             for name in cls.multipart_fields:
                 if any(isinstance(value, str) for value in form.getlist(name)):
                     raise invalid(cls.__name__, name, "file_expected", "expected an uploaded file, got a text value")
+            return cls.model_validate(await form_values(cls, form))
         return await super().from_http_request(request, serde)
 
 
-class SearchInput(GuardedInput):
-    """Input of POST /search: one query image (multipart upload) and the search options."""
+def text_kind(annotation: Any) -> str | None:
+    """``"str"`` for a text field, ``"list"`` for a list of texts, else None (optional or not)."""
+    args = [arg for arg in get_args(annotation) if arg is not type(None)] if get_origin(annotation) in UNIONS else []
+    if len(args) == 1:
+        annotation = args[0]
+    if annotation is str:
+        return "str"
+    if get_origin(annotation) is list and get_args(annotation) == (str,):
+        return "list"
+    return None
 
-    image: Annotated[Path, Field(description="The query image (multipart file)")]
-    category: CategoryName
+
+async def form_values(cls: type[GuardedInput], form: Any) -> dict[str, Any]:
+    """The fields of a multipart form, as the input model takes them.
+
+    BentoML reads every non-file part as JSON, falling back to the raw text, so a text field
+    holding ``8`` or ``true`` arrived as a number or a boolean and was refused. Here a text field
+    keeps its text, a list of texts is its repeated parts (or one part holding a JSON array),
+    files stay uploads, and every other field (numbers, booleans, the filter object) is JSON.
+    """
+    data: dict[str, Any] = {}
+    for name in dict.fromkeys(form.keys()):
+        values = form.getlist(name)
+        if name in cls.multipart_fields:
+            data[name] = values if get_origin(cls.model_fields[name].annotation) is list else values[0]
+            continue
+        texts = [
+            (await value.read()).decode("utf-8", "replace") if isinstance(value, UploadFile) else value
+            for value in values
+        ]
+        field = cls.model_fields.get(name)
+        kind = text_kind(field.annotation) if field else None
+        if kind == "str":
+            data[name] = texts[-1]
+        elif kind == "list":
+            data[name] = texts
+            if len(texts) == 1:
+                with contextlib.suppress(ValueError):
+                    parsed = json.loads(texts[0])
+                    if isinstance(parsed, list):
+                        data[name] = parsed
+        else:
+            try:
+                data[name] = json.loads(texts[-1])
+            except ValueError:
+                data[name] = texts[-1]
+    return data
+
+
+class Options(GuardedInput):
+    """The search options every query endpoint takes (``visearch.results.SearchOptions``)."""
+
     k: K = 10
     min_similarity: MinSimilarity = 0.0
     class_filter: ClassFilter = None
+    filter: Filter = None
+    offset: Offset = 0
+    group_by_class: GroupByClass = False
 
 
-class BatchInput(GuardedInput):
+class SearchInput(Options):
+    """Input of POST /search: one query image (multipart upload), optional caption text, the options."""
+
+    image: Annotated[Path, Field(description="The query image (multipart file)")]
+    category: CategoryName
+    text: Text = None
+    diverse: Diverse = False
+
+
+class BatchInput(Options):
     """Input of POST /search_batch: several query images (multipart uploads) and the search options."""
 
     images: Annotated[
@@ -143,19 +217,56 @@ class BatchInput(GuardedInput):
         ),
     ]
     category: CategoryName
-    k: K = 10
-    min_similarity: MinSimilarity = 0.0
-    class_filter: ClassFilter = None
+    text: Text = None
+    diverse: Diverse = False
 
 
-class ByIdInput(GuardedInput):
+class ByIdInput(Options):
     """Input of POST /search_by_id: the id of a stored image and the search options."""
 
     category: CategoryName
-    point_id: Annotated[str, Field(description="Id of a stored image (a result's `id`)", max_length=100)]
-    k: K = 10
-    min_similarity: MinSimilarity = 0.0
-    class_filter: ClassFilter = None
+    point_id: PointId
+    text: Text = None
+    diverse: Diverse = False
+
+
+class TextInput(Options):
+    """Input of POST /search_text: caption words and the search options."""
+
+    category: CategoryName
+    text: Annotated[
+        str, Field(description="Caption words (BM25 over the caption columns)", min_length=1, max_length=500)
+    ]
+
+
+class VectorInput(Options):
+    """Input of POST /search_vector: a vector from /embed, the model version that made it, the options."""
+
+    category: CategoryName
+    vector: Annotated[list[float], Field(description="An embedding from /embed", min_length=1, max_length=4096)]
+    model_version: Annotated[
+        str, Field(description="The `model_version` /embed answered with the vector", max_length=100)
+    ]
+    text: Text = None
+    diverse: Diverse = False
+
+
+Ids = Annotated[
+    list[str],
+    Field(description="Ids of stored images (in a multipart form: repeat the field, or one JSON array)", max_length=64),
+]
+
+
+class RecommendInput(Options):
+    """Input of POST /recommend: positive and negative examples (stored ids and/or uploaded images)."""
+
+    category: CategoryName
+    positive: Ids = []
+    negative: Ids = []
+    # Not optional (BentoML converts the parts of a ``list[Path]`` field only): none sent = empty.
+    positive_images: Annotated[list[Path], Field(description="Uploaded images to look like", max_length=64)] = []
+    negative_images: Annotated[list[Path], Field(description="Uploaded images to look unlike", max_length=64)] = []
+    text: Text = None
 
 
 class Result(BaseModel):
@@ -163,9 +274,16 @@ class Result(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
 
-    id: str = Field(description="Point id; use it with /search_by_id and /images/{category}/{id}")
-    score: float = Field(description="Cosine similarity of the embeddings (-1..1)")
+    id: str = Field(description="Point id; use it with /search_by_id, /recommend and /images/{category}/{id}")
+    score: float = Field(description="The score of the answer's `score_kind` (cosine similarity: -1..1)")
     similarity: float = Field(description="max(score, 0) in percent")
+    calibrated: float | None = Field(
+        default=None,
+        description=(
+            "Where the similarity stands among the category's nearest-neighbour similarities, 0-100 "
+            "(50 = a typical nearest neighbour); null unless the score is a cosine similarity"
+        ),
+    )
     class_: str = Field(alias="class", description="Class of the image (meta CSV `class`)")
     file: str = Field(description="File name in the dataset")
     captions: dict[str, Any] = Field(default_factory=dict, description="Caption columns of the meta CSV")
@@ -178,6 +296,7 @@ class Result(BaseModel):
             id=result.id,
             score=result.score,
             similarity=result.similarity,
+            calibrated=result.calibrated,
             class_=result.cls,
             file=result.file,
             captions=result.captions,
@@ -185,11 +304,38 @@ class Result(BaseModel):
         )
 
 
+ScoreKind = Literal["cosine", "recommend", "bm25", "rrf"]
+SCORE_KIND = (
+    "How to read `score`: cosine (similarity), recommend (best_score: cosine to the closest positive, "
+    "penalised near a negative), bm25 (text only) or rrf (image + text, Reciprocal Rank Fusion)"
+)
+NOTICE = (
+    'null, or "unlike anything in this category" when the query image\'s nearest neighbour is less '
+    "similar than the category's usual range (VISEARCH_UNUSUAL_PERCENTILE)"
+)
+
+
 class SearchResponse(BaseModel):
     """The images most similar to the query, best first."""
 
     category: str
     results: list[Result]
+    model_version: str = Field(description="The model whose vectors were searched (the live index version's)")
+    score_kind: ScoreKind = Field(description=SCORE_KIND)
+    notice: str | None = Field(description=NOTICE)
+    next_offset: int | None = Field(description="The `offset` of the next page; null when this page was not full")
+
+    @classmethod
+    def of(cls, category: str, answer: SearchAnswer) -> "SearchResponse":
+        """The API form of a library answer."""
+        return cls(
+            category=category,
+            results=[Result.of(category, r) for r in answer.results],
+            model_version=answer.model_version,
+            score_kind=answer.score_kind,
+            notice=answer.notice,
+            next_offset=answer.next_offset,
+        )
 
 
 class BatchResponse(BaseModel):
@@ -197,6 +343,51 @@ class BatchResponse(BaseModel):
 
     category: str
     results: list[list[Result]] = Field(description="One result list per uploaded image, in upload order")
+    notices: list[str | None] = Field(description="One notice per uploaded image: " + NOTICE)
+    next_offsets: list[int | None] = Field(description="One next page offset per uploaded image")
+    model_version: str = Field(description="The model whose vectors were searched")
+    score_kind: ScoreKind = Field(description=SCORE_KIND)
+
+
+class Facet(BaseModel):
+    """One value of a keyword column and how many images of the live index hold it."""
+
+    value: str | int
+    count: int
+
+
+class DuplicatePair(BaseModel):
+    """Two images whose cosine similarity is above the category's duplicate threshold."""
+
+    similarity: float = Field(description="Cosine similarity in percent")
+    first: Result
+    second: Result
+
+
+class DuplicatesResponse(BaseModel):
+    """One page of the live index's near-duplicate pairs, most similar first."""
+
+    category: str
+    pairs: list[DuplicatePair]
+    total: int = Field(description="Pairs in the whole live index")
+    threshold: float = Field(description="Cosine similarity (0-1) above which two images count as duplicates")
+    next_offset: int | None = Field(description="The `offset` of the next page; null on the last page")
+
+    @classmethod
+    def of(cls, category: str, page: DuplicatesPage) -> "DuplicatesResponse":
+        """The API form of a library duplicates page."""
+        return cls(
+            category=category,
+            pairs=[
+                DuplicatePair(
+                    similarity=p.similarity, first=Result.of(category, p.first), second=Result.of(category, p.second)
+                )
+                for p in page.pairs
+            ],
+            total=page.total,
+            threshold=page.threshold,
+            next_offset=page.next_offset,
+        )
 
 
 class Category(BaseModel):
@@ -208,11 +399,16 @@ class Category(BaseModel):
     credits: str
     image_count: int = Field(description="Images in the live index (0 before the first pipeline run)")
     indexed: bool
+    filterable: dict[str, str] = Field(
+        description="Columns a `filter` may name, each with its kind: keyword, integer, float or text"
+    )
+    captions: list[str] = Field(description="Caption columns a `text` query searches (empty: no text search)")
 
     @classmethod
-    def of(cls, info: CategoryInfo) -> "Category":
-        """The API form of the library's category description."""
-        return cls(**info.to_dict())
+    def of(cls, info: CategoryInfo, registry: Registry) -> "Category":
+        """The API form of the library's category description, with its columns from the registry."""
+        entry = registry.get(info.name)
+        return cls(**info.to_dict(), filterable=dict(entry.filterable), captions=list(entry.captions))
 
 
 class EmbedRequest(BaseModel):
@@ -232,16 +428,20 @@ class EmbedOutcome(BaseModel):
     """The embedding of one request item, or the error that item got."""
 
     vector: list[float] | None = Field(default=None, description="L2-normalised embedding (null on error)")
+    model_version: str | None = Field(
+        default=None, description="The model that made the vector: send it with the vector to /search_vector"
+    )
     error: str | None = None
     status: int = Field(default=200, description="HTTP status this item would get on its own")
 
     @classmethod
     def of(cls, outcome: Any) -> "EmbedOutcome":
-        """A vector outcome, or the error message and status of an exception in its place."""
+        """A (vector, model version) outcome, or the error message and status of an exception in its place."""
         if isinstance(outcome, BaseException):
             status, body = error_payload(outcome)
             return cls(error=body["error"], status=status)
-        return cls(vector=[float(x) for x in outcome])
+        vector, version = outcome
+        return cls(vector=[float(x) for x in vector], model_version=version)
 
 
 def error_response(exc: BaseException) -> JSONResponse:
@@ -274,6 +474,7 @@ RAW_IMAGE_BODY = {
     },
 }
 GET_ERRORS = errors(400, 404, 422, 503)
+QUERY_ERRORS = (400, 404, 413, 503)
 web = FastAPI(title="visearch", version=__version__)
 
 
@@ -415,78 +616,115 @@ class Visearch:
         except Exception as exc:  # noqa: BLE001 - every failure becomes a JSON error, never a traceback
             return error_response(exc)
 
+    def _query(self, category: str, call: Callable[[Any], Any]) -> Any:
+        """Run ``call(engine)`` for a registry category; an unknown one is a 404 before any option is judged."""
+
+        def run(engine: Any) -> Any:
+            engine.registry.get(category)
+            return call(engine)
+
+        return self._answer(lambda: self.runtime.run(run))
+
     # --- POST endpoints (BentoML APIs) ---------------------------------------------------
-    @api("/search", errors=(400, 404, 413, 503), input_spec=SearchInput)
-    def search(
-        self, image: Path, category: str, k: int = 10, min_similarity: float = 0.0, class_filter: str | None = None
-    ) -> SearchResponse:
-        """Images of the category most similar to an uploaded image."""
+    @api("/search", errors=QUERY_ERRORS, input_spec=SearchInput)
+    def search(self, image: Path, category: str, **options: Any) -> SearchResponse:
+        """Images of the category most similar to an uploaded image; with `text` hybrid (image and captions)."""
 
-        def call() -> SearchResponse:
+        def call(engine: Any) -> SearchResponse:
             data = read_upload(image, self.settings.max_upload_bytes)
-            found = self.runtime.run(
-                lambda engine: engine.search_bytes(
-                    category, data, k=k, min_similarity=min_similarity, class_filter=class_filter
-                )
-            )
-            return SearchResponse(category=category, results=[Result.of(category, r) for r in found])
+            return SearchResponse.of(category, engine.search(category, engine.decode(data, category), **options))
 
-        return self._answer(call)
+        return self._query(category, call)  # type: ignore[no-any-return]
 
     @api("/embed", errors=(400,), input_spec=EmbedInput, batchable=True, max_batch_size=32, max_latency_ms=10_000)
     def embed(self, requests: list[EmbedRequest]) -> list[EmbedOutcome]:
-        """Embedding vectors of images (BentoML adaptive batching).
+        """Embedding vectors of images (BentoML adaptive batching), each with the model version that made it.
 
         Concurrent calls are merged into one forward pass per category. One outcome per
         request item; a bad image fails only its own item (status and error in the outcome).
         """
         try:
-            outcomes = self.runtime.run(lambda engine: engine.embed_many([(r.category, r.image) for r in requests]))
+            outcomes = self.runtime.run(
+                lambda engine: engine.embed_many_versioned([(r.category, r.image) for r in requests])
+            )
         except Exception as exc:  # noqa: BLE001 - e.g. the engine is unavailable: every item says so
             outcomes = [exc] * len(requests)
         return [EmbedOutcome.of(outcome) for outcome in outcomes]
 
     @api("/search_by_id", errors=(400, 404, 503), input_spec=ByIdInput)
-    def search_by_id(
-        self, category: str, point_id: str, k: int = 10, min_similarity: float = 0.0, class_filter: str | None = None
-    ) -> SearchResponse:
-        """More like this: the neighbours of a stored image, the image itself excluded."""
+    def search_by_id(self, category: str, point_id: str, **options: Any) -> SearchResponse:
+        """More like this: the neighbours of a stored image, the image itself excluded (never "unusual")."""
 
-        def call() -> SearchResponse:
-            found = self.runtime.run(
-                lambda engine: engine.search_id(
-                    category, point_id, k=k, min_similarity=min_similarity, class_filter=class_filter
-                )
-            )
-            return SearchResponse(category=category, results=[Result.of(category, r) for r in found])
+        def call(engine: Any) -> SearchResponse:
+            text = options.pop("text", None)
+            if text:  # the stored image as the one positive example, fused with the caption text
+                return SearchResponse.of(category, engine.recommend(category, [point_id], text=text, **options))
+            return SearchResponse.of(category, engine.similar(category, point_id, **options))
 
-        return self._answer(call)
+        return self._query(category, call)  # type: ignore[no-any-return]
 
-    @api("/search_batch", errors=(400, 404, 413, 503), input_spec=BatchInput)
-    def search_batch(
-        self,
-        images: list[Path],
-        category: str,
-        k: int = 10,
-        min_similarity: float = 0.0,
-        class_filter: str | None = None,
-    ) -> BatchResponse:
+    @api("/search_batch", errors=QUERY_ERRORS, input_spec=BatchInput)
+    def search_batch(self, images: list[Path], category: str, **options: Any) -> BatchResponse:
         """Several query images in one request, embedded as one batch."""
 
-        def call() -> BatchResponse:
+        def call(engine: Any) -> BatchResponse:
             check_batch(len(images), self.settings.max_batch_images)
             datas = [read_upload(path, self.settings.max_upload_bytes) for path in images]
+            decoded = [engine.decode(data, category) for data in datas]
+            answers = engine.search_many(category, decoded, **options)
+            return BatchResponse(
+                category=category,
+                results=[[Result.of(category, r) for r in answer.results] for answer in answers],
+                notices=[answer.notice for answer in answers],
+                next_offsets=[answer.next_offset for answer in answers],
+                model_version=answers[0].model_version,
+                score_kind=answers[0].score_kind,
+            )
 
-            def run(engine: Any) -> list[list[SearchResult]]:
-                decoded = [engine.decode(data, category) for data in datas]
-                return engine.search_images(
-                    category, decoded, k=k, min_similarity=min_similarity, class_filter=class_filter
-                )
+        return self._query(category, call)  # type: ignore[no-any-return]
 
-            found = self.runtime.run(run)
-            return BatchResponse(category=category, results=[[Result.of(category, r) for r in rs] for rs in found])
+    @api("/search_text", errors=(400, 404, 503), input_spec=TextInput)
+    def search_text(self, category: str, text: str, **options: Any) -> SearchResponse:
+        """Images whose caption columns hold the words of `text` (BM25 over the category's captions)."""
+        return self._query(  # type: ignore[no-any-return]
+            category, lambda engine: SearchResponse.of(category, engine.search_text(category, text, **options))
+        )
 
-        return self._answer(call)
+    @api("/search_vector", errors=(400, 404, 409, 503), input_spec=VectorInput)
+    def search_vector(self, category: str, vector: list[float], model_version: str, **options: Any) -> SearchResponse:
+        """Neighbours of a vector from /embed: refused (409) if another model made it, (400) of another dimension."""
+
+        def call(engine: Any) -> SearchResponse:
+            answer = engine.vector_search(category, vector, model_version=model_version, **options)
+            return SearchResponse.of(category, answer)
+
+        return self._query(category, call)  # type: ignore[no-any-return]
+
+    @api("/recommend", errors=QUERY_ERRORS, input_spec=RecommendInput)
+    def recommend(
+        self,
+        category: str,
+        positive: list[str],
+        negative: list[str],
+        positive_images: list[Path],
+        negative_images: list[Path],
+        **options: Any,
+    ) -> SearchResponse:
+        """More like the positive examples, less like the negative ones (stored ids and/or uploaded images).
+
+        Qdrant's recommend query, strategy best_score: a point scores by its similarity to the
+        closest positive and is penalised when a negative is closer than every positive. The
+        stored examples never come back. JSON when only ids are sent; multipart with images.
+        """
+
+        def call(engine: Any) -> SearchResponse:
+            limit = self.settings.max_upload_bytes
+            liked = [engine.decode(read_upload(p, limit), category) for p in positive_images]
+            unliked = [engine.decode(read_upload(p, limit), category) for p in negative_images]
+            answer = engine.recommend(category, positive, negative, liked, unliked, **options)
+            return SearchResponse.of(category, answer)
+
+        return self._query(category, call)  # type: ignore[no-any-return]
 
     @web.post(
         "/search_raw",
@@ -518,22 +756,21 @@ class Visearch:
         except ImageTooLargeError as exc:
             return error_response(exc)
 
-        def call() -> SearchResponse:
-            found = self.runtime.run(
-                lambda engine: engine.search_bytes(
-                    category, data, k=k, min_similarity=min_similarity, class_filter=class_filter
-                )
-            )
-            return SearchResponse(category=category, results=[Result.of(category, r) for r in found])
+        def call(engine: Any) -> SearchResponse:
+            image = engine.decode(data, category)
+            options = {"k": k, "min_similarity": min_similarity, "class_filter": class_filter}
+            return SearchResponse.of(category, engine.search(category, image, **options))
 
         # In a worker thread like BentoML's sync APIs: a query waiting on an engine must not block the loop.
-        return await run_in_threadpool(self._answer, call)
+        return await run_in_threadpool(self._query, category, call)
 
     # --- GET endpoints (FastAPI, in the same OpenAPI document) ---------------------------
     @web.get("/categories", response_model=list[Category], responses=GET_ERRORS, tags=["Service APIs"])
     def categories(self) -> Any:
-        """Every category: title, business usage, credits and the number of indexed images."""
-        return self._answer(lambda: [Category.of(info) for info in self.runtime.run(lambda e: e.categories())])
+        """Every category: title, business usage, credits, indexed images, filterable and caption columns."""
+        return self._answer(
+            lambda: self.runtime.run(lambda e: [Category.of(info, e.registry) for info in e.categories()])
+        )
 
     @web.get(
         "/categories/{category}/examples", response_model=list[Result], responses=GET_ERRORS, tags=["Service APIs"]
@@ -568,6 +805,36 @@ class Visearch:
             return Response(data, media_type=media_type, headers=headers)
 
         return self._answer(call)
+
+    @web.get(
+        "/categories/{category}/facets/{column}",
+        response_model=list[Facet],
+        responses=GET_ERRORS,
+        tags=["Service APIs"],
+    )
+    def facets(
+        self,
+        category: Annotated[str, PathParam(max_length=100)],
+        column: Annotated[str, PathParam(max_length=100)],
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> Any:
+        """Values of a keyword column in the live index with their counts, most frequent first (filter controls)."""
+        return self._query(
+            category,
+            lambda e: [Facet(value=value, count=count) for value, count in e.facets(category, column, limit=limit)],
+        )
+
+    @web.get("/duplicates/{category}", response_model=DuplicatesResponse, responses=GET_ERRORS, tags=["Service APIs"])
+    def duplicates(
+        self,
+        category: Annotated[str, PathParam(max_length=100)],
+        offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
+        limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    ) -> Any:
+        """Near-duplicate pairs of the live index (cosine above the category's threshold), a page at a time."""
+        return self._query(
+            category, lambda e: DuplicatesResponse.of(category, e.duplicates(category, offset=offset, limit=limit))
+        )
 
     # --- admin endpoints (API key required; see visearch.admin) -------------------------------
     def _admin(self, category: str, call: Callable[[Any], Any]) -> Any:

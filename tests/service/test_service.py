@@ -103,7 +103,7 @@ def test_search_by_upload_finds_the_image_itself_first(client: httpx.Client, exa
     assert body["category"] == TINY and len(body["results"]) == 5
     first = body["results"][0]
     assert first["id"] == query["id"] and first["similarity"] > 99
-    assert set(first) == {"id", "score", "similarity", "class", "file", "captions", "image_url"}
+    assert set(first) == {"id", "score", "similarity", "calibrated", "class", "file", "captions", "image_url"}
     assert first["class"] == query["class"] and first["file"] == query["file"]
     assert "article" in first["captions"]
     scores = [r["score"] for r in body["results"]]

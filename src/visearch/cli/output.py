@@ -38,10 +38,19 @@ def format_metrics(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def format_results(results: list[SearchResult]) -> str:
-    """Rank, similarity, class and file of each result."""
+def format_results(results: list[SearchResult], score_kind: str = "cosine") -> str:
+    """Rank, similarity (and its calibrated rank in the category), class and file of each result.
+
+    Scores that are no cosine similarity (recommend, bm25, rrf) are shown as they are.
+    """
     if not results:
         return "no results above the minimum similarity"
-    lines = [f"{'#':>2} {'similarity':>10}  {'class':<15} file"]
-    lines += [f"{i:>2} {r.similarity:>9.1f}%  {r.cls:<15} {r.file}" for i, r in enumerate(results, 1)]
+    if score_kind != "cosine":
+        lines = [f"{'#':>2} {score_kind + ' score':>16}  {'class':<15} file"]
+        lines += [f"{i:>2} {r.score:>16.4f}  {r.cls:<15} {r.file}" for i, r in enumerate(results, 1)]
+        return "\n".join(lines)
+    lines = [f"{'#':>2} {'similarity':>10} {'calibrated':>10}  {'class':<15} file"]
+    for i, r in enumerate(results, 1):
+        calibrated = f"{r.calibrated:>9.1f}%" if r.calibrated is not None else f"{'-':>10}"
+        lines.append(f"{i:>2} {r.similarity:>9.1f}% {calibrated}  {r.cls:<15} {r.file}")
     return "\n".join(lines)

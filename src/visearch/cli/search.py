@@ -1,16 +1,23 @@
-"""`visearch categories` and `visearch search`: what is indexed, and a query from the command line."""
+"""`visearch categories`, `search`, `recommend` and `duplicates`: what is indexed, and queries from the command line."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from visearch.cli.app import CategoryOpt, app
 from visearch.cli.output import echo_json, format_results
 from visearch.context import Context
-from visearch.errors import InvalidImageError
+from visearch.errors import InvalidImageError, InvalidQueryError
+
+if TYPE_CHECKING:
+    from visearch.results import SearchAnswer
+    from visearch.search import SearchEngine
 
 
 @app.command()
@@ -37,31 +44,163 @@ def categories(as_json: Annotated[bool, typer.Option("--json", help="Print JSON"
         typer.echo(f"{row['name']:<15} {row['title']:<25} {row['images']:>7} images  {row['index'] or '(not indexed)'}")
 
 
-@app.command()
-def search(
-    image: Annotated[Path, typer.Argument(help="Query image file")],
-    category: CategoryOpt,
-    k: Annotated[int, typer.Option("--k", "-k", help="Number of results")] = 10,
-    min_similarity: Annotated[float, typer.Option(help="Minimum similarity in percent (0-100)")] = 0.0,
-    class_filter: Annotated[str | None, typer.Option("--class", help="Only results of this class")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
-) -> None:
-    """Find the images of CATEGORY most similar to IMAGE."""
+FilterOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--filter", help='Qdrant filter JSON, e.g. \'{"must": [{"key": "article", "match": {"value": "Bag"}}]}\''
+    ),
+]
+KOpt = Annotated[int, typer.Option("--k", "-k", help="Number of results")]
+MinSimilarityOpt = Annotated[float, typer.Option(help="Minimum similarity in percent (0-100)")]
+ClassOpt = Annotated[str | None, typer.Option("--class", help="Only results of this class")]
+OffsetOpt = Annotated[int, typer.Option(help="Results to skip (the next page's offset is printed)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON")]
+
+
+def parse_filter_option(text: str | None) -> dict[str, Any] | None:
+    """The --filter JSON as an object (the library checks it against the category's columns).
+
+    Raises:
+        InvalidQueryError: the text is not a JSON object.
+    """
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidQueryError(f"--filter is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidQueryError(f"--filter must be a JSON object, got {type(value).__name__}")
+    return value
+
+
+def read_image(path: Path) -> bytes:
+    """The bytes of an image file given on the command line.
+
+    Raises:
+        InvalidImageError: the file cannot be read.
+    """
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InvalidImageError(f"cannot read {path}: {exc.strerror or exc}") from exc
+
+
+@contextmanager
+def open_engine(ctx: Context, category: str) -> Iterator[SearchEngine]:
+    """A search engine over the home's index, for one command (``category`` checked first)."""
     from visearch.index import open_index
     from visearch.search import SearchEngine
 
-    ctx = Context.from_env()
-    try:
-        data = image.read_bytes()
-    except OSError as exc:
-        raise InvalidImageError(f"cannot read {image}: {exc.strerror or exc}") from exc
     ctx.category(category)
     engine = SearchEngine(ctx.settings, ctx.registry, ctx.store, open_index(ctx.settings))
     try:
-        results = engine.search_bytes(category, data, k=k, min_similarity=min_similarity, class_filter=class_filter)
+        yield engine
     finally:
         engine.close()
+
+
+def echo_answer(category: str, answer: SearchAnswer, as_json: bool) -> None:
+    """Print an answer: JSON, or the notice, the results table and the next page's offset."""
     if as_json:
-        echo_json({"category": category, "results": [r.to_dict() for r in results]})
+        echo_json({"category": category, **answer.to_dict()})
         return
-    typer.echo(format_results(results))
+    if answer.notice:
+        typer.echo(f"note: the query is {answer.notice} (similarities below its usual range)")
+    typer.echo(format_results(answer.results, answer.score_kind))
+    if answer.next_offset is not None:
+        typer.echo(f"more: --offset {answer.next_offset}")
+
+
+@app.command()
+def search(
+    category: CategoryOpt,
+    image: Annotated[Path | None, typer.Argument(help="Query image file (optional with --text)")] = None,
+    k: KOpt = 10,
+    min_similarity: MinSimilarityOpt = 0.0,
+    class_filter: ClassOpt = None,
+    filter_json: FilterOpt = None,
+    text: Annotated[
+        str | None, typer.Option(help="Caption words: alone a text search, with IMAGE hybrid (both fused)")
+    ] = None,
+    offset: OffsetOpt = 0,
+    diverse: Annotated[bool, typer.Option("--diverse", help="Varied results (MMR)")] = False,
+    group_by_class: Annotated[bool, typer.Option("--group-by-class", help="The best hit of each class")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Find the images of CATEGORY most similar to IMAGE, or whose captions hold --text, or both."""
+    ctx = Context.from_env()
+    if image is None and text is None:
+        raise InvalidQueryError("give a query IMAGE, --text, or both")
+    data = read_image(image) if image is not None else None
+    options = {
+        "k": k,
+        "min_similarity": min_similarity,
+        "class_filter": class_filter,
+        "filter": parse_filter_option(filter_json),
+        "text": text,
+        "offset": offset,
+        "diverse": diverse,
+        "group_by_class": group_by_class,
+    }
+    with open_engine(ctx, category) as engine:
+        query = engine.decode(data, category) if data is not None else None
+        answer = engine.search(category, query, **options)
+    echo_answer(category, answer, as_json)
+
+
+@app.command()
+def recommend(
+    category: CategoryOpt,
+    like: Annotated[list[str] | None, typer.Option("--like", help="Id of a stored image to look like (repeat)")] = None,
+    unlike: Annotated[
+        list[str] | None, typer.Option("--unlike", help="Id of a stored image to look unlike (repeat)")
+    ] = None,
+    like_image: Annotated[list[Path] | None, typer.Option("--like-image", help="Image file to look like")] = None,
+    unlike_image: Annotated[list[Path] | None, typer.Option("--unlike-image", help="Image file to look unlike")] = None,
+    k: KOpt = 10,
+    min_similarity: MinSimilarityOpt = 0.0,
+    class_filter: ClassOpt = None,
+    filter_json: FilterOpt = None,
+    offset: OffsetOpt = 0,
+    as_json: JsonOpt = False,
+) -> None:
+    """More like the --like examples, less like the --unlike ones (Qdrant's recommend, best_score)."""
+    ctx = Context.from_env()
+    liked = [read_image(path) for path in like_image or []]
+    unliked = [read_image(path) for path in unlike_image or []]
+    with open_engine(ctx, category) as engine:
+        answer = engine.recommend(
+            category,
+            like or [],
+            unlike or [],
+            [engine.decode(data, category) for data in liked],
+            [engine.decode(data, category) for data in unliked],
+            k=k,
+            min_similarity=min_similarity,
+            class_filter=class_filter,
+            filter=parse_filter_option(filter_json),
+            offset=offset,
+        )
+    echo_answer(category, answer, as_json)
+
+
+@app.command()
+def duplicates(
+    category: Annotated[str, typer.Argument(help="Category name from the registry")],
+    offset: Annotated[int, typer.Option(help="Pairs to skip")] = 0,
+    limit: Annotated[int, typer.Option(help="Pairs to show (1-100)")] = 20,
+    as_json: JsonOpt = False,
+) -> None:
+    """Near-duplicate pairs of CATEGORY's live index (cosine above its duplicate_threshold)."""
+    ctx = Context.from_env()
+    with open_engine(ctx, category) as engine:
+        page = engine.duplicates(category, offset=offset, limit=limit)
+    if as_json:
+        echo_json({"category": category, **page.to_dict()})
+        return
+    typer.echo(f"{page.total} pairs above {page.threshold:.2f} cosine similarity")
+    for pair in page.pairs:
+        typer.echo(f"{pair.similarity:>6.2f}%  {pair.first.file}  {pair.second.file}")
+    if page.next_offset is not None:
+        typer.echo(f"more: --offset {page.next_offset}")

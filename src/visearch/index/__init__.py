@@ -291,7 +291,8 @@ class VectorIndex:
         return self.backend.retrieve(collection, ids, with_payload=True, with_vector=False)
 
     def vectors(self, collection: str, ids: Sequence[str]) -> dict[str, list[float]]:
-        """The stored vectors of those ``ids`` that exist, by id (missing ids are absent)."""
+        """The stored vectors of those ``ids`` that exist, by id (missing ids, and ids that are no UUID, are absent)."""
+        ids = [pid for pid in ids if _is_uuid(pid)]  # the engines refuse the whole call for one bad id
         found: dict[str, list[float]] = {}
         for lo in range(0, len(ids), 1024):
             for record in self.backend.retrieve(collection, ids[lo : lo + 1024], with_payload=False, with_vector=True):
@@ -318,3 +319,11 @@ class VectorIndex:
     def close(self) -> None:
         """Release the backend (open shards, client connections)."""
         self.backend.close()
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        uuid.UUID(text)
+    except (ValueError, TypeError, AttributeError):
+        return False
+    return True

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY, assert_one_line_error, visearch
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, assert_one_line_error, jpeg, photo, visearch
 from visearch.settings import Settings
 from visearch.storage import LocalStore
 
@@ -66,3 +67,97 @@ def test_search_bad_images_are_one_line_errors(indexed_home: Settings, tmp_path:
 def test_search_before_indexing_says_to_run_the_pipeline(home: Settings) -> None:
     image = search_image(home)
     assert_one_line_error(visearch(home, "search", "-c", TINY, str(image)), "has no index yet")
+
+
+# --- the search features: filter, text, pages, diversity, best per class, recommend, duplicates ----
+BOOTS = '{"must": [{"key": "article", "match": {"value": "Ankle boot"}}]}'
+
+
+def answer_of(result: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)  # type: ignore[no-any-return]
+
+
+def test_search_filter_text_pages_and_groups(indexed_home: Settings) -> None:
+    image = str(search_image(indexed_home))
+    boots = answer_of(visearch(indexed_home, "search", "-c", TINY, "--k", "40", "--filter", BOOTS, "--json", image))
+    assert boots["results"] and {r["captions"]["article"] for r in boots["results"]} == {"Ankle boot"}
+    assert boots["model_version"] and boots["notice"] is None and boots["results"][0]["calibrated"] is not None
+    text = answer_of(visearch(indexed_home, "search", "-c", TINY, "--text", "boot", "--k", "40", "--json"))
+    assert text["score_kind"] == "bm25" and len(text["results"]) == TINY_PER_CLASS
+    assert all("boot" in r["captions"]["article"].lower() for r in text["results"])
+    hybrid = answer_of(visearch(indexed_home, "search", "-c", TINY, "--text", "dress", "--json", image))
+    assert hybrid["score_kind"] == "rrf"
+    whole = answer_of(visearch(indexed_home, "search", "-c", TINY, "--k", "6", "--json", image))
+    page = answer_of(visearch(indexed_home, "search", "-c", TINY, "--k", "3", "--offset", "3", "--json", image))
+    assert [r["id"] for r in page["results"]] == [r["id"] for r in whole["results"][3:]]
+    assert page["next_offset"] == 6
+    best = answer_of(visearch(indexed_home, "search", "-c", TINY, "--group-by-class", "--json", image))
+    assert sorted(r["class"] for r in best["results"]) == sorted(TINY_CLASSES)
+    diverse = answer_of(visearch(indexed_home, "search", "-c", TINY, "--diverse", "--k", "5", "--json", image))
+    assert diverse["results"][0]["id"] == whole["results"][0]["id"]
+    table = visearch(indexed_home, "search", "-c", TINY, "--k", "3", image)
+    assert "calibrated" in table.stdout and "more: --offset 3" in table.stdout
+
+
+def test_search_prints_the_unusual_notice(indexed_home: Settings, tmp_path: Path) -> None:
+    cup = tmp_path / "cup.jpg"
+    cup.write_bytes(jpeg(photo(1)))
+    result = visearch(indexed_home, "search", "-c", TINY, "--k", "3", str(cup))
+    assert result.returncode == 0, result.stderr
+    assert "note: the query is unlike anything in this category" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["--filter", '{"must": [{"key": "colour", "match": {"value": "red"}}]}'],
+            "filter.must[0].key: unknown column",
+        ),
+        (["--filter", "{must"], "--filter is not JSON"),
+        (["--filter", "[1]"], "--filter must be a JSON object"),
+        (["--text", "boot", "--diverse"], "diverse needs one query image and no text"),
+        (["--offset", "-1"], "offset must be"),
+    ],
+)
+def test_search_feature_errors_are_one_line(indexed_home: Settings, args: list[str], message: str) -> None:
+    assert_one_line_error(visearch(indexed_home, "search", "-c", TINY, *args, str(search_image(indexed_home))), message)
+
+
+def test_search_needs_an_image_or_text(indexed_home: Settings) -> None:
+    assert_one_line_error(visearch(indexed_home, "search", "-c", TINY), "give a query IMAGE, --text, or both")
+
+
+def test_recommend_with_likes_and_unlikes(indexed_home: Settings) -> None:
+    image = search_image(indexed_home)
+    whole = answer_of(visearch(indexed_home, "search", "-c", TINY, "--k", "40", "--json", str(image)))["results"]
+    liked = whole[0]
+    rival = next(r for r in whole if r["class"] != liked["class"])
+    plain = answer_of(visearch(indexed_home, "recommend", "-c", TINY, "--like", liked["id"], "--k", "40", "--json"))
+    pushed = answer_of(
+        visearch(
+            indexed_home, "recommend", "-c", TINY, "--like", liked["id"], "--unlike", rival["id"], "--k", "40", "--json"
+        )
+    )
+
+    def mean_rank(results: list[dict]) -> float:  # type: ignore[type-arg]
+        ranks = [i for i, r in enumerate(results) if r["class"] == rival["class"] and r["id"] != rival["id"]]
+        return sum(ranks) / len(ranks)
+
+    assert pushed["score_kind"] == "recommend" and mean_rank(pushed["results"]) > mean_rank(plain["results"])
+    uploaded = answer_of(visearch(indexed_home, "recommend", "-c", TINY, "--like-image", str(image), "--json"))
+    assert uploaded["results"][0]["id"] == liked["id"]
+    assert_one_line_error(
+        visearch(indexed_home, "recommend", "-c", TINY, "--unlike", rival["id"]), "at least one positive"
+    )
+    assert_one_line_error(visearch(indexed_home, "recommend", "-c", TINY, "--like", "nope"), "invalid point id")
+
+
+def test_duplicates_pages(indexed_home: Settings) -> None:
+    whole = answer_of(visearch(indexed_home, "duplicates", TINY, "--limit", "100", "--json"))
+    assert whole["threshold"] == 0.97 and whole["total"] == len(whole["pairs"])
+    table = visearch(indexed_home, "duplicates", TINY)
+    assert table.returncode == 0 and f"{whole['total']} pairs above 0.97" in table.stdout
+    assert_one_line_error(visearch(indexed_home, "duplicates", TINY, "--limit", "0"), "limit must be")
+    assert_one_line_error(visearch(indexed_home, "duplicates", "nope"), "unknown category 'nope'")
