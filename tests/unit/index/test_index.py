@@ -8,7 +8,6 @@ server installs here, so it runs only when ``QDRANT_URL`` points at one, e.g. ``
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,29 +16,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.helpers import index_settings
 from visearch.errors import NotFoundError
 from visearch.index import CollectionVersion, VectorIndex, open_index, point_id
-from visearch.settings import Settings
 
 MODES = ["embedded", "memory", "remote"]
 CLASSES = ["boot", "bag", "dress"]
 DIM = 8
 
 
-def settings_for(mode: str, home: Path) -> Settings:
-    engine: dict[str, object] = {"qdrant_url": None, "qdrant_host": None, "qdrant_api_key": None}
-    if mode == "memory":
-        engine["qdrant_url"] = ":memory:"
-    elif mode == "remote":
-        if not os.environ.get("QDRANT_URL"):
-            pytest.skip("remote mode needs a Qdrant server: set QDRANT_URL (and QDRANT_API_KEY) to run it")
-        engine = {"qdrant_url": os.environ["QDRANT_URL"], "qdrant_api_key": os.environ.get("QDRANT_API_KEY")}
-    return Settings(visearch_home=home, **engine, _env_file=None)  # type: ignore[arg-type]
-
-
 @pytest.fixture(params=MODES)
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[VectorIndex]:
-    index = open_index(settings_for(request.param, tmp_path))
+    index = open_index(index_settings(request.param, tmp_path))
     yield index
     index.close()
 

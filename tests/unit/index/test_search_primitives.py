@@ -1,4 +1,5 @@
-"""The search primitives side by side: the embedded engine (qdrant-edge) and qdrant-client ``:memory:``.
+"""The search primitives side by side: the embedded engine (qdrant-edge), qdrant-client ``:memory:``,
+and a Qdrant server too when ``QDRANT_URL`` is set.
 
 The same small real collection (unit vectors, caption text, payload indexes) is written to both
 engines; every primitive (filtered nearest with offset, text, hybrid, recommend, MMR, best per
@@ -7,6 +8,7 @@ class, facet, batch) must give the same answer on both.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import numpy as np
 import pytest
 from qdrant_client import models
 
-from tests.unit.index.test_index import settings_for
+from tests.helpers import index_settings
 from visearch.errors import InvalidQueryError
 from visearch.index import Hit, SearchRequest, VectorIndex, open_index, point_id
 from visearch.index.filters import parse_filter
@@ -26,10 +28,12 @@ CLASSES = ["boot", "bag", "dress", "shirt"]
 COLOURS = ["red", "green", "blue"]
 FIELDS = {"colour": "keyword", "size": "integer", "weight": "float", "note": "text"}
 FILTERABLE = {"class": "keyword", "label": "integer", **FIELDS}
+# Every engine answers as the embedded one; a server joins when one is configured.
+COMPARED = ("embedded", "memory", "remote") if os.environ.get("QDRANT_URL") else ("embedded", "memory")
 
 
 def build(mode: str, home: Path) -> tuple[VectorIndex, str, list[str], np.ndarray]:
-    index = open_index(settings_for(mode, home))
+    index = open_index(index_settings(mode, home))
     version = index.create("prims", "m", "d", DIM, FIELDS)
     vectors = np.random.default_rng(7).normal(size=(N, DIM)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -56,19 +60,24 @@ def build(mode: str, home: Path) -> tuple[VectorIndex, str, list[str], np.ndarra
 def engines(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, tuple[VectorIndex, str, list[str], np.ndarray]]]:
-    built = {mode: build(mode, tmp_path_factory.mktemp(mode)) for mode in ("embedded", "memory")}
+    built = {mode: build(mode, tmp_path_factory.mktemp(mode)) for mode in COMPARED}
     yield built
-    for index, *_ in built.values():
+    for index, collection, *_ in built.values():
+        index.delete(collection)  # a server outlives the test
         index.close()
 
 
 def both(engines: dict, run) -> list[list[Hit]]:  # type: ignore[no-untyped-def,type-arg]
-    """``run(index, collection, ids, vectors)`` on both engines; asserts the same ids and scores."""
-    answers = [run(*engines[mode]) for mode in ("embedded", "memory")]
-    edge, memory = answers
-    assert [h.id for h in edge] == [h.id for h in memory]
-    assert [h.score for h in edge] == pytest.approx([h.score for h in memory], abs=1e-4)
-    return answers
+    """``run(index, collection, ids, vectors)`` on every engine; asserts the same ids and scores as embedded.
+
+    Returns the embedded and the ``:memory:`` answers.
+    """
+    answers = {mode: run(*engines[mode]) for mode in COMPARED}
+    edge = answers["embedded"]
+    for mode in COMPARED[1:]:
+        assert [h.id for h in answers[mode]] == [h.id for h in edge], mode
+        assert [h.score for h in answers[mode]] == pytest.approx([h.score for h in edge], abs=1e-4), mode
+    return [edge, answers["memory"]]
 
 
 def test_filtered_nearest_with_offset_and_min_score(engines: dict) -> None:  # type: ignore[type-arg]
