@@ -255,6 +255,9 @@ def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Set
     cls = max(others, key=others.count)
     liked = select_result(next(i for i, row in enumerate(plain) if row["class"] == cls))
     rows = click_and_wait_for_change("more-like-this")
+    # The new page highlights no image (the steering buttons are off until one is selected).
+    wait.until(lambda driver: not driver.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item.selected"))
+    assert not browser.find_element(By.ID, "more-like-this").is_enabled()
     feedback = browser.find_element(By.ID, "feedback").text
     assert "More like:" in feedback and liked["file"] in feedback and "Less like:" not in feedback
     assert liked["file"] not in {row["file"] for row in rows}, rows
