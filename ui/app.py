@@ -23,7 +23,16 @@ from PIL import Image
 from ui.filters import build_filter_group, facet_choices
 from ui.images import category_examples, for_display, query_from_upload, query_image
 from ui.query import Example, Query
-from ui.sections import Parts, cleared, cleared_query, cleared_results, error_box, message_for, shown_answer
+from ui.sections import (
+    Parts,
+    cleared,
+    cleared_query,
+    cleared_results,
+    error_box,
+    message_for,
+    shown_answer,
+    unhighlighted,
+)
 from visearch.categories import load_registry
 from visearch.errors import InvalidQueryError
 from visearch.runtime import Runtime
@@ -109,8 +118,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             )
             selection = gr.Markdown(visible=False, elem_id="selected-result")
             with gr.Row(visible=False) as actions:
-                more = gr.Button("👍 More like this", elem_id="more-like-this", interactive=False)
-                less = gr.Button("👎 Less like this", elem_id="less-like-this", interactive=False)
+                more = gr.Button("More like this", elem_id="more-like-this", interactive=False)
+                less = gr.Button("Less like this", elem_id="less-like-this", interactive=False)
                 clear_feedback = gr.Button("Clear likes and dislikes", elem_id="clear-feedback")
                 previous_page = gr.Button("◀ Previous page", elem_id="previous-page")
                 page = gr.Markdown(elem_id="page")
@@ -300,14 +309,18 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         examples.select(picked, inputs=[parts.category, parts.example_ids], outputs=outputs)
         random_button.click(random_pick, inputs=parts.category, outputs=outputs)
         search_inputs = {parts.category, parts.query, k, min_similarity, text, diverse, best_per_class}
-        search_button.click(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs)
-        text.submit(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs)
-        previous_page.click(partial(turn_page, step=-1), inputs=parts.last_query, outputs=outputs)
-        next_page.click(partial(turn_page, step=1), inputs=parts.last_query, outputs=outputs)
+        answers = [
+            search_button.click(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs),
+            text.submit(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs),
+            previous_page.click(partial(turn_page, step=-1), inputs=parts.last_query, outputs=outputs),
+            next_page.click(partial(turn_page, step=1), inputs=parts.last_query, outputs=outputs),
+            more.click(partial(steer, like=True), inputs=[parts.last_query, parts.selected], outputs=outputs),
+            less.click(partial(steer, like=False), inputs=[parts.last_query, parts.selected], outputs=outputs),
+            clear_feedback.click(unsteer, inputs=parts.last_query, outputs=outputs),
+        ]
+        for answer in answers:  # a new page highlights no image (see unhighlighted)
+            answer.then(unhighlighted, inputs=parts.result_ids, outputs=results)
         results.select(select_result, inputs=parts.result_ids, outputs=outputs)
-        more.click(partial(steer, like=True), inputs=[parts.last_query, parts.selected], outputs=outputs)
-        less.click(partial(steer, like=False), inputs=[parts.last_query, parts.selected], outputs=outputs)
-        clear_feedback.click(unsteer, inputs=parts.last_query, outputs=outputs)
         reset_results.click(lambda: cleared_results(parts), outputs=outputs)
     return demo
 

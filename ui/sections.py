@@ -127,6 +127,16 @@ def cleared_results(parts: Parts) -> dict[Any, Any]:
     }
 
 
+def unhighlighted(result_ids: list[Any]) -> dict[str, Any]:
+    """The gallery with no image highlighted, once :func:`shown_answer` has filled it.
+
+    Gradio's gallery keeps the highlighted index across a new value (clamped to it) and ignores
+    ``selected_index=None``, so an old highlight would sit on a new page while the steering buttons
+    are off. An index past the page, sent after the value, highlights nothing; a click still selects.
+    """
+    return gr.update(selected_index=len(result_ids))
+
+
 def shown_answer(parts: Parts, runtime: Runtime, query: Query) -> dict[Any, Any]:
     """Run ``query`` and show its page (gallery, table, notice, likes, paging), or its error in place."""
     update = cleared_results(parts)
@@ -145,7 +155,7 @@ def shown_answer(parts: Parts, runtime: Runtime, query: Query) -> dict[Any, Any]
         {
             parts.last_query: query,
             parts.result_ids: [[r.id, Example.of(r).label] for r in answer.results],
-            parts.results: gr.update(value=gallery, visible=True, selected_index=None),
+            parts.results: gr.update(value=gallery, visible=True),
             parts.table: gr.update(value=results_table(answer, query.offset), visible=True),
             parts.notice: gr.update(value=notice or "", visible=notice is not None),
             parts.feedback: gr.update(value=feedback_text(query.likes, query.dislikes), visible=True),

@@ -199,6 +199,14 @@ def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Set
         wait.until(lambda driver: (rows := result_rows(driver)) and rows != before)
         return result_rows(browser)
 
+    def select_result(position: int) -> dict[str, str]:
+        """Select the result at ``position`` in the gallery; its table row once the steering buttons are live."""
+        row = result_rows(browser)[position]
+        browser.execute_script("arguments[0].click()", browser.find_elements(By.CSS_SELECTOR, "#results img")[position])
+        wait.until(ec.text_to_be_present_in_element((By.ID, "selected-result"), row["file"]))
+        wait.until(ec.element_to_be_clickable((By.ID, "more-like-this")))
+        return row
+
     browser.get(f"{server}/ui/")
     wait.until(ec.element_to_be_clickable((By.ID, f"category-{TINY}"))).click()
     # Caption text alone (the category has captions, so search shows before any image): only rows
@@ -230,7 +238,9 @@ def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Set
     assert "Results 7–8" in browser.find_element(By.ID, "page").text
     assert click_and_wait_for_change("previous-page") == first
 
-    # Clear the filter; more like this on a result of another class: it leaves the page, its class grows.
+    # Clear the filter (reset all), search with the image alone. More like this on a result of
+    # another class (the one with most rows, so that its neighbours are on the page): it never
+    # comes back, another row of its class shows, the likes name it.
     browser.find_element(By.ID, "reset-all").click()
     wait.until(ec.invisibility_of_element_located((By.ID, "business-usage")))
     wait.until(ec.element_to_be_clickable((By.ID, f"category-{TINY}"))).click()
@@ -239,29 +249,36 @@ def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Set
     )
     wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))
     plain = search_and_wait_for_change()
-    position, liked = next((i, row) for i, row in enumerate(plain) if row["class"] != "Ankle-boot")
-    browser.find_elements(By.CSS_SELECTOR, "#results img")[position].click()
-    wait.until(ec.visibility_of_element_located((By.ID, "selected-result")))
+    assert len(plain) == 6 and plain[0]["class"] == "Ankle-boot", plain
+    others = [row["class"] for row in plain if row["class"] != "Ankle-boot"]
+    assert others, f"the plain page holds only ankle boots: {plain}"
+    cls = max(others, key=others.count)
+    liked = select_result(next(i for i, row in enumerate(plain) if row["class"] == cls))
     rows = click_and_wait_for_change("more-like-this")
-    assert (
-        "More like:" in browser.find_element(By.ID, "feedback").text
-        and liked["file"] in browser.find_element(By.ID, "feedback").text
-    )
-    assert liked["file"] not in {row["file"] for row in rows}
-    # (That its class rises on a page is asserted in tests/service/test_ui.py, on a larger page.)
+    # The new page highlights no image (the steering buttons are off until one is selected).
+    wait.until(lambda driver: not driver.find_elements(By.CSS_SELECTOR, "#results .thumbnail-item.selected"))
+    assert not browser.find_element(By.ID, "more-like-this").is_enabled()
+    feedback = browser.find_element(By.ID, "feedback").text
+    assert "More like:" in feedback and liked["file"] in feedback and "Less like:" not in feedback
+    assert liked["file"] not in {row["file"] for row in rows}, rows
+    assert any(row["class"] == cls for row in rows), rows
+    assert "recommend score" in rows[0] and "Results 1–6" in browser.find_element(By.ID, "page").text
 
-    # Less like this on a result of that class: it leaves the page, and fewer of its class show.
-    position, disliked = next((i, row) for i, row in enumerate(rows) if row["class"] == liked["class"])
-    browser.find_elements(By.CSS_SELECTOR, "#results img")[position].click()
-    wait.until(ec.element_to_be_clickable((By.ID, "less-like-this")))
+    # Less like this on another result of that class: it leaves the page, its class does not grow
+    # and does not lead; the liked result still stays away.
+    disliked = select_result(next(i for i, row in enumerate(rows) if row["class"] == cls))
     steered = click_and_wait_for_change("less-like-this")
-    assert "Less like:" in browser.find_element(By.ID, "feedback").text
-    assert disliked["file"] not in {row["file"] for row in steered}
-    assert sum(row["class"] == liked["class"] for row in steered) < sum(row["class"] == liked["class"] for row in rows)
-
-    # The README's screenshot: rewritten only when missing or asked for (it would dirty the tree on every run).
-    refresh = not SCREENSHOT.exists() or os.environ.get("VISEARCH_UPDATE_SCREENSHOTS") == "1"
-    save_full_page(browser, SCREENSHOT if refresh else tmp_path / "ui.png")
+    feedback = browser.find_element(By.ID, "feedback").text
+    assert "Less like:" in feedback and disliked["file"] in feedback and liked["file"] in feedback
+    assert not {disliked["file"], liked["file"]} & {row["file"] for row in steered}, steered
+    assert sum(row["class"] == cls for row in steered) <= sum(row["class"] == cls for row in rows), steered
+    assert steered[0]["class"] != cls, steered
 
     # Clearing the likes and dislikes gives the plain search back.
     assert click_and_wait_for_change("clear-feedback") == plain
+    assert "More like:" not in browser.find_element(By.ID, "feedback").text
+
+    # The README's screenshot (the plain search: similarity and calibrated columns, the filters and
+    # the caption box above): rewritten only when missing or asked for (it would dirty the tree on every run).
+    refresh = not SCREENSHOT.exists() or os.environ.get("VISEARCH_UPDATE_SCREENSHOTS") == "1"
+    save_full_page(browser, SCREENSHOT if refresh else tmp_path / "ui.png")
