@@ -1,7 +1,7 @@
 """The full Fashion-MNIST end to end: prepare, the pipeline, then the service, as a user runs them.
 
-    python benchmarks/scale.py [--images 70000] [--train-images-per-class 500] [--epochs 6]
-                               [--requests 200] [--quality-images 5000] [--result scale]
+    python benchmarks/scale.py [--images 70000] [--train-images-per-class 100] [--epochs 6]
+                               [--requests 200] [--quality-images 2000] [--quality-epochs 2] [--result scale]
 
 On a fresh data home: `visearch prepare fashion-mnist --split all` (train + t10k: 70,000 images;
 ``--images N`` takes N/10 per class), `visearch pipeline run` (kfp.local, one process per step),
@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 import psutil  # noqa: E402
-from common import table, write_result  # noqa: E402
+from common import RESULTS, table, write_result  # noqa: E402
 from latency import RawClient, free_port, percentiles, raw_request  # noqa: E402
 
 from visearch.cli.serve import wait_ready  # noqa: E402
@@ -45,6 +45,7 @@ STEPS = ("preprocess", "train", "evaluate", "shards", "embed", "upsert")
 MAP_R = "mean_average_precision_at_r"
 # kfp.local runs each component as `python -m kfp.dsl.executor_main ... --function_to_execute <step>`.
 STEP_PATTERN = re.compile(r"--function_to_execute\s+(\w+)")
+SAMPLE = 0.2  # seconds between samples of the process tree
 
 
 @dataclass
@@ -89,7 +90,7 @@ def run_measured(command: list[str], env: dict[str, str], log: Path) -> Usage:
                         usage.steps[match.group(1)] = [first, now, max(peak, tree_rss(child))]
             except psutil.Error:
                 pass  # a step ended between listing and reading it
-            time.sleep(0.2)
+            time.sleep(SAMPLE)
     usage.seconds = time.perf_counter() - started
     print(f"  done in {usage.seconds:.0f} s", flush=True)
     if proc.returncode != 0:
@@ -208,14 +209,15 @@ def prepare(env: dict[str, str], images: int, log: Path) -> Usage:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=FULL, help="images in all (N/10 per class; 70000: all)")
-    parser.add_argument("--train-images-per-class", type=int, default=500, help="training budget (0: all)")
+    parser.add_argument("--train-images-per-class", type=int, default=100, help="training budget (0: all)")
     parser.add_argument("--epochs", type=int, default=None, help="default: the registry's")
     parser.add_argument("--max-steps", type=int, default=None, help="stop training after N steps (smoke runs)")
     parser.add_argument("--requests", type=int, default=200, help="/search requests per client count")
-    parser.add_argument("--quality-images", type=int, default=5000, help="size of the budget-vs-all run (0: none)")
-    parser.add_argument("--quality-epochs", type=int, default=None, help="epochs of the budget-vs-all run")
+    parser.add_argument("--quality-images", type=int, default=2000, help="size of the budget-vs-all run (0: none)")
+    parser.add_argument("--quality-epochs", type=int, default=2, help="epochs of the budget-vs-all run (0: --epochs)")
     parser.add_argument("--home", type=Path, default=None, help="data home to fill (default: a temporary one)")
     parser.add_argument("--result", default="scale", help="results file name (benchmarks/results/NAME.md)")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS, help="where NAME.md goes")
     args = parser.parse_args()
     from visearch.categories import load_registry
 
@@ -277,6 +279,7 @@ def main() -> None:
         + (f", max_steps {args.max_steps}" if args.max_steps else "")
         + f"; training budget {budget_text}; {args.requests} /search requests per client count",
         body,
+        folder=args.results_dir,
     )
 
 
@@ -298,8 +301,11 @@ def steps_table(
         ]
     ]
     for step in STEPS:
-        first, last, peak = pipeline.steps.get(step, [0.0, 0.0, 0])
-        seconds = last - first
+        if step not in pipeline.steps:
+            rows.append([step, "not seen", "-", "-"])  # shorter than one sample
+            continue
+        first, last, peak = pipeline.steps[step]
+        seconds = last - first + SAMPLE  # seen from one sample to another: up to a sample more
         through = passes if step == "train" else count
         rate = f"{through / seconds:.0f}" if seconds > 0 and step != "shards" else "-"
         rows.append([step, f"{seconds:.1f}", rate, mib(int(peak))])
