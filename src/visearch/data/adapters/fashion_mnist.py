@@ -68,13 +68,13 @@ def iter_images(
     ``split``: ``train`` (60,000 images), ``t10k`` (10,000) or ``all`` (both, train first: 70,000).
     """
     if split == ALL:
-        remaining = dict.fromkeys(range(len(CLASS_NAMES)), per_class)
+        remaining: dict[int, int | None] = dict.fromkeys(range(len(CLASS_NAMES)), per_class)
         for part in SPLITS:
             yield from _iter_split(source, part, remaining)
         return
     if split not in SPLITS:
         raise DataError(f"unknown Fashion-MNIST split {split!r} (train, t10k or all)")
-    yield from _iter_split(source, split, dict.fromkeys(range(len(CLASS_NAMES)), per_class))
+    yield from _iter_split(source, split, {label: per_class for label in range(len(CLASS_NAMES))})
 
 
 def _iter_split(
