@@ -44,9 +44,9 @@ def table(header: list[str], rows: list[list[object]]) -> str:
     return "\n".join(lines)
 
 
-def write_result(name: str, title: str, parameters: str, body: str) -> Path:
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.md"
+def write_result(name: str, title: str, parameters: str, body: str, *, folder: Path = RESULTS) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.md"
     path.write_text(f"# {title}\n\n{machine()}\n\nParameters: {parameters}\n\n{body}\n", encoding="utf-8")
     print(path.read_text(encoding="utf-8"))
     return path

@@ -20,6 +20,7 @@ def train(
     sampler_m: int = -1,
     input_size: int = -1,
     max_steps: int = -1,
+    train_images_per_class: int = -1,
 ) -> None:
     """Negative numbers and empty strings keep the category's registry value.
 
@@ -44,6 +45,7 @@ def train(
             sampler_m=sampler_m,
             input_size=input_size,
             max_steps=max_steps,
+            train_images_per_class=train_images_per_class,
         )
         result = pipeline_train(
             category, Path(manifest.path), run_id, Path(model.path), Path(baseline.path), overrides=given

@@ -111,6 +111,7 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
         sampler_m: int = -1,
         input_size: int = -1,
         max_steps: int = -1,
+        train_images_per_class: int = -1,
         embed_shards: int = -1,
     ) -> None:
         """Training params left at -1 / empty take each category's value from the registry.
@@ -139,6 +140,7 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
                     sampler_m=sampler_m,
                     input_size=input_size,
                     max_steps=max_steps,
+                    train_images_per_class=train_images_per_class,
                 ),
                 "train",
                 plan,

@@ -55,6 +55,12 @@ class TrainParams(BaseModel):
     input_size: int = Field(default=96, ge=16, le=1024)
     loss: str = Field(default="multi_similarity", description="multi_similarity | circle | triplet")
     max_steps: int | None = Field(default=None, ge=1, description="Stop after this many steps (smoke runs)")
+    train_images_per_class: int | None = Field(
+        default=None,
+        ge=2,
+        description="Training budget: train on at most this many images per class, sampled (None: all); "
+        "every image is still evaluated, embedded and indexed",
+    )
     seed: int = 0
     accelerator: dict[str, int] | None = Field(
         default=None,
@@ -65,7 +71,10 @@ class TrainParams(BaseModel):
         """Short hash of what shapes the trained weights (not how long: a longer run continues a shorter one)."""
         # patience, like epochs, only says when to stop: every epoch runs the same whatever its value,
         # so a run with more patience (or more epochs) continues one that stopped early.
-        text = json.dumps(self.model_dump(exclude={"epochs", "patience", "max_steps", "accelerator"}), sort_keys=True)
+        skip = {"epochs", "patience", "max_steps", "accelerator"}
+        if self.train_images_per_class is None:
+            skip.add("train_images_per_class")  # no budget: the identity runs before the budget existed had
+        text = json.dumps(self.model_dump(exclude=skip), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def with_overrides(self, overrides: Mapping[str, Any] | None = None) -> TrainParams:

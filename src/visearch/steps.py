@@ -152,14 +152,19 @@ def run_train(
     """
     from visearch.evaluate import validation_metrics
     from visearch.model import ONNX_FILE, EmbeddingModel, export_onnx, load_model, resolve_device
-    from visearch.train import CHECKPOINT_FILE, Metrics, train
+    from visearch.train import CHECKPOINT_FILE, Metrics, budget_rows, train
 
     manifest = load_manifest(manifest_dir)
-    rows = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    available = manifest[manifest["split"] == "train"].reset_index(drop=True)
+    rows = budget_rows(available, params.train_images_per_class, seed=params.seed)
+    if len(rows) < len(available):
+        log.info("training budget: %d of %d training images", len(rows), len(available))
     device = resolve_device(settings.visearch_device)
     validate = None
     if manifest["split"].isin([VALIDATION, VALIDATION_CLASS]).any():
-        seen = manifest[manifest["split"].isin(["train", VALIDATION, VALIDATION_CLASS])].reset_index(drop=True)
+        # Validation searches against the images trained on: the budget's sample, not every train row.
+        checked = manifest[manifest["split"].isin([VALIDATION, VALIDATION_CLASS])]
+        seen = pd.concat([rows, checked], ignore_index=True)
         paths = image_paths(store, settings, seen["key"].tolist())
 
         def validate(model: EmbeddingModel) -> Metrics:
@@ -171,7 +176,7 @@ def run_train(
     # model (and version), which keeps re-runs idempotent.
     np.random.seed(params.seed)
     if run:
-        run.log_params({**params.model_dump(), "train_images": len(rows)})
+        run.log_params({**params.model_dump(), "train_images": len(rows), "train_images_available": len(available)})
     callback = on_epoch
     if run:
 

@@ -46,7 +46,7 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
 
     inputs = spec["root"]["inputDefinitions"]["parameters"]
     assert inputs["categories"]["parameterType"] == "LIST" and "defaultValue" not in inputs["categories"]
-    assert set(inputs) >= SEED_PARAMS | {"patience", "max_steps"}
+    assert set(inputs) >= SEED_PARAMS | {"patience", "max_steps", "train_images_per_class"}
     loop = spec["root"]["dag"]["tasks"]["for-loop-1"]
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--categories"
     assert loop["iteratorPolicy"]["parallelismLimit"] == 4

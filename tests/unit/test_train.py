@@ -6,6 +6,8 @@ epoch's weights are the ones saved, and patience stops training early.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -166,3 +168,38 @@ def test_killed_training_resumes_from_its_last_checkpoint(home: Settings, regist
     assert rerun.returncode == 0, rerun.stderr
     assert f"resuming training from epoch {done}" in rerun.stderr
     assert (work / "train" / "model" / "meta.json").exists()
+
+
+def test_budget_rows_samples_per_class_in_order_and_keeps_small_classes_whole() -> None:
+    import pandas as pd
+
+    from visearch.train import budget_rows
+
+    rows = pd.DataFrame({"key": [f"k{i}" for i in range(12)], "label": [0] * 8 + [1] * 3 + [2]})
+    sampled = budget_rows(rows, 3, seed=0)
+    assert sampled["label"].value_counts().to_dict() == {0: 3, 1: 3, 2: 1}
+    assert sampled["key"].tolist() == sorted(sampled["key"].tolist(), key=lambda key: int(key[1:]))
+    assert sampled.equals(budget_rows(rows, 3, seed=0)) and not sampled.equals(budget_rows(rows, 3, seed=1))
+    assert budget_rows(rows, None) is rows
+
+
+def test_training_budget_trains_on_a_sample_and_is_part_of_the_identity(home: Settings, registry, store) -> None:  # type: ignore[no-untyped-def]
+    work = home.work_dir / TINY
+    run_preprocess(home, store, registry.get(TINY), work / "manifest", show_progress=False)
+    manifest = load_manifest(work / "manifest")
+    available = manifest[manifest["split"] == "train"]
+    classes = available["label"].nunique()
+    params = registry.get(TINY).train.model_copy(update={"max_steps": 1, "epochs": 1, "train_images_per_class": 2})
+    tracker = Tracker.from_settings(home)
+    run = tracker.run(tracker.start_run(TINY))
+    run_train(home, store, work / "manifest", params, work / "train", show_progress=False, onnx=False, run=run)
+    logged = tracker.client.get_run(run.run_id).data.params
+    assert int(logged["train_images"]) == 2 * classes < len(available)
+    assert int(logged["train_images_available"]) == len(available)
+    assert logged["train_images_per_class"] == "2"
+    # The budget shapes the weights (part of the identity); no budget keeps the identity of before.
+    unbudgeted = params.model_copy(update={"train_images_per_class": None})
+    assert params.identity() != unbudgeted.identity()
+    before = {"epochs", "patience", "max_steps", "accelerator", "train_images_per_class"}
+    text = json.dumps(unbudgeted.model_dump(exclude=before), sort_keys=True)
+    assert unbudgeted.identity() == hashlib.sha256(text.encode()).hexdigest()[:12]

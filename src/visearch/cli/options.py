@@ -19,3 +19,7 @@ WeightDecayOpt = Annotated[float | None, typer.Option()]
 SamplerMOpt = Annotated[int | None, typer.Option(help="Images per class in a batch")]
 InputSizeOpt = Annotated[int | None, typer.Option()]
 MaxStepsOpt = Annotated[int | None, typer.Option(help="Stop after N steps (smoke runs)")]
+TrainImagesPerClassOpt = Annotated[
+    int | None,
+    typer.Option(help="Training budget: train on at most N sampled images per class (all are still indexed)"),
+]

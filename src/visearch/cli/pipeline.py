@@ -24,6 +24,7 @@ from visearch.cli.options import (
     PatienceOpt,
     SamplerMOpt,
     SplitOpt,
+    TrainImagesPerClassOpt,
     TrunkModelOpt,
     WeightDecayOpt,
 )
@@ -96,6 +97,7 @@ def run_command(
     sampler_m: SamplerMOpt = None,
     input_size: InputSizeOpt = None,
     max_steps: MaxStepsOpt = None,
+    train_images_per_class: TrainImagesPerClassOpt = None,
     embed_shards: Annotated[
         int | None, typer.Option(min=1, help="Embed steps per category, their outputs joined by the upsert")
     ] = None,
@@ -125,6 +127,7 @@ def run_command(
         sampler_m=sampler_m,
         input_size=input_size,
         max_steps=max_steps,
+        train_images_per_class=train_images_per_class,
     )
     for name in names:
         registry.get(name).train.with_overrides(overrides)  # bad values fail here, not in a step

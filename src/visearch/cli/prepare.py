@@ -67,7 +67,9 @@ def prepare_fashion_mnist(
     source: Annotated[Path, typer.Option(help="Folder of the IDX files")] = Path("/usr/share/datasets/fashion-mnist"),
     category: CategoryOpt = "fashion-mnist",
     per_class: Annotated[int | None, typer.Option(min=1, help="Images per class (default: all)")] = None,
-    split: Annotated[str, typer.Option(help="t10k (10k images) or train (60k images)")] = "t10k",
+    split: Annotated[
+        str, typer.Option(help="t10k (10k images), train (60k images) or all (both: 70k images)")
+    ] = "t10k",
     dedupe: DedupeOpt = False,
     max_distance: DistanceOpt = 2,
     embeddings: EmbeddingsOpt = False,

@@ -23,6 +23,7 @@ from visearch.cli.options import (
     PatienceOpt,
     SamplerMOpt,
     SplitOpt,
+    TrainImagesPerClassOpt,
     TrunkModelOpt,
     WeightDecayOpt,
 )
@@ -82,6 +83,7 @@ def train(
     sampler_m: SamplerMOpt = None,
     input_size: InputSizeOpt = None,
     max_steps: MaxStepsOpt = None,
+    train_images_per_class: TrainImagesPerClassOpt = None,
 ) -> None:
     """Fine-tune the trunk + embedder with pytorch-metric-learning; saves trunk.pth, embedder.pth, meta.json."""
     from visearch.steps import run_train
@@ -100,6 +102,7 @@ def train(
             sampler_m=sampler_m,
             input_size=input_size,
             max_steps=max_steps,
+            train_images_per_class=train_images_per_class,
         )
     )
     manifest_dir = ctx.work(category, "manifest", manifest)

@@ -311,3 +311,38 @@ def test_runner_survives_any_file_and_cleans_its_staging(tmp_path: Path) -> None
     assert list((tmp_path / "staging").iterdir()) == []
     with pytest.raises(DataError, match="no usable images"):
         run(tmp_path / "none", "t", candidates[-2:-1], PrepareReport(dataset="t"))
+
+
+# --- fashion-mnist: IDX files ----------------------------------------------------------------------
+def write_idx(folder: Path, split: str, labels: list[int]) -> None:
+    """A tiny Fashion-MNIST split: 28x28 images whose pixels all equal their index (gzip IDX, as Debian ships)."""
+    import gzip
+
+    count = len(labels)
+    pixels = bytes(index for index in range(count) for _ in range(28 * 28))
+    head = (0x0803).to_bytes(4, "big") + b"".join(n.to_bytes(4, "big") for n in (count, 28, 28))
+    (folder / f"{split}-images-idx3-ubyte.gz").write_bytes(gzip.compress(head + pixels))
+    head = (0x0801).to_bytes(4, "big") + count.to_bytes(4, "big")
+    (folder / f"{split}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(head + bytes(labels)))
+
+
+def test_fashion_mnist_all_takes_both_splits_train_first(tmp_path: Path) -> None:
+    from visearch.data.adapters import fashion_mnist
+
+    write_idx(tmp_path, "train", [0, 1, 0])
+    write_idx(tmp_path, "t10k", [1, 0])
+    files = [item[0] for item in fashion_mnist.iter_images(tmp_path, split="all")]
+    assert files == [
+        "T-shirt-top/train-00000.png",
+        "Trouser/train-00001.png",
+        "T-shirt-top/train-00002.png",
+        "Trouser/t10k-00000.png",
+        "T-shirt-top/t10k-00001.png",
+    ]
+    # per_class counts over both splits: train fills the T-shirts, t10k tops up the trousers.
+    capped = [item[0] for item in fashion_mnist.iter_images(tmp_path, split="all", per_class=2)]
+    assert capped == files[:2] + ["T-shirt-top/train-00002.png", "Trouser/t10k-00000.png"]
+    one = fashion_mnist.iter_images(tmp_path, split="all", per_class=1)
+    assert [item[0] for item in one] == files[:2]
+    with pytest.raises(DataError, match="unknown Fashion-MNIST split 'both'"):
+        list(fashion_mnist.iter_images(tmp_path, split="both"))

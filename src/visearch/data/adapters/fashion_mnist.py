@@ -56,10 +56,31 @@ def _read_idx(path: Path) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
+SPLITS = ("train", "t10k")
+ALL = "all"
+
+
 def iter_images(
     source: Path, *, split: str = "t10k", per_class: int | None = None
 ) -> Iterator[tuple[str, str, int, bytes, dict[str, str]]]:
-    """Yield (file, class, label, png bytes, captions), at most ``per_class`` per class, in file order."""
+    """Yield (file, class, label, png bytes, captions), at most ``per_class`` per class, in file order.
+
+    ``split``: ``train`` (60,000 images), ``t10k`` (10,000) or ``all`` (both, train first: 70,000).
+    """
+    if split == ALL:
+        remaining: dict[int, int | None] = dict.fromkeys(range(len(CLASS_NAMES)), per_class)
+        for part in SPLITS:
+            yield from _iter_split(source, part, remaining)
+        return
+    if split not in SPLITS:
+        raise DataError(f"unknown Fashion-MNIST split {split!r} (train, t10k or all)")
+    yield from _iter_split(source, split, {label: per_class for label in range(len(CLASS_NAMES))})
+
+
+def _iter_split(
+    source: Path, split: str, remaining: dict[int, int | None]
+) -> Iterator[tuple[str, str, int, bytes, dict[str, str]]]:
+    """One split's images; ``remaining`` (label → images still wanted, None: all) is counted down."""
     images_path = next(
         (p for p in (source / f"{split}-images-idx3-ubyte.gz", source / f"{split}-images-idx3-ubyte") if p.exists()),
         None,
@@ -73,12 +94,13 @@ def iter_images(
     images, labels = _read_idx(images_path), _read_idx(labels_path)
     if len(images) != len(labels):
         raise DataError(f"{source}: {len(images)} images but {len(labels)} labels")
-    taken = dict.fromkeys(range(len(CLASS_NAMES)), 0)
     for index, (pixels, label) in enumerate(zip(images, labels, strict=True)):
         label = int(label)
-        if per_class is not None and taken[label] >= per_class:
-            continue
-        taken[label] += 1
+        left = remaining[label]
+        if left is not None:
+            if left <= 0:
+                continue
+            remaining[label] = left - 1
         buffer = io.BytesIO()
         Image.fromarray(pixels, mode="L").save(buffer, format="PNG", optimize=True)
         name = CLASS_NAMES[label]
