@@ -357,7 +357,9 @@ class SearchEngine:
             hits = self.index.best_per_group(live.name, request, "class")
         else:
             hits = self.index.search(live.name, request)
-        stats = self.stats(live)
+        # A stored image as the query (judge=False) is neither judged nor calibrated: it needs only
+        # the index, so "more like this" still answers while the object store is down.
+        stats = self.stats(live) if judge and kind == "cosine" else None
         results = [
             SearchResult.from_hit(hit, stats.calibrated(hit.score) if stats and kind == "cosine" else None)
             for hit in hits
