@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 
 import httpx
 import numpy as np
@@ -17,12 +16,6 @@ from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, jpeg, photo
 pytestmark = pytest.mark.slow
 ALL = len(TINY_CLASSES) * TINY_PER_CLASS
 BOOTS = {"must": [{"key": "article", "match": {"value": "Ankle boot"}}]}
-
-
-@pytest.fixture(scope="module")
-def client(server: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server, timeout=60) as client:
-        yield client
 
 
 @pytest.fixture(scope="module")
