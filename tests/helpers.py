@@ -16,12 +16,14 @@ import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -852,3 +854,13 @@ def index_settings(mode: str, home: Path) -> Settings:
             pytest.skip("remote mode needs a Qdrant server: set QDRANT_URL (and QDRANT_API_KEY) to run it")
         engine = {"qdrant_url": os.environ["QDRANT_URL"], "qdrant_api_key": os.environ.get("QDRANT_API_KEY")}
     return Settings(visearch_home=home, **engine, _env_file=None)  # type: ignore[arg-type]
+
+
+def png_claiming(width: int, height: int) -> bytes:
+    """A small PNG whose header claims ``width``×``height`` (a decompression bomb's header)."""
+    buffer = io.BytesIO()
+    Image.new("L", (8, 8)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    data[16:24] = struct.pack(">II", width, height)
+    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
+    return bytes(data)

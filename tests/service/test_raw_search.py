@@ -7,14 +7,12 @@ cheaper way to send one image; benchmarks/latency.py measures both).
 from __future__ import annotations
 
 import io
-import struct
-import zlib
 
 import httpx
 import pytest
 from PIL import Image
 
-from tests.helpers import TINY, TINY_CLASSES
+from tests.helpers import TINY, TINY_CLASSES, png_claiming
 from visearch.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -31,16 +29,6 @@ def example(client: httpx.Client) -> tuple[dict, bytes]:  # type: ignore[type-ar
 def raw(client: httpx.Client, data: bytes, media_type: str = "image/png", **params: object) -> httpx.Response:
     query = {"category": TINY, **params}
     return client.post("/search_raw", content=data, headers={"Content-Type": media_type}, params=query)
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A small PNG whose header claims ``width``×``height`` (a decompression bomb's header)."""
-    buffer = io.BytesIO()
-    Image.new("L", (8, 8)).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,6 @@ import base64
 import io
 import json
 import socket
-import struct
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,7 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, png_claiming
 from visearch.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -36,16 +34,6 @@ def image_bytes(client: httpx.Client, example: dict) -> bytes:  # type: ignore[t
     response = client.get(example["image_url"])
     assert response.status_code == 200
     return response.content
-
-
-def png_claiming(width: int, height: int) -> bytes:
-    """A small PNG whose header claims ``width``×``height`` (a decompression bomb's header)."""
-    buffer = io.BytesIO()
-    Image.new("L", (8, 8)).save(buffer, format="PNG")
-    data = bytearray(buffer.getvalue())
-    data[16:24] = struct.pack(">II", width, height)
-    data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
-    return bytes(data)
 
 
 # --- health, docs, categories -------------------------------------------------------------------
