@@ -25,6 +25,16 @@ def test_qdrant_url_needs_a_scheme(tmp_path: Path) -> None:
         make_client(Settings(visearch_home=tmp_path, qdrant_url="qdrant:6333", _env_file=None))
 
 
+def answer_json(handler: BaseHTTPRequestHandler, body: dict[str, object]) -> None:
+    """Answer a recorded request 200 with ``body`` as JSON, as a Qdrant server does."""
+    data = json.dumps(body).encode()
+    handler.send_response(200)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class Recorder(BaseHTTPRequestHandler):
     """Answers the two REST calls a client makes first, and records them (path, api-key header).
 
@@ -38,12 +48,7 @@ class Recorder(BaseHTTPRequestHandler):
         body: dict[str, object] = {"title": "qdrant", "version": "1.20.0"}
         if self.path.startswith("/collections"):
             body = {"result": {"collections": []}, "status": "ok", "time": 0.0}
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        answer_json(self, body)
 
     def log_message(self, *args: object) -> None:
         pass
@@ -114,12 +119,7 @@ class CreateRecorder(BaseHTTPRequestHandler):
         self.answer({"result": done, "status": "ok", "time": 0.0})
 
     def answer(self, body: dict[str, object]) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        answer_json(self, body)
 
     def log_message(self, *args: object) -> None:
         pass
