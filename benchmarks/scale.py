@@ -210,6 +210,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=FULL, help="images in all (N/10 per class; 70000: all)")
     parser.add_argument("--train-images-per-class", type=int, default=100, help="training budget (0: all)")
+    parser.add_argument(
+        "--eval-images-per-class", type=int, default=None, help="evaluation budget (default: the registry's)"
+    )
     parser.add_argument("--epochs", type=int, default=None, help="default: the registry's")
     parser.add_argument("--max-steps", type=int, default=None, help="stop training after N steps (smoke runs)")
     parser.add_argument("--requests", type=int, default=200, help="/search requests per client count")
@@ -237,6 +240,8 @@ def main() -> None:
         flags = ["--epochs", str(epochs), *extra]
         if budget:
             flags += ["--train-images-per-class", str(budget)]
+        if args.eval_images_per_class:
+            flags += ["--eval-images-per-class", str(args.eval_images_per_class)]
         pipeline = run_measured(
             visearch("pipeline", "run", "--categories", CATEGORY, "--log-file", str(Path(folder) / "kfp.log"), *flags),
             env,
@@ -245,6 +250,7 @@ def main() -> None:
         meta = home / "objects" / "datasets" / CATEGORY / "meta.csv"
         count = sum(1 for _ in meta.open(encoding="utf-8")) - 1  # the images prepare wrote (header aside)
         after = disk(home)
+        gate = gate_metrics(home)
         latency, service_rss = serve_and_measure(env, home, args.requests, log)
         wall = time.perf_counter() - total
         trained = int(params.split * 10 * min(budget or count, count / 10 * (1 - params.holdout)))
@@ -256,6 +262,11 @@ def main() -> None:
         body += "## /search latency on the indexed category (k=10, keep-alive raw-socket clients)\n\n"
         body += table(["clients", "requests", "p50 ms", "p95 ms", "p99 ms", "requests/s"], latency)
         body += f"\n\nService resident memory after the runs: {mib(service_rss)} MiB."
+        body += (
+            "\n\n## The gate's evaluation of this run (test split, on the evaluation budget's sample)\n\n"
+            f"{gate['evaluated']} images scored per model (`gate.evaluated_images`); gate: {gate['reason']}\n\n"
+        )
+        body += table(["model", "evaluation", "P@1", "MAP@R", "R@10", "MAP@R vs frozen"], gate["rows"])
         if args.quality_images and budget:
             qhome = Path(folder) / "quality"
             qenv = {**env, "VISEARCH_HOME": str(qhome)}
@@ -271,6 +282,7 @@ def main() -> None:
             )
             body += table(["trained on", "train s", "in-domain MAP@R", "class-disjoint MAP@R", "in-domain P@1"], rows)
     budget_text = f"{budget} images per class" if budget else "none (every training image)"
+    budget_text += f"; evaluation budget {args.eval_images_per_class or params.eval_images_per_class} per class"
     write_result(
         args.result,
         "Scale run: Fashion-MNIST end to end (prepare → pipeline → service)",
@@ -281,6 +293,30 @@ def main() -> None:
         body,
         folder=args.results_dir,
     )
+
+
+def gate_metrics(home: Path) -> dict[str, object]:
+    """The pipeline run's gate metrics (frozen trunk and fine-tuned), read back from its MLflow store."""
+    from mlflow.tracking import MlflowClient
+
+    from visearch.settings import Settings
+    from visearch.tracking import experiment_name
+
+    client = MlflowClient(Settings(visearch_home=home).tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name(CATEGORY))
+    run = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)[0]
+    metrics, tags = run.data.metrics, run.data.tags
+    rows: list[list[object]] = []
+    for evaluation in ("in_domain", "class_disjoint"):
+        frozen = metrics.get(f"baseline.{evaluation}.{MAP_R}")
+        for model in ("baseline", "tuned"):
+            prefix = f"{model}.{evaluation}."
+            if prefix + MAP_R not in metrics:
+                continue
+            ratio = f"{metrics[prefix + MAP_R] / frozen:.2f}x" if frozen else "-"
+            values = (metrics[prefix + name] for name in ("precision_at_1", MAP_R, "recall_at_10"))
+            rows.append([model, evaluation, *(f"{value:.3f}" for value in values), ratio])
+    return {"rows": rows, "evaluated": tags.get("gate.evaluated_images", "?"), "reason": tags.get("gate.reason", "?")}
 
 
 def steps_table(

@@ -112,6 +112,7 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
         input_size: int = -1,
         max_steps: int = -1,
         train_images_per_class: int = -1,
+        eval_images_per_class: int = -1,
         embed_shards: int = -1,
     ) -> None:
         """Training params left at -1 / empty take each category's value from the registry.
@@ -152,6 +153,7 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
                     run_id=prep.outputs["Output"],
                     model=trained.outputs["model"],
                     baseline=trained.outputs["baseline"],
+                    eval_images_per_class=eval_images_per_class,
                 ),
                 "evaluate",
                 plan,

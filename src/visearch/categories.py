@@ -61,6 +61,12 @@ class TrainParams(BaseModel):
         description="Training budget: train on at most this many images per class, sampled (None: all); "
         "every image is still evaluated, embedded and indexed",
     )
+    eval_images_per_class: int | None = Field(
+        default=1000,
+        ge=2,
+        description="Evaluation budget: the gate scores every model on at most this many sampled images per "
+        "class, the same sample for all (None: every image); evaluate embeds its images once per model",
+    )
     seed: int = 0
     accelerator: dict[str, int] | None = Field(
         default=None,
@@ -70,8 +76,9 @@ class TrainParams(BaseModel):
     def identity(self) -> str:
         """Short hash of what shapes the trained weights (not how long: a longer run continues a shorter one)."""
         # patience, like epochs, only says when to stop: every epoch runs the same whatever its value,
-        # so a run with more patience (or more epochs) continues one that stopped early.
-        skip = {"epochs", "patience", "max_steps", "accelerator"}
+        # so a run with more patience (or more epochs) continues one that stopped early. The
+        # evaluation budget only says which images score the model.
+        skip = {"epochs", "patience", "max_steps", "accelerator", "eval_images_per_class"}
         if self.train_images_per_class is None:
             skip.add("train_images_per_class")  # no budget: the identity runs before the budget existed had
         text = json.dumps(self.model_dump(exclude=skip), sort_keys=True)

@@ -147,7 +147,11 @@ def evaluate_models(
         vectors[name] = embed_paths(
             model, paths, show_progress=show_progress, desc=f"evaluating {name} {model.spec.version}", device=device
         )
-        report[name] = {"version": model.spec.version, **evaluate_vectors(vectors[name], manifest)}
+        report[name] = {
+            "version": model.spec.version,
+            "images": len(manifest),
+            **evaluate_vectors(vectors[name], manifest),
+        }
     return report, vectors
 
 

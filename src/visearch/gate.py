@@ -10,6 +10,7 @@ same data as the candidates, so the comparison is fair when the data changed.
 from __future__ import annotations
 
 import json
+import logging
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,12 +20,14 @@ import numpy as np
 import pandas as pd
 
 from visearch.categories import Category
-from visearch.data.manifest import load_manifest
+from visearch.data.manifest import load_manifest, sample_per_class
 from visearch.evaluate import evaluate_models, flatten_report, plot_embedding_map
 from visearch.model import copy_model, read_spec
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 from visearch.tracking import CANDIDATE_TAG, VERSION_TAG, Champion, TrackedRun, Tracker
+
+log = logging.getLogger(__name__)
 
 PRIMARY = "mean_average_precision_at_r"
 FROZEN = "baseline"
@@ -156,9 +159,14 @@ def evaluate_and_gate(
     Writes ``report.json`` (metrics + decision) and ``embedding_map.png`` to ``report_dir`` and the
     model to index (the new or the kept champion) to ``champion_dir``. With a tracker, the metrics,
     report and map go to the run, every candidate is registered once per content hash, and the
-    ``champion`` alias moves only when the gate says so.
+    ``champion`` alias moves only when the gate says so. Every model is scored on the same rows: at
+    most ``category.train.eval_images_per_class`` per class (the evaluation budget).
     """
-    manifest = load_manifest(manifest_dir)
+    every_row = load_manifest(manifest_dir)
+    budget = category.train.eval_images_per_class
+    manifest = sample_per_class(every_row, budget, seed=category.train.seed)
+    if len(manifest) < len(every_row):
+        log.info("evaluation budget: scoring on %d of %d images (%s per class)", len(manifest), len(every_row), budget)
     current = tracker.champion(category.name) if tracker else None
     # The current champion is downloaded to a scratch folder: it is not part of this step's outputs.
     with tempfile.TemporaryDirectory(prefix="visearch-champion-") as scratch:
@@ -192,6 +200,7 @@ def evaluate_and_gate(
                 "gate.reason": decision.reason,
                 "gate.champion_model_version": champion_version,
                 "gate.champion_registry_version": registry_version or "",
+                "gate.evaluated_images": f"{len(manifest)} of {len(every_row)}",
             }
         )
     return GateOutcome(decision, report, champion_dir, champion_version, registry_version)

@@ -121,18 +121,25 @@ def pipeline_evaluate(
     baseline_dir: Path,
     report_dir: Path,
     champion_dir: Path,
+    *,
+    overrides: dict[str, Any] | None = None,
 ) -> GateOutcome:
-    """Step 3: evaluate both candidates and the champion; the gate decides which model to index."""
+    """Step 3: evaluate both candidates and the champion; the gate decides which model to index.
+
+    ``overrides``: training parameters that change the evaluation (``eval_images_per_class``).
+    """
     from visearch.gate import FROZEN, TUNED, evaluate_and_gate
 
     ctx = Context.from_env()
+    entry = ctx.registry.get(category)
+    entry = entry.model_copy(update={"train": entry.train.with_overrides(overrides)})
     tracker = ctx.tracker()
     run = tracker.run(run_id)
     with run.failing():
         outcome = evaluate_and_gate(
             ctx.settings,
             ctx.store,
-            ctx.registry.get(category),
+            entry,
             manifest_dir,
             {TUNED: model_dir, FROZEN: baseline_dir},
             report_dir,

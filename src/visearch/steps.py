@@ -20,7 +20,15 @@ import numpy as np
 import pandas as pd
 
 from visearch.categories import Category, TrainParams
-from visearch.data.manifest import MANIFEST, MANIFEST_COLUMNS, cache_dir, image_paths, load_manifest, manifest_hash
+from visearch.data.manifest import (
+    MANIFEST,
+    MANIFEST_COLUMNS,
+    cache_dir,
+    image_paths,
+    load_manifest,
+    manifest_hash,
+    sample_per_class,
+)
 from visearch.data.meta import caption_columns
 from visearch.data.preprocess import VALIDATION, VALIDATION_CLASS, DataRules, split_by_class, validate_category
 from visearch.data.summary import DataSummary, evaluation_plan
@@ -152,11 +160,11 @@ def run_train(
     """
     from visearch.evaluate import validation_metrics
     from visearch.model import ONNX_FILE, EmbeddingModel, export_onnx, load_model, resolve_device
-    from visearch.train import CHECKPOINT_FILE, Metrics, budget_rows, train
+    from visearch.train import CHECKPOINT_FILE, Metrics, train
 
     manifest = load_manifest(manifest_dir)
     available = manifest[manifest["split"] == "train"].reset_index(drop=True)
-    rows = budget_rows(available, params.train_images_per_class, seed=params.seed)
+    rows = sample_per_class(available, params.train_images_per_class, seed=params.seed)
     if len(rows) < len(available):
         log.info("training budget: %d of %d training images", len(rows), len(available))
     device = resolve_device(settings.visearch_device)
@@ -245,12 +253,18 @@ def run_evaluate(
     models: dict[str, Path],
     out_path: Path,
     *,
+    images_per_class: int | None = None,
+    seed: int = 0,
     show_progress: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate each named model directory (e.g. baseline, tuned); writes and returns the metrics."""
+    """Evaluate each named model directory (e.g. baseline, tuned); writes and returns the metrics.
+
+    ``images_per_class``: the evaluation budget, every model scored on the same sample (None: all).
+    """
     from visearch.evaluate import evaluate_models
 
-    report, _ = evaluate_models(settings, store, load_manifest(manifest_dir), models, show_progress=show_progress)
+    manifest = sample_per_class(load_manifest(manifest_dir), images_per_class, seed=seed)
+    report, _ = evaluate_models(settings, store, manifest, models, show_progress=show_progress)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(report, indent=2), encoding="utf-8")
     return report

@@ -58,18 +58,6 @@ def validation_score(metrics: Metrics) -> float | None:
     return sum(scores) / len(scores) if scores else None
 
 
-def budget_rows(rows: pd.DataFrame, per_class: int | None, *, seed: int = 0) -> pd.DataFrame:
-    """At most ``per_class`` rows of each ``label``, drawn at random (seeded), in their original order.
-
-    The training budget (``TrainParams.train_images_per_class``): training time grows with the rows,
-    so a large category trains on a sample while every image is still embedded and indexed.
-    """
-    if per_class is None:
-        return rows
-    shuffled = rows.sample(frac=1, random_state=seed)
-    return shuffled.groupby("label", sort=False).head(per_class).sort_index().reset_index(drop=True)
-
-
 def loss_and_miner(name: str) -> tuple[torch.nn.Module, miners.BaseMiner]:
     """PML loss + miner pairs; the seed used CircleLoss with MultiSimilarityMiner."""
     if name == "multi_similarity":

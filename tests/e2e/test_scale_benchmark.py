@@ -31,6 +31,7 @@ def test_scale_benchmark_measures_every_step_and_the_service(tmp_path: Path) -> 
         sys.executable,
         str(ROOT / "benchmarks" / "scale.py"),
         *("--images", "300", "--epochs", "1", "--max-steps", "2", "--train-images-per-class", "10"),
+        *("--eval-images-per-class", "20"),
         *("--requests", "10", "--quality-images", "0"),
         *("--home", str(tmp_path / "home"), "--results-dir", str(tmp_path), "--result", "scale-smoke"),
     ]
@@ -50,3 +51,9 @@ def test_scale_benchmark_measures_every_step_and_the_service(tmp_path: Path) -> 
     assert len(latency) == 2, text
     assert all(float(line.split("|")[3]) > 0 for line in latency)
     assert "300 images prepared, evaluated, embedded and indexed" in text
+    # The gate scored both models on the evaluation budget's sample (20 of each class's 30) and says so.
+    assert "200 of 300 images scored per model" in text and "evaluation budget 20 per class" in text
+    gate = [
+        line for line in text.splitlines() if re.match(r"\| (baseline|tuned) \| (in_domain|class_disjoint) \|", line)
+    ]
+    assert len(gate) == 4 and all(0 < float(line.split("|")[4]) <= 1 for line in gate), text

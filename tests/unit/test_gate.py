@@ -186,3 +186,34 @@ def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registr
         assert index.count(first.collection) == first.count
     finally:
         index.close()
+
+
+def test_evaluation_budget_scores_every_model_on_the_same_sample(home, registry, store) -> None:  # type: ignore[no-untyped-def]
+    from visearch.data.manifest import load_manifest
+    from visearch.gate import evaluate_and_gate
+    from visearch.steps import run_preprocess, save_baseline
+
+    category = registry.get(TINY)
+    work = home.work_dir / "budget-test"
+    run_preprocess(home, store, category, work / "manifest", show_progress=False)
+    labels = load_manifest(work / "manifest")["label"]
+    candidates = {TUNED: worse_model(work / "worse"), FROZEN: save_baseline(category.train, work / "baseline")}
+
+    def images_scored(per_class: int | None) -> set[int]:
+        params = category.train.model_copy(update={"eval_images_per_class": per_class})
+        entry = category.model_copy(update={"train": params})
+        outcome = evaluate_and_gate(
+            home,
+            store,
+            entry,
+            work / "manifest",
+            candidates,
+            work / f"report{per_class}",
+            work / f"champion{per_class}",
+            show_progress=False,
+        )
+        return {outcome.report[name]["images"] for name in candidates}
+
+    assert labels.value_counts().max() > 2  # the budget has something to cut
+    assert images_scored(2) == {int(labels.value_counts().clip(upper=2).sum())}
+    assert images_scored(None) == {len(labels)}

@@ -170,17 +170,17 @@ def test_killed_training_resumes_from_its_last_checkpoint(home: Settings, regist
     assert (work / "train" / "model" / "meta.json").exists()
 
 
-def test_budget_rows_samples_per_class_in_order_and_keeps_small_classes_whole() -> None:
+def test_sample_per_class_samples_per_class_in_order_and_keeps_small_classes_whole() -> None:
     import pandas as pd
 
-    from visearch.train import budget_rows
+    from visearch.data.manifest import sample_per_class
 
     rows = pd.DataFrame({"key": [f"k{i}" for i in range(12)], "label": [0] * 8 + [1] * 3 + [2]})
-    sampled = budget_rows(rows, 3, seed=0)
+    sampled = sample_per_class(rows, 3, seed=0)
     assert sampled["label"].value_counts().to_dict() == {0: 3, 1: 3, 2: 1}
     assert sampled["key"].tolist() == sorted(sampled["key"].tolist(), key=lambda key: int(key[1:]))
-    assert sampled.equals(budget_rows(rows, 3, seed=0)) and not sampled.equals(budget_rows(rows, 3, seed=1))
-    assert budget_rows(rows, None) is rows
+    assert sampled.equals(sample_per_class(rows, 3, seed=0)) and not sampled.equals(sample_per_class(rows, 3, seed=1))
+    assert sample_per_class(rows, None) is rows
 
 
 def test_training_budget_trains_on_a_sample_and_is_part_of_the_identity(home: Settings, registry, store) -> None:  # type: ignore[no-untyped-def]
@@ -200,6 +200,8 @@ def test_training_budget_trains_on_a_sample_and_is_part_of_the_identity(home: Se
     # The budget shapes the weights (part of the identity); no budget keeps the identity of before.
     unbudgeted = params.model_copy(update={"train_images_per_class": None})
     assert params.identity() != unbudgeted.identity()
-    before = {"epochs", "patience", "max_steps", "accelerator", "train_images_per_class"}
+    # The evaluation budget only picks the images that score the model: no part of the identity.
+    assert params.model_copy(update={"eval_images_per_class": 7}).identity() == params.identity()
+    before = {"epochs", "patience", "max_steps", "accelerator", "train_images_per_class", "eval_images_per_class"}
     text = json.dumps(unbudgeted.model_dump(exclude=before), sort_keys=True)
     assert unbudgeted.identity() == hashlib.sha256(text.encode()).hexdigest()[:12]

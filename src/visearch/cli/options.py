@@ -23,3 +23,7 @@ TrainImagesPerClassOpt = Annotated[
     int | None,
     typer.Option(help="Training budget: train on at most N sampled images per class (all are still indexed)"),
 ]
+EvalImagesPerClassOpt = Annotated[
+    int | None,
+    typer.Option(help="Evaluation budget: score each model on at most N sampled images per class (default 1000)"),
+]

@@ -18,6 +18,7 @@ from visearch.cli.options import (
     BatchSizeOpt,
     EmbedderLayersOpt,
     EpochsOpt,
+    EvalImagesPerClassOpt,
     InputSizeOpt,
     LrOpt,
     MaxStepsOpt,
@@ -98,6 +99,7 @@ def run_command(
     input_size: InputSizeOpt = None,
     max_steps: MaxStepsOpt = None,
     train_images_per_class: TrainImagesPerClassOpt = None,
+    eval_images_per_class: EvalImagesPerClassOpt = None,
     embed_shards: Annotated[
         int | None, typer.Option(min=1, help="Embed steps per category, their outputs joined by the upsert")
     ] = None,
@@ -128,6 +130,7 @@ def run_command(
         input_size=input_size,
         max_steps=max_steps,
         train_images_per_class=train_images_per_class,
+        eval_images_per_class=eval_images_per_class,
     )
     for name in names:
         registry.get(name).train.with_overrides(overrides)  # bad values fail here, not in a step

@@ -17,6 +17,7 @@ from visearch.cli.options import (
     BatchSizeOpt,
     EmbedderLayersOpt,
     EpochsOpt,
+    EvalImagesPerClassOpt,
     InputSizeOpt,
     LrOpt,
     MaxStepsOpt,
@@ -121,15 +122,25 @@ def evaluate(
     manifest: DirOpt = None,
     model: DirOpt = None,
     out: Annotated[Path | None, typer.Option(help="metrics JSON path")] = None,
+    eval_images_per_class: EvalImagesPerClassOpt = None,
 ) -> None:
     """P@1, MAP@R, R-precision, Recall@{1,5,10}: frozen baseline and fine-tuned, in-domain and class-disjoint."""
     from visearch.steps import run_evaluate, save_baseline
 
     ctx = Context.from_env()
-    baseline = save_baseline(ctx.category(category).train, ctx.work(category, "baseline"))
+    params = ctx.category(category).train.with_overrides({"eval_images_per_class": eval_images_per_class})
+    baseline = save_baseline(params, ctx.work(category, "baseline"))
     models = {"baseline": baseline, "tuned": model or ctx.work(category, "train") / "model"}
     out_path = out or ctx.work(category, "metrics.json")
-    report = run_evaluate(ctx.settings, ctx.store, ctx.work(category, "manifest", manifest), models, out_path)
+    report = run_evaluate(
+        ctx.settings,
+        ctx.store,
+        ctx.work(category, "manifest", manifest),
+        models,
+        out_path,
+        images_per_class=params.eval_images_per_class,
+        seed=params.seed,
+    )
     typer.echo(format_metrics(report))
 
 

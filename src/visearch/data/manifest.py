@@ -34,6 +34,19 @@ def read_manifest(path: Path) -> pd.DataFrame:
     return frame
 
 
+def sample_per_class(rows: pd.DataFrame, per_class: int | None, *, seed: int = 0) -> pd.DataFrame:
+    """At most ``per_class`` rows of each ``label``, drawn at random (seeded), in their original order.
+
+    The training and evaluation budgets (``TrainParams.train_images_per_class``,
+    ``eval_images_per_class``): their time grows with the rows, so a large category trains and
+    is scored on a sample while every image is still embedded and indexed. Smaller classes stay whole.
+    """
+    if per_class is None:
+        return rows
+    shuffled = rows.sample(frac=1, random_state=seed)
+    return shuffled.groupby("label", sort=False).head(per_class).sort_index().reset_index(drop=True)
+
+
 def load_manifest(manifest_dir: Path) -> pd.DataFrame:
     """The manifest of a preprocess output folder (or the CSV itself)."""
     return read_manifest(manifest_dir / MANIFEST if manifest_dir.is_dir() else manifest_dir)
