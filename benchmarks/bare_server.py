@@ -32,7 +32,7 @@ def make_app() -> Starlette:
         category = query["category"]
 
         def run() -> list[dict[str, object]]:
-            found = engine.search_bytes(category, data, k=int(query.get("k", 10)))
+            found = engine.search(category, data, k=int(query.get("k", 10))).results
             return [
                 {"id": r.id, "score": r.score, "class": r.cls, "file": r.file, "captions": r.captions} for r in found
             ]

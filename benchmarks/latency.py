@@ -154,7 +154,7 @@ def open_engine(settings: Settings) -> SearchEngine:
 def library_query_ms(
     settings: Settings, category: str, image_bytes: bytes, repeats: int = 300, *, full_decode: bool = False
 ) -> tuple[float, float]:
-    """Medians (wall ms, CPU ms) of the service's query path without HTTP: ``SearchEngine.search_bytes`` here.
+    """Medians (wall ms, CPU ms) of the service's query path without HTTP: ``SearchEngine.search`` on bytes here.
 
     ``full_decode``: the image decoded at full size first (the query path before decoding at the model's scale).
     The CPU time (all threads of this process) is what a query costs on a machine other jobs share:
@@ -164,9 +164,9 @@ def library_query_ms(
 
     def query() -> None:
         if full_decode:
-            engine.search_image(category, engine.decode(image_bytes), k=10)
+            engine.search(category, engine.decode(image_bytes), k=10)
         else:
-            engine.search_bytes(category, image_bytes, k=10)
+            engine.search(category, image_bytes, k=10)
 
     try:
         return timed(query, repeats)
@@ -182,13 +182,13 @@ def query_kinds_ms(settings: Settings, category: str, image_bytes: bytes, repeat
         article = first.captions.get("article", first.cls)
         word = str(article).split()[0]
         kinds: list[tuple[str, str, Callable[[], object]]] = [
-            ("plain", "decode + embed + query", lambda: engine.search_bytes(category, image_bytes, k=10)),
+            ("plain", "decode + embed + query", lambda: engine.search(category, image_bytes, k=10)),
             (
                 "filtered",
                 f"+ filter article = {article!r}",
                 lambda: engine.search(
                     category,
-                    engine.decode(image_bytes, category),
+                    image_bytes,
                     k=10,
                     filter={"must": [{"key": "article", "match": {"value": article}}]},
                 ),
@@ -196,7 +196,7 @@ def query_kinds_ms(settings: Settings, category: str, image_bytes: bytes, repeat
             (
                 "hybrid",
                 f"+ caption text {word!r} (BM25, fused)",
-                lambda: engine.search(category, engine.decode(image_bytes, category), k=10, text=word),
+                lambda: engine.search(category, image_bytes, k=10, text=word),
             ),
             (
                 "recommend",

@@ -632,7 +632,7 @@ class Visearch:
 
         def call(engine: Any) -> SearchResponse:
             data = read_upload(image, self.settings.max_upload_bytes)
-            return SearchResponse.of(category, engine.search(category, engine.decode(data, category), **options))
+            return SearchResponse.of(category, engine.search(category, data, **options))
 
         return self._query(category, call)  # type: ignore[no-any-return]
 
@@ -670,8 +670,7 @@ class Visearch:
         def call(engine: Any) -> BatchResponse:
             check_batch(len(images), self.settings.max_batch_images)
             datas = [read_upload(path, self.settings.max_upload_bytes) for path in images]
-            decoded = [engine.decode(data, category) for data in datas]
-            answers = engine.search_many(category, decoded, **options)
+            answers = engine.search_many(category, datas, **options)
             return BatchResponse(
                 category=category,
                 results=[[Result.of(category, r) for r in answer.results] for answer in answers],
@@ -719,8 +718,8 @@ class Visearch:
 
         def call(engine: Any) -> SearchResponse:
             limit = self.settings.max_upload_bytes
-            liked = [engine.decode(read_upload(p, limit), category) for p in positive_images]
-            unliked = [engine.decode(read_upload(p, limit), category) for p in negative_images]
+            liked = [read_upload(p, limit) for p in positive_images]
+            unliked = [read_upload(p, limit) for p in negative_images]
             answer = engine.recommend(category, positive, negative, liked, unliked, **options)
             return SearchResponse.of(category, answer)
 
@@ -757,9 +756,8 @@ class Visearch:
             return error_response(exc)
 
         def call(engine: Any) -> SearchResponse:
-            image = engine.decode(data, category)
             options = {"k": k, "min_similarity": min_similarity, "class_filter": class_filter}
-            return SearchResponse.of(category, engine.search(category, image, **options))
+            return SearchResponse.of(category, engine.search(category, data, **options))
 
         # In a worker thread like BentoML's sync APIs: a query waiting on an engine must not block the loop.
         return await run_in_threadpool(self._query, category, call)

@@ -29,7 +29,8 @@ def query_from_upload(runtime: Runtime, path: str | None, category: str | None =
 
 def query_image(engine: SearchEngine, data: bytes, category: str | None) -> Image.Image:
     """The query decoded once, at the scale both the input box and the category's model need."""
-    return engine.decode(data, category, min_side=QUERY_SIDE)
+    model_side = engine.query_side(category) if category is not None else 0
+    return engine.decode(data, min_side=max(QUERY_SIDE, model_side))
 
 
 def for_display(image: Image.Image, min_side: int = DISPLAY_MIN_SIDE) -> Image.Image:

@@ -5,9 +5,10 @@ loaded, cached model (:mod:`visearch.inference`) → Qdrant query. A reindex or 
 the alias; the next query follows it and loads the matching model.
 
 Every search method takes :class:`visearch.results.SearchOptions` as keyword arguments (k,
-min_similarity, class_filter, filter, text, offset, diverse, group_by_class). The methods named
-``search_*`` that predate them return plain result lists; the others return a
-:class:`visearch.results.SearchAnswer` (results, notice, model version, next offset).
+min_similarity, class_filter, filter, text, offset, diverse, group_by_class) and returns a
+:class:`visearch.results.SearchAnswer` (results, notice, model version, next offset). A query
+image may be a decoded image or the uploaded bytes: bytes are decoded at the scale the model of
+the version the query resolved needs, so one query reads the alias once.
 """
 
 from __future__ import annotations
@@ -45,7 +46,9 @@ from visearch.results import (
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
-__all__ = ["CategoryInfo", "SearchAnswer", "SearchEngine", "SearchOptions", "SearchResult"]
+__all__ = ["CategoryInfo", "QueryImage", "SearchAnswer", "SearchEngine", "SearchOptions", "SearchResult"]
+# A query image: decoded, or the uploaded bytes (decoded by the engine at its model's scale).
+QueryImage = Image.Image | bytes
 MAX_FACET_VALUES = 1000
 MAX_DUPLICATES_PAGE = 100
 
@@ -166,32 +169,19 @@ class SearchEngine:
         """Embed one image with the model of the category's live version."""
         return self.embed_images(category, [image])[0]
 
-    # --- queries (list results: the original API, options as keywords) ---------------------
-    def search_image(self, category: str, image: Image.Image, **options: Any) -> list[SearchResult]:
-        """Most similar images of ``category``; ``options`` are :class:`SearchOptions` fields."""
-        return self.search(category, image, **options).results
+    def query_side(self, category: str, live: CollectionVersion | None = None) -> int:
+        """The shorter side a query image is decoded at: what the model of ``live`` (default: now live) needs."""
+        return decode_side(self.model_for(category, live).spec.input_size)
 
-    def search_images(self, category: str, images: Sequence[Image.Image], **options: Any) -> list[list[SearchResult]]:
-        """One result list per image; the images are embedded as one batch."""
-        return [answer.results for answer in self.search_many(category, images, **options)]
+    def _decoded(self, category: str, images: Sequence[QueryImage], live: CollectionVersion) -> list[Image.Image]:
+        """The query images decoded for the model of ``live`` (the version the query already resolved)."""
+        # The model is asked only when there are bytes: decoded images need nothing of it here.
+        side = self.query_side(category, live) if any(isinstance(image, bytes) for image in images) else 0
+        return [self.decode(image, min_side=side) if isinstance(image, bytes) else image for image in images]
 
-    def search_bytes(self, category: str, data: bytes, **options: Any) -> list[SearchResult]:
-        """Search with an uploaded image's bytes; ``options`` as for :meth:`search_image`."""
-        return self.search_image(category, self.decode(data, category), **options)
-
-    def search_vector(
-        self, category: str, vector: Sequence[float], *, model_version: str | None = None, **options: Any
-    ) -> list[SearchResult]:
-        """Neighbours of a query vector made by this category's live model (see :meth:`embed_many_versioned`)."""
-        return self.vector_search(category, vector, model_version=model_version, **options).results
-
-    def search_id(self, category: str, point_id: str, **options: Any) -> list[SearchResult]:
-        """More like this: neighbours of a stored image (the image itself excluded)."""
-        return self.similar(category, point_id, **options).results
-
-    # --- queries (answers) ---------------------------------------------------------------------
-    def search(self, category: str, image: Image.Image | None = None, **options: Any) -> SearchAnswer:
-        """Search with an image, caption text (``text=``) or both (hybrid).
+    # --- queries (options as keywords, each answers a SearchAnswer) ----------------------------
+    def search(self, category: str, image: QueryImage | None = None, **options: Any) -> SearchAnswer:
+        """Search with an image (or its bytes), caption text (``text=``) or both (hybrid).
 
         Raises:
             InvalidQueryError: neither an image nor text, or an option out of its limits.
@@ -200,15 +190,15 @@ class SearchEngine:
             return self.search_text(category, options.pop("text", None), **options)
         return self.search_many(category, [image], **options)[0]
 
-    def search_many(self, category: str, images: Sequence[Image.Image], **options: Any) -> list[SearchAnswer]:
-        """One answer per image; the images are embedded as one batch."""
+    def search_many(self, category: str, images: Sequence[QueryImage], **options: Any) -> list[SearchAnswer]:
+        """One answer per image (or its bytes); the images are embedded as one batch."""
         opts = self.options(**options)
         if not images:
             raise InvalidQueryError("no images given")
-        # Resolve the alias once: the model and the collection of one request are the same version,
-        # even when a reindex swaps the alias meanwhile.
+        # Resolve the alias once: the decode size, the model and the collection of one request are
+        # the same version, even when a reindex swaps the alias meanwhile.
         live = self.live_version(category)
-        vectors = self.embed_images(category, images, live)
+        vectors = self.embed_images(category, self._decoded(category, images, live), live)
         return [self._answer(category, live, opts, vector=list(map(float, v))) for v in vectors]
 
     def search_text(self, category: str, text: str | None, **options: Any) -> SearchAnswer:
@@ -262,11 +252,11 @@ class SearchEngine:
         category: str,
         positive_ids: Sequence[str] = (),
         negative_ids: Sequence[str] = (),
-        positive_images: Sequence[Image.Image] = (),
-        negative_images: Sequence[Image.Image] = (),
+        positive_images: Sequence[QueryImage] = (),
+        negative_images: Sequence[QueryImage] = (),
         **options: Any,
     ) -> SearchAnswer:
-        """Images like the positive examples and unlike the negative ones (stored ids and/or uploaded images).
+        """Images like the positive examples and unlike the negative ones (stored ids and/or images or their bytes).
 
         Qdrant's recommend query, strategy best_score: a point scores by its similarity to the
         closest positive, and is penalised when a negative is closer than every positive. The
@@ -285,12 +275,12 @@ class SearchEngine:
         if opts.diverse:
             raise InvalidQueryError("diverse works with one query image, not with recommend")
         live = self.live_version(category)
+        images = self._decoded(category, [*positive_images, *negative_images], live)
         ids = [*positive_ids, *negative_ids]
         stored = self.index.vectors(live.name, ids) if ids else {}
         missing = [pid for pid in ids if pid not in stored]
         if missing:
             self.index.get(live.name, missing[0])  # raises the usual NotFoundError for it
-        images = [*positive_images, *negative_images]
         embedded = [list(map(float, v)) for v in self.embed_images(category, images, live)] if images else []
         positives = [stored[pid] for pid in positive_ids] + embedded[: len(positive_images)]
         negatives = [stored[pid] for pid in negative_ids] + embedded[len(positive_images) :]
@@ -396,35 +386,46 @@ class SearchEngine:
     ) -> list[tuple[np.ndarray, str] | VisearchError]:
         """As :meth:`embed_many`, each vector with the model version that made it (for :meth:`vector_search`)."""
         outcomes: list[tuple[np.ndarray, str] | VisearchError] = [VisearchError("not embedded")] * len(requests)
-        groups: dict[str, list[tuple[int, Image.Image]]] = {}
-        for position, (category, data) in enumerate(requests):
+        groups: dict[str, list[int]] = {}
+        for position, (category, _) in enumerate(requests):
             try:
                 self.registry.get(category)
-                image = self.decode(data, category)
             except VisearchError as exc:
                 outcomes[position] = exc
                 continue
-            groups.setdefault(category, []).append((position, image))
-        for category, members in groups.items():
-            try:
-                live = self.live_version(category)
-                vectors = self.embed_images(category, [image for _, image in members], live)
-            except VisearchError as exc:
-                for position, _ in members:
-                    outcomes[position] = exc
-                continue
-            for (position, _), vector in zip(members, vectors, strict=True):
-                outcomes[position] = (vector, live.model_version)
+            groups.setdefault(category, []).append(position)
+        for category, positions in groups.items():
+            group = self._embed_group(category, [requests[position][1] for position in positions])
+            for position, outcome in zip(positions, group, strict=True):
+                outcomes[position] = outcome
         return outcomes
 
-    def decode(self, data: bytes, category: str | None = None, *, min_side: int = 0) -> Image.Image:
+    def _embed_group(self, category: str, datas: Sequence[bytes]) -> list[tuple[np.ndarray, str] | VisearchError]:
+        """One category's images in one pass; the alias is read once, for the decode size and the vectors."""
+        try:
+            live = self.live_version(category)
+            side = self.query_side(category, live)
+        except VisearchError as exc:
+            return [exc] * len(datas)
+        decoded: list[Image.Image | VisearchError] = []
+        for data in datas:
+            try:
+                decoded.append(self.decode(data, min_side=side))
+            except VisearchError as exc:  # a bad image fails only its own item
+                decoded.append(exc)
+        images = [item for item in decoded if isinstance(item, Image.Image)]
+        try:
+            vectors = iter(self.embed_images(category, images, live) if images else [])
+        except VisearchError as exc:
+            return [item if isinstance(item, VisearchError) else exc for item in decoded]
+        return [item if isinstance(item, VisearchError) else (next(vectors), live.model_version) for item in decoded]
+
+    def decode(self, data: bytes, *, min_side: int = 0) -> Image.Image:
         """Untrusted bytes → RGB image, within the configured byte and pixel limits.
 
-        With ``category``, decoded at the scale its live model needs (a phone JPEG at 1/8, not
-        full size); ``min_side`` asks for at least that shorter side (display); neither: full size.
+        ``min_side`` asks for at least that shorter side: a query's :meth:`query_side` (a phone JPEG
+        decoded at 1/8, not full size) or a display size; 0: full size.
         """
-        if category is not None:
-            min_side = max(min_side, decode_side(self.model_for(category).spec.input_size))
         return decode_image(
             data,
             max_bytes=self.settings.max_upload_bytes,

@@ -41,7 +41,7 @@ def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, 
         engine = SearchEngine(settings, registry, store, index)
         data, served = engine.image(TINY, pid)
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and served["file"] == payload["file"]
-        results = engine.search_bytes(TINY, data, k=3)
+        results = engine.search(TINY, data, k=3).results
         assert results[0].id == pid
         cached = settings.home / "cache" / "s3" / settings.minio_bucket_name / "team" / "visearch" / "models" / TINY
         assert any(cached.rglob("*.onnx")) or any(cached.rglob("*.pth"))

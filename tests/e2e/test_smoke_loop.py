@@ -19,7 +19,7 @@ def test_loop_indexes_every_image_and_answers(indexed_home: Settings) -> None:
         engine = SearchEngine(indexed_home, load_registry(indexed_home.visearch_categories), store, index)
         query = engine.examples(TINY, limit=1)[0]
         data = store.get_bytes(query.image_key)
-        results = engine.search_bytes(TINY, data, k=5)
+        results = engine.search(TINY, data, k=5).results
         assert len(results) == 5
         # The query image itself is indexed: it comes back first with similarity ~100 %.
         assert results[0].file == query.file

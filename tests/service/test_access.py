@@ -95,7 +95,7 @@ def two_versions(tmp_path_factory: pytest.TempPathFactory) -> TwoVersions:
         result = run_upsert(home, store, registry.get(TINY), manifest, model, embeddings)
         engine = SearchEngine(home, registry, store, open_index(home))
         try:
-            expected[result.collection] = ranked(engine.search_bytes(TINY, query, k=10))
+            expected[result.collection] = ranked(engine.search(TINY, query, k=10).results)
         finally:
             engine.close()
         names.append(result.collection)

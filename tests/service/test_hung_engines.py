@@ -270,7 +270,7 @@ def test_a_request_stuck_on_the_store_holds_up_no_other(indexed_home: Settings, 
     try:
         assert runtime.ready(), runtime.last_error
         point = runtime.run(lambda e: e.examples(TINY, 1))[0].id
-        assert runtime.run(lambda e: e.search_bytes(TINY, data, k=3))  # the live model is loaded
+        assert runtime.run(lambda e: e.search(TINY, data, k=3).results)  # the live model is loaded
         live = runtime.run(lambda e: e.live_version(TINY))
         other = CollectionVersion(TINY, live.created, "0123456789ab", live.data_hash)
 
@@ -282,8 +282,8 @@ def test_a_request_stuck_on_the_store_holds_up_no_other(indexed_home: Settings, 
         ]
         assert wait_until(lambda: s3.delayed() >= 2, timeout=10) is not None  # both reached the store
         # Meanwhile, everything that does not need the store answers:
-        assert len(runtime.run(lambda e: e.search_bytes(TINY, data, k=3))) == 3  # loaded model + index
-        assert len(runtime.run(lambda e: e.search_id(TINY, point, k=3))) == 3
+        assert len(runtime.run(lambda e: e.search(TINY, data, k=3).results)) == 3  # loaded model + index
+        assert len(runtime.run(lambda e: e.similar(TINY, point, k=3).results)) == 3
         assert any(info.name == TINY and info.indexed for info in runtime.run(lambda e: e.categories()))
         assert not runtime.ready() and "object store unavailable" in (runtime.last_error or "")
         assert not any(future.done() for future in stuck), "a stuck call ended before the others answered"

@@ -77,7 +77,7 @@ def test_ui_queries_filter_text_steer_and_page_on_the_real_index(indexed_home: S
         # Facets feed the dropdowns: every class of the tiny category with its count.
         assert sorted(facet_choices(engine, TINY, "class")) == sorted((f"{c} (8)", c) for c in TINY_CLASSES)
         boot = next(r for r in engine.examples(TINY, 40) if r.cls == "Ankle-boot")
-        image = engine.decode(engine.image(TINY, boot.id)[0], TINY)
+        image = engine.decode(engine.image(TINY, boot.id)[0], min_side=engine.query_side(TINY))
 
         # A filter: every row matches it; the table shows the calibrated similarity beside the raw one.
         only_bags = filter_json(kinds, {"class": ["Bag"]})

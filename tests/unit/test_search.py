@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 
 import numpy as np
@@ -27,8 +28,8 @@ def test_onnx_backend_is_default_and_search_matches_torch(engine: SearchEngine) 
     assert isinstance(engine.model_for(TINY), OnnxEmbedder)
     torch_engine = SearchEngine(engine.settings, engine.registry, engine.store, engine.index, backend="torch")
     data = engine.store.get_bytes(engine.examples(TINY, limit=1)[0].image_key)
-    onnx_results = engine.search_bytes(TINY, data, k=8)
-    torch_results = torch_engine.search_bytes(TINY, data, k=8)
+    onnx_results = engine.search(TINY, data, k=8).results
+    torch_results = torch_engine.search(TINY, data, k=8).results
     assert [r.id for r in onnx_results] == [r.id for r in torch_results]
     assert [r.score for r in onnx_results] == pytest.approx([r.score for r in torch_results], abs=1e-4)
 
@@ -36,17 +37,17 @@ def test_onnx_backend_is_default_and_search_matches_torch(engine: SearchEngine) 
 def test_batch_search_equals_single_searches(engine: SearchEngine) -> None:
     examples = engine.examples(TINY, limit=3)
     images = [engine.decode(engine.store.get_bytes(r.image_key)) for r in examples]
-    batch = engine.search_images(TINY, images, k=4)
+    batch = [answer.results for answer in engine.search_many(TINY, images, k=4)]
     assert len(batch) == 3
     for image, results, example in zip(images, batch, examples, strict=True):
-        single = engine.search_image(TINY, image, k=4)
+        single = engine.search(TINY, image, k=4).results
         assert [r.id for r in results] == [r.id for r in single]
         assert results[0].id == example.id  # each query image finds itself first
 
 
 def test_more_like_this_excludes_the_query_and_filters_by_class(engine: SearchEngine) -> None:
     example = engine.examples(TINY, limit=1)[0]
-    results = engine.search_id(TINY, example.id, k=5, class_filter=example.cls)
+    results = engine.similar(TINY, example.id, k=5, class_filter=example.cls).results
     assert results and example.id not in [r.id for r in results]
     assert {r.cls for r in results} == {example.cls}
 
@@ -71,12 +72,12 @@ def test_categories_report_counts(engine: SearchEngine) -> None:
 )
 def test_bad_parameters_are_refused(engine: SearchEngine, options: dict, message: str) -> None:  # type: ignore[type-arg]
     with pytest.raises(InvalidQueryError, match=message):
-        engine.search_id(TINY, engine.examples(TINY, limit=1)[0].id, **options)
+        engine.similar(TINY, engine.examples(TINY, limit=1)[0].id, **options)
 
 
 def test_bad_inputs_raise_visearch_errors(engine: SearchEngine) -> None:
     with pytest.raises(InvalidImageError):
-        engine.search_bytes(TINY, b"not an image")
+        engine.search(TINY, b"not an image")
     with pytest.raises(UnknownCategoryError):
         engine.examples("no-such-category")
     with pytest.raises(NotFoundError):
@@ -84,7 +85,7 @@ def test_bad_inputs_raise_visearch_errors(engine: SearchEngine) -> None:
     with pytest.raises(NotFoundError, match="no index"):
         engine.examples("shoes")
     with pytest.raises(InvalidQueryError):
-        engine.search_images(TINY, [])
+        engine.search_many(TINY, [])
 
 
 def test_embed_many_isolates_bad_items_and_search_vector_matches(engine: SearchEngine) -> None:
@@ -93,20 +94,61 @@ def test_embed_many_isolates_bad_items_and_search_vector_matches(engine: SearchE
     good, bad, unknown, again = engine.embed_many([(TINY, data), (TINY, b"junk"), ("nope", data), (TINY, data)])
     assert isinstance(bad, InvalidImageError) and isinstance(unknown, UnknownCategoryError)
     np.testing.assert_allclose(good, again, atol=1e-6)
-    by_vector = engine.search_vector(TINY, good.tolist(), k=5)
-    assert [r.id for r in by_vector] == [r.id for r in engine.search_bytes(TINY, data, k=5)]
+    by_vector = engine.vector_search(TINY, good.tolist(), k=5).results
+    assert [r.id for r in by_vector] == [r.id for r in engine.search(TINY, data, k=5).results]
     with pytest.raises(InvalidQueryError, match="dimensions"):
-        engine.search_vector(TINY, [0.1, 0.2], k=5)
+        engine.vector_search(TINY, [0.1, 0.2], k=5)
 
 
 def test_phone_photo_query_decodes_at_the_models_scale(engine: SearchEngine) -> None:
     data = phone_photo()
     side = decode_side(engine.model_for(TINY).spec.input_size)
-    reduced = engine.decode(data, TINY)
+    assert engine.query_side(TINY) == side
+    reduced = engine.decode(data, min_side=side)
     assert min(reduced.size) == side and reduced.width > reduced.height  # upright, not 12 megapixels
     full = engine.decode(data)
     assert full.size == PHONE_SIZE
     (vector,) = engine.embed_many([(TINY, data)])  # the REST /embed path
     assert isinstance(vector, np.ndarray)
     assert float(vector @ engine.embed_image(TINY, full)) > 0.99
-    assert engine.search_bytes(TINY, data, k=3)  # the REST /search path answers
+    assert engine.search(TINY, data, k=3).results  # the REST /search path answers
+
+
+def count_alias_reads(engine: SearchEngine, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Alias reads per category from now on: the index backend's own ``alias``, wrapped on this instance."""
+    reads: Counter[str] = Counter()
+    backend = engine.index.backend
+    read = backend.alias
+
+    def counted(name: str) -> str | None:
+        reads[name] += 1
+        return read(name)
+
+    monkeypatch.setattr(backend, "alias", counted)
+    return reads
+
+
+def test_a_query_by_bytes_reads_the_alias_once_per_category(
+    engine: SearchEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = engine.examples(TINY, limit=2)
+    data, other = engine.store.get_bytes(first.image_key), engine.store.get_bytes(second.image_key)
+    reads = count_alias_reads(engine, monkeypatch)
+
+    # The decode size comes from the model of the version the query resolved, not a second read.
+    assert engine.search(TINY, data, k=3).results[0].id == first.id
+    assert reads == {TINY: 1}
+    reads.clear()
+    answers = engine.search_many(TINY, [data, other, data], k=3)
+    assert [a.results[0].id for a in answers] == [first.id, second.id, first.id] and reads == {TINY: 1}
+    reads.clear()
+    assert engine.recommend(TINY, positive_images=[data], negative_images=[other], k=3).results
+    assert reads == {TINY: 1}
+    reads.clear()
+
+    # The /embed batch: one read per category, however many images (and bad ones) it holds.
+    outcomes = engine.embed_many_versioned([(TINY, data), (TINY, b"junk"), ("shoes", data), (TINY, other)])
+    assert reads == {TINY: 1, "shoes": 1}
+    assert isinstance(outcomes[1], InvalidImageError) and isinstance(outcomes[2], NotFoundError)
+    live = engine.live_version(TINY).model_version
+    assert [o[1] for o in (outcomes[0], outcomes[3]) if isinstance(o, tuple)] == [live, live]

@@ -32,11 +32,11 @@ def image_of(engine: SearchEngine, result: SearchResult) -> Image.Image:
 
 def test_a_filtered_query_returns_only_matching_rows(engine: SearchEngine) -> None:
     query = image_of(engine, engine.examples(TINY, limit=1)[0])
-    boots = engine.search_image(
+    boots = engine.search(
         TINY, query, k=ALL, filter={"must": [{"key": "article", "match": {"value": "Ankle boot"}}]}
-    )
+    ).results
     assert len(boots) == TINY_PER_CLASS and {r.captions["article"] for r in boots} == {"Ankle boot"}
-    ranged = engine.search_image(
+    ranged = engine.search(
         TINY,
         query,
         k=ALL,
@@ -44,26 +44,26 @@ def test_a_filtered_query_returns_only_matching_rows(engine: SearchEngine) -> No
             "must": [{"key": "label", "range": {"gte": 7}}],
             "must_not": [{"key": "class", "match": {"any": ["Bag"]}}],
         },
-    )
+    ).results
     # Labels: Trouser 1, Dress 3, Sneaker 7, Bag 8, Ankle-boot 9.
     assert len(ranged) == 2 * TINY_PER_CLASS and {r.cls for r in ranged} == {"Sneaker", "Ankle-boot"}
-    worded = engine.search_image(TINY, query, k=ALL, filter={"must": [{"key": "source", "match": {"text": "t10k"}}]})
+    worded = engine.search(TINY, query, k=ALL, filter={"must": [{"key": "source", "match": {"text": "t10k"}}]}).results
     assert len(worded) == ALL
 
 
 def test_bad_filters_and_options_are_refused(engine: SearchEngine) -> None:
     query = engine.examples(TINY, limit=1)[0].id
     with pytest.raises(InvalidQueryError) as caught:
-        engine.search_id(TINY, query, filter={"must": [{"key": "colour", "match": {"value": "red"}}]})
+        engine.similar(TINY, query, filter={"must": [{"key": "colour", "match": {"value": "red"}}]})
     assert str(caught.value) == "filter.must[0].key: unknown column 'colour'; filterable: article, class, label, source"
     with pytest.raises(InvalidQueryError, match="column 'article' is keyword; text match needs a text column"):
-        engine.search_id(TINY, query, filter={"must": [{"key": "article", "match": {"text": "boot"}}]})
+        engine.similar(TINY, query, filter={"must": [{"key": "article", "match": {"text": "boot"}}]})
     with pytest.raises(InvalidQueryError, match="unknown search option"):
-        engine.search_id(TINY, query, colour="red")
+        engine.similar(TINY, query, colour="red")
     with pytest.raises(InvalidQueryError, match="offset"):
-        engine.search_id(TINY, query, offset=-1)
+        engine.similar(TINY, query, offset=-1)
     with pytest.raises(InvalidQueryError, match="group_by_class"):
-        engine.search_id(TINY, query, group_by_class=True, offset=5)
+        engine.similar(TINY, query, group_by_class=True, offset=5)
 
 
 def test_a_text_query_returns_only_images_whose_captions_hold_the_word(engine: SearchEngine) -> None:
@@ -128,7 +128,7 @@ def test_pages_diversity_and_best_per_class(engine: SearchEngine) -> None:
     best = engine.search(TINY, query, k=10, group_by_class=True).results
     assert sorted(r.cls for r in best) == sorted(TINY_CLASSES)
     for result in best:
-        assert engine.search_image(TINY, query, k=1, class_filter=result.cls)[0].id == result.id
+        assert engine.search(TINY, query, k=1, class_filter=result.cls).results[0].id == result.id
 
 
 def test_facets_count_keyword_values(engine: SearchEngine) -> None:

@@ -82,7 +82,7 @@ def sample_query(ctx: Context, category: str, manifest_dir: Path, *, port: int |
     query = manifest[manifest["split"] != "train"].iloc[0]
     engine = SearchEngine(ctx.settings, ctx.registry, ctx.store, open_index(ctx.settings))
     try:
-        results = engine.search_bytes(category, ctx.store.get_bytes(query["key"]), k=5)
+        results = engine.search(category, ctx.store.get_bytes(query["key"]), k=5).results
     finally:
         engine.close()
     typer.echo(f"\nSample query: {query['file']} (class {query['class']})")

@@ -144,8 +144,7 @@ def search(
         "group_by_class": group_by_class,
     }
     with open_engine(ctx, category) as engine:
-        query = engine.decode(data, category) if data is not None else None
-        answer = engine.search(category, query, **options)
+        answer = engine.search(category, data, **options)
     echo_answer(category, answer, as_json)
 
 
@@ -174,8 +173,8 @@ def recommend(
             category,
             like or [],
             unlike or [],
-            [engine.decode(data, category) for data in liked],
-            [engine.decode(data, category) for data in unliked],
+            liked,
+            unliked,
             k=k,
             min_similarity=min_similarity,
             class_filter=class_filter,

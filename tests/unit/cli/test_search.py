@@ -13,13 +13,13 @@ from visearch.settings import Settings
 from visearch.storage import LocalStore
 
 
-def search_image(settings: Settings) -> Path:
+def query_file(settings: Settings) -> Path:
     store = LocalStore(settings.objects_dir)
     return settings.objects_dir / next(key for key in store.list(f"datasets/{TINY}/images"))
 
 
 def test_search_json_answers(indexed_home: Settings) -> None:
-    image = search_image(indexed_home)
+    image = query_file(indexed_home)
     result = visearch(indexed_home, "search", "--category", TINY, "--k", "3", "--json", str(image))
     assert result.returncode == 0, result.stderr
     answer = json.loads(result.stdout)
@@ -30,7 +30,7 @@ def test_search_json_answers(indexed_home: Settings) -> None:
 
 
 def test_search_min_similarity_and_class_filter(indexed_home: Settings) -> None:
-    image = search_image(indexed_home)
+    image = query_file(indexed_home)
     result = visearch(indexed_home, "search", "-c", TINY, "--k", "10", "--min-similarity", "99.9", "--json", str(image))
     assert [r["file"] for r in json.loads(result.stdout)["results"]] == [
         image.relative_to(indexed_home.objects_dir / "datasets" / TINY / "images").as_posix()
@@ -50,7 +50,7 @@ def test_search_min_similarity_and_class_filter(indexed_home: Settings) -> None:
     ],
 )
 def test_search_bad_parameters_are_one_line_errors(indexed_home: Settings, args: list[str], message: str) -> None:
-    assert_one_line_error(visearch(indexed_home, "search", *args, str(search_image(indexed_home))), message)
+    assert_one_line_error(visearch(indexed_home, "search", *args, str(query_file(indexed_home))), message)
 
 
 def test_search_bad_images_are_one_line_errors(indexed_home: Settings, tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_search_bad_images_are_one_line_errors(indexed_home: Settings, tmp_path:
 
 
 def test_search_before_indexing_says_to_run_the_pipeline(home: Settings) -> None:
-    image = search_image(home)
+    image = query_file(home)
     assert_one_line_error(visearch(home, "search", "-c", TINY, str(image)), "has no index yet")
 
 
@@ -79,7 +79,7 @@ def answer_of(result: subprocess.CompletedProcess[str]) -> dict:  # type: ignore
 
 
 def test_search_filter_text_pages_and_groups(indexed_home: Settings) -> None:
-    image = str(search_image(indexed_home))
+    image = str(query_file(indexed_home))
     boots = answer_of(visearch(indexed_home, "search", "-c", TINY, "--k", "40", "--filter", BOOTS, "--json", image))
     assert boots["results"] and {r["captions"]["article"] for r in boots["results"]} == {"Ankle boot"}
     assert boots["model_version"] and boots["notice"] is None and boots["results"][0]["calibrated"] is not None
@@ -122,7 +122,7 @@ def test_search_prints_the_unusual_notice(indexed_home: Settings, tmp_path: Path
     ],
 )
 def test_search_feature_errors_are_one_line(indexed_home: Settings, args: list[str], message: str) -> None:
-    assert_one_line_error(visearch(indexed_home, "search", "-c", TINY, *args, str(search_image(indexed_home))), message)
+    assert_one_line_error(visearch(indexed_home, "search", "-c", TINY, *args, str(query_file(indexed_home))), message)
 
 
 def test_search_needs_an_image_or_text(indexed_home: Settings) -> None:
@@ -130,7 +130,7 @@ def test_search_needs_an_image_or_text(indexed_home: Settings) -> None:
 
 
 def test_recommend_with_likes_and_unlikes(indexed_home: Settings) -> None:
-    image = search_image(indexed_home)
+    image = query_file(indexed_home)
     whole = answer_of(visearch(indexed_home, "search", "-c", TINY, "--k", "40", "--json", str(image)))["results"]
     liked = whole[0]
     rival = next(r for r in whole if r["class"] != liked["class"])
