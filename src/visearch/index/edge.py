@@ -124,6 +124,10 @@ class EdgeBackend:
                 vectors={VECTOR: edge.EdgeVectorParams(size=dim, distance=edge.Distance.Cosine)},
                 sparse_vectors={TEXT_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
                 hnsw_config=self.hnsw,
+                # Payloads (a few short columns per point) kept in RAM once read: the engine's default,
+                # Cold, re-read them from disk for every hit, and a reopened shard answered 3-4x slower
+                # until each page had been read again (benchmarks/results/index-realistic.md).
+                payload_memory=edge.Memory.Cached,
                 wal_enabled=False,
             )
             shard = edge.EdgeShard.create(str(self._folder(name)), config)
