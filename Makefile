@@ -35,8 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/train.py
 
 ## The full Fashion-MNIST (70,000 images) end to end: prepare, pipeline, service latency, and what the
-## training budget costs. Not yet run at 70k: on 2 cores evaluate + embed exceed 30 minutes (see
-## benchmarks/results/scale.md); try `--images 5000` first.
+## training budget costs; about 10 minutes on 2 idle cores (benchmarks/results/scale.md).
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
 
