@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     qdrant_hnsw_ef: int = Field(
         default=128, ge=1, description="HNSW beam width per query (higher = better recall, slower); both engines"
     )
+    # A reopened version's first queries otherwise page its files in from disk one by one: at 1M
+    # points p50 5.6 ms / p99 27.6 ms against 0.28 / 0.54 after reading its 862 MB once (0.35 s);
+    # benchmarks/results/index-realistic.md. Off for one-off CLI queries on huge categories.
+    qdrant_warm_on_open: bool = Field(
+        default=True, description="Embedded engine: read an index version's files once when a process opens it"
+    )
     # A Qdrant server (cluster) spreads a collection over nodes: README "Scale". The embedded engine
     # holds one shard in this process and ignores both.
     qdrant_shard_number: int | None = Field(

@@ -66,7 +66,7 @@ def open_index(settings: Settings) -> VectorIndex:
         raise EngineNotConfiguredError("QDRANT_URL")
     from visearch.index.edge import EdgeBackend
 
-    backend = EdgeBackend(settings.index_path, hnsw_ef=settings.qdrant_hnsw_ef)
+    backend = EdgeBackend(settings.index_path, hnsw_ef=settings.qdrant_hnsw_ef, warm=settings.qdrant_warm_on_open)
     if (settings.home / "qdrant").is_dir() and not backend.collections():
         # Homes of visearch before the embedded engine changed hold qdrant-client local-mode data.
         logger.warning(

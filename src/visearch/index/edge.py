@@ -45,6 +45,7 @@ from visearch.index.types import (
 
 VECTOR = ""  # the one unnamed dense vector of a collection
 CONFIG_FILE = "edge_config.json"
+WARM_CHUNK = 4 << 20  # bytes per read when warming a shard: large sequential reads
 SCHEMAS = {
     "keyword": edge.PayloadSchemaType.Keyword,
     "integer": edge.PayloadSchemaType.Integer,
@@ -56,9 +57,17 @@ class EdgeBackend:
     """Collections as edge shards in folders, aliases as pointer files."""
 
     def __init__(
-        self, root: Path, *, hnsw_ef: int | None = None, hnsw_m: int = HNSW_M, ef_construct: int = EF_CONSTRUCT
+        self,
+        root: Path,
+        *,
+        hnsw_ef: int | None = None,
+        hnsw_m: int = HNSW_M,
+        ef_construct: int = EF_CONSTRUCT,
+        warm: bool = False,
     ) -> None:
+        """``warm``: read a version's files once when this process opens it for reading (``_warm``)."""
         self.root = root
+        self.warm = warm
         self.shards_dir = root / "collections"
         self.aliases_dir = root / "aliases"
         for folder in (self.shards_dir, self.aliases_dir):
@@ -294,6 +303,8 @@ class EdgeBackend:
                     raise NotFoundError(f"no collection {name!r}")
                 self._close_deleted()
                 self._shards[name] = _load(folder)
+                if self.warm:
+                    _warm(folder)
             return self._shards[name]
 
     def _writer(self, name: str) -> edge.EdgeShard:
@@ -334,6 +345,24 @@ class EdgeBackend:
 def _plain(name: str) -> bool:
     """A name that stays one file inside its folder (no separators, not hidden, not empty)."""
     return bool(name) and "/" not in name and "\\" not in name and not name.startswith(".") and "\0" not in name
+
+
+def _warm(folder: Path) -> None:
+    """Read every file of a shard once, in large sequential reads, into the page cache.
+
+    The engine memory-maps vectors and graph; pages the kernel reclaimed since they were written
+    would otherwise come back one random read at a time during the first queries. Best effort:
+    files the engine (here or in another process) removes meanwhile are skipped.
+    """
+    buffer = bytearray(WARM_CHUNK)
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                with open(os.path.join(parent, name), "rb", buffering=0) as handle:
+                    while handle.readinto(buffer):
+                        pass
+            except OSError:
+                continue
 
 
 def _load(folder: Path) -> edge.EdgeShard:

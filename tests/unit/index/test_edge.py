@@ -205,3 +205,27 @@ def test_category_names_never_address_files_outside_the_index(tmp_path: Path, na
         backend.alias(name)
     with pytest.raises(NotFoundError):
         backend.set_alias(name, "x")
+
+
+def bytes_read() -> int:
+    """Bytes this process has passed through read calls so far (page-cache hits included)."""
+    line = next(line for line in Path("/proc/self/io").read_text().splitlines() if line.startswith("rchar:"))
+    return int(line.split()[1])
+
+
+@pytest.mark.skipif(not Path("/proc/self/io").exists(), reason="needs Linux /proc/self/io")
+def test_opening_a_version_reads_its_files_once_when_warming_is_on(tmp_path: Path) -> None:
+    writer = open_index(settings_for(tmp_path))
+    collection = live_version(writer, POINTS)
+    writer.close()
+    size = sum(path.stat().st_size for path in (tmp_path / "index").rglob("*") if collection in str(path))
+    read: dict[bool, int] = {}
+    for warm in (True, False):
+        index = open_index(settings_for(tmp_path).model_copy(update={"qdrant_warm_on_open": warm}))
+        before = bytes_read()
+        assert index.query(collection, vectors(POINTS)[7].tolist(), k=1)[0].id == ids(POINTS)[7]
+        index.query(collection, vectors(POINTS)[8].tolist(), k=1)  # opened once: no second warm-up
+        read[warm] = bytes_read() - before
+        index.close()
+    assert read[True] >= size > read[False]
+    assert read[True] < 2 * size + read[False]
