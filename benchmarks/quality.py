@@ -19,6 +19,7 @@ into the same data home (``VISEARCH_HOME``) first, with ``visearch prepare <cate
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -69,6 +70,11 @@ def verdict(evaluation: str, vs_frozen: float, vs_seed: float) -> str:
         if ratio < least  # NaN compares False: a baseline not run is not a miss
     ]
     return f"fail ({', '.join(misses)})" if misses else "pass"
+
+
+def times(ratio: float) -> str:
+    """``1.23x``, or ``-`` where the baseline was not run."""
+    return "-" if math.isnan(ratio) else f"{ratio:.2f}x"
 
 
 def main() -> None:
@@ -165,8 +171,8 @@ def main() -> None:
                     recipe,
                     evaluation,
                     *(metrics[m] for m in METRICS),
-                    f"{vs_frozen:.2f}x",
-                    f"{vs_seed:.2f}x",
+                    times(vs_frozen),
+                    times(vs_seed),
                     target,
                     f"{seconds[recipe]:.0f}",
                 ]
