@@ -2,17 +2,24 @@
 
     python benchmarks/quality.py [--category fashion-mnist] [--recipes frozen,seed,default] [--epochs N]
     python benchmarks/quality.py --recipes frozen,fixed,default,early --name quality-fashion-mnist-early-stopping
+    visearch prepare logos-icons --source DIR && python benchmarks/quality.py --category logos-icons
 
 Reports P@1, MAP@R, R-precision, Recall@{1,5,10} in-domain (held-out images of the training
 classes vs their training images) and class-disjoint (held-out classes), and the ratio of
-MAP@R to the frozen trunk's. Each recipe trains on its own split (``validation`` changes it) but
+MAP@R to the frozen trunk's and to the seed recipe's. Every other recipe is checked against the
+targets (issue 18): in-domain MAP@R >= 2.0x frozen, held-out classes >= 1.2x frozen, and >= 1.3x
+the seed recipe on both. Each recipe trains on its own split (``validation`` changes it) but
 all are evaluated on the same final rows: those of the recipe that sets the most aside for
 validation (held-out images and test classes are drawn before validation, so they nest).
+
+The demo category's data is copied in when missing; any other category must have been prepared
+into the same data home (``VISEARCH_HOME``) first, with ``visearch prepare <category> ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 import time
 from pathlib import Path
@@ -31,7 +38,7 @@ from visearch.evaluate import (
 from visearch.settings import Settings  # noqa: E402
 from visearch.steps import run_preprocess, run_train  # noqa: E402
 from visearch.storage import make_store  # noqa: E402
-from visearch.train import frozen_model  # noqa: E402
+from visearch.train import frozen_model, validation_score  # noqa: E402
 
 # The seed's recipe (CircleLoss + MultiSimilarityMiner, Adam lr 1e-5, batch 8, 1024-wide embedder).
 RECIPES: dict[str, dict[str, object]] = {
@@ -49,6 +56,25 @@ RECIPES: dict[str, dict[str, object]] = {
     # epochs as a ceiling: validation picks the best epoch and patience ends the run.
     "early": {"epochs": 12, "patience": 2},
 }
+BASELINES = ("frozen", "seed")
+# Least MAP@R ratio per evaluation: (against frozen, against the seed recipe).
+TARGETS = {"in_domain": (2.0, 1.3), "class_disjoint": (1.2, 1.3)}
+
+
+def verdict(evaluation: str, vs_frozen: float, vs_seed: float) -> str:
+    """``pass`` or ``fail (...)`` naming each ratio below its target (NaN: that baseline was not run)."""
+    least_frozen, least_seed = TARGETS[evaluation]
+    misses = [
+        f"{label} {ratio:.2f}x < {least:.1f}x"
+        for label, ratio, least in (("frozen", vs_frozen, least_frozen), ("seed", vs_seed, least_seed))
+        if ratio < least  # NaN compares False: a baseline not run is not a miss
+    ]
+    return f"fail ({', '.join(misses)})" if misses else "pass"
+
+
+def times(ratio: float) -> str:
+    """``1.23x``, or ``-`` where the baseline was not run."""
+    return "-" if math.isnan(ratio) else f"{ratio:.2f}x"
 
 
 def main() -> None:
@@ -81,6 +107,11 @@ def main() -> None:
     store = make_store(settings)
     if category.demo:
         ensure_demo_data(registry, store)
+    elif not store.exists(f"{category.data_prefix}/{category.meta}"):
+        sys.exit(
+            f"error: category {category.name} has no data in {settings.home}: prepare it into the same "
+            f"VISEARCH_HOME first, e.g. visearch prepare {category.name} --source DIR"
+        )
     work = settings.work_dir / "bench-quality" / category.name
     recipes = args.recipes.split(",")
     trained_params = {
@@ -95,7 +126,9 @@ def main() -> None:
     manifest = load_manifest(work / "manifest")
     paths = image_paths(store, settings, manifest["key"].tolist())
 
-    rows, frozen_map, notes = [], {}, []
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    seconds: dict[str, float] = {}
+    notes: list[str] = []
     for recipe in recipes:
         started = time.monotonic()
         if recipe == "frozen":
@@ -110,16 +143,54 @@ def main() -> None:
             model = load_model(trained.model_dir)
             kept = "last" if trained.best_epoch is None else f"best {trained.best_epoch + 1}"
             stop = ", stopped early" if trained.stopped_early else ""
-            notes.append(f"{recipe}: {len(trained.epoch_losses)} epochs run, {kept} kept{stop}")
-        seconds = time.monotonic() - started
-        result = evaluate_model(model, manifest, paths, show_progress=False)
-        for evaluation, metrics in result.items():
-            if recipe == "frozen":
-                frozen_map[evaluation] = metrics["mean_average_precision_at_r"]
-            ratio = metrics["mean_average_precision_at_r"] / frozen_map[evaluation] if frozen_map else float("nan")
-            rows.append([recipe, evaluation, *(metrics[m] for m in METRICS), f"{ratio:.2f}x", f"{seconds:.0f}"])
-        print(rows[-2:], flush=True)
-    header = ["recipe", "evaluation", "P@1", "MAP@R", "R-prec", "R@1", "R@5", "R@10", "MAP@R vs frozen", "train s"]
+            scores = [validation_score(metrics) for metrics in trained.validation]
+            by_epoch = ", ".join("-" if score is None else f"{score:.3f}" for score in scores)
+            validated = f"; validation MAP@R by epoch {by_epoch}" if scores else ""
+            notes.append(f"{recipe}: {len(trained.epoch_losses)} epochs run, {kept} kept{stop}{validated}")
+        seconds[recipe] = time.monotonic() - started
+        results[recipe] = evaluate_model(model, manifest, paths, show_progress=False)
+        print(recipe, {e: round(m["mean_average_precision_at_r"], 3) for e, m in results[recipe].items()}, flush=True)
+
+    def ratio(recipe: str, evaluation: str, baseline: str) -> float:
+        if baseline not in results:
+            return float("nan")
+        return (
+            results[recipe][evaluation]["mean_average_precision_at_r"]
+            / results[baseline][evaluation]["mean_average_precision_at_r"]
+        )
+
+    rows, verdicts = [], []
+    for recipe in recipes:
+        for evaluation, metrics in results[recipe].items():
+            vs_frozen, vs_seed = ratio(recipe, evaluation, "frozen"), ratio(recipe, evaluation, "seed")
+            target = "" if recipe in BASELINES else verdict(evaluation, vs_frozen, vs_seed)
+            if target:
+                verdicts.append(f"{recipe} {evaluation}: {target}")
+            rows.append(
+                [
+                    recipe,
+                    evaluation,
+                    *(metrics[m] for m in METRICS),
+                    times(vs_frozen),
+                    times(vs_seed),
+                    target,
+                    f"{seconds[recipe]:.0f}",
+                ]
+            )
+    header = [
+        "recipe",
+        "evaluation",
+        "P@1",
+        "MAP@R",
+        "R-prec",
+        "R@1",
+        "R@5",
+        "R@10",
+        "MAP@R vs frozen",
+        "MAP@R vs seed",
+        "targets",
+        "train s",
+    ]
     params = ", ".join(f"{k}={v}" for k, v in category.train.model_dump().items())
     described = "; ".join(f"{name}: {RECIPES.get(name, {})}" for name in recipes if name != "frozen")
     splits = ", ".join(f"{k} {v}" for k, v in manifest["split"].value_counts().items())
@@ -129,6 +200,11 @@ def main() -> None:
         f"{len(manifest)} images; category defaults {params}; recipes {described}; evaluated on the split {splits}",
         table(header, rows) + "".join(f"\n- {note}" for note in notes),
     )
+    targets = "; ".join(
+        f"{evaluation} >= {frozen:.1f}x frozen and >= {seed:.1f}x seed"
+        for evaluation, (frozen, seed) in TARGETS.items()
+    )
+    print(f"targets: {targets}", *verdicts, sep="\n")
 
 
 if __name__ == "__main__":
