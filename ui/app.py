@@ -3,7 +3,8 @@
 Input options (category buttons, reset) → business usage → image provisioning (upload, pick an
 example, random) → input image → search options with the results grid and its reset → credits.
 A category with caption columns shows its search options at once (caption text alone searches).
-Search options: k, minimum similarity, caption text, the category's filters (ui/filters.py),
+Search options: k, minimum similarity, caption text, the category's filters (ui/filters.py: their
+keyword dropdowns' counts narrow to what the other filters leave, on each change),
 diverse and best-per-class toggles; on the results, more/less like this and paging (ui/query.py);
 components and their updates in ui/sections.py, images in ui/images.py.
 Callbacks call the library in this process through the server's ``Runtime`` (the same search
@@ -20,7 +21,7 @@ from typing import Any
 import gradio as gr
 from PIL import Image
 
-from ui.filters import build_filter_group, facet_choices
+from ui.filters import build_filter_group, facet_choices, narrowed_choices
 from ui.images import category_examples, for_display, query_from_upload, query_image
 from ui.query import Example, Query
 from ui.sections import (
@@ -267,6 +268,14 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             )
             return shown_answer(parts, runtime, query)
 
+        def recount(name: str, data: dict[Any, Any]) -> dict[Any, Any]:
+            group = filters[name]
+            try:
+                choices = runtime.run(lambda engine: narrowed_choices(engine, group.category, group.values(data)))
+            except Exception as exc:  # noqa: BLE001 - shown in place
+                return {parts.search_error: error_box(exc)}
+            return {**group.recounted(choices), parts.search_error: error_box(None)}
+
         def turn_page(last: Query | None, step: int) -> dict[Any, Any]:
             if last is None:
                 return {}
@@ -308,6 +317,19 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
         upload.upload(uploaded, inputs=[parts.category, upload], outputs=outputs)
         examples.select(picked, inputs=[parts.category, parts.example_ids], outputs=outputs)
         random_button.click(random_pick, inputs=parts.category, outputs=outputs)
+        for name, group in filters.items():
+            # A user's change recounts the group's keyword dropdowns (their choices only, values kept).
+            # ``input`` fires on user changes alone, so updating the choices triggers nothing again;
+            # always_last: the last change is always counted, even typed while a recount runs.
+            if group.keywords:
+                gr.on(
+                    [control.input for control in group.components()],
+                    partial(recount, name),
+                    inputs=set(group.components()),
+                    outputs=[*group.keywords.values(), parts.search_error],
+                    trigger_mode="always_last",
+                    show_progress="hidden",
+                )
         search_inputs = {parts.category, parts.query, k, min_similarity, text, diverse, best_per_class}
         answers = [
             search_button.click(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs),

@@ -1,7 +1,8 @@
 """Filter controls of the UI, built from a category's filterable columns in the registry.
 
 A keyword column becomes a multi-select dropdown whose choices (with counts) are the index's
-facets, a numeric column a from/to pair, a text column a match box. Their values combine into the
+facets, counted over the images the group's other controls leave (:func:`narrowed_choices`); a
+numeric column a from/to pair, a text column a match box. Their values combine into the
 library's filter object (Qdrant's filter JSON, :mod:`visearch.index.filters`): every control that
 holds a value adds one ``must`` condition.
 """
@@ -69,9 +70,68 @@ def filter_json(kinds: Mapping[str, str], values: Mapping[str, Any]) -> dict[str
     return {"must": conditions} if conditions else None
 
 
-def facet_choices(engine: SearchEngine, category: str, column: str) -> list[tuple[str, Any]]:
-    """Dropdown choices ``("value (count)", value)`` of a keyword column, most frequent first."""
-    return [(f"{value} ({count})", value) for value, count in engine.facets(category, column, limit=MAX_CHOICES)]
+def facet_choices(
+    engine: SearchEngine,
+    category: str,
+    column: str,
+    *,
+    filter: Mapping[str, Any] | None = None,
+    chosen: Sequence[Any] = (),
+) -> list[tuple[str, Any]]:
+    """Dropdown choices ``("value (count)", value)`` of a keyword column, most frequent first.
+
+    Args:
+        engine: the search engine over the live index.
+        category: the category's name.
+        column: one of its keyword columns.
+        filter: count only the images this filter object leaves (None: the whole category).
+        chosen: values already picked in the dropdown: kept, after the others, as ``"value (0)"`` when
+            the filter leaves none of their images, so that a selection never silently disappears.
+
+    Returns:
+        The choices, at most ``MAX_CHOICES`` counted values plus the chosen ones the count left out.
+    """
+    counted = engine.facets(category, column, filter=filter, limit=MAX_CHOICES)
+    found = {value for value, _ in counted}
+    missing = [value for value in dict.fromkeys(chosen) if value not in found]
+    if missing and len(counted) == MAX_CHOICES:  # the list was cut: a chosen value past it may still count
+        only = keyword_condition(column, missing)
+        narrowed = {"must": [dict(filter), only] if filter else [only]}
+        counted += engine.facets(category, column, filter=narrowed, limit=len(missing))
+    counts = dict(counted)
+    return [(f"{value} ({count})", value) for value, count in counted] + [
+        (f"{value} (0)", value) for value in missing if value not in counts
+    ]
+
+
+def narrowed_choices(
+    engine: SearchEngine, category: Category, values: Mapping[str, Any]
+) -> dict[str, list[tuple[str, Any]]]:
+    """Every keyword column's choices counted over the images that the OTHER controls leave.
+
+    Faceted search's usual rule: a column's own selection does not narrow its own list (so that
+    several of its values can be picked), every other control's condition does.
+
+    Args:
+        engine: the search engine over the live index.
+        category: the category whose filter controls hold ``values``.
+        values: column -> the value of its control(s), as :meth:`FilterGroup.values` reads them.
+
+    Returns:
+        Keyword column -> its dropdown choices (:func:`facet_choices`), the chosen values kept.
+    """
+    kinds = category.filterable
+    return {
+        column: facet_choices(
+            engine,
+            category.name,
+            column,
+            filter=filter_json(kinds, {**values, column: []}),
+            chosen=values.get(column) or [],
+        )
+        for column, kind in kinds.items()
+        if kind == "keyword"
+    }
 
 
 @dataclass
@@ -97,6 +157,10 @@ class FilterGroup:
     def filter(self, data: Mapping[Any, Any]) -> dict[str, Any] | None:
         """The filter object the group's controls hold in a callback's input dict."""
         return filter_json(self.category.filterable, self.values(data))
+
+    def recounted(self, choices: Mapping[str, list[tuple[str, Any]]]) -> dict[Any, Any]:
+        """The keyword dropdowns offered ``choices`` (:func:`narrowed_choices`), their values kept."""
+        return {dropdown: gr.update(choices=choices.get(column, [])) for column, dropdown in self.keywords.items()}
 
     def cleared(self, choices: Mapping[str, list[tuple[str, Any]]] | None = None) -> dict[Any, Any]:
         """Every control emptied; keyword dropdowns get ``choices`` when given."""

@@ -1,5 +1,5 @@
 """The Gradio UI in headless Chromium against the real service: category → upload → search → grid,
-then filters, caption text, paging, more and less like this.
+then filters (facet counts narrowing with the other filters), caption text, paging, more and less like this.
 
 Uses Debian's chromium + chromedriver (no browser download). Saves docs/screenshots/ui.png when it
 is missing or VISEARCH_UPDATE_SCREENSHOTS=1.
@@ -179,6 +179,21 @@ def result_rows(browser) -> list[dict[str, str]]:  # type: ignore[no-untyped-def
         return []
 
 
+def offered(browser, column: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """The choices a filter dropdown of TINY offers (opened to read them, then closed); [] while re-rendered."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.common.by import By
+
+    try:
+        browser.find_element(By.CSS_SELECTOR, f"#filter-{TINY}-{column} input").click()
+        options = browser.find_elements(By.CSS_SELECTOR, f"#filter-{TINY}-{column} li[role=option]")
+        return [option.text.replace("✓", "").strip() for option in options]
+    except (StaleElementReferenceException, WebDriverException):  # Gradio re-rendered it meanwhile
+        return []
+    finally:
+        browser.find_element(By.TAG_NAME, "h1").click()  # close the dropdown
+
+
 def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -218,14 +233,22 @@ def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Set
     assert "text score (BM25)" in rows[0]
     box.send_keys(Keys.CONTROL, "a", Keys.BACKSPACE)
 
-    # An image, then a filter on class from the facet dropdown: every row is a Bag.
+    # An image, then filters: the facet dropdowns count what the other filters leave. Labels from 7
+    # leave three classes in the class dropdown; the class Bag leaves one article. Every row is a Bag.
     browser.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(query_image(indexed_home)))
     wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))
     rows = search_and_wait_for_change()
     assert {row["class"] for row in rows} != {"Bag"} and "calibrated" in rows[0]
+    every_class = ["Trouser (8)", "Sneaker (8)", "Bag (8)", "Ankle-boot (8)", "Dress (8)"]
+    wait.until(lambda driver: sorted(offered(driver, "class")) == sorted(every_class))
+    label_from = browser.find_element(By.CSS_SELECTOR, f"#filter-{TINY}-label-from input")
+    label_from.send_keys("7")
+    wait.until(lambda driver: sorted(offered(driver, "class")) == ["Ankle-boot (8)", "Bag (8)", "Sneaker (8)"])
     browser.find_element(By.CSS_SELECTOR, f"#filter-{TINY}-class input").click()
     wait.until(ec.element_to_be_clickable((By.XPATH, "//li[@role='option' and contains(., 'Bag (8)')]"))).click()
     browser.find_element(By.TAG_NAME, "h1").click()  # close the dropdown
+    wait.until(lambda driver: offered(driver, "article") == ["Bag (8)"])
+    wait.until(lambda driver: sorted(offered(driver, "class")) == ["Ankle-boot (8)", "Bag (8)", "Sneaker (8)"])
     rows = search_and_wait_for_change()
     assert len(rows) == 6 and {row["class"] for row in rows} == {"Bag"}, rows
 
@@ -237,6 +260,11 @@ def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Set
     assert not {row["file"] for row in rows} & {row["file"] for row in first}
     assert "Results 7–8" in browser.find_element(By.ID, "page").text
     assert click_and_wait_for_change("previous-page") == first
+
+    # Labels from 9 leave no Bag: the chosen class stays offered, with a zero count.
+    label_from.send_keys(Keys.CONTROL, "a")  # the modifier is held to the end of a send_keys
+    label_from.send_keys(Keys.BACKSPACE, "9")
+    wait.until(lambda driver: offered(driver, "class") == ["Ankle-boot (8)", "Bag (0)"])
 
     # Clear the filter (reset all), search with the image alone. More like this on a result of
     # another class (the one with most rows, so that its neighbours are on the page): it never
