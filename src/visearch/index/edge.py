@@ -46,6 +46,9 @@ from visearch.index.types import (
 VECTOR = ""  # the one unnamed dense vector of a collection
 CONFIG_FILE = "edge_config.json"
 WARM_CHUNK = 4 << 20  # bytes per read when warming a shard: large sequential reads
+# Points written between two flushes. A flush costs ~140 ms whatever it holds (100k points: 49
+# flushes took 6.8 of 10 s), so flushing every 2,048-point batch made the upsert flush-bound.
+FLUSH_POINTS = 16_384
 SCHEMAS = {
     "keyword": edge.PayloadSchemaType.Keyword,
     "integer": edge.PayloadSchemaType.Integer,
@@ -163,10 +166,15 @@ class EdgeBackend:
         batch_size: int,
         texts: Sequence[Sparse | None] | None = None,
     ) -> None:
-        """Write points in batches of ``batch_size``, each flushed to disk before the next."""
+        """Write points in batches of ``batch_size``; flushed to disk every ``FLUSH_POINTS`` and at the end.
+
+        Without a write-ahead log, a batch is durable once flushed: a writer killed in between
+        loses at most the last ``FLUSH_POINTS`` points, which the re-run writes again (ids are stable).
+        """
         texts = texts if texts is not None else [None] * len(ids)
         with self._guard:
             shard = self._writer(collection)
+            unflushed = 0
             for lo in range(0, len(ids), batch_size):
                 points = [
                     edge.Point(id=pid, vector=_point_vectors(vector, text), payload=payload)
@@ -179,6 +187,11 @@ class EdgeBackend:
                     )
                 ]
                 shard.update(edge.UpdateOperation.upsert_points(points))
+                unflushed += len(points)
+                if unflushed >= FLUSH_POINTS:
+                    shard.flush()
+                    unflushed = 0
+            if unflushed:
                 shard.flush()
 
     def seal(self, collection: str) -> None:
