@@ -16,8 +16,9 @@ from qdrant_client import models
 # the engines scan exactly.
 HNSW_M = 16
 EF_CONSTRUCT = 100
-# Points per upsert batch: the embedded engine flushes each batch to disk (it has no WAL), so
-# 2048 instead of 256 cut writing 100k points from 50 s to 7 s (index-realistic-tuning.md).
+# Points per upsert batch (one request to a server; the embedded engine flushes every
+# edge.FLUSH_POINTS): 2048 instead of 256 cut writing 100k points from 50 s to 7 s when every
+# batch was flushed (index-realistic-tuning.md).
 UPSERT_BATCH = 2048
 TEXT_VECTOR = "captions"  # the sparse vector: BM25 of a point's caption text (IDF applied by the engine)
 # Hybrid search fuses the dense and the text ranking with Reciprocal Rank Fusion, equal weights:
