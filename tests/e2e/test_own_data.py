@@ -354,5 +354,5 @@ def test_two_images_per_class_trains_and_is_evaluated_class_disjoint(tmp_path: P
     assert category.train.sampler_m == 2
     wider = category.model_copy(update={"train": category.train.with_overrides({"sampler_m": 4})})
     outcome = run_loop(settings, LocalStore(settings.objects_dir), wider, show_progress=False)
-    assert set(outcome.metrics["tuned"]) == {"version", "class_disjoint"}
+    assert set(outcome.metrics["tuned"]) == {"version", "images", "class_disjoint"}  # no in-domain: 2 images a class
     assert "class-disjoint" in outcome.reason
