@@ -3,7 +3,7 @@
     python benchmarks/quality.py [--category fashion-mnist] [--recipes frozen,seed,default] [--epochs N]
     python benchmarks/quality.py --recipes frozen,fixed,default,early --name quality-fashion-mnist-early-stopping
     visearch prepare fashion-mnist --split all && python benchmarks/quality.py \
-        --train-images-per-class 100 --eval-images-per-class 100 --name quality-fashion-mnist-full
+        --train-images-per-class 100 --eval-images-per-class 200 --name quality-fashion-mnist-full
     visearch prepare logos-icons --source DIR && python benchmarks/quality.py --category logos-icons
 
 Reports P@1, MAP@R, R-precision, Recall@{1,5,10} in-domain (held-out images of the training
