@@ -2,6 +2,8 @@
 
     python benchmarks/quality.py [--category fashion-mnist] [--recipes frozen,seed,default] [--epochs N]
     python benchmarks/quality.py --recipes frozen,fixed,default,early --name quality-fashion-mnist-early-stopping
+    visearch prepare fashion-mnist --split all && python benchmarks/quality.py \
+        --train-images-per-class 100 --eval-images-per-class 200 --name quality-fashion-mnist-full
     visearch prepare logos-icons --source DIR && python benchmarks/quality.py --category logos-icons
 
 Reports P@1, MAP@R, R-precision, Recall@{1,5,10} in-domain (held-out images of the training
@@ -11,6 +13,9 @@ targets (issue 18): in-domain MAP@R >= 2.0x frozen, held-out classes >= 1.2x fro
 the seed recipe on both. Each recipe trains on its own split (``validation`` changes it) but
 all are evaluated on the same final rows: those of the recipe that sets the most aside for
 validation (held-out images and test classes are drawn before validation, so they nest).
+``--eval-images-per-class N`` scores every recipe on the same sample of at most N of those rows
+per class, as the pipeline's gate does with ``eval_images_per_class``; ``--train-images-per-class``
+sets the training budget of every trained recipe.
 
 The demo category's data is copied in when missing; any other category must have been prepared
 into the same data home (``VISEARCH_HOME``) first, with ``visearch prepare <category> ...``.
@@ -30,7 +35,7 @@ from common import table, write_result  # noqa: E402
 
 from visearch.categories import TrainParams, load_registry  # noqa: E402
 from visearch.data.demo import ensure_demo_data  # noqa: E402
-from visearch.data.manifest import image_paths, load_manifest  # noqa: E402
+from visearch.data.manifest import image_paths, load_manifest, sample_per_class  # noqa: E402
 from visearch.evaluate import (
     METRICS,  # noqa: E402
     evaluate_model,  # noqa: E402
@@ -89,6 +94,20 @@ def main() -> None:
         help="extra recipe, e.g. --set 'lr3:lr=1e-3' (repeatable; VALUE parsed as JSON)",
     )
     parser.add_argument("--epochs", type=int, default=None)
+    parser.add_argument(
+        "--train-images-per-class",
+        type=int,
+        default=None,
+        metavar="N",
+        help="training budget of every trained recipe (train_images_per_class; default: the category's)",
+    )
+    parser.add_argument(
+        "--eval-images-per-class",
+        type=int,
+        default=None,
+        metavar="N",
+        help="score every recipe on the same sample of at most N images per class (default: every image)",
+    )
     parser.add_argument("--name", default=None, help="result file name (default quality-<category>)")
     args = parser.parse_args()
 
@@ -114,16 +133,19 @@ def main() -> None:
         )
     work = settings.work_dir / "bench-quality" / category.name
     recipes = args.recipes.split(",")
+    # Command-line settings apply to every trained recipe (a recipe's own keys give way to them).
+    given = {"epochs": args.epochs, "train_images_per_class": args.train_images_per_class}
+    overrides = {key: value for key, value in given.items() if value is not None}
     trained_params = {
-        recipe: TrainParams.model_validate(
-            {**category.train.model_dump(), **RECIPES[recipe], **({"epochs": args.epochs} if args.epochs else {})}
-        )
+        recipe: TrainParams.model_validate({**category.train.model_dump(), **RECIPES[recipe], **overrides})
         for recipe in recipes
         if recipe != "frozen"
     }
     widest = max(trained_params.values(), key=lambda params: params.validation, default=category.train)
     run_preprocess(settings, store, category, work / "manifest", params=widest, show_progress=False)
-    manifest = load_manifest(work / "manifest")
+    every_row = load_manifest(work / "manifest")
+    # One sample for every recipe (drawn from the shared final rows): the ratios compare like with like.
+    manifest = sample_per_class(every_row, args.eval_images_per_class, seed=category.train.seed)
     paths = image_paths(store, settings, manifest["key"].tolist())
 
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -194,10 +216,14 @@ def main() -> None:
     params = ", ".join(f"{k}={v}" for k, v in category.train.model_dump().items())
     described = "; ".join(f"{name}: {RECIPES.get(name, {})}" for name in recipes if name != "frozen")
     splits = ", ".join(f"{k} {v}" for k, v in manifest["split"].value_counts().items())
+    if len(manifest) < len(every_row):
+        splits += f" (at most {args.eval_images_per_class} a class of {len(every_row)} images)"
     write_result(
         args.name or f"quality-{category.name}",
         f"Retrieval quality: {category.name}",
-        f"{len(manifest)} images; category defaults {params}; recipes {described}; evaluated on the split {splits}",
+        f"{len(every_row)} images; category defaults {params}; recipes {described}"
+        + "".join(f"; {key}={value} for every trained recipe" for key, value in overrides.items())
+        + f"; evaluated on the split {splits}",
         table(header, rows) + "".join(f"\n- {note}" for note in notes),
     )
     targets = "; ".join(
