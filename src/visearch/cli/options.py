@@ -6,6 +6,8 @@ from typing import Annotated
 
 import typer
 
+from visearch.categories import TrainParams
+
 TrunkModelOpt = Annotated[str | None, typer.Option(help="efficientnet-lite0 or a torchvision name")]
 EmbedderLayersOpt = Annotated[str | None, typer.Option(help="Comma-separated widths, e.g. 512,128")]
 SplitOpt = Annotated[float | None, typer.Option(help="Fraction of classes for training")]
@@ -25,5 +27,9 @@ TrainImagesPerClassOpt = Annotated[
 ]
 EvalImagesPerClassOpt = Annotated[
     int | None,
-    typer.Option(help="Evaluation budget: score each model on at most N sampled images per class (default 1000)"),
+    typer.Option(
+        help="Evaluation budget: score each model on at most N sampled images per class "
+        f"(default: the category's; {TrainParams.model_fields['eval_images_per_class'].default} unless its registry "
+        "entry sets one)"
+    ),
 ]
