@@ -54,8 +54,9 @@ def load_scaled(image: Image.Image, min_side: int | None = None) -> Image.Image:
     """Decode an opened (not yet loaded) image: RGB, EXIF-rotated, shorter side from ``min_side`` to ~2x it.
 
     A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) that keeps both sides at least
-    ``min_side``; what stays larger than twice that (other formats, or beyond 1/8) is reduced to
-    a shorter side of ``min_side``. Smaller images are left as they are; ``None`` decodes at full size.
+    ``min_side``; what stays larger than twice that (other formats, or beyond 1/8) is box-reduced
+    by a whole factor to a shorter side from ``min_side`` to twice it. Smaller images are left as
+    they are; ``None`` decodes at full size.
     """
     if min_side:
         # A square request keeps both sides >= min_side whatever the EXIF orientation turns later.
@@ -63,10 +64,10 @@ def load_scaled(image: Image.Image, min_side: int | None = None) -> Image.Image:
     image.load()
     image = to_rgb(ImageOps.exif_transpose(image) or image)
     if min_side and min(image.size) > 2 * min_side:
-        scale = min_side / min(image.size)
-        size = (max(min_side, round(image.width * scale)), max(min_side, round(image.height * scale)))
-        # reducing_gap: a box reduction by a whole factor first, then the filter over the last ~2x.
-        image = image.resize(size, Image.Resampling.BICUBIC, reducing_gap=2.0)
+        # A box reduction by a whole factor averages factor x factor pixels (no aliasing) in a tenth
+        # of a bicubic resize's time (0.16 vs 1.4 ms on a phone photo's 1/8 decode); the model's
+        # transform makes the final size from what is left, min_side to 2x it.
+        image = image.reduce(min(image.size) // min_side)
     return image
 
 
