@@ -105,7 +105,7 @@ def test_phone_photo_query_decodes_at_the_models_scale(engine: SearchEngine) -> 
     side = decode_side(engine.model_for(TINY).spec.input_size)
     assert engine.query_side(TINY) == side
     reduced = engine.decode(data, min_side=side)
-    assert min(reduced.size) == side and reduced.width > reduced.height  # upright, not 12 megapixels
+    assert side <= min(reduced.size) < 2 * side and reduced.width > reduced.height  # upright, not 12 megapixels
     full = engine.decode(data)
     assert full.size == PHONE_SIZE
     (vector,) = engine.embed_many([(TINY, data)])  # the REST /embed path
