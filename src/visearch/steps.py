@@ -35,12 +35,12 @@ from visearch.data.summary import DataSummary, evaluation_plan
 from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
 from visearch.embed import Shard
 from visearch.errors import DataError, IndexIntegrityError
-from visearch.index.types import UPSERT_BATCH
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
-# torch, faiss, Qdrant and MLflow are imported inside the steps that need them: every pipeline
-# step is a fresh process, and importing all of them costs each step 10-20 s on 2 cores.
+# torch, faiss, Qdrant (its client's models alone take 0.6 s) and MLflow are imported inside the
+# steps that need them: every pipeline step is a fresh process, and importing all of them costs
+# each step 10-20 s on 2 cores.
 if TYPE_CHECKING:
     from visearch.index import VectorIndex
     from visearch.neighbours import NeighbourStats
@@ -389,7 +389,7 @@ def run_upsert(
     embeddings_dir: Path | Sequence[Path],
     *,
     index: VectorIndex | None = None,
-    batch_size: int = UPSERT_BATCH,
+    batch_size: int | None = None,
     run: TrackedRun | None = None,
 ) -> UpsertResult:
     """Write a new collection version, verify its count, then swap the alias atomically.
@@ -436,10 +436,10 @@ def _upsert(
     model_dir: Path,
     embeddings_dir: Path | Sequence[Path],
     index: VectorIndex | None,
-    batch_size: int,
+    batch_size: int | None,
 ) -> UpsertResult:
     from visearch.embed import read_embeddings
-    from visearch.index import open_index, point_id
+    from visearch.index import UPSERT_BATCH, open_index, point_id
     from visearch.neighbours import ensure_stats
 
     manifest = load_manifest(manifest_dir)
@@ -465,7 +465,7 @@ def _upsert(
             [ids[i] for i in todo],
             vectors[todo],
             [payload_for(manifest.iloc[i], captions, store) for i in todo],
-            batch_size=batch_size,
+            batch_size=batch_size or UPSERT_BATCH,
             captions=category.captions,
         )
         count = index.count(version.name)
