@@ -61,12 +61,17 @@ def server_tmpdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the module's service process writes its stdout and stderr (access log included)."""
+    return tmp_path_factory.mktemp("service") / "server.log"
+
+
+@pytest.fixture(scope="module")
 def served(
-    indexed_home: Settings, server_tmpdir: Path, tmp_path_factory: pytest.TempPathFactory
+    indexed_home: Settings, server_tmpdir: Path, server_log: Path
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The real service (`bentoml serve`) on the indexed home: its URL and process, one per test module."""
-    log = tmp_path_factory.mktemp("service") / "server.log"
-    with running_service(indexed_home, log, {"TMPDIR": str(server_tmpdir)}) as (url, process):
+    with running_service(indexed_home, server_log, {"TMPDIR": str(server_tmpdir)}) as (url, process):
         yield url, process
 
 
