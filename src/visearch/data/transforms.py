@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from torchvision import transforms as T
 
 # EfficientNet-Lite was trained on inputs scaled to [-1, 1] ((x - 127) / 128); torchvision
@@ -19,6 +21,9 @@ def decode_side(input_size: int) -> int:
     return DECODE_MARGIN * input_size
 
 
+# Built once per model shape: making the four modules costs 0.1 ms, 5% of a whole query. They
+# hold no state, so threads share them.
+@functools.lru_cache(maxsize=16)
 def eval_transform(input_size: int, normalize: tuple[tuple[float, ...], tuple[float, ...]]) -> T.Compose:
     """Deterministic preprocessing for evaluation and inference: resize, center crop, normalise."""
     return T.Compose(
