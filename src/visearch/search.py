@@ -354,7 +354,11 @@ class SearchEngine:
             SearchResult.from_hit(hit, stats.calibrated(hit.score) if stats and kind == "cosine" else None)
             for hit in hits
         ]
-        notice = self._notice(live, stats, vector, exclude, hits if kind == "cosine" else []) if judge else None
+        # The page's first hit is the category's nearest unless a filter, an offset, caption text,
+        # diversity or grouping shaped the page.
+        shaped = bool(request.filter or request.offset or request.text or request.diversity or opts.group_by_class)
+        best = hits[0].score if hits and kind == "cosine" else None
+        notice = self._notice(live, stats, vector, exclude, best, whole=not shaped) if judge else None
         full = len(hits) == opts.k and not opts.group_by_class
         return SearchAnswer(
             results, live.model_version, live.name, kind, notice, opts.offset + opts.k if full else None
@@ -366,19 +370,22 @@ class SearchEngine:
         stats: NeighbourStats | None,
         vector: list[float] | None,
         exclude: Sequence[str],
-        hits: list[Hit],
+        best: float | None,
+        *,
+        whole: bool,
     ) -> str | None:
         """The "unusual" notice, when the query's nearest neighbour is below the category's usual range.
 
-        The nearest neighbour in the whole category counts: a filtered or later page asks the index for it.
+        The nearest neighbour in the whole category counts. ``best`` is the page's best cosine score:
+        the nearest's own when the page is ``whole`` (nothing shaped it); otherwise at most the
+        nearest's, so a page below the range asks the index for the nearest.
         """
         floor = stats.similarity_at(self.settings.visearch_unusual_percentile) if stats else None
         if floor is None or vector is None:
             return None
-        best = hits[0].score if hits else None
-        if best is None or best < floor:  # the page may be filtered: ask for the true nearest
-            nearest = self.index.search(live.name, SearchRequest(1, vector=vector, exclude_ids=list(exclude)))
-            best = nearest[0].score if nearest else None
+        if best is None or (best < floor and not whole):
+            found = self.index.search(live.name, SearchRequest(1, vector=vector, exclude_ids=list(exclude)))
+            best = found[0].score if found else None
         return UNUSUAL_NOTICE if best is not None and best < floor else None
 
     def embed_many_versioned(

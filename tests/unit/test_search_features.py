@@ -11,6 +11,7 @@ from PIL import Image
 
 from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, photo, search_engine
 from visearch.errors import ConflictError, InvalidQueryError
+from visearch.index import Hit, SearchRequest
 from visearch.neighbours import load_stats
 from visearch.results import UNUSUAL_NOTICE, SearchResult
 from visearch.search import SearchEngine
@@ -153,6 +154,27 @@ def test_similarity_is_calibrated_and_unusual_queries_are_flagged(engine: Search
         assert answer.notice == UNUSUAL_NOTICE
         # Filtered or not, the notice judges the query against the whole category.
         assert engine.search(TINY, other, k=3, class_filter="Bag").notice == UNUSUAL_NOTICE
+
+
+def test_the_unusual_notice_asks_the_index_again_only_for_a_shaped_page(
+    engine: SearchEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    searches: list[SearchRequest] = []
+    search = engine.index.search
+
+    def counted(collection: str, request: SearchRequest) -> list[Hit]:
+        searches.append(request)
+        return search(collection, request)
+
+    monkeypatch.setattr(engine.index, "search", counted)
+    unusual = photo(1)
+    # An unfiltered first page holds the nearest image: its score judges the query, no second query.
+    assert engine.search(TINY, unusual, k=3).notice == UNUSUAL_NOTICE
+    assert len(searches) == 1
+    # A filtered page may not hold it: the nearest of the whole category is asked for.
+    searches.clear()
+    assert engine.search(TINY, unusual, k=3, class_filter="Bag").notice == UNUSUAL_NOTICE
+    assert len(searches) == 2 and searches[1].filter is None and searches[1].limit == 1
 
 
 def test_vectors_carry_their_model_version(engine: SearchEngine) -> None:
