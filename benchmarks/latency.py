@@ -8,8 +8,10 @@ In this process: the bare forward of one preprocessed image (ONNX Runtime, what 
 and torch eager) and the library query of each kind (plain, filtered, hybrid with caption text,
 recommend by stored ids). Then, per worker count, each server of ``SERVERS`` on a free loopback
 port: the same library query behind a minimal Starlette app on uvicorn (what a user would write
-instead), and the BentoML service with a multipart upload (/search), with the image as the body
-(/search_raw), and the latter with BentoML's access log and metrics switched off. Thin raw-socket
+instead; also on uvicorn's pure-Python HTTP parser and event loop, as without httptools and
+uvloop), and the BentoML service with a multipart upload (/search), with the image as the body
+(/search_raw), and the latter with BentoML's tracing middleware on (its default; the service
+turns it off) and with BentoML's access log and metrics switched off. Thin raw-socket
 clients (one keep-alive connection each, microseconds per request: what a C or Go client sees)
 replay one prepared request; p50/p95/p99 and requests/s per client count, as ratios against the
 library query and the bare server of the same run. Also a 12-megapixel phone JPEG (tests/helpers.py
@@ -220,18 +222,26 @@ def query_kinds_ms(settings: Settings, category: str, image_bytes: bytes, repeat
         engine.close()
 
 
-# (label, route, body, uvicorn app or BentoML) per server; each runs with every worker count.
-SERVERS = (
-    ("Starlette + uvicorn (bare)", "/search", "raw", "bare", False),
-    ("BentoML /search (multipart)", "/search", "multipart", "bentoml", False),
-    ("BentoML /search_raw (image body)", "/search_raw", "raw", "bentoml", False),
-    ("BentoML /search_raw, access log + metrics off", "/search_raw", "raw", "bentoml", True),
-)
 # BentoML's own settings (its documented JSON override), as a user switches them for `visearch serve`.
 LEAN = {"logging": {"access": {"enabled": False}}, "metrics": {"enabled": False}}
+# BentoML's default, which the service turns off (serving/service.py TRACING).
+TRACING_ON = {"tracing": {"excluded_urls": None}}
+# uvicorn without httptools and uvloop (what it runs when they are not installed).
+PURE_PYTHON = {"http": "h11", "loop": "asyncio"}
+# (label, route, body, uvicorn app or BentoML, its settings) per server; each runs with every worker count.
+SERVERS: tuple[tuple[str, str, str, str, dict[str, Any]], ...] = (
+    ("Starlette + uvicorn (bare)", "/search", "raw", "bare", {}),
+    ("Starlette + uvicorn (bare), pure-Python HTTP parser and event loop", "/search", "raw", "bare", PURE_PYTHON),
+    ("BentoML /search (multipart)", "/search", "multipart", "bentoml", {}),
+    ("BentoML /search_raw (image body)", "/search_raw", "raw", "bentoml", {}),
+    ("BentoML /search_raw, tracing on (BentoML's default)", "/search_raw", "raw", "bentoml", TRACING_ON),
+    ("BentoML /search_raw, access log + metrics off", "/search_raw", "raw", "bentoml", LEAN),
+)
 
 
-def start_server(kind: str, settings: Settings, port: int, workers: int, lean: bool) -> subprocess.Popen[bytes]:
+def start_server(
+    kind: str, settings: Settings, port: int, workers: int, variant: dict[str, Any]
+) -> subprocess.Popen[bytes]:
     env = serve_env(settings)
     if kind == "bare":
         here = str(Path(__file__).resolve().parent)  # uvicorn's worker processes import bare_server too
@@ -253,10 +263,11 @@ def start_server(kind: str, settings: Settings, port: int, workers: int, lean: b
             "--no-access-log",
             "--log-level",
             "warning",
+            *(part for option, value in variant.items() for part in (f"--{option}", value)),
         ]
     else:
         command = serve_command(port=port, host="127.0.0.1")
-        overrides: dict[str, Any] = {"workers": workers, **(LEAN if lean else {})}
+        overrides: dict[str, Any] = {"workers": workers, **variant}
         env["BENTOML_CONFIG_OVERRIDES"] = json.dumps({"services": {"visearch": overrides}})
     return subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
@@ -334,10 +345,10 @@ def main() -> None:
     bare: dict[tuple[int, int], float] = {}
     clients_list = [int(c) for c in args.clients.split(",")]
     for workers in map(int, args.workers.split(",")):
-        for label, route, body, kind, lean in SERVERS:
+        for label, route, body, kind, variant in SERVERS:
             port = free_port()
             url = f"http://127.0.0.1:{port}"
-            server = start_server(kind, settings, port, workers, lean)
+            server = start_server(kind, settings, port, workers, variant)
             try:
                 if not wait_ready(url, server, timeout=240):
                     raise SystemExit(f"{label}: the server did not become ready")
@@ -345,7 +356,7 @@ def main() -> None:
                 for clients in clients_list:
                     samples, rate = load(port, request, clients, args.requests)
                     p50, p95, p99 = percentiles(samples)
-                    if kind == "bare":
+                    if kind == "bare" and not variant:
                         bare[workers, clients] = p50
                     rows.append(
                         [
@@ -361,7 +372,7 @@ def main() -> None:
                         ]
                     )
                     print(rows[-1], flush=True)
-                if args.photo_requests and kind == "bentoml" and workers == 1 and not lean:
+                if args.photo_requests and kind == "bentoml" and workers == 1 and not variant:
                     request = prepared_request(url, port, route, body, photo, "image/jpeg", args.category)
                     samples, rate = load(port, request, 1, args.photo_requests)
                     p50, p95, p99 = percentiles(samples)
