@@ -85,12 +85,21 @@ def invalid(model: str, field: str, kind: str, message: str) -> ValidationError:
     return ValidationError.from_exception_data(model, [line])  # type: ignore[list-item]
 
 
+# The most files one form may hold: /recommend's 64 positive and 64 negative images. More is
+# refused while parsing (400), before another part is read.
+MAX_FORM_FILES = 128
+
+
 class FileParts(MultiPartParser):
     """Starlette's multipart parser, reading a part with an image Content-Type as a file.
 
     RFC 7578 makes a file part's filename a SHOULD; Starlette reads a part without one as text,
     so an image sent that way (as the OpenAPI document's encoding allows) would be refused.
     """
+
+    # A part up to 4 MB (a phone photo) stays in memory; Starlette's 1 MB spools a 1.3 MB photo to
+    # disk one thread-pool write per 64 KB chunk: 3.3 ms to parse it instead of 0.8 ms.
+    spool_max_size = 4 * 1024 * 1024
 
     def on_headers_finished(self) -> None:
         """Give an image part without a filename one, then let Starlette make it an upload."""
@@ -104,7 +113,8 @@ class FileParts(MultiPartParser):
 async def parse_form(request: Request) -> Any:
     """The request's multipart form, parsed by ``FileParts`` and cached where BentoML's parse reads it."""
     if request._form is None:  # noqa: SLF001 - Starlette's form cache: BentoML reads the form through it
-        request._form = await FileParts(request.headers, request.stream()).parse()  # noqa: SLF001
+        parser = FileParts(request.headers, request.stream(), max_files=MAX_FORM_FILES)
+        request._form = await parser.parse()  # noqa: SLF001
     return request._form  # noqa: SLF001
 
 

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from serving.service import MAX_FORM_FILES
 from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, png_claiming
 from visearch.settings import Settings
 
@@ -360,6 +361,16 @@ def test_malformed_multipart_is_a_400(client: httpx.Client, route: str) -> None:
         response = client.post(route, content=body, headers={"content-type": content_type})
         assert response.status_code == 400, response.text
         assert message in response.json()["error"]
+
+
+def test_a_form_with_more_files_than_any_endpoint_takes_is_a_400(client: httpx.Client) -> None:
+    files = [("positive_images", (f"{i}.png", b"x", "image/png")) for i in range(MAX_FORM_FILES + 1)]
+    response = client.post("/recommend", files=files, data={"category": TINY})
+    assert response.status_code == 400, response.text
+    assert "Too many files" in response.json()["error"]
+    # As many as an endpoint takes are read (and then judged as images).
+    response = client.post("/recommend", files=files[:2], data={"category": TINY})
+    assert response.status_code == 400 and "Too many files" not in response.json()["error"]
 
 
 def test_unmatched_paths_under_the_api_prefixes_get_json_404(client: httpx.Client) -> None:
