@@ -595,7 +595,7 @@ THREADS = 16
 
 
 # BentoML's OpenTelemetry middleware makes a span per request and wraps every receive and send,
-# though no span leaves the process unless an exporter is configured: 0.4-0.5 ms of a ~3 ms
+# though no span leaves the process unless an exporter is configured: 0.3-0.5 ms of a ~3 ms
 # /search_raw (benchmarks/results/latency.md). So every URL is excluded by default; to trace, set
 # the service's tracing exporter_type and sample_rate and `excluded_urls: null` (README, Configuration).
 TRACING = {"excluded_urls": ["."]}
