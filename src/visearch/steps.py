@@ -398,6 +398,7 @@ def run_upsert(
     skipped (an interrupted run finishes), and uuid5 ids never duplicate a point. With ``run``,
     the live collection is recorded on the MLflow run. ``embeddings_dir``: one embedding directory,
     or the directories of all shards of the category (any order; together they must equal the manifest).
+    ``batch_size``: points per upsert batch (None: the index's ``UPSERT_BATCH``).
     """
     result = _upsert(settings, store, category, manifest_dir, model_dir, embeddings_dir, index, batch_size)
     if run:
