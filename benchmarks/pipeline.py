@@ -115,7 +115,8 @@ def main() -> None:
     args = parser.parse_args()
     seconds: dict[str, list[float]] = {"direct": [], "kfp": []}
     steps: dict[str, list[dict[str, float]]] = {"direct": [], "kfp": []}
-    timed_steps(step_clock := {})
+    step_clock: dict[str, float] = {}  # the in-process run's step times, filled by the wrappers
+    timed_steps(step_clock)
     with tempfile.TemporaryDirectory() as folder:
         for round_ in range(args.rounds):
             # Alternating (in-process first, then kfp first): neither always runs on cold caches.

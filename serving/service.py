@@ -85,8 +85,8 @@ def invalid(model: str, field: str, kind: str, message: str) -> ValidationError:
     return ValidationError.from_exception_data(model, [line])  # type: ignore[list-item]
 
 
-# The most files one form may hold: /recommend's 64 positive and 64 negative images. More is
-# refused while parsing (400), before another part is read.
+# The most files one form may hold: /recommend's 64 positive and 64 negative images, and the
+# most MAX_BATCH_IMAGES allows. More is refused while parsing (400), before another part is read.
 MAX_FORM_FILES = 128
 
 

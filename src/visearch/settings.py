@@ -102,7 +102,8 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_k: int = 100
-    max_batch_images: int = Field(default=16, ge=1, description="Images in one batch search")
+    # At most 128: the service parses no multipart form with more files (serving MAX_FORM_FILES).
+    max_batch_images: int = Field(default=16, ge=1, le=128, description="Images in one batch search (1-128)")
     visearch_device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
         description="Where train, evaluate, embed and torch inference run: auto = CUDA when present, else CPU",

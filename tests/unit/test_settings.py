@@ -25,3 +25,11 @@ def test_settings_defaults_and_seed_names(monkeypatch: pytest.MonkeyPatch, tmp_p
     assert "s3cr3t" not in repr(settings)  # secrets never show in logs or reprs
     monkeypatch.setenv("QDRANT_URL", "https://q.example:6333")
     assert Settings(_env_file=None).qdrant_location == "https://q.example:6333"
+
+
+def test_a_batch_holds_at_most_as_many_images_as_a_form_holds_files(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MAX_BATCH_IMAGES", "128")
+    assert Settings(_env_file=None).max_batch_images == 128
+    monkeypatch.setenv("MAX_BATCH_IMAGES", "129")  # the service parses no form with more files
+    with pytest.raises(ValueError, match="max_batch_images"):
+        Settings(_env_file=None)
