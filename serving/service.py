@@ -72,7 +72,7 @@ from visearch.errors import ForbiddenError, ImageTooLargeError, UnauthorizedErro
 from visearch.results import DuplicatesPage, SearchAnswer
 from visearch.runtime import Runtime, check_batch, error_payload, image_url, keep_temp_files_in_home, read_upload
 from visearch.search import CategoryInfo, SearchResult
-from visearch.settings import Settings
+from visearch.settings import MAX_FORM_FILES, Settings
 from visearch.tracking import Tracker
 
 logger = logging.getLogger("visearch.service")
@@ -83,11 +83,6 @@ def invalid(model: str, field: str, kind: str, message: str) -> ValidationError:
     """A pydantic validation error: BentoML answers it with 400 and the message in ``detail``."""
     line = {"type": PydanticCustomError(kind, message), "loc": (field,), "input": "<body>"}
     return ValidationError.from_exception_data(model, [line])  # type: ignore[list-item]
-
-
-# The most files one form may hold: /recommend's 64 positive and 64 negative images, and the
-# most MAX_BATCH_IMAGES allows. More is refused while parsing (400), before another part is read.
-MAX_FORM_FILES = 128
 
 
 class FileParts(MultiPartParser):
@@ -113,6 +108,7 @@ class FileParts(MultiPartParser):
 async def parse_form(request: Request) -> Any:
     """The request's multipart form, parsed by ``FileParts`` and cached where BentoML's parse reads it."""
     if request._form is None:  # noqa: SLF001 - Starlette's form cache: BentoML reads the form through it
+        # More files than any endpoint takes: refused (400) before another part is read.
         parser = FileParts(request.headers, request.stream(), max_files=MAX_FORM_FILES)
         request._form = await parser.parse()  # noqa: SLF001
     return request._form  # noqa: SLF001

@@ -10,6 +10,11 @@ from typing import Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# The most files one multipart request may carry: /recommend's 64 positive and 64 negative
+# images, and the most a batch search may hold. The service refuses a form with more while
+# parsing it, and MAX_BATCH_IMAGES cannot exceed it.
+MAX_FORM_FILES = 128
+
 
 class Settings(BaseSettings):
     """Where visearch keeps its data and which engines it talks to.
@@ -102,8 +107,9 @@ class Settings(BaseSettings):
     max_upload_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 40_000_000
     max_k: int = 100
-    # At most 128: the service parses no multipart form with more files (serving MAX_FORM_FILES).
-    max_batch_images: int = Field(default=16, ge=1, le=128, description="Images in one batch search (1-128)")
+    max_batch_images: int = Field(
+        default=16, ge=1, le=MAX_FORM_FILES, description=f"Images in one batch search (1-{MAX_FORM_FILES})"
+    )
     visearch_device: Literal["auto", "cpu", "cuda"] = Field(
         default="auto",
         description="Where train, evaluate, embed and torch inference run: auto = CUDA when present, else CPU",

@@ -1,4 +1,4 @@
-"""Tracing: off by default (BentoML's OpenTelemetry middleware costs ~0.5 ms a request), on when configured.
+"""Tracing: off by default (BentoML's OpenTelemetry middleware costs 0.3-0.5 ms a request), on when configured.
 
 The access log shows it: a traced request's line ends with its trace and span ids.
 """
