@@ -1,15 +1,15 @@
 """The full Fashion-MNIST end to end: prepare, the pipeline, then the service, as a user runs them.
 
-    python benchmarks/scale.py [--images 70000] [--train-images-per-class 100] [--epochs 6]
+    python benchmarks/scale.py [--images 70000] [--train-images-per-class N] [--epochs 6]
                                [--requests 200] [--quality-images 2000] [--quality-epochs 2] [--result scale]
 
-On a fresh data home: `visearch prepare fashion-mnist --split all` (train + t10k: 70,000 images;
-``--images N`` takes N/10 per class), `visearch pipeline run` (kfp.local, one process per step),
+On a fresh data home: `visearch prepare fashion-mnist --split all -c fashion-mnist-full` (train + t10k:
+70,000 images; ``--images N`` takes N/10 per class), `visearch pipeline run` (kfp.local, one process per step),
 then `visearch serve` and /search from 1 and 8 clients (keep-alive raw sockets, benchmarks/latency.py).
 Per step: wall time, images/s (the category's images over the step's seconds; train: images trained
 on x epochs), peak resident memory (the step's process tree, sampled every 0.2 s) and the data home's
-disk afterwards. Training runs on the TRAINING BUDGET (``--train-images-per-class``, sampled per
-class) while every image is evaluated, embedded and indexed; ``--quality-images`` measures what the
+disk afterwards. Training runs on the TRAINING BUDGET (``--train-images-per-class``, default the
+registry's 100, sampled per class) while every image is evaluated, embedded and indexed; ``--quality-images`` measures what the
 budget costs on a smaller run (the same steps with and without it, one manifest). Results go to
 benchmarks/results/<result>.md.
 """
@@ -39,7 +39,7 @@ from latency import RawClient, free_port, percentiles, raw_request  # noqa: E402
 
 from visearch.cli.serve import wait_ready  # noqa: E402
 
-CATEGORY = "fashion-mnist"
+CATEGORY = "fashion-mnist-full"
 FULL = 70_000
 STEPS = ("preprocess", "train", "evaluate", "shards", "embed", "upsert")
 MAP_R = "mean_average_precision_at_r"
@@ -167,15 +167,11 @@ def quality(
     """The same manifest trained on the budget's sample and on every training image; test metrics of each."""
     work = home / "work" / CATEGORY
     rows: list[list[object]] = []
-    for name, flags in (
-        ("all training images", []),
-        (f"budget: {budget} per class", ["--train-images-per-class", str(budget)]),
-    ):
-        out = work / f"train-{len(flags)}"
-        usage = run_measured(
-            visearch("train", "-c", CATEGORY, "--out", str(out), "--epochs", str(epochs), *extra, *flags), env, log
-        )
-        metrics = work / f"metrics-{len(flags)}.json"
+    for name, per_class in (("all training images", 0), (f"budget: {budget} per class", budget)):
+        out = work / f"train-{per_class}"
+        flags = ["--epochs", str(epochs), "--train-images-per-class", str(per_class), *extra]
+        usage = run_measured(visearch("train", "-c", CATEGORY, "--out", str(out), *flags), env, log)
+        metrics = work / f"metrics-{per_class}.json"
         models = ["--model", str(out / "model"), "--out", str(metrics)]
         run_measured(visearch("evaluate", "-c", CATEGORY, *models), env, log)
         report = json.loads(metrics.read_text(encoding="utf-8"))
@@ -203,13 +199,15 @@ def quality(
 
 def prepare(env: dict[str, str], images: int, log: Path) -> Usage:
     per_class = [] if images >= FULL else ["--per-class", str(max(images // 10, 1))]
-    return run_measured(visearch("prepare", "fashion-mnist", "--split", "all", *per_class), env, log)
+    return run_measured(visearch("prepare", "fashion-mnist", "--split", "all", "-c", CATEGORY, *per_class), env, log)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=FULL, help="images in all (N/10 per class; 70000: all)")
-    parser.add_argument("--train-images-per-class", type=int, default=100, help="training budget (0: all)")
+    parser.add_argument(
+        "--train-images-per-class", type=int, default=None, help="training budget (default: the registry's; 0: all)"
+    )
     parser.add_argument(
         "--eval-images-per-class", type=int, default=None, help="evaluation budget (default: the registry's)"
     )
@@ -226,7 +224,8 @@ def main() -> None:
 
     params = load_registry().get(CATEGORY).train
     epochs = args.epochs if args.epochs is not None else params.epochs
-    budget = args.train_images_per_class or None
+    given = args.train_images_per_class
+    budget = params.train_images_per_class if given is None else (given or None)
     extra = ["--max-steps", str(args.max_steps)] if args.max_steps else []
     with tempfile.TemporaryDirectory(prefix="visearch-scale-") as folder:
         home = args.home or Path(folder) / "home"
@@ -237,9 +236,7 @@ def main() -> None:
         total = time.perf_counter()
         prepared = prepare(env, args.images, log)
         datasets = disk(home / "objects" / "datasets")
-        flags = ["--epochs", str(epochs), *extra]
-        if budget:
-            flags += ["--train-images-per-class", str(budget)]
+        flags = ["--epochs", str(epochs), "--train-images-per-class", str(budget or 0), *extra]
         if args.eval_images_per_class:
             flags += ["--eval-images-per-class", str(args.eval_images_per_class)]
         pipeline = run_measured(

@@ -58,20 +58,26 @@ class TrainParams(BaseModel):
     train_images_per_class: int | None = Field(
         default=None,
         ge=2,
-        description="Training budget: train on at most this many images per class, sampled (None: all); "
+        description="Training budget: train on at most this many images per class, sampled (None or 0: all); "
         "every image is still evaluated, embedded and indexed",
     )
     eval_images_per_class: int | None = Field(
         default=1000,
         ge=2,
         description="Evaluation budget: the gate scores every model on at most this many sampled images per "
-        "class, the same sample for all (None: every image); evaluate embeds its images once per model",
+        "class, the same sample for all (None or 0: every image); evaluate embeds its images once per model",
     )
     seed: int = 0
     accelerator: dict[str, int] | None = Field(
         default=None,
         description="Accelerator the compiled pipeline requests for train, evaluate and embed, e.g. {nvidia.com/gpu: 1}",
     )
+
+    @field_validator("train_images_per_class", "eval_images_per_class", mode="before")
+    @classmethod
+    def _zero_is_every_image(cls, value: Any) -> Any:
+        # A command line or pipeline parameter lifts a registry budget with 0: None there keeps it.
+        return None if value == 0 else value
 
     def identity(self) -> str:
         """Short hash of what shapes the trained weights (not how long: a longer run continues a shorter one)."""

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from visearch.categories import load_registry
+from visearch.categories import TrainParams, load_registry
 from visearch.errors import ConfigError, UnknownCategoryError
 
 SEED_CATEGORIES = {"shoes", "dogs", "celebrities", "logos", "fashion", "fashion-mnist"}
@@ -28,6 +28,28 @@ def test_adding_a_category_is_a_yaml_entry(tmp_path: Path) -> None:
     category = load_registry(path).get("cars")
     assert category.train.epochs == 7 and category.train.lr == 0.001
     assert category.train.batch_size == 32  # the defaults fill the rest
+
+
+def test_the_full_fashion_mnist_is_the_demos_entry_with_its_own_training() -> None:
+    registry = load_registry()
+    demo, full = registry.get("fashion-mnist"), registry.get("fashion-mnist-full")
+    assert not full.demo and full.data_prefix == "datasets/fashion-mnist-full"
+    # The YAML merge keeps the demo's columns, texts and training, and changes only what was measured.
+    assert (full.fields, full.captions, full.business_usage) == (demo.fields, demo.captions, demo.business_usage)
+    assert full.duplicate_threshold == demo.duplicate_threshold
+    changed = {key for key, value in full.train.model_dump().items() if value != getattr(demo.train, key)}
+    assert changed == {"train_images_per_class", "trunk_lr_scale"}
+    assert full.train.train_images_per_class == 100 and demo.train.train_images_per_class is None
+
+
+def test_zero_lifts_a_registry_budget() -> None:
+    budgeted = TrainParams(train_images_per_class=100, eval_images_per_class=200)
+    # None keeps the registry's value (an option not given); 0 asks for every image.
+    assert budgeted.with_overrides({"train_images_per_class": None}).train_images_per_class == 100
+    lifted = budgeted.with_overrides({"train_images_per_class": 0, "eval_images_per_class": 0})
+    assert lifted.train_images_per_class is None and lifted.eval_images_per_class is None
+    with pytest.raises(ConfigError, match="train_images_per_class"):
+        budgeted.with_overrides({"train_images_per_class": 1})
 
 
 @pytest.mark.parametrize(

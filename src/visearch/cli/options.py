@@ -23,13 +23,16 @@ InputSizeOpt = Annotated[int | None, typer.Option()]
 MaxStepsOpt = Annotated[int | None, typer.Option(help="Stop after N steps (smoke runs)")]
 TrainImagesPerClassOpt = Annotated[
     int | None,
-    typer.Option(help="Training budget: train on at most N sampled images per class (all are still indexed)"),
+    typer.Option(
+        help="Training budget: train on at most N sampled images per class (all are still indexed; "
+        "0: every image, whatever the registry says)"
+    ),
 ]
 EvalImagesPerClassOpt = Annotated[
     int | None,
     typer.Option(
         help="Evaluation budget: score each model on at most N sampled images per class "
         f"(default: the category's; {TrainParams.model_fields['eval_images_per_class'].default} unless its registry "
-        "entry sets one)"
+        "entry sets one; 0: every image)"
     ),
 ]
