@@ -40,8 +40,12 @@ def categories(as_json: Annotated[bool, typer.Option("--json", help="Print JSON"
     if as_json:
         echo_json(rows)
         return
+    # Columns as wide as their longest entry: registry names and titles have no fixed length.
+    name_width = max((len(row["name"]) for row in rows), default=0)
+    title_width = max((len(row["title"]) for row in rows), default=0)
     for row in rows:
-        typer.echo(f"{row['name']:<15} {row['title']:<25} {row['images']:>7} images  {row['index'] or '(not indexed)'}")
+        index_text = row["index"] or "(not indexed)"
+        typer.echo(f"{row['name']:<{name_width}}  {row['title']:<{title_width}}  {row['images']:>7} images  {index_text}")
 
 
 FilterOpt = Annotated[

@@ -161,3 +161,20 @@ def test_duplicates_pages(indexed_home: Settings) -> None:
     assert table.returncode == 0 and f"{whole['total']} pairs above 0.97" in table.stdout
     assert_one_line_error(visearch(indexed_home, "duplicates", TINY, "--limit", "0"), "limit must be")
     assert_one_line_error(visearch(indexed_home, "duplicates", "nope"), "unknown category 'nope'")
+
+
+def test_categories_lists_every_registry_entry_in_aligned_columns(indexed_home: Settings) -> None:
+    from visearch.categories import load_registry
+
+    result = visearch(indexed_home, "categories")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    registry = load_registry(indexed_home.visearch_categories)
+    assert [line.split()[0] for line in lines] == list(registry.names())
+    # Every column starts where it does on the other lines, whatever the length of a name or a title.
+    for category, line in zip(registry.categories, lines, strict=True):
+        assert line.index(category.title) == lines[0].index(registry.categories[0].title), result.stdout
+        assert line.index(" images  ") == lines[0].index(" images  "), result.stdout
+    tiny = next(line for line in lines if line.startswith(f"{TINY} "))
+    assert f" {len(TINY_CLASSES) * TINY_PER_CLASS} images  {TINY}__" in tiny
+    assert all(line.endswith("(not indexed)") for line in lines if line != tiny)
