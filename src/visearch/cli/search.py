@@ -45,7 +45,9 @@ def categories(as_json: Annotated[bool, typer.Option("--json", help="Print JSON"
     title_width = max((len(row["title"]) for row in rows), default=0)
     for row in rows:
         index_text = row["index"] or "(not indexed)"
-        typer.echo(f"{row['name']:<{name_width}}  {row['title']:<{title_width}}  {row['images']:>7} images  {index_text}")
+        typer.echo(
+            f"{row['name']:<{name_width}}  {row['title']:<{title_width}}  {row['images']:>7} images  {index_text}"
+        )
 
 
 FilterOpt = Annotated[
