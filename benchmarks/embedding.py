@@ -1,12 +1,13 @@
 """Embedding throughput: the embed step (decode + preprocess + forward) vs the bare batched forward.
 
-    python benchmarks/embedding.py [--images 512] [--input-size 64] [--batch-sizes 32,64,128] [--workers 0,1,2]
-                                   [--photos 64] [--photo-input-size 96]
+    python benchmarks/embedding.py [--images 512] [--input-size 64] [--batch-sizes 32,64,128]
+                                   [--workers 0,1,2,auto] [--photos 192] [--photo-input-size 96]
 
 The baseline is the model's forward on pre-decoded, pre-transformed tensors in the same process:
 the ratio says how much of the model's speed the full step keeps (target >= 0.9x). A second table
 does the same for 12-megapixel phone JPEGs (tests/helpers.py ``phone_photo``), decoded at the scale
 the model needs (JPEG draft) and, for comparison, at full size (the step before the change).
+``auto`` is the step's default: DataLoader workers chosen by the images' size (visearch.embed.loader_workers).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from tests.helpers import PHONE_SIZE, phone_photo  # noqa: E402
 from visearch.data.dataset import ImageFiles  # noqa: E402
 from visearch.data.demo import demo_source  # noqa: E402
 from visearch.data.transforms import decode_side, eval_transform  # noqa: E402
-from visearch.embed import embed_paths  # noqa: E402
+from visearch.embed import embed_paths, loader_workers  # noqa: E402
 from visearch.model import create_model  # noqa: E402
 
 
@@ -52,7 +53,17 @@ def full_decode_step(model: torch.nn.Module, paths: list[Path], input_size: int,
     return len(paths) / (time.perf_counter() - started)
 
 
-def photo_rows(count: int, input_size: int, batch_size: int, workers: list[int]) -> list[list[object]]:
+def parse_workers(text: str) -> list[int | None]:
+    """``"0,2,auto"`` → ``[0, 2, None]`` (None: the step's choice by image size)."""
+    return [None if part == "auto" else int(part) for part in text.split(",")]
+
+
+def workers_label(workers: int | None, paths: list[Path]) -> str:
+    """A worker count as the table shows it: ``2``, or ``auto (2)`` for the step's own choice."""
+    return f"auto ({loader_workers(paths)})" if workers is None else str(workers)
+
+
+def photo_rows(count: int, input_size: int, batch_size: int, workers: list[int | None]) -> list[list[object]]:
     """The large-photo rows: bare forward, the step (scaled decode) per worker count, the full decode."""
     model = create_model("efficientnet-lite0", [512, 128], input_size).eval()
     transform = eval_transform(input_size, model.spec.normalize)
@@ -75,9 +86,11 @@ def photo_rows(count: int, input_size: int, batch_size: int, workers: list[int])
             started, cpu = time.perf_counter(), time.process_time()
             embed_paths(model, paths, batch_size=batch_size, workers=worker_count, show_progress=False)
             step = count / (time.perf_counter() - started)
-            step_cpu = f"{(time.process_time() - cpu) * 1000 / count:.1f}" if worker_count == 0 else "(in workers)"
+            in_step = worker_count == 0 or (worker_count is None and loader_workers(paths) == 0)
+            step_cpu = f"{(time.process_time() - cpu) * 1000 / count:.1f}" if in_step else "(in workers)"
+            label = workers_label(worker_count, paths)
             rows.append(
-                ["scaled (draft)", batch_size, worker_count, f"{bare:.1f}", f"{step:.1f}", f"{step / bare:.2f}x"]
+                ["scaled (draft)", batch_size, label, f"{bare:.1f}", f"{step:.1f}", f"{step / bare:.2f}x"]
                 + [f"{bare_cpu:.1f}", step_cpu]
             )
             print(rows[-1], flush=True)
@@ -97,9 +110,11 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=512)
     parser.add_argument("--input-size", type=int, default=64)
     parser.add_argument("--batch-sizes", default="32,64,128")
-    parser.add_argument("--workers", default="0,1,2")
+    parser.add_argument("--workers", default="0,1,2,auto", help="DataLoader workers per row (auto: the step's choice)")
     parser.add_argument("--result", default="embedding", help="results file name (benchmarks/results/NAME.md)")
-    parser.add_argument("--photos", type=int, default=64, help="12-megapixel JPEGs for the large-photo table (0: none)")
+    parser.add_argument(
+        "--photos", type=int, default=192, help="12-megapixel JPEGs for the large-photo table (0: none)"
+    )
     parser.add_argument("--photo-input-size", type=int, default=96, help="input size of the photo categories")
     args = parser.parse_args()
 
@@ -113,11 +128,12 @@ def main() -> None:
     rows = []
     for batch_size in map(int, args.batch_sizes.split(",")):
         bare = bare_forward(model, tensors, batch_size)
-        for workers in map(int, args.workers.split(",")):
+        for workers in parse_workers(args.workers):
             started = time.perf_counter()
             embed_paths(model, paths, batch_size=batch_size, workers=workers, show_progress=False)
             step = len(paths) / (time.perf_counter() - started)
-            rows.append([batch_size, workers, f"{bare:.1f}", f"{step:.1f}", f"{step / bare:.2f}x"])
+            label = workers_label(workers, paths)
+            rows.append([batch_size, label, f"{bare:.1f}", f"{step:.1f}", f"{step / bare:.2f}x"])
             print(rows[-1], flush=True)
     body = table(["batch", "DataLoader workers", "bare forward img/s", "embed step img/s", "step / bare"], rows)
     parameters = (
@@ -125,7 +141,7 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}"
     )
     if args.photos:
-        photos = photo_rows(args.photos, args.photo_input_size, 32, list(map(int, args.workers.split(","))))
+        photos = photo_rows(args.photos, args.photo_input_size, 32, parse_workers(args.workers))
         body += (
             f"\n\nLarge photos: {args.photos} phone JPEGs of {PHONE_SIZE[0]}x{PHONE_SIZE[1]} (~1.2 MB, EXIF "
             f"orientation 6), input {args.photo_input_size} px, batch 32.\n\n"

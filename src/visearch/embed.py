@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,34 @@ if TYPE_CHECKING:
     from visearch.model import EmbeddingModel
 
 SHARD_SIZE = 1024
-# Fastest on 2 cores in benchmarks/results/embedding.md: batch 32, no DataLoader workers (0.97x the bare forward).
+# Fastest on 2 cores in benchmarks/results/embedding.md: batch 32 (0.86x the bare forward on the demo's PNGs).
 BATCH_SIZE = 32
+# DataLoader worker processes pay off only where decoding outweighs the forward pass. On 2 cores
+# (benchmarks/results/embedding.md): 12-megapixel phone JPEGs (~1.2 MB, 17 ms to decode even at
+# 1/8 scale against ~5 ms of forward) embed 1.2-1.3x faster with 2 workers, while the demo's 1 kB PNGs
+# embed 0.8x as fast, the workers taking the forward's cores.
+DECODE_BOUND_BYTES = 256 * 1024
+MAX_LOADER_WORKERS = 4
+
+
+def loader_workers(paths: Sequence[Path], sample: int = 32) -> int:
+    """DataLoader workers for embedding ``paths``: one per core (at most 4) for large files, else none.
+
+    Judged on the median size of the first ``sample`` files; a file that cannot be read counts as
+    empty (the embed step reports it when it gets there).
+    """
+    sizes = sorted(_file_size(path) for path in paths[:sample])
+    if not sizes or sizes[len(sizes) // 2] < DECODE_BOUND_BYTES:
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(MAX_LOADER_WORKERS, cores)
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 @dataclass(frozen=True)
@@ -74,7 +101,7 @@ def embed_paths(
     paths: list[Path],
     *,
     batch_size: int = BATCH_SIZE,
-    workers: int = 0,
+    workers: int | None = None,
     show_progress: bool = True,
     desc: str = "embedding",
     device: torch.device | None = None,
@@ -82,6 +109,7 @@ def embed_paths(
     """L2-normalised embeddings (float32, one row per path) in the order given.
 
     On a CUDA ``device`` the forward runs in float16 autocast; vectors come back as float32 on the CPU.
+    ``workers``: DataLoader processes decoding the images (None: :func:`loader_workers` judges by size).
     """
     import torch
     from torch.utils.data import DataLoader
@@ -95,9 +123,11 @@ def embed_paths(
     transform = eval_transform(model.spec.input_size, model.spec.normalize)
     # Decoded at the scale the model needs, as a query is: a phone photo costs a 1/8-scale decode.
     dataset = ImageFiles(paths, [0] * len(paths), transform, min_side=decode_side(model.spec.input_size))
+    workers = loader_workers(paths) if workers is None else workers
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     chunks = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
+        desc += f" ({workers} decoding processes)" if workers else ""
         for images, _ in tqdm(loader, desc=desc, unit="batch", disable=not show_progress):
             chunks.append(model(images.to(device, non_blocking=True)).float().cpu().numpy())
     if not chunks:
@@ -116,10 +146,12 @@ def embed_to_shards(
     show_progress: bool = True,
     device: torch.device | None = None,
     marker: Mapping[str, Any] | None = None,
+    workers: int | None = None,
 ) -> Path:
     """Write ``part-NNNNN.npz`` shards (keys + vectors) then ``done.json``; finished shards are kept on re-run.
 
     ``marker``: more fields for ``done.json`` (which shard of the category these keys are).
+    ``workers``: DataLoader processes decoding the images (None: :func:`loader_workers` judges by size).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     done = out_dir / "done.json"
@@ -131,6 +163,7 @@ def embed_to_shards(
             return out_dir
         done.unlink()  # stale: until this run finishes, the folder holds no finished embeddings
     n_shards = (len(keys) + shard_size - 1) // shard_size
+    workers = loader_workers(paths) if workers is None else workers
     for shard in range(n_shards):
         path = out_dir / f"part-{shard:05d}.npz"
         lo, hi = shard * shard_size, min(len(keys), (shard + 1) * shard_size)
@@ -143,6 +176,7 @@ def embed_to_shards(
             paths[lo:hi],
             device=device,
             batch_size=batch_size,
+            workers=workers,
             show_progress=show_progress,
             desc=f"embedding shard {shard + 1}/{n_shards}",
         )

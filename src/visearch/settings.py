@@ -114,6 +114,13 @@ class Settings(BaseSettings):
         default="auto",
         description="Where train, evaluate, embed and torch inference run: auto = CUDA when present, else CPU",
     )
+    embed_workers: int | None = Field(
+        default=None,
+        ge=0,
+        le=32,
+        description="DataLoader processes decoding images for the embed step; unset = by the images' size "
+        "(none for small files, one per core up to 4 for photos: visearch.embed.loader_workers)",
+    )
     inference_backend: Literal["onnx", "torch"] = Field(
         default="onnx", description="Query-time inference (ONNX Runtime measured faster on CPU)"
     )

@@ -310,6 +310,7 @@ def run_embed(
         show_progress=show_progress,
         device=resolve_device(settings.visearch_device),
         marker=marker,
+        workers=settings.embed_workers,
     )
     if scratch:
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.helpers import TINY, env_for, kill9, wait_until
 from visearch.categories import TrainParams
@@ -141,3 +142,48 @@ def test_more_shards_than_images_leaves_some_empty(home: Settings, registry, sto
     assert read_shards(parts[0])[0] == []
     keys, vectors, _ = read_embeddings(parts)
     assert keys == load_manifest(one)["key"].tolist() and vectors.shape[0] == 1
+
+
+def test_photos_decode_in_worker_processes_small_files_in_the_step(tmp_path, capfd) -> None:  # type: ignore[no-untyped-def]
+    from tests.helpers import jpeg, phone_photo
+    from visearch.embed import DECODE_BOUND_BYTES, embed_paths, loader_workers
+    from visearch.model import create_model
+
+    photos = []
+    for index in range(3):
+        path = tmp_path / f"photo-{index}.jpg"
+        path.write_bytes(phone_photo(quality=78 + index))
+        photos.append(path)
+    thumbnail = tmp_path / "thumbnail.jpg"
+    thumbnail.write_bytes(jpeg(Image.new("RGB", (28, 28), (200, 30, 30))))
+    assert all(path.stat().st_size > DECODE_BOUND_BYTES for path in photos)
+    # By the median size: photos get worker processes (one per core, at most 4), thumbnails none.
+    assert 1 <= loader_workers(photos) <= 4
+    assert loader_workers([thumbnail] * 3) == 0
+    assert loader_workers([*photos[:1], thumbnail, thumbnail]) == 0
+    assert loader_workers([tmp_path / "missing.jpg"]) == 0 and loader_workers([]) == 0
+    # Decoded in worker processes (chosen by size: evaluate and the duplicate finder too) or in the
+    # step, the photos embed the same.
+    model = create_model("efficientnet-lite0", [16], 32).eval()
+    in_workers = embed_paths(model, [*photos, thumbnail], batch_size=2)
+    assert f"({loader_workers(photos)} decoding processes)" in capfd.readouterr().err
+    in_step = embed_paths(model, [*photos, thumbnail], batch_size=2, workers=0)
+    assert "decoding processes" not in capfd.readouterr().err
+    np.testing.assert_allclose(in_workers, in_step, atol=1e-6)
+
+
+def test_the_embed_step_takes_its_decoding_processes_from_the_settings(  # type: ignore[no-untyped-def]
+    home: Settings, registry, store, tmp_path, capfd
+) -> None:
+    from visearch.steps import run_embed
+
+    manifest_dir, _ = run_preprocess(home, store, registry.get(TINY), tmp_path / "manifest", show_progress=False)
+    model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
+    # The tiny category's small files decode in the step unless EMBED_WORKERS asks for processes.
+    auto = read_shards(run_embed(home, store, manifest_dir, model, tmp_path / "auto"))
+    assert "decoding processes" not in capfd.readouterr().err
+    two = home.model_copy(update={"embed_workers": 2})
+    given = read_shards(run_embed(two, store, manifest_dir, model, tmp_path / "given"))
+    assert "(2 decoding processes)" in capfd.readouterr().err
+    assert given[0] == auto[0]
+    np.testing.assert_allclose(given[1], auto[1], atol=1e-6)
