@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from visearch.model import EmbeddingModel
 
 SHARD_SIZE = 1024
-# Fastest on 2 cores in benchmarks/results/embedding.md: batch 32 (0.86x the bare forward on the demo's PNGs).
+# Fastest on 2 cores in benchmarks/results/embedding.md: batch 32 (0.82-0.86x the bare forward on the demo's PNGs).
 BATCH_SIZE = 32
 # DataLoader worker processes pay off only where decoding outweighs the forward pass. On 2 cores
 # (benchmarks/results/embedding.md): 12-megapixel phone JPEGs (~1.2 MB, 17 ms to decode even at
@@ -31,19 +31,26 @@ BATCH_SIZE = 32
 # embed 0.8x as fast, the workers taking the forward's cores.
 DECODE_BOUND_BYTES = 256 * 1024
 MAX_LOADER_WORKERS = 4
+# Workers hand their batches over in shared memory, two batches each in flight; Docker and
+# Kubernetes give a container 64 MB of /dev/shm unless told otherwise, and a full one kills the
+# workers with a bus error. Half of it: 4 workers at 96 px (3.5 MB a batch of 32), none at 224 px.
+SHARED_MEMORY_BUDGET = 32 * 1024 * 1024
+PREFETCHED_BATCHES = 2  # DataLoader's prefetch_factor default
 
 
-def loader_workers(paths: Sequence[Path], sample: int = 32) -> int:
+def loader_workers(paths: Sequence[Path], batch_bytes: int = 0, sample: int = 32) -> int:
     """DataLoader workers for embedding ``paths``: one per core (at most 4) for large files, else none.
 
     Judged on the median size of the first ``sample`` files; a file that cannot be read counts as
-    empty (the embed step reports it when it gets there).
+    empty (the embed step reports it when it gets there). ``batch_bytes``: one batch of input
+    tensors; fewer workers (or none) where their batches would not fit ``SHARED_MEMORY_BUDGET``.
     """
     sizes = sorted(_file_size(path) for path in paths[:sample])
     if not sizes or sizes[len(sizes) // 2] < DECODE_BOUND_BYTES:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(MAX_LOADER_WORKERS, cores)
+    fit = SHARED_MEMORY_BUDGET // max(1, PREFETCHED_BATCHES * batch_bytes)
+    return min(MAX_LOADER_WORKERS, cores, fit)
 
 
 def _file_size(path: Path) -> int:
@@ -123,7 +130,9 @@ def embed_paths(
     transform = eval_transform(model.spec.input_size, model.spec.normalize)
     # Decoded at the scale the model needs, as a query is: a phone photo costs a 1/8-scale decode.
     dataset = ImageFiles(paths, [0] * len(paths), transform, min_side=decode_side(model.spec.input_size))
-    workers = loader_workers(paths) if workers is None else workers
+    if workers is None:
+        batch_bytes = batch_size * 3 * model.spec.input_size**2 * 4  # float32 RGB
+        workers = loader_workers(paths, batch_bytes)
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     chunks = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
@@ -163,7 +172,6 @@ def embed_to_shards(
             return out_dir
         done.unlink()  # stale: until this run finishes, the folder holds no finished embeddings
     n_shards = (len(keys) + shard_size - 1) // shard_size
-    workers = loader_workers(paths) if workers is None else workers
     for shard in range(n_shards):
         path = out_dir / f"part-{shard:05d}.npz"
         lo, hi = shard * shard_size, min(len(keys), (shard + 1) * shard_size)
