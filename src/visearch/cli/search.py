@@ -41,8 +41,8 @@ def categories(as_json: Annotated[bool, typer.Option("--json", help="Print JSON"
         echo_json(rows)
         return
     # Columns as wide as their longest entry: registry names and titles have no fixed length.
-    name_width = max((len(row["name"]) for row in rows), default=0)
-    title_width = max((len(row["title"]) for row in rows), default=0)
+    name_width = max((len(category.name) for category in ctx.registry.categories), default=0)
+    title_width = max((len(category.title) for category in ctx.registry.categories), default=0)
     for row in rows:
         index_text = row["index"] or "(not indexed)"
         typer.echo(
