@@ -29,7 +29,7 @@ from tests.helpers import PHONE_SIZE, phone_photo  # noqa: E402
 from visearch.data.dataset import ImageFiles  # noqa: E402
 from visearch.data.demo import demo_source  # noqa: E402
 from visearch.data.transforms import decode_side, eval_transform  # noqa: E402
-from visearch.embed import embed_paths, loader_workers  # noqa: E402
+from visearch.embed import batch_bytes, embed_paths, loader_workers  # noqa: E402
 from visearch.model import create_model  # noqa: E402
 
 
@@ -58,9 +58,9 @@ def parse_workers(text: str) -> list[int | None]:
     return [None if part == "auto" else int(part) for part in text.split(",")]
 
 
-def workers_label(workers: int | None, paths: list[Path]) -> str:
+def workers_label(workers: int | None, paths: list[Path], batch_size: int, input_size: int) -> str:
     """A worker count as the table shows it: ``2``, or ``auto (2)`` for the step's own choice."""
-    return f"auto ({loader_workers(paths)})" if workers is None else str(workers)
+    return f"auto ({loader_workers(paths, batch_bytes(batch_size, input_size))})" if workers is None else str(workers)
 
 
 def photo_rows(count: int, input_size: int, batch_size: int, workers: list[int | None]) -> list[list[object]]:
@@ -86,9 +86,9 @@ def photo_rows(count: int, input_size: int, batch_size: int, workers: list[int |
             started, cpu = time.perf_counter(), time.process_time()
             embed_paths(model, paths, batch_size=batch_size, workers=worker_count, show_progress=False)
             step = count / (time.perf_counter() - started)
-            in_step = worker_count == 0 or (worker_count is None and loader_workers(paths) == 0)
+            label = workers_label(worker_count, paths, batch_size, input_size)
+            in_step = label in ("0", "auto (0)")
             step_cpu = f"{(time.process_time() - cpu) * 1000 / count:.1f}" if in_step else "(in workers)"
-            label = workers_label(worker_count, paths)
             rows.append(
                 ["scaled (draft)", batch_size, label, f"{bare:.1f}", f"{step:.1f}", f"{step / bare:.2f}x"]
                 + [f"{bare_cpu:.1f}", step_cpu]
@@ -132,7 +132,7 @@ def main() -> None:
             started = time.perf_counter()
             embed_paths(model, paths, batch_size=batch_size, workers=workers, show_progress=False)
             step = len(paths) / (time.perf_counter() - started)
-            label = workers_label(workers, paths)
+            label = workers_label(workers, paths, batch_size, args.input_size)
             rows.append([batch_size, label, f"{bare:.1f}", f"{step:.1f}", f"{step / bare:.2f}x"])
             print(rows[-1], flush=True)
     body = table(["batch", "DataLoader workers", "bare forward img/s", "embed step img/s", "step / bare"], rows)

@@ -53,6 +53,11 @@ def loader_workers(paths: Sequence[Path], batch_bytes: int = 0, sample: int = 32
     return min(MAX_LOADER_WORKERS, cores, fit)
 
 
+def batch_bytes(batch_size: int, input_size: int) -> int:
+    """Bytes of one batch of input tensors (float32 RGB): what a worker holds in shared memory."""
+    return batch_size * 3 * input_size**2 * 4
+
+
 def _file_size(path: Path) -> int:
     try:
         return path.stat().st_size
@@ -131,8 +136,7 @@ def embed_paths(
     # Decoded at the scale the model needs, as a query is: a phone photo costs a 1/8-scale decode.
     dataset = ImageFiles(paths, [0] * len(paths), transform, min_side=decode_side(model.spec.input_size))
     if workers is None:
-        batch_bytes = batch_size * 3 * model.spec.input_size**2 * 4  # float32 RGB
-        workers = loader_workers(paths, batch_bytes)
+        workers = loader_workers(paths, batch_bytes(batch_size, model.spec.input_size))
     loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
     chunks = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):

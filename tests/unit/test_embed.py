@@ -146,7 +146,7 @@ def test_more_shards_than_images_leaves_some_empty(home: Settings, registry, sto
 
 def test_photos_decode_in_worker_processes_small_files_in_the_step(tmp_path, capfd) -> None:  # type: ignore[no-untyped-def]
     from tests.helpers import jpeg, phone_photo
-    from visearch.embed import DECODE_BOUND_BYTES, SHARED_MEMORY_BUDGET, embed_paths, loader_workers
+    from visearch.embed import DECODE_BOUND_BYTES, SHARED_MEMORY_BUDGET, batch_bytes, embed_paths, loader_workers
     from visearch.model import create_model
 
     photos = []
@@ -160,10 +160,10 @@ def test_photos_decode_in_worker_processes_small_files_in_the_step(tmp_path, cap
     # By the median size: photos get worker processes (one per core, at most 4), thumbnails none.
     assert 1 <= loader_workers(photos) <= 4
     # As many as have their two batches in flight fit half of a container's 64 MB /dev/shm.
-    batch = 32 * 3 * 4  # bytes of a float32 RGB batch of 32, per pixel
-    assert 1 <= loader_workers(photos, batch * 96**2) <= 4
+    assert batch_bytes(32, 96) == 32 * 3 * 96 * 96 * 4  # float32 RGB
+    assert 1 <= loader_workers(photos, batch_bytes(32, 96)) <= 4
     assert loader_workers(photos, SHARED_MEMORY_BUDGET // 2) == 1
-    assert loader_workers(photos, batch * 224**2) == 0
+    assert loader_workers(photos, batch_bytes(32, 224)) == 0
     assert loader_workers([thumbnail] * 3) == 0
     assert loader_workers([*photos[:1], thumbnail, thumbnail]) == 0
     assert loader_workers([tmp_path / "missing.jpg"]) == 0 and loader_workers([]) == 0
