@@ -85,3 +85,25 @@ def test_whole_run_failure_is_one_message(home: Settings, tmp_path: Path) -> Non
     )
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: IMDB-WIKI source folder not found: {tmp_path / 'nope'}"
+
+
+@pytest.mark.skipif(
+    not (Path("/usr/share/datasets/fashion-mnist") / "t10k-images-idx3-ubyte.gz").exists(),
+    reason="needs apt package dataset-fashion-mnist",
+)
+def test_a_large_category_without_a_training_budget_gets_a_note(
+    cli: CliRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import visearch.cli.prepare as prepare_module
+
+    monkeypatch.setattr(prepare_module, "LARGE_CATEGORY", 20)  # 30 images stand for tens of thousands
+    result = cli.invoke(prepare_app, ["fashion-mnist", "--per-class", "3"])
+    assert result.exit_code == 0, result.output
+    note = [line for line in result.output.splitlines() if line.startswith("note:")]
+    assert len(note) == 1 and "with 30 images, a training budget" in note[0]
+    assert note[0].endswith("-c fashion-mnist-full")
+    # The full set's entry has a budget: nothing to say.
+    result = cli.invoke(prepare_app, ["fashion-mnist", "--per-class", "3", "-c", "fashion-mnist-full"])
+    assert result.exit_code == 0 and "note:" not in result.output, result.output
+    monkeypatch.setattr(prepare_module, "LARGE_CATEGORY", 30)  # past it, not at it
+    assert "note:" not in cli.invoke(prepare_app, ["fashion-mnist", "--per-class", "3"]).output
