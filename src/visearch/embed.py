@@ -35,21 +35,21 @@ MAX_LOADER_WORKERS = 4
 # Kubernetes give a container 64 MB of /dev/shm unless told otherwise, and a full one kills the
 # workers with a bus error. Half of it: 4 workers at 96 px (3.5 MB a batch of 32), none at 224 px.
 SHARED_MEMORY_BUDGET = 32 * 1024 * 1024
-PREFETCHED_BATCHES = 2  # DataLoader's prefetch_factor default
+PREFETCHED_BATCHES = 2  # each worker's prefetch_factor, passed so the budget holds by construction
 
 
-def loader_workers(paths: Sequence[Path], batch_bytes: int = 0, sample: int = 32) -> int:
+def loader_workers(paths: Sequence[Path], bytes_per_batch: int = 0, sample: int = 32) -> int:
     """DataLoader workers for embedding ``paths``: one per core (at most 4) for large files, else none.
 
     Judged on the median size of the first ``sample`` files; a file that cannot be read counts as
-    empty (the embed step reports it when it gets there). ``batch_bytes``: one batch of input
-    tensors; fewer workers (or none) where their batches would not fit ``SHARED_MEMORY_BUDGET``.
+    empty (the embed step reports it when it gets there). ``bytes_per_batch``: one batch of input
+    tensors (:func:`batch_bytes`); fewer workers (or none) where their batches would not fit ``SHARED_MEMORY_BUDGET``.
     """
     sizes = sorted(_file_size(path) for path in paths[:sample])
     if not sizes or sizes[len(sizes) // 2] < DECODE_BOUND_BYTES:
         return 0
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    fit = SHARED_MEMORY_BUDGET // max(1, PREFETCHED_BATCHES * batch_bytes)
+    fit = SHARED_MEMORY_BUDGET // max(1, PREFETCHED_BATCHES * bytes_per_batch)
     return min(MAX_LOADER_WORKERS, cores, fit)
 
 
@@ -137,7 +137,13 @@ def embed_paths(
     dataset = ImageFiles(paths, [0] * len(paths), transform, min_side=decode_side(model.spec.input_size))
     if workers is None:
         workers = loader_workers(paths, batch_bytes(batch_size, model.spec.input_size))
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=workers, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        prefetch_factor=PREFETCHED_BATCHES if workers else None,  # DataLoader refuses one without workers
+        pin_memory=device.type == "cuda",
+    )
     chunks = []
     with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda"):
         desc += f" ({workers} decoding processes)" if workers else ""
