@@ -40,7 +40,8 @@ def demo_model() -> Path:
     from visearch.context import Context
     from visearch.data.demo import demo_category, ensure_demo_data
     from visearch.model import copy_model
-    from visearch.steps import run_preprocess, run_train
+    from visearch.stages.preprocess import run_preprocess
+    from visearch.stages.train import run_train
 
     previous_home = os.environ.get("VISEARCH_HOME")
     with tempfile.TemporaryDirectory(prefix="visearch-indexbench-") as folder:

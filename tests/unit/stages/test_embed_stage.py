@@ -11,8 +11,9 @@ def test_interrupted_embed_resumes_from_its_finished_shards(home, registry, stor
     from visearch.categories import TrainParams
     from visearch.data.manifest import load_manifest, manifest_hash
     from visearch.embed import read_shards
-    from visearch.pipeline_steps import pipeline_embed
-    from visearch.steps import run_preprocess, save_baseline
+    from visearch.stages.embed import embed_step
+    from visearch.stages.preprocess import run_preprocess
+    from visearch.stages.train import save_baseline
 
     monkeypatch.chdir(tmp_path)
     for key, value in env_for(home).items():
@@ -35,7 +36,7 @@ def test_interrupted_embed_resumes_from_its_finished_shards(home, registry, stor
         model=np.array(version),
     )
 
-    out = pipeline_embed(TINY, manifest_dir, model, tmp_path / "embeddings")
+    out = embed_step(TINY, manifest_dir, model, tmp_path / "embeddings")
     got_keys, vectors, got_version = read_shards(out)
     assert got_keys == keys and got_version == version
     assert not vectors.any()
@@ -49,8 +50,9 @@ def test_an_interrupted_embed_shard_resumes_in_its_own_scratch(home, registry, s
     from visearch.categories import TrainParams
     from visearch.data.manifest import load_manifest, manifest_hash
     from visearch.embed import read_shards
-    from visearch.pipeline_steps import pipeline_embed
-    from visearch.steps import run_preprocess, save_baseline
+    from visearch.stages.embed import embed_step
+    from visearch.stages.preprocess import run_preprocess
+    from visearch.stages.train import save_baseline
 
     monkeypatch.chdir(tmp_path)
     for key, value in env_for(home).items():
@@ -71,7 +73,7 @@ def test_an_interrupted_embed_shard_resumes_in_its_own_scratch(home, registry, s
         model=np.array(version),
     )
 
-    out = pipeline_embed(TINY, manifest_dir, model, tmp_path / "embeddings-1", shard="1/2")
+    out = embed_step(TINY, manifest_dir, model, tmp_path / "embeddings-1", shard="1/2")
     got_keys, vectors, got_version = read_shards(out)
     assert got_keys == second_half and got_version == version
     assert not vectors.any()  # taken over, not recomputed
@@ -91,18 +93,18 @@ def test_steps_that_compute_no_vectors_start_without_torch(home, tmp_path) -> No
     import sys
 
     from visearch.categories import TrainParams
-    from visearch.steps import save_baseline
+    from visearch.stages.train import save_baseline
 
     model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
     script = f"""
 import json, sys
 from pathlib import Path
 from visearch.context import Context
-from visearch.pipeline_steps import pipeline_shards
-shards = pipeline_shards({TINY!r}, 2)
+from visearch.stages.embed import shards_step
+shards = shards_step({TINY!r}, 2)
 light = sorted(m for m in ("torch", "pandas") if m in sys.modules)
 from visearch.model_files import read_spec
-from visearch.steps import publish_model
+from visearch.stages.upsert import publish_model
 ctx = Context.from_env()
 version = publish_model(ctx.store, {TINY!r}, Path({str(model)!r}))
 print(json.dumps({{"shards": shards, "light": light, "torch": "torch" in sys.modules,

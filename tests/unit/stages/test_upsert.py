@@ -26,7 +26,7 @@ from visearch.errors import EngineUnavailableError, IndexIntegrityError
 from visearch.index import open_index, point_id
 from visearch.search import SearchEngine
 from visearch.settings import Settings
-from visearch.steps import payload_for, run_upsert
+from visearch.stages.upsert import payload_for, run_upsert
 from visearch.storage import make_store
 
 

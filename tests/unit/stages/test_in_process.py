@@ -10,8 +10,8 @@ import pytest
 from tests.helpers import TINY, closed_url, copy_home, home_digest, live_state
 from visearch.categories import load_registry
 from visearch.errors import TrackingUnavailableError
-from visearch.loop import run_loop
 from visearch.settings import Settings
+from visearch.stages.in_process import run_in_process
 from visearch.storage import LocalStore
 
 
@@ -24,7 +24,7 @@ def test_loop_stops_at_once_when_mlflow_is_down(indexed_home: Settings, tmp_path
     files = home_digest(settings)
     started = time.monotonic()
     with pytest.raises(TrackingUnavailableError, match="MLflow tracking server .* is unreachable"):
-        run_loop(
+        run_in_process(
             settings,
             LocalStore(settings.objects_dir),
             load_registry(settings.visearch_categories).get(TINY),
