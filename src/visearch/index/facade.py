@@ -17,8 +17,6 @@ from visearch.index.text import caption_text, document_vector
 from visearch.index.types import UPSERT_BATCH, Hit, IndexBackend, Record, SearchRequest, Sparse
 from visearch.index.versions import CollectionVersion, is_uuid
 
-__all__ = ["RETRIEVE_BATCH", "VectorIndex"]
-
 RETRIEVE_BATCH = 1024  # ids per retrieve call: bounds one request's size on a server
 
 

@@ -14,8 +14,6 @@ from visearch.errors import EngineNotConfiguredError
 from visearch.index.facade import VectorIndex
 from visearch.settings import Settings
 
-__all__ = ["open_index"]
-
 logger = logging.getLogger(__name__)
 
 

@@ -11,8 +11,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-__all__ = ["POINT_NAMESPACE", "SEPARATOR", "CollectionVersion", "is_uuid", "point_id"]
-
 POINT_NAMESPACE = uuid.UUID("6f1d7f0e-2b7c-5d53-9a54-1c0a7e1f7a3e")
 SEPARATOR = "__"
 

@@ -19,17 +19,6 @@ import urllib3
 from visearch.errors import EngineNotConfiguredError, TrackingAuthError, TrackingUnavailableError
 from visearch.settings import Settings
 
-__all__ = [
-    "ReachableClient",
-    "bound_mlflow_requests",
-    "check_reachable",
-    "open_client",
-    "refused",
-    "send_credentials",
-    "server_url",
-    "unreachable",
-]
-
 
 def server_url(uri: str) -> str | None:
     """The http(s) URI of an MLflow server without credentials (for messages), or None for other stores."""

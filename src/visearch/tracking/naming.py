@@ -6,20 +6,6 @@ import os
 import subprocess
 from pathlib import Path
 
-__all__ = [
-    "CANDIDATE_TAG",
-    "CATEGORY_TAG",
-    "CHAMPION",
-    "EXPERIMENT_KIND",
-    "EXPERIMENT_KIND_TAG",
-    "GIT_COMMIT_TAG",
-    "REJECTED_TAG",
-    "VERSION_TAG",
-    "experiment_name",
-    "git_commit",
-    "model_name",
-]
-
 CHAMPION = "champion"
 VERSION_TAG = "visearch.model_version"
 CANDIDATE_TAG = "visearch.candidate"

@@ -20,8 +20,6 @@ from visearch.tracking.connection import open_client, server_url, unreachable
 from visearch.tracking.naming import CHAMPION, REJECTED_TAG, VERSION_TAG, model_name
 from visearch.tracking.runs import RunTracker
 
-__all__ = ["PYFUNC_ARTIFACTS", "Champion", "Tracker"]
-
 # Where an MLflow pyfunc model keeps the files it was saved with (fixed by mlflow.pyfunc).
 PYFUNC_ARTIFACTS = "artifacts"
 

@@ -25,8 +25,6 @@ from visearch.tracking.naming import (
     git_commit,
 )
 
-__all__ = ["RunTracker", "TrackedRun"]
-
 log = logging.getLogger(__name__)
 
 
