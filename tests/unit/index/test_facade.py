@@ -19,6 +19,7 @@ import pytest
 from tests.helpers import index_settings
 from visearch.errors import NotFoundError
 from visearch.index import CollectionVersion, VectorIndex, open_index, point_id
+from visearch.index.facade import RETRIEVE_BATCH
 
 MODES = ["embedded", "memory", "remote"]
 CLASSES = ["boot", "bag", "dress"]
@@ -129,3 +130,25 @@ def test_alias_swap_rollback_and_drop_old(index: VectorIndex, category: str) -> 
     assert [v.name for v in index.versions(category)] == [second]
     assert index.drop_old(category, keep=0) == []  # never the live one
     assert index.query(second, vectors[0].tolist(), k=1)[0].id == ids[0]
+
+
+def test_lookups_of_many_ids_span_engine_calls_and_skip_bad_ids(index: VectorIndex, category: str) -> None:
+    collection, ids, vectors = fill(index, category, "m1", n=6)
+    missing = [point_id(category, f"missing/{i}.png") for i in range(RETRIEVE_BATCH + 10)]
+    asked = missing[:RETRIEVE_BATCH] + ids[:3] + missing[RETRIEVE_BATCH:] + ids[3:]  # hits in both engine calls
+    assert index.existing_ids(collection, asked) == set(ids)
+    found = index.vectors(collection, [*asked, "not-a-uuid"])  # one bad id fails nothing
+    assert sorted(found) == sorted(ids)
+    assert all(np.allclose(found[pid], vectors[i], atol=1e-5) for i, pid in enumerate(ids))
+    assert [record.id for record in index.records(collection, [ids[2], missing[0]])] == [ids[2]]
+    assert index.points(collection) == 6 and index.status(collection) == "6 points"
+
+
+def test_rollback_to_a_named_version(index: VectorIndex, category: str) -> None:
+    first, *_ = fill(index, category, "m1", n=4)
+    second, *_ = fill(index, category, "m2", n=5, seed=1)
+    index.swap_alias(category, second)
+    with pytest.raises(NotFoundError, match="no index version 'nope'"):
+        index.rollback(category, to="nope")
+    assert index.rollback(category, to=first).name == first
+    assert index.require_live(category).model_version == "m1"

@@ -1,8 +1,7 @@
-"""MLflow adapter on a real SQLite store: runs, params, registry dedupe, champion alias, artifacts."""
+"""The registry on a real SQLite store: registry dedupe, champion alias, rejected marks, model files."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +9,7 @@ import pytest
 from visearch.evaluate import flatten_report
 from visearch.model import copy_model
 from visearch.settings import Settings
-from visearch.tracking import CHAMPION, VERSION_TAG, Tracker, model_name
+from visearch.tracking import CHAMPION, REJECTED_TAG, VERSION_TAG, Tracker, model_name
 
 
 @pytest.fixture
@@ -66,37 +65,18 @@ def test_run_registry_and_champion_round_trip(
     assert (tmp_path / "home" / "mlartifacts").is_dir()
 
 
-def test_failing_marks_the_run_failed(tracker: Tracker) -> None:
+def test_rejected_models_are_marked_once_registered(tracker: Tracker, tmp_path: Path) -> None:
+    assert tracker.rejected("cat") == frozenset() and tracker.find_version("cat", "v1") is None  # no model yet
     run = tracker.run(tracker.start_run("cat"))
-    with pytest.raises(ValueError), run.failing():
-        raise ValueError("boom")
-    assert tracker.client.get_run(run.run_id).info.status == "FAILED"
+    copy_model(fake_model(tmp_path / "model", "v1"), tmp_path / "logged" / "artifacts")
+    registered = {}
+    for version in ("v1", "v2"):
+        model_id = tracker.log_model(run.run_id, "model", tmp_path / "logged", {VERSION_TAG: version})
+        registered[version] = tracker.register("cat", run.run_id, model_id, version)
+    assert tracker.find_version("cat", "v2") == registered["v2"] != registered["v1"]
 
-
-def fake_git(directory: Path, script: str) -> None:
-    """A ``git`` on PATH that runs ``script`` (and nothing else is on PATH)."""
-    directory.mkdir()
-    git = directory / "git"
-    git.write_text(f"#!/bin/sh\n{script}\n")
-    git.chmod(0o755)
-
-
-def test_git_commit_prefers_the_baked_in_value(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from visearch.tracking import git_commit
-
-    head = "0123456789abcdef0123456789abcdef01234567"
-    fake_git(tmp_path / "answers", f"echo {head}")
-    monkeypatch.setenv("PATH", str(tmp_path / "answers"))
-    monkeypatch.setenv("VISEARCH_GIT_COMMIT", "abc123")
-    assert git_commit() == "abc123"  # baked into the image: wins over the checkout's HEAD
-    monkeypatch.setenv("VISEARCH_GIT_COMMIT", "")
-    assert git_commit() == head  # an empty value is no value
-    monkeypatch.delenv("VISEARCH_GIT_COMMIT")
-    assert git_commit() == head
-
-    fake_git(tmp_path / "fails", "echo HEAD; echo 'fatal: not a git repository' >&2; exit 128")
-    monkeypatch.setenv("PATH", str(tmp_path / "fails"))
-    assert git_commit() is None
-    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no git at all
-    assert git_commit() is None
-    assert os.environ.get("VISEARCH_GIT_COMMIT") is None
+    tracker.reject("cat", "v1", "rolled back by ops")
+    tracker.reject("cat", "never-registered", "no such model: nothing to mark")
+    assert tracker.rejected("cat") == frozenset({"v1"})
+    tags = tracker.client.get_model_version(model_name("cat"), registered["v1"]).tags
+    assert tags[REJECTED_TAG] == "rolled back by ops"
