@@ -64,7 +64,7 @@ def test_killed_embed_finishes_on_rerun_with_one_point_per_image(home: Settings,
         index.close()
 
 
-# --- shards of a category (README "Scale") ----------------------------------------------------------
+# --- shards of a category (docs/deploy.md, "8. Scale") ----------------------------------------------
 def test_shards_split_the_rows_into_contiguous_ranges_that_cover_each_row_once() -> None:
     from visearch.embed import Shard
     from visearch.errors import InvalidQueryError
