@@ -46,12 +46,19 @@ class ChangeRecord:
 
     def to_json(self) -> bytes:
         """The record as stored."""
-        return json.dumps(asdict(self), sort_keys=True).encode("utf-8")
+        return json.dumps(asdict(self), sort_keys=True, default=_plain).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes) -> ChangeRecord:
         """A stored record."""
         return cls(**json.loads(data))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (rows read with pandas) as Python values."""
+    if hasattr(value, "item"):
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def digest_of(data: bytes) -> str:
