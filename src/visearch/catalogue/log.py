@@ -55,7 +55,7 @@ class ChangeRecord:
 
 
 def _plain(value: Any) -> Any:
-    """numpy scalars (rows read with pandas) as Python values."""
+    """Numpy scalars (rows read with pandas) as Python values."""
     if hasattr(value, "item"):
         return value.item()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")

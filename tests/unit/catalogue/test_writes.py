@@ -133,4 +133,3 @@ def test_another_process_reader_sees_an_embedded_write(live: Catalogue, engine: 
     live.add(png(7), {"class": "Bag"})
     assert reader.count(name) == before + 1  # the generation changed: the reader reopened
     reader.close()
-
