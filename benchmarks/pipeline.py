@@ -27,19 +27,19 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import table, write_result  # noqa: E402
-from visearch.loop import run_in_process  # noqa: E402
 
 import visearch.stages.in_process  # noqa: E402
 from visearch.cli.pipeline import run_pipeline  # noqa: E402
 from visearch.context import Context  # noqa: E402
 from visearch.data.demo import ensure_demo_data  # noqa: E402
+from visearch.stages.in_process import run_in_process  # noqa: E402
 
 # The library function behind each pipeline step, as run_in_process calls them (shards has none: run_in_process
 # embeds in one piece).
 STEP_FUNCTIONS = {
     "preprocess": "run_preprocess",
-    "train": "run_train",
-    "evaluate": "evaluate_and_gate",
+    "train": "train_candidates",
+    "evaluate": "evaluate_stage",
     "embed": "run_embed",
     "upsert": "run_upsert",
 }
@@ -70,7 +70,7 @@ def timed_steps(seconds: dict[str, float]) -> None:
         return wrapper
 
     for step, attribute in STEP_FUNCTIONS.items():
-        setattr(visearch.loop, attribute, timer(step, getattr(visearch.loop, attribute)))
+        setattr(visearch.stages.in_process, attribute, timer(step, getattr(visearch.stages.in_process, attribute)))
 
 
 def kfp_step_seconds(log: Path) -> dict[str, float]:

@@ -11,6 +11,7 @@ the final evaluation never sees them). Every valid image is indexed later, whate
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -81,24 +82,33 @@ def validate_category(
     *,
     rules: DataRules = DataRules(),
     show_progress: bool = True,
+    changes: Callable[[pd.DataFrame], pd.DataFrame] | None = None,
 ) -> Validation:
     """Read the category's meta CSV and keep the rows whose image exists, decodes and fits the rules.
+
+    ``changes``: what users changed since (the living catalogue): it turns the checked meta rows
+    into the rows to use, each with its image ``key``. With it, a category may have no meta CSV
+    yet (every image arrived by an add).
 
     Raises:
         DataError: the meta CSV is missing or unusable as a whole, or too little remains to train
             and evaluate (the message names the threshold and what to add).
     """
     meta_key = f"{category.data_prefix}/{category.meta}"
-    try:
-        raw = store.get_bytes(meta_key)
-    except NotFoundError as exc:
-        raise DataError(
-            f"meta CSV not found for category {category.name!r}: {meta_key} "
-            f"(visearch prepare folder --source DIR --category {category.name} puts a folder there)"
-        ) from exc
     report = DataReport()
-    frame = check_rows(parse_meta(raw, meta_key), report)
-    frame["key"] = [image_key(category, str(file)) for file in frame["file"]]
+    try:
+        frame = check_rows(parse_meta(store.get_bytes(meta_key), meta_key), report)
+    except NotFoundError as exc:
+        if changes is None:
+            raise DataError(
+                f"meta CSV not found for category {category.name!r}: {meta_key} "
+                f"(visearch prepare folder --source DIR --category {category.name} puts a folder there)"
+            ) from exc
+        frame = pd.DataFrame({"file": [], "class": [], "label": []})
+    if changes is not None:
+        frame = changes(frame)
+    if "key" not in frame.columns:
+        frame["key"] = [image_key(category, str(file)) for file in frame["file"]]
     digests = DigestCache(cache_dir / "digests" / f"{category.name}.json")
     usable, found, sizes = [], [], []
     rows = list(zip(frame["key"], frame["file"], strict=True))

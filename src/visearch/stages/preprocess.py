@@ -1,8 +1,9 @@
 """Stage 1, preprocess: validate the category's data, split it by class, resolve its training parameters.
 
 Writes ``manifest.csv`` (the valid rows and their split), ``report.json`` (rows kept and dropped by
-reason, the evaluation plan) and ``params.json`` (the category's training parameters with the run's
-overrides applied) to one folder. The later stages read their parameters from that folder, so a
+reason, the evaluation plan), ``params.json`` (the category's training parameters with the run's
+overrides applied) and ``changes.json`` (the position in the category's change log its rows were
+read at) to one folder. The later stages read their parameters from that folder, so a
 run's parameters are resolved once, here, whoever runs the stages.
 """
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from visearch.tracking import TrackedRun
 
 PARAMS_FILE = "params.json"
+CHANGES_FILE = "changes.json"  # the change-log position the manifest was read at
 REPORT_FILE = "report.json"
 
 
@@ -35,15 +37,33 @@ def check_data(
     *,
     params: TrainParams | None = None,
     show_progress: bool = True,
+    changes_upto: int | None = None,
 ) -> tuple[pd.DataFrame, DataSummary]:
-    """Validate the category's data and split it: the manifest and what it amounts to (writes nothing)."""
+    """Validate the category's data and split it: the manifest and what it amounts to (writes nothing).
+
+    The data is the category's base rows with its change log applied (the living catalogue: images
+    users added, replaced and removed), up to the log position ``changes_upto`` (None: all of it).
+    """
+    from visearch.catalogue import ChangeLog, catalogue_view
     from visearch.data.manifest import cache_dir
     from visearch.data.preprocess import DataRules, split_by_class, validate_category
     from visearch.data.summary import DataSummary, evaluation_plan
 
     params = params or category.train
     rules = DataRules.from_settings(settings)
-    found = validate_category(category, store, cache_dir(settings), rules=rules, show_progress=show_progress)
+    records = ChangeLog(store, category).records(upto=changes_upto)
+
+    def with_changes(base: pd.DataFrame) -> pd.DataFrame:
+        return catalogue_view(base, records, category)
+
+    found = validate_category(
+        category,
+        store,
+        cache_dir(settings),
+        rules=rules,
+        show_progress=show_progress,
+        changes=with_changes if records else None,
+    )
     manifest = split_by_class(
         found.frame,
         split=params.split,
@@ -77,10 +97,13 @@ def run_preprocess(
     summary (rows dropped by reason, classes, which evaluation will run). With ``run``, the
     dataset's size, split and data hash go to MLflow as params and the report as an artifact.
     """
+    from visearch.catalogue import ChangeLog
     from visearch.data.manifest import MANIFEST, manifest_hash
 
     params = params or category.train
-    manifest, data = check_data(settings, store, category, params=params, show_progress=show_progress)
+    # The log position this run's data is read at: the upsert replays what arrives after it.
+    seq = ChangeLog(store, category).last_seq()
+    manifest, data = check_data(settings, store, category, params=params, show_progress=show_progress, changes_upto=seq)
     if not data.plan.possible:
         raise DataError(f"{data.text()}\nadd images or classes so that one evaluation is possible")
     if show_progress:
@@ -93,9 +116,11 @@ def run_preprocess(
         "splits": splits,
         "split_seed": params.seed,
         "data_hash": manifest_hash(manifest),
+        "changes_seq": seq,
     }
     (out_dir / REPORT_FILE).write_text(json.dumps(summary, indent=2), encoding="utf-8")
     (out_dir / PARAMS_FILE).write_text(params.model_dump_json(indent=2), encoding="utf-8")
+    (out_dir / CHANGES_FILE).write_text(json.dumps({"seq": seq}), encoding="utf-8")
     if run:
         run.log_params(
             {
@@ -125,6 +150,12 @@ def read_params(manifest_dir: Path, category: Category, overrides: dict[str, Any
     path = manifest_dir / PARAMS_FILE
     params = TrainParams.model_validate_json(path.read_text(encoding="utf-8")) if path.is_file() else category.train
     return params.with_overrides(overrides)
+
+
+def changes_seq(manifest_dir: Path) -> int:
+    """The change-log position a manifest was read at (0 for a manifest written before the log existed)."""
+    path = manifest_dir / CHANGES_FILE
+    return int(json.loads(path.read_text(encoding="utf-8"))["seq"]) if path.is_file() else 0
 
 
 def preprocess_step(

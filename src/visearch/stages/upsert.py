@@ -19,14 +19,17 @@ from typing import TYPE_CHECKING, Any
 from visearch.categories import Category
 from visearch.errors import IndexIntegrityError
 from visearch.settings import Settings
+from visearch.stages.preprocess import changes_seq
 from visearch.storage import ObjectStore
 
 # pandas, the Qdrant client (its models alone take 0.6 s) and torch stay out of this module's
 # imports: the train step publishes its model through it, in a fresh process.
 if TYPE_CHECKING:
+    import numpy as np
     import pandas as pd
 
-    from visearch.index import VectorIndex
+    from visearch.catalogue import Embed
+    from visearch.index import CollectionVersion, VectorIndex
     from visearch.neighbours import NeighbourStats
     from visearch.tracking import TrackedRun
 
@@ -43,6 +46,7 @@ class UpsertResult:
     dropped: list[str]
     reused: bool
     neighbours: NeighbourStats | None = None
+    replayed: int = 0  # change-log records applied after the run read its data, before the swap
 
 
 def publish_model(store: ObjectStore, category: str, model_dir: Path) -> str:
@@ -152,6 +156,7 @@ def _upsert(
     index: VectorIndex | None,
     batch_size: int | None,
 ) -> UpsertResult:
+    from visearch.catalogue import replay
     from visearch.data.manifest import MANIFEST_COLUMNS, load_manifest, manifest_hash
     from visearch.data.meta import caption_columns
     from visearch.embed import read_embeddings
@@ -190,13 +195,42 @@ def _upsert(
         index.seal(version.name)
         # Measured on the finished version, before it goes live: a live version always has them.
         stats = ensure_stats(index, store, version.name, ids, threshold=threshold)
-        index.swap_alias(category.name, version.name)
+        # What users changed while this run built the version goes into it, then the alias swaps
+        # (under the category's write lock): no add is lost, no delete comes back.
+        replayed = replay(
+            index,
+            store,
+            category,
+            version,
+            changes_seq(manifest_dir),
+            _lazy_embed(settings, store, index, category),
+            settings.home / "locks",
+        )
         dropped = index.drop_old(category.name, settings.keep_index_versions)
         prune_models(store, index, category.name, dropped)
-        return UpsertResult(version.name, count, previous.name if previous else None, dropped, bool(done), stats)
+        return UpsertResult(
+            version.name, count, previous.name if previous else None, dropped, bool(done), stats, replayed.records
+        )
     finally:
         if own_client:
             index.close()
+
+
+def _lazy_embed(settings: Settings, store: ObjectStore, index: VectorIndex, category: Category) -> Embed:
+    """Embed replayed images with the model of the version they go into (loaded only if a record needs it)."""
+    from visearch.categories import Registry
+    from visearch.live_writes import engine_embed
+    from visearch.search import SearchEngine
+
+    loaded: list[Embed] = []
+
+    def embed(version: CollectionVersion, datas: Sequence[bytes]) -> np.ndarray:
+        if not loaded:
+            engine = SearchEngine(settings, Registry(categories=[category]), store, index)
+            loaded.append(engine_embed(engine, category.name))
+        return loaded[0](version, datas)
+
+    return embed
 
 
 def upsert_step(

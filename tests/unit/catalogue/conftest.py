@@ -21,7 +21,7 @@ from visearch.categories import Category, Registry
 from visearch.index import CollectionVersion, VectorIndex, open_index, point_id
 from visearch.index.qdrant import QdrantBackend
 from visearch.settings import Settings
-from visearch.steps import payload_for
+from visearch.stages.upsert import payload_for
 from visearch.storage import LocalStore
 
 DIM = 64
