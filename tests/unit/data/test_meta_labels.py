@@ -102,6 +102,11 @@ def test_the_summary_lists_kinds_then_the_first_dropped_files_and_counts_the_res
             b"file\tclass\tlabel\na.png\tx\t0\n",
             "meta.csv lacks column(s) file, class, label: the header is separated by tab;",
         ),
+        # Only ';', tab and '|' are named as the wrong delimiter; any other header gets the general hint.
+        (
+            b"file class label\na.png x 0\n",
+            "meta.csv lacks column(s) file, class, label (the header must name file, class and label",
+        ),
         (
             b"file;class\na.png;x\n",
             "meta.csv lacks column(s) file, class, label (the header must name file, class and label",
