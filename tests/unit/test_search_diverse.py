@@ -8,6 +8,7 @@ asks the engine for diversity fails here.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -24,7 +25,7 @@ PER_CLASS = 6
 K = 4
 
 
-def clustered() -> tuple[list[str], np.ndarray, list[dict[str, str]]]:
+def clustered() -> tuple[list[str], np.ndarray, list[dict[str, Any]]]:
     """Tight, well separated clusters, one per class, the first one around the query point (``Trouser-0``).
 
     Every other Trouser is nearer the query than any other class, so the plain top ``K`` is all
