@@ -16,11 +16,13 @@ import pytest
 from tests.helpers import TINY, make_home
 from visearch import admin
 from visearch.categories import load_registry
-from visearch.gate import CURRENT, FROZEN, PRIMARY, TUNED, evaluate_and_gate, register_candidate
+from visearch.gate import CURRENT, FROZEN, PRIMARY, TUNED, register_candidate
 from visearch.index import open_index, point_id
 from visearch.model import read_spec
 from visearch.settings import Settings
-from visearch.steps import run_preprocess, save_baseline
+from visearch.stages.evaluate import evaluate_and_gate
+from visearch.stages.preprocess import run_preprocess
+from visearch.stages.train import save_baseline
 from visearch.storage import LocalStore
 from visearch.tracking import Tracker
 
