@@ -117,7 +117,15 @@ def run_upsert(
     or the directories of all shards of the category (any order; together they must equal the manifest).
     ``batch_size``: points per upsert batch (None: the index's ``UPSERT_BATCH``).
     """
-    result = _upsert(settings, store, category, manifest_dir, model_dir, embeddings_dir, index, batch_size)
+    from visearch.index import open_index
+
+    own_client = index is None
+    index = index or open_index(settings)
+    try:
+        result = _write(index, settings, store, category, manifest_dir, model_dir, embeddings_dir, batch_size)
+    finally:
+        if own_client:
+            index.close()
     if run:
         run.set_tags(
             {
@@ -146,21 +154,22 @@ def log_neighbours(run: TrackedRun, stats: NeighbourStats) -> None:
         run.log_artifact(path, "index")
 
 
-def _upsert(
+def _write(
+    index: VectorIndex,
     settings: Settings,
     store: ObjectStore,
     category: Category,
     manifest_dir: Path,
     model_dir: Path,
     embeddings_dir: Path | Sequence[Path],
-    index: VectorIndex | None,
     batch_size: int | None,
 ) -> UpsertResult:
+    """``run_upsert`` on an open index."""
     from visearch.catalogue import replay
     from visearch.data.manifest import MANIFEST_COLUMNS, load_manifest, manifest_hash
     from visearch.data.meta import caption_columns
     from visearch.embed import read_embeddings
-    from visearch.index import UPSERT_BATCH, open_index, point_id
+    from visearch.index import UPSERT_BATCH, point_id
     from visearch.neighbours import ensure_stats
 
     manifest = load_manifest(manifest_dir)
@@ -168,52 +177,46 @@ def _upsert(
     if keys != manifest["key"].tolist():
         raise IndexIntegrityError(f"{embeddings_dir} does not match the manifest; re-run embed")
     publish_model(store, category.name, model_dir)
-    own_client = index is None
-    index = index or open_index(settings)
-    try:
-        previous = index.live(category.name)
-        version = index.create(category.name, model_version, manifest_hash(manifest), vectors.shape[1], category.fields)
-        ids = [point_id(category.name, str(file)) for file in manifest["file"]]
-        threshold = category.duplicate_threshold
-        if previous and previous.name == version.name:
-            stats = ensure_stats(index, store, version.name, ids, threshold=threshold)
-            return UpsertResult(version.name, index.count(version.name), previous.name, [], True, stats)
-        captions = caption_columns(manifest.drop(columns=list(MANIFEST_COLUMNS)))
-        done = index.existing_ids(version.name, ids)
-        todo = [i for i, pid in enumerate(ids) if pid not in done]
-        index.upsert(
-            version.name,
-            [ids[i] for i in todo],
-            vectors[todo],
-            [payload_for(manifest.iloc[i], captions, store) for i in todo],
-            batch_size=batch_size or UPSERT_BATCH,
-            captions=category.captions,
-        )
-        count = index.count(version.name)
-        if count != len(ids):
-            raise IndexIntegrityError(f"{version.name} holds {count} points, expected {len(ids)}: alias not swapped")
-        index.seal(version.name)
-        # Measured on the finished version, before it goes live: a live version always has them.
+    previous = index.live(category.name)
+    version = index.create(category.name, model_version, manifest_hash(manifest), vectors.shape[1], category.fields)
+    ids = [point_id(category.name, str(file)) for file in manifest["file"]]
+    threshold = category.duplicate_threshold
+    if previous and previous.name == version.name:
         stats = ensure_stats(index, store, version.name, ids, threshold=threshold)
-        # What users changed while this run built the version goes into it, then the alias swaps
-        # (under the category's write lock): no add is lost, no delete comes back.
-        replayed = replay(
-            index,
-            store,
-            category,
-            version,
-            changes_seq(manifest_dir),
-            _lazy_embed(settings, store, index, category),
-            settings.home / "locks",
-        )
-        dropped = index.drop_old(category.name, settings.keep_index_versions)
-        prune_models(store, index, category.name, dropped)
-        return UpsertResult(
-            version.name, count, previous.name if previous else None, dropped, bool(done), stats, replayed.records
-        )
-    finally:
-        if own_client:
-            index.close()
+        return UpsertResult(version.name, index.count(version.name), previous.name, [], True, stats)
+    captions = caption_columns(manifest.drop(columns=list(MANIFEST_COLUMNS)))
+    done = index.existing_ids(version.name, ids)
+    todo = [i for i, pid in enumerate(ids) if pid not in done]
+    index.upsert(
+        version.name,
+        [ids[i] for i in todo],
+        vectors[todo],
+        [payload_for(manifest.iloc[i], captions, store) for i in todo],
+        batch_size=batch_size or UPSERT_BATCH,
+        captions=category.captions,
+    )
+    count = index.count(version.name)
+    if count != len(ids):
+        raise IndexIntegrityError(f"{version.name} holds {count} points, expected {len(ids)}: alias not swapped")
+    index.seal(version.name)
+    # Measured on the finished version, before it goes live: a live version always has them.
+    stats = ensure_stats(index, store, version.name, ids, threshold=threshold)
+    # What users changed while this run built the version goes into it, then the alias swaps
+    # (under the category's write lock): no add is lost, no delete comes back.
+    replayed = replay(
+        index,
+        store,
+        category,
+        version,
+        changes_seq(manifest_dir),
+        _lazy_embed(settings, store, index, category),
+        settings.home / "locks",
+    )
+    dropped = index.drop_old(category.name, settings.keep_index_versions)
+    prune_models(store, index, category.name, dropped)
+    return UpsertResult(
+        version.name, count, previous.name if previous else None, dropped, bool(done), stats, replayed.records
+    )
 
 
 def _lazy_embed(settings: Settings, store: ObjectStore, index: VectorIndex, category: Category) -> Embed:
