@@ -30,8 +30,8 @@ from common import table, write_result  # noqa: E402
 
 import visearch.stages.in_process  # noqa: E402
 from visearch.cli.pipeline import run_pipeline  # noqa: E402
-from visearch.context import Context  # noqa: E402
 from visearch.data.demo import ensure_demo_data  # noqa: E402
+from visearch.entry_context import Context  # noqa: E402
 from visearch.stages.in_process import run_in_process  # noqa: E402
 
 # The library function behind each pipeline step, as run_in_process calls them (shards has none: run_in_process

@@ -15,7 +15,7 @@ from kfp import compiler, dsl, kubernetes
 
 from components import build
 from visearch.categories import Category
-from visearch.cluster import ACCELERATED_STEPS, RETRIES, RETRY_BACKOFF, ClusterPlan, cluster_plan
+from visearch.step_resources import ACCELERATED_STEPS, RETRIES, RETRY_BACKOFF, ClusterPlan, cluster_plan
 from visearch.train_params import run_parameters
 
 PIPELINE_NAME = "visearch"
@@ -110,7 +110,7 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
         image: The train image (``Settings.train_image``).
         parallelism: Categories processed at once; 1 locally, where embedded Qdrant and SQLite MLflow
             allow one writer process.
-        plan: Per-step resources, accelerator and retries for a cluster (``visearch.cluster``);
+        plan: Per-step resources, accelerator and retries for a cluster (``visearch.step_resources``);
             None locally.
     """
     steps = build(image)

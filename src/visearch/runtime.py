@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 from visearch.categories import load_registry
 from visearch.errors import EngineUnavailableError, ImageTooLargeError, InvalidQueryError, VisearchError
 from visearch.index import open_index
-from visearch.once import LoadOnce
+from visearch.load_once import LoadOnce
 from visearch.search import SearchEngine
 from visearch.settings import Settings
 from visearch.storage import make_store

@@ -286,9 +286,9 @@ def run_prepare(
         report_path: Also write the JSON report there.
         labels: Fixed class → label map, called after the scan (default: sorted class order).
     """
-    from visearch.context import Context
     from visearch.data.adapters.runner import PrepareReport, prepare_category
     from visearch.embed import trunk_embedder
+    from visearch.entry_context import Context
 
     ctx = Context.from_env()
     target = ctx.category(category or dataset)
@@ -326,8 +326,8 @@ def run_prepare(
 @prepare_app.command("demo")
 def prepare_demo() -> None:
     """Copy the bundled demo subset (1,000 Fashion-MNIST images) into category fashion-mnist."""
-    from visearch.context import Context
     from visearch.data.demo import ensure_demo_data
+    from visearch.entry_context import Context
 
     ctx = Context.from_env()
     typer.echo(ensure_demo_data(ctx.registry, ctx.store, force=True))

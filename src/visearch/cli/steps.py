@@ -15,8 +15,8 @@ import typer
 from visearch.cli.app import CategoryOpt, DirOpt, app
 from visearch.cli.options import train_options
 from visearch.cli.output import echo_json, format_metrics
-from visearch.context import Context
 from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
+from visearch.entry_context import Context
 from visearch.stages.folders import BASELINE, CHAMPION, EVALUATION, MANIFEST, TRAINED
 
 

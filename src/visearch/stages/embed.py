@@ -105,14 +105,14 @@ def _move_parts(scratch: Path, out_dir: Path) -> None:
 
 def shards_step(category: str, count: int | None = None) -> list[dict[str, str]]:
     """The pipeline entry of the fan-out (no MLflow run: it computes nothing)."""
-    from visearch.context import Context
+    from visearch.entry_context import Context
 
     return embed_shards(Context.from_env().category(category), count)
 
 
 def embed_step(category: str, manifest_dir: Path, model_dir: Path, out_dir: Path, *, shard: str = "0/1") -> Path:
     """The pipeline entry: embed one shard (``"i/n"``; ``"0/1"`` = all) with the model the gate chose."""
-    from visearch.context import Context
+    from visearch.entry_context import Context
 
     ctx = Context.from_env()
     part = Shard.parse(shard)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from visearch.categories import Category, TrainParams
-from visearch.context import Context
+from visearch.entry_context import Context
 from visearch.errors import DataError
 from visearch.settings import Settings
 from visearch.storage import ObjectStore

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from visearch.context import Context
+from visearch.entry_context import Context
 
 if TYPE_CHECKING:
     from visearch.tracking import TrackedRun

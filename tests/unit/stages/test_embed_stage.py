@@ -99,7 +99,7 @@ def test_steps_that_compute_no_vectors_start_without_torch(home, tmp_path) -> No
     script = f"""
 import json, sys
 from pathlib import Path
-from visearch.context import Context
+from visearch.entry_context import Context
 from visearch.stages.embed import shards_step
 shards = shards_step({TINY!r}, 2)
 light = sorted(m for m in ("torch", "pandas") if m in sys.modules)

@@ -9,9 +9,9 @@ import yaml
 
 from tests.helpers import TINY
 from visearch.categories import load_registry
-from visearch.cluster import DEFAULT_RESOURCES, cluster_plan, quantity
 from visearch.errors import ConfigError, EngineNotConfiguredError
 from visearch.settings import Settings
+from visearch.step_resources import DEFAULT_RESOURCES, cluster_plan, quantity
 
 
 def compiled_executors(registry_path: Path, tmp_path: Path, names: list[str]) -> dict[str, dict]:  # type: ignore[type-arg]
