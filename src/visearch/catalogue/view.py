@@ -10,7 +10,7 @@ import pandas as pd
 
 from visearch.catalogue.log import ChangeRecord
 from visearch.categories import Category
-from visearch.data.preprocess import image_key
+from visearch.data.checks import image_key
 
 
 def net_changes(records: Iterable[ChangeRecord]) -> dict[str, ChangeRecord]:

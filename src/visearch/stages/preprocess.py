@@ -45,8 +45,8 @@ def check_data(
     users added, replaced and removed), up to the log position ``changes_upto`` (None: all of it).
     """
     from visearch.catalogue import ChangeLog, catalogue_view
+    from visearch.data.checks import DataRules, split_by_class, validate_category
     from visearch.data.manifest import cache_dir
-    from visearch.data.preprocess import DataRules, split_by_class, validate_category
     from visearch.data.summary import DataSummary, evaluation_plan
 
     params = params or category.train

@@ -150,8 +150,8 @@ def run_train(
     import numpy as np
     import pandas as pd
 
+    from visearch.data.checks import VALIDATION, VALIDATION_CLASS
     from visearch.data.manifest import cache_dir, image_paths, load_manifest, manifest_hash, sample_per_class
-    from visearch.data.preprocess import VALIDATION, VALIDATION_CLASS
     from visearch.evaluate import validation_metrics
     from visearch.model import ONNX_FILE, EmbeddingModel, export_onnx, load_model, resolve_device
     from visearch.train import CHECKPOINT_FILE, Metrics, train

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from visearch.data.checks import split_by_class, validate_category
 from visearch.data.meta import parse_meta
-from visearch.data.preprocess import split_by_class, validate_category
 from visearch.data.summary import evaluation_plan
 
 

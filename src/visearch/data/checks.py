@@ -1,4 +1,4 @@
-"""Preprocess a category: validate meta CSV + images, then split by class into a manifest.
+"""Data checks before training: the usable rows of a meta CSV (image exists, decodes, fits the rules), split by class.
 
 The manifest is the meta CSV's valid rows plus ``key`` (object-store key of the image),
 ``digest`` (sha256 of its bytes) and ``split``: ``train`` / ``heldout`` (held-out images of
