@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from qdrant_client.http.exceptions import ResponseHandlingException
 
-from tests.helpers import TINY, Moto, closed_url, make_home, s3_settings
+from tests.e2e.servers import Moto, s3_settings
+from tests.helpers import TINY, closed_url, make_home
 from visearch.errors import (
     ConfigError,
     DataError,

@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.helpers import PHONE_SIZE, TINY, TINY_CLASSES, TINY_PER_CLASS, phone_photo, search_engine
+from tests.helpers import PHONE_SIZE, TINY, TINY_CLASSES, TINY_PER_CLASS, phone_photo
+from tests.unit.homes import search_engine
 from visearch.data.transforms import decode_side
 from visearch.errors import InvalidImageError, InvalidQueryError, NotFoundError, UnknownCategoryError
 from visearch.inference import OnnxEmbedder

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, photo, search_engine
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, photo
+from tests.unit.homes import search_engine
 from visearch.errors import ConflictError, InvalidQueryError
 from visearch.index import Hit, SearchRequest
 from visearch.neighbours import load_stats
