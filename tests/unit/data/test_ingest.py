@@ -10,9 +10,9 @@ import pytest
 
 from tests.helpers import TINY, copy_tiny_dataset
 from visearch.categories import Category, Registry
+from visearch.data.checks import image_key
 from visearch.data.ingest import Row, ingest_folder, write_category
 from visearch.data.meta import parse_meta
-from visearch.data.preprocess import image_key
 from visearch.errors import DataError
 from visearch.storage import LocalStore
 

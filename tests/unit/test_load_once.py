@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from visearch.once import LoadOnce
+from visearch.load_once import LoadOnce
 
 TIMEOUT = 10.0  # seconds: far above any wait here; a hang fails the test instead of the run
 
