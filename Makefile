@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint bench bench-scale clean
+.PHONY: demo test install lint bench bench-scale mutation clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,6 +38,11 @@ bench: $(STAMP)
 ## training budget costs; about 10 minutes on 2 idle cores (benchmarks/results/scale.md).
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
+
+## Mutation testing of the decision modules in pyproject's [tool.mutmut] (CPU-heavy; report in
+## benchmarks/results/mutation.md). MUTATION_JOBS=N sets the workers.
+mutation: $(STAMP)
+	PYTHON=$(BIN)/python bash scripts/mutation.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests components pipelines serving ui benchmarks

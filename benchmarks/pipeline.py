@@ -28,18 +28,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import table, write_result  # noqa: E402
 
-import visearch.loop  # noqa: E402
+import visearch.stages.in_process  # noqa: E402
 from visearch.cli.pipeline import run_pipeline  # noqa: E402
-from visearch.context import Context  # noqa: E402
 from visearch.data.demo import ensure_demo_data  # noqa: E402
-from visearch.loop import run_loop  # noqa: E402
+from visearch.entry_context import Context  # noqa: E402
+from visearch.stages.in_process import run_in_process  # noqa: E402
 
-# The library function behind each pipeline step, as run_loop calls them (shards has none: run_loop
+# The library function behind each pipeline step, as run_in_process calls them (shards has none: run_in_process
 # embeds in one piece).
 STEP_FUNCTIONS = {
     "preprocess": "run_preprocess",
-    "train": "run_train",
-    "evaluate": "evaluate_and_gate",
+    "train": "train_candidates",
+    "evaluate": "evaluate_stage",
     "embed": "run_embed",
     "upsert": "run_upsert",
 }
@@ -57,7 +57,7 @@ TASK_LINE = re.compile(r"^(\d\d:\d\d:\d\d\.\d+) - INFO - (?:Executing task|Task)
 
 
 def timed_steps(seconds: dict[str, float]) -> None:
-    """Time the library step functions run_loop calls, adding each call's wall time to ``seconds``."""
+    """Time the library step functions run_in_process calls, adding each call's wall time to ``seconds``."""
 
     def timer(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -70,7 +70,7 @@ def timed_steps(seconds: dict[str, float]) -> None:
         return wrapper
 
     for step, attribute in STEP_FUNCTIONS.items():
-        setattr(visearch.loop, attribute, timer(step, getattr(visearch.loop, attribute)))
+        setattr(visearch.stages.in_process, attribute, timer(step, getattr(visearch.stages.in_process, attribute)))
 
 
 def kfp_step_seconds(log: Path) -> dict[str, float]:
@@ -127,7 +127,7 @@ def main() -> None:
                 log = Path(folder) / f"kfp-{round_}.log"
                 started = time.perf_counter()
                 if runner == "direct":
-                    run_loop(ctx.settings, ctx.store, ctx.category(args.category), show_progress=False)
+                    run_in_process(ctx.settings, ctx.store, ctx.category(args.category), show_progress=False)
                 else:
                     run_pipeline(ctx.settings, [args.category], log_file=log)
                 seconds[runner].append(time.perf_counter() - started)

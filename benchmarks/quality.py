@@ -41,7 +41,8 @@ from visearch.evaluate import (
     evaluate_model,  # noqa: E402
 )
 from visearch.settings import Settings  # noqa: E402
-from visearch.steps import run_preprocess, run_train  # noqa: E402
+from visearch.stages.preprocess import run_preprocess  # noqa: E402
+from visearch.stages.train import run_train  # noqa: E402
 from visearch.storage import make_store  # noqa: E402
 from visearch.train import frozen_model, validation_score  # noqa: E402
 

@@ -37,10 +37,11 @@ def demo_model() -> Path:
     """The demo category's fine-tuned model, trained once with the library and cached."""
     if (MODEL_DIR / "meta.json").is_file():
         return MODEL_DIR
-    from visearch.context import Context
     from visearch.data.demo import demo_category, ensure_demo_data
+    from visearch.entry_context import Context
     from visearch.model import copy_model
-    from visearch.steps import run_preprocess, run_train
+    from visearch.stages.preprocess import run_preprocess
+    from visearch.stages.train import run_train
 
     previous_home = os.environ.get("VISEARCH_HOME")
     with tempfile.TemporaryDirectory(prefix="visearch-indexbench-") as folder:

@@ -1,4 +1,4 @@
-"""kfp v2 components, one per pipeline step: thin adapters over ``visearch.pipeline_steps``.
+"""kfp v2 components, one per pipeline step: thin adapters over the pipeline entries of ``visearch.stages``.
 
 Each module holds the plain step function; :func:`build` turns them into lightweight Python
 components on the train image (``Dockerfile.train``), so the image is chosen in one place

@@ -10,7 +10,7 @@ def embed(
     from pathlib import Path
 
     from components.errors import step_errors
-    from visearch.pipeline_steps import pipeline_embed
+    from visearch.stages.embed import embed_step
 
     with step_errors():
-        pipeline_embed(category, Path(manifest.path), Path(model.path), Path(embeddings.path), shard=shard)
+        embed_step(category, Path(manifest.path), Path(model.path), Path(embeddings.path), shard=shard)

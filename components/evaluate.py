@@ -12,20 +12,18 @@ def evaluate(
     metrics: Output[Metrics],
     report: Output[Artifact],
     champion: Output[Model],
-    eval_images_per_class: int = -1,
 ) -> str:
     """Returns the gate's reason; ``champion`` holds the new champion, or the kept one.
 
-    ``eval_images_per_class``: the evaluation budget (-1 keeps the category's registry value).
+    The evaluation budget is the run's (``eval_images_per_class``, resolved by preprocess).
     """
     from pathlib import Path
 
     from components.errors import step_errors
-    from components.params import overrides
-    from visearch.pipeline_steps import pipeline_evaluate
+    from visearch.stages.evaluate import evaluate_step
 
     with step_errors():
-        outcome = pipeline_evaluate(
+        outcome = evaluate_step(
             category,
             Path(manifest.path),
             run_id,
@@ -33,7 +31,6 @@ def evaluate(
             Path(baseline.path),
             Path(report.path),
             Path(champion.path),
-            overrides=overrides(eval_images_per_class=eval_images_per_class),
         )
         for name, value in outcome.metrics.items():
             metrics.log_metric(name, value)

@@ -16,6 +16,13 @@ def overrides(**values: Any) -> dict[str, Any]:
     return {name: None if is_unset(value) else value for name, value in values.items()}
 
 
+def training_overrides(values: dict[str, Any]) -> dict[str, Any]:
+    """The training parameters among a component's inputs (``TrainParams``' fields), unset ones as ``None``."""
+    from visearch.train_params import TrainParams
+
+    return overrides(**{name: value for name, value in values.items() if name in TrainParams.model_fields})
+
+
 def is_unset(value: Any) -> bool:
     """True for kfp's stand-ins for "not given"."""
     if value is None or value == UNSET_TEXT:

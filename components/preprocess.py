@@ -1,4 +1,9 @@
-"""Component `preprocess`: validate the category's data, split by class, start its MLflow run."""
+"""Component `preprocess`: validate the category's data, split by class, resolve the run's training parameters.
+
+It takes every training parameter (``visearch.train_params.TrainParams``; -1 / "" keep the
+category's registry value) and writes them, resolved, beside the manifest: the later steps read
+them there. ``tests/components/test_params.py`` checks this signature against ``TrainParams``.
+"""
 
 from kfp.dsl import Dataset, Output
 
@@ -6,17 +11,37 @@ from kfp.dsl import Dataset, Output
 def preprocess(
     category: str,
     manifest: Output[Dataset],
-    split: float = -1.0,
     pipeline_run: str = "",
+    trunk_model: str = "",
+    trunk_weights: str = "",
+    embedder_layers: str = "",
+    split: float = -1.0,
+    holdout: float = -1.0,
+    batch_size: int = -1,
+    epochs: int = -1,
+    patience: int = -1,
+    validation: float = -1.0,
+    lr: float = -1.0,
+    trunk_lr_scale: float = -1.0,
+    weight_decay: float = -1.0,
+    sampler_m: int = -1,
+    input_size: int = -1,
+    loss: str = "",
+    max_steps: int = -1,
+    train_images_per_class: int = -1,
+    eval_images_per_class: int = -1,
+    seed: int = -1,
+    accelerator: str = "",
 ) -> str:
-    """Writes manifest.csv + report.json; returns the MLflow run id the later steps log to."""
+    """Writes manifest.csv, report.json and params.json; returns the MLflow run id the later steps log to."""
+    given = dict(locals())  # first: the parameters only
     from pathlib import Path
 
     from components.errors import step_errors
-    from components.params import overrides
-    from visearch.pipeline_steps import pipeline_preprocess
+    from components.params import training_overrides
+    from visearch.stages.preprocess import preprocess_step
 
     with step_errors():
-        return pipeline_preprocess(
-            category, Path(manifest.path), overrides=overrides(split=split), pipeline_run=pipeline_run
+        return preprocess_step(
+            category, Path(manifest.path), overrides=training_overrides(given), pipeline_run=pipeline_run
         )

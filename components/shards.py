@@ -7,7 +7,7 @@ def shards(category: str, embed_shards: int = -1) -> List[Dict[str, str]]:  # no
     """One ``{"category", "shard": "i/n"}`` item per embed pod; -1 keeps the registry's ``embed_shards``."""
     from components.errors import step_errors
     from components.params import is_unset
-    from visearch.pipeline_steps import pipeline_shards
+    from visearch.stages.embed import shards_step
 
     with step_errors():
-        return pipeline_shards(category, None if is_unset(embed_shards) else embed_shards)
+        return shards_step(category, None if is_unset(embed_shards) else embed_shards)

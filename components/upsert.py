@@ -20,10 +20,10 @@ def upsert(
     from pathlib import Path
 
     from components.errors import step_errors
-    from visearch.pipeline_steps import pipeline_upsert
+    from visearch.stages.upsert import upsert_step
 
     with step_errors():
-        result = pipeline_upsert(
+        result = upsert_step(
             category, Path(manifest.path), Path(model.path), [Path(e.path) for e in embeddings], run_id
         )
         index.log_metric("points", result.count)

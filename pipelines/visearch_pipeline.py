@@ -6,6 +6,7 @@ category, no logic in the body. The embed step fans out over the category's shar
 """
 
 # No `from __future__ import annotations`: kfp reads the pipeline's parameter types at runtime.
+import inspect
 import sys
 from pathlib import Path
 from typing import Any, List  # noqa: UP035 - kfp parses typing.List, not list[str]
@@ -14,7 +15,8 @@ from kfp import compiler, dsl, kubernetes
 
 from components import build
 from visearch.categories import Category
-from visearch.cluster import ACCELERATED_STEPS, RETRIES, RETRY_BACKOFF, ClusterPlan, cluster_plan
+from visearch.step_resources import ACCELERATED_STEPS, RETRIES, RETRY_BACKOFF, ClusterPlan, cluster_plan
+from visearch.train_params import run_parameters
 
 PIPELINE_NAME = "visearch"
 COMPILED = Path(__file__).with_name("visearch-pipeline.yaml")
@@ -51,6 +53,22 @@ SECRET_ENV = (
 # reach Qdrant, MinIO and MLflow.
 POD_LABEL = ("app.kubernetes.io/component", "visearch-pipeline-step")
 CLUSTER_PARALLELISM = 4
+DESCRIPTION = "Train, gate and index one visual search model per category."
+# Each run parameter: (type, the value that keeps each category's registry value, description).
+TRAINING = {p.name: (p.kind, p.unset, p.help) for p in run_parameters()}
+RUN_PARAMETERS: dict[str, tuple[type, Any, str]] = {
+    **TRAINING,
+    "embed_shards": (int, -1, "Embed pods per category, their outputs collected by the upsert"),
+}
+
+
+def _docstring() -> str:
+    """The pipeline's docstring: kfp shows each ``Args`` entry beside its run parameter in the dashboard."""
+    lines = [f"{DESCRIPTION}", "", "Args:", "    categories: The categories to build, each in its own loop iteration."]
+    lines += [
+        f"    {name}: {text}; {unset!r} keeps the registry's value" for name, (_, unset, text) in RUN_PARAMETERS.items()
+    ]
+    return "\n".join(lines)
 
 
 def _on_cluster(task: Any, step: str, plan: ClusterPlan | None) -> Any:
@@ -92,57 +110,25 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
         image: The train image (``Settings.train_image``).
         parallelism: Categories processed at once; 1 locally, where embedded Qdrant and SQLite MLflow
             allow one writer process.
-        plan: Per-step resources, accelerator and retries for a cluster (``visearch.cluster``);
+        plan: Per-step resources, accelerator and retries for a cluster (``visearch.step_resources``);
             None locally.
     """
     steps = build(image)
 
-    @dsl.pipeline(name=PIPELINE_NAME, description="Train, gate and index one visual search model per category.")
-    def visearch(
-        categories: List[str],  # noqa: UP006
-        trunk_model: str = "",
-        embedder_layers: str = "",
-        split: float = -1.0,
-        batch_size: int = -1,
-        epochs: int = -1,
-        patience: int = -1,
-        lr: float = -1.0,
-        weight_decay: float = -1.0,
-        sampler_m: int = -1,
-        input_size: int = -1,
-        max_steps: int = -1,
-        train_images_per_class: int = -1,
-        eval_images_per_class: int = -1,
-        embed_shards: int = -1,
-    ) -> None:
-        """Training params left at -1 / empty take each category's value from the registry.
-
-        ``embed_shards``: embed pods per category, their outputs collected by the upsert (-1 = registry).
-        """
+    def visearch(categories: List[str], *values: Any) -> None:  # noqa: UP006
+        given = dict(zip(RUN_PARAMETERS, values, strict=True))
         with dsl.ParallelFor(items=categories, parallelism=parallelism, name="category") as category:
             prep = _on_cluster(
-                steps.preprocess(category=category, split=split, pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER),
+                steps.preprocess(
+                    category=category,
+                    pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                    **{name: given[name] for name in TRAINING},
+                ),
                 "preprocess",
                 plan,
             )
             trained = _on_cluster(
-                steps.train(
-                    category=category,
-                    manifest=prep.outputs["manifest"],
-                    run_id=prep.outputs["Output"],
-                    trunk_model=trunk_model,
-                    embedder_layers=embedder_layers,
-                    split=split,
-                    batch_size=batch_size,
-                    epochs=epochs,
-                    patience=patience,
-                    lr=lr,
-                    weight_decay=weight_decay,
-                    sampler_m=sampler_m,
-                    input_size=input_size,
-                    max_steps=max_steps,
-                    train_images_per_class=train_images_per_class,
-                ),
+                steps.train(category=category, manifest=prep.outputs["manifest"], run_id=prep.outputs["Output"]),
                 "train",
                 plan,
             )
@@ -153,12 +139,11 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
                     run_id=prep.outputs["Output"],
                     model=trained.outputs["model"],
                     baseline=trained.outputs["baseline"],
-                    eval_images_per_class=eval_images_per_class,
                 ),
                 "evaluate",
                 plan,
             )
-            shards = _on_cluster(steps.shards(category=category, embed_shards=embed_shards), "shards", plan)
+            shards = _on_cluster(steps.shards(category=category, embed_shards=given["embed_shards"]), "shards", plan)
             # Each item carries its category: kfp.local hands an inner loop's body the inner item
             # in place of any outer loop item (kfp 2.17), so the body reads only its own item.
             with dsl.ParallelFor(items=shards.output, name="shard") as shard:
@@ -184,7 +169,17 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
                 plan,
             )
 
-    return visearch
+    # The run parameters are generated from their one declaration (TrainParams): kfp reads the
+    # pipeline's interface from its signature and the descriptions from its docstring's Args.
+    visearch.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter("categories", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=List[str])]  # noqa: UP006
+        + [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=unset, annotation=kind)
+            for name, (kind, unset, _) in RUN_PARAMETERS.items()
+        ]
+    )
+    visearch.__doc__ = _docstring()
+    return dsl.pipeline(name=PIPELINE_NAME, description=DESCRIPTION)(visearch)
 
 
 def compile_pipeline(

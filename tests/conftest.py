@@ -46,11 +46,11 @@ def indexed_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]
 
     Session-scoped and read-only for its users: tests that change the index make their own home.
     """
-    from visearch.loop import run_loop
+    from visearch.stages.in_process import run_in_process
 
     settings = make_home(tmp_path_factory.mktemp("indexed") / "home")
     registry = load_registry(settings.visearch_categories)
-    run_loop(settings, LocalStore(settings.objects_dir), registry.get(TINY), show_progress=False)
+    run_in_process(settings, LocalStore(settings.objects_dir), registry.get(TINY), show_progress=False)
     yield settings
 
 

@@ -177,14 +177,18 @@ def use_home(monkeypatch: pytest.MonkeyPatch, settings: Settings, cwd: Path) -> 
 def prepared(home, registry, store, input_size: int) -> tuple[Path, Path, Path]:  # type: ignore[no-untyped-def]
     """Manifest, a frozen-trunk model at ``input_size`` and its embeddings of `tiny`, under the home's work dir."""
     from visearch.categories import TrainParams
-    from visearch.steps import run_embed, run_preprocess, save_baseline
+    from visearch.stages.embed import run_embed
+    from visearch.stages.preprocess import run_preprocess
+    from visearch.stages.train import save_baseline
 
     work = home.work_dir / TINY
     category = registry.get(TINY)
     if not (work / "manifest" / "manifest.csv").exists():
         run_preprocess(home, store, category, work / "manifest", show_progress=False)
     model = save_baseline(TrainParams(input_size=input_size), work / f"model-{input_size}")
-    embeddings = run_embed(home, store, work / "manifest", model, work / f"emb-{input_size}", show_progress=False)
+    embeddings = run_embed(
+        home, store, category, work / "manifest", model, work / f"emb-{input_size}", show_progress=False
+    )
     return work / "manifest", model, embeddings
 
 

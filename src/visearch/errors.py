@@ -125,3 +125,25 @@ class ConflictError(VisearchError):
     """A request that the index's current state forbids, e.g. deleting the live version (HTTP 409)."""
 
     status = 409
+
+
+class InvalidRowError(VisearchError):
+    """A catalogue row (class, label, caption columns) that the category refuses; the message names the field (422)."""
+
+    status = 422
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class UnknownImageError(NotFoundError):
+    """A catalogue write names an image id (or file) the category does not hold (404)."""
+
+
+class DuplicateImageError(ConflictError):
+    """An add names a file the category already holds with other bytes or another row: replace it instead (409)."""
+
+
+class CatalogueBusyError(IndexBusyError):
+    """Another process holds the category's write lock past the wait (503: retry)."""

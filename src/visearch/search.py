@@ -31,9 +31,9 @@ from visearch.errors import ConflictError, InvalidQueryError, NotFoundError, Vis
 from visearch.index import CollectionVersion, Hit, SearchRequest, VectorIndex
 from visearch.index.filters import parse_filter
 from visearch.inference import Backend, Embedder, load_embedder, preprocess
+from visearch.load_once import LoadOnce
 from visearch.model import ONNX_FILE, WEIGHT_FILES, resolve_device, store_key
 from visearch.neighbours import NeighbourStats, load_stats
-from visearch.once import LoadOnce
 from visearch.search_options import (
     UNUSUAL_NOTICE,
     BatchAnswer,

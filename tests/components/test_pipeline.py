@@ -53,8 +53,10 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
 
     tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
     assert set(tasks) == STEPS - {"embed"} | {"shards", "for-loop-2"}
-    patience = tasks["train"]["inputs"]["parameters"]["patience"]["componentInputParameter"]
-    assert patience == "pipelinechannel--patience"
+    # Every training parameter reaches the preprocess step, which resolves them once for the later steps.
+    given = tasks["preprocess"]["inputs"]["parameters"]
+    for name in ("patience", "trunk_lr_scale", "seed", "holdout", "loss"):
+        assert given[name]["componentInputParameter"] == f"pipelinechannel--{name}"
     depends = {name: set(task.get("dependentTasks", [])) for name, task in tasks.items()}
     assert depends == {
         "preprocess": set(),
@@ -66,7 +68,11 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
     }
     # The embed step fans out over the shards the `shards` step lists (the pipeline's embed_shards,
     # else the registry's), one item {category, shard} each; the upsert collects every shard's output.
-    assert inputs["embed_shards"] == {"defaultValue": -1.0, "isOptional": True, "parameterType": "NUMBER_INTEGER"}
+    assert (
+        inputs["embed_shards"].items()
+        >= {"defaultValue": -1.0, "isOptional": True, "parameterType": "NUMBER_INTEGER"}.items()
+    )
+    assert "keeps the registry's value" in inputs["embed_shards"]["description"]
     fan_out = tasks["for-loop-2"]
     assert fan_out["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--shards-Output"
     assert fan_out["inputs"]["parameters"]["pipelinechannel--shards-Output"]["taskOutputParameter"] == {

@@ -1,5 +1,6 @@
-"""The train component: what it passes on to training (kfp's unset values keep the registry's) and the
-model metadata it records; the frozen trunk comes along as the second candidate."""
+"""The train component: it trains with the parameters the preprocess step resolved from the run's (kfp's
+unset values keep the registry's) and records the model's metadata; the frozen trunk comes along as the
+second candidate."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ from typing import Any
 from tests.helpers import TINY, FakeArtifact
 from visearch.model import read_spec
 from visearch.settings import Settings
-from visearch.steps import run_preprocess
 from visearch.tracking import Tracker
 
 
-def test_train_passes_its_parameters_on_and_records_the_model(
+def test_train_uses_the_run_parameters_preprocess_resolved_and_records_the_model(
     steps: Any,
     step_home: Settings,
     registry,
@@ -21,20 +21,12 @@ def test_train_passes_its_parameters_on_and_records_the_model(
     tmp_path: Path,  # type: ignore[no-untyped-def]
 ) -> None:
     category = registry.get(TINY)
-    run_preprocess(step_home, store, category, tmp_path / "manifest", show_progress=False)
     tracker = Tracker.from_settings(step_home)
-    run_id = tracker.start_run(TINY)
+    manifest = FakeArtifact(tmp_path / "manifest")
+    run_id = steps.preprocess.python_func(category=TINY, manifest=manifest, embedder_layers="16", max_steps=2)
     model, baseline = FakeArtifact(tmp_path / "model"), FakeArtifact(tmp_path / "baseline")
 
-    steps.train.python_func(
-        category=TINY,
-        manifest=FakeArtifact(tmp_path / "manifest"),
-        run_id=run_id,
-        model=model,
-        baseline=baseline,
-        embedder_layers="16",
-        max_steps=2,
-    )
+    steps.train.python_func(category=TINY, manifest=manifest, run_id=run_id, model=model, baseline=baseline)
 
     spec = read_spec(Path(model.path))
     assert spec.embedder_layers == [16] and spec.input_size == category.train.input_size  # given; -1 kept

@@ -211,7 +211,7 @@ def test_pods_are_hardened(rendered: tuple[str, list[dict[str, Any]]]) -> None:
 
 
 def test_network_policies_admit_only_the_flows_we_need(rendered: tuple[str, list[dict[str, Any]]]) -> None:
-    """Default deny ingress; who may reach each engine (README "Deploy", Access)."""
+    """Default deny ingress; who may reach each engine (docs/deploy.md, Access)."""
     from pipelines.visearch_pipeline import POD_LABEL
 
     _, docs = rendered

@@ -118,10 +118,12 @@ def mlflow_server(postgres: str, s3: str, tmp_path_factory: pytest.TempPathFacto
 def test_pipeline_tracking_on_server_postgres_and_s3(
     mlflow_server: str, postgres: str, s3: str, home, registry, store, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    from visearch.gate import FROZEN, TUNED, evaluate_and_gate
+    from visearch.gate import FROZEN, TUNED
     from visearch.model import load_model, read_spec
     from visearch.settings import Settings
-    from visearch.steps import run_preprocess, save_baseline
+    from visearch.stages.evaluate import evaluate_and_gate
+    from visearch.stages.preprocess import run_preprocess
+    from visearch.stages.train import save_baseline
     from visearch.tracking import CHAMPION, Tracker, model_name
 
     category = registry.get(TINY)

@@ -105,7 +105,7 @@ def test_bad_rows_are_dropped_one_by_one_and_reported_by_check(home: Settings) -
 
 
 def test_preprocess_writes_the_report_and_logs_it_to_mlflow(home: Settings) -> None:
-    from visearch.steps import run_preprocess
+    from visearch.stages.preprocess import run_preprocess
     from visearch.tracking import Tracker
 
     expected = add_bad_rows(home)
@@ -219,7 +219,7 @@ def test_every_command_out_of_order_or_on_bad_input_prints_one_error_line(home: 
 
 # --- 4. content, not names ------------------------------------------------------------------
 def test_a_replaced_image_changes_the_data_version_an_unchanged_one_does_not(home: Settings) -> None:
-    from visearch.steps import check_data
+    from visearch.stages.preprocess import check_data
 
     registry = load_registry(home.visearch_categories)
     store = LocalStore(home.objects_dir)
@@ -239,7 +239,8 @@ def test_a_replaced_image_changes_the_data_version_an_unchanged_one_does_not(hom
 
 # --- 5. every step resumes --------------------------------------------------------------------
 def test_training_resumed_from_the_store_ends_with_the_weights_of_an_uninterrupted_run(tmp_path: Path) -> None:
-    from visearch.steps import run_preprocess, run_train
+    from visearch.stages.preprocess import run_preprocess
+    from visearch.stages.train import run_train
 
     settings = make_home(tmp_path / "home")
     store = LocalStore(settings.objects_dir)
@@ -294,15 +295,17 @@ def test_rollback_moves_the_champion_and_retention_deletes_old_models(tmp_path: 
     from visearch.admin import rollback
     from visearch.gate import register_candidate
     from visearch.index import open_index
-    from visearch.loop import run_loop
     from visearch.model import store_key
-    from visearch.steps import run_embed, run_train, run_upsert
+    from visearch.stages.embed import run_embed
+    from visearch.stages.in_process import run_in_process
+    from visearch.stages.train import run_train
+    from visearch.stages.upsert import run_upsert
     from visearch.tracking import Tracker
 
     settings = make_home(tmp_path / "home")
     store = LocalStore(settings.objects_dir)
     category = load_registry(settings.visearch_categories).get(TINY)
-    versions = [run_loop(settings, store, category, show_progress=False).collection]
+    versions = [run_in_process(settings, store, category, show_progress=False).collection]
     tracker = Tracker.from_settings(settings)
     manifest = settings.work_dir / TINY / "manifest"
     registered = {}
@@ -314,7 +317,7 @@ def test_rollback_moves_the_champion_and_retention_deletes_old_models(tmp_path: 
         )
         registered[trained.version] = register_candidate(tracker, run, TINY, "tuned", trained.model_dir)
         embeddings = run_embed(
-            settings, store, manifest, trained.model_dir, tmp_path / f"emb-{layers[0]}", show_progress=False
+            settings, store, category, manifest, trained.model_dir, tmp_path / f"emb-{layers[0]}", show_progress=False
         )
         versions.append(run_upsert(settings, store, category, manifest, trained.model_dir, embeddings).collection)
     assert len(set(versions)) == 3
@@ -348,11 +351,11 @@ def test_two_images_per_class_trains_and_is_evaluated_class_disjoint(tmp_path: P
     check = visearch(settings, "check", TINY)
     assert check.returncode == 0, check.stderr
     assert "evaluation: class-disjoint (no in-domain: the largest training class has 2 image(s)" in check.stdout
-    from visearch.loop import run_loop
+    from visearch.stages.in_process import run_in_process
 
     category = load_registry(settings.visearch_categories).get(TINY)
     assert category.train.sampler_m == 2
     wider = category.model_copy(update={"train": category.train.with_overrides({"sampler_m": 4})})
-    outcome = run_loop(settings, LocalStore(settings.objects_dir), wider, show_progress=False)
+    outcome = run_in_process(settings, LocalStore(settings.objects_dir), wider, show_progress=False)
     assert set(outcome.metrics["tuned"]) == {"version", "images", "class_disjoint"}  # no in-domain: 2 images a class
     assert "class-disjoint" in outcome.reason

@@ -10,8 +10,8 @@ import pytest
 from tests.helpers import TINY, make_home, s3_settings
 from visearch.categories import load_registry
 from visearch.index import open_index
-from visearch.loop import run_loop
 from visearch.search import SearchEngine
+from visearch.stages.in_process import run_in_process
 from visearch.storage import LocalStore, make_store
 
 
@@ -26,7 +26,7 @@ def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, 
     shutil.rmtree(local.objects_dir)  # nothing may come from the local folder
 
     registry = load_registry(settings.visearch_categories)
-    outcome = run_loop(settings, store, registry.get(TINY), show_progress=False)
+    outcome = run_in_process(settings, store, registry.get(TINY), show_progress=False)
 
     assert not local.objects_dir.exists()
     assert outcome.count == 40

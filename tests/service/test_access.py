@@ -28,7 +28,7 @@ from visearch.categories import load_registry
 from visearch.index import open_index
 from visearch.search import SearchEngine
 from visearch.settings import Settings
-from visearch.steps import run_upsert
+from visearch.stages.upsert import run_upsert
 from visearch.storage import LocalStore
 
 KEY = secrets.token_hex(24)

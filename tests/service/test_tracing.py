@@ -30,7 +30,7 @@ def test_requests_make_no_spans_by_default(client: httpx.Client, server_log: Pat
 
 
 def test_tracing_turns_on_with_the_documented_override(indexed_home: Settings, tmp_path: Path) -> None:
-    # README, Configuration: the override that turns tracing back on (here sampled, with no exporter).
+    # docs/configuration.md: the override that turns tracing back on (here sampled, with no exporter).
     override = {"services": {"visearch": {"tracing": {"excluded_urls": None, "sample_rate": 1.0}}}}
     log = tmp_path / "server.log"
     with running_service(indexed_home, log, {"BENTOML_CONFIG_OVERRIDES": json.dumps(override)}) as (url, _):

@@ -16,7 +16,9 @@ from visearch.data.manifest import load_manifest
 from visearch.embed import read_shards
 from visearch.index import open_index, point_id
 from visearch.settings import Settings
-from visearch.steps import run_preprocess, run_upsert, save_baseline
+from visearch.stages.preprocess import run_preprocess
+from visearch.stages.train import save_baseline
+from visearch.stages.upsert import run_upsert
 
 EMBED_SCRIPT = """
 import sys
@@ -62,7 +64,7 @@ def test_killed_embed_finishes_on_rerun_with_one_point_per_image(home: Settings,
         index.close()
 
 
-# --- shards of a category (README "Scale") ----------------------------------------------------------
+# --- shards of a category (docs/deploy.md, "8. Scale") ----------------------------------------------
 def test_shards_split_the_rows_into_contiguous_ranges_that_cover_each_row_once() -> None:
     from visearch.embed import Shard
     from visearch.errors import InvalidQueryError
@@ -83,14 +85,16 @@ def test_sharded_embeddings_equal_the_whole_and_upsert_joins_them_once(
 ) -> None:  # type: ignore[no-untyped-def]
     from visearch.embed import Shard, read_embeddings
     from visearch.errors import IndexIntegrityError
-    from visearch.steps import run_embed
+    from visearch.stages.embed import run_embed
 
     category = registry.get(TINY)
     manifest_dir, _ = run_preprocess(home, store, category, tmp_path / "manifest", show_progress=False)
     model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
-    whole = run_embed(home, store, manifest_dir, model, tmp_path / "whole", show_progress=False)
+    whole = run_embed(home, store, category, manifest_dir, model, tmp_path / "whole", show_progress=False)
     parts = [
-        run_embed(home, store, manifest_dir, model, tmp_path / f"shard-{s.index}", show_progress=False, shard=s)
+        run_embed(
+            home, store, category, manifest_dir, model, tmp_path / f"shard-{s.index}", show_progress=False, shard=s
+        )
         for s in Shard.all_of(3)
     ]
     keys, vectors, version = read_shards(whole)
@@ -128,7 +132,7 @@ def test_sharded_embeddings_equal_the_whole_and_upsert_joins_them_once(
 def test_more_shards_than_images_leaves_some_empty(home: Settings, registry, store, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from visearch.data.manifest import MANIFEST
     from visearch.embed import Shard, read_embeddings
-    from visearch.steps import run_embed
+    from visearch.stages.embed import run_embed
 
     manifest_dir, _ = run_preprocess(home, store, registry.get(TINY), tmp_path / "manifest", show_progress=False)
     one = tmp_path / "one"
@@ -136,7 +140,9 @@ def test_more_shards_than_images_leaves_some_empty(home: Settings, registry, sto
     load_manifest(manifest_dir).iloc[:1].to_csv(one / MANIFEST, index=False)
     model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
     parts = [
-        run_embed(home, store, one, model, tmp_path / f"shard-{s.index}", show_progress=False, shard=s)
+        run_embed(
+            home, store, registry.get(TINY), one, model, tmp_path / f"shard-{s.index}", show_progress=False, shard=s
+        )
         for s in Shard.all_of(2)
     ]
     assert read_shards(parts[0])[0] == []
@@ -180,15 +186,15 @@ def test_photos_decode_in_worker_processes_small_files_in_the_step(tmp_path, cap
 def test_the_embed_step_takes_its_decoding_processes_from_the_settings(  # type: ignore[no-untyped-def]
     home: Settings, registry, store, tmp_path, capfd
 ) -> None:
-    from visearch.steps import run_embed
+    from visearch.stages.embed import run_embed
 
     manifest_dir, _ = run_preprocess(home, store, registry.get(TINY), tmp_path / "manifest", show_progress=False)
     model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
     # The tiny category's small files decode in the step unless EMBED_WORKERS asks for processes.
-    auto = read_shards(run_embed(home, store, manifest_dir, model, tmp_path / "auto"))
+    auto = read_shards(run_embed(home, store, registry.get(TINY), manifest_dir, model, tmp_path / "auto"))
     assert "decoding processes" not in capfd.readouterr().err
     two = home.model_copy(update={"embed_workers": 2})
-    given = read_shards(run_embed(two, store, manifest_dir, model, tmp_path / "given"))
+    given = read_shards(run_embed(two, store, registry.get(TINY), manifest_dir, model, tmp_path / "given"))
     assert "(2 decoding processes)" in capfd.readouterr().err
     assert given[0] == auto[0]
     np.testing.assert_allclose(given[1], auto[1], atol=1e-6)

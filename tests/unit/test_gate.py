@@ -117,14 +117,15 @@ def worse_model(directory: Path) -> Path:
 
 @pytest.mark.slow
 def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registry, store) -> None:  # type: ignore[no-untyped-def]
-    from visearch.gate import evaluate_and_gate
     from visearch.index import open_index
-    from visearch.loop import run_loop
-    from visearch.steps import run_embed, run_upsert
+    from visearch.stages.embed import run_embed
+    from visearch.stages.evaluate import evaluate_and_gate
+    from visearch.stages.in_process import run_in_process
+    from visearch.stages.upsert import run_upsert
     from visearch.tracking import Tracker
 
     category = registry.get(TINY)
-    first = run_loop(home, store, category, show_progress=False)  # establishes champion + live index
+    first = run_in_process(home, store, category, show_progress=False)  # establishes champion + live index
     tracker = Tracker.from_settings(home)
     champion = tracker.champion(TINY)
     assert champion is not None
@@ -175,7 +176,13 @@ def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registr
 
     # embed + upsert index the champion: the live collection stays the very same one.
     embeddings = run_embed(
-        home, store, home.work_dir / TINY / "manifest", outcome.champion_dir, work / "emb", show_progress=False
+        home,
+        store,
+        category,
+        home.work_dir / TINY / "manifest",
+        outcome.champion_dir,
+        work / "emb",
+        show_progress=False,
     )
     result = run_upsert(home, store, category, home.work_dir / TINY / "manifest", outcome.champion_dir, embeddings)
     assert result.reused and result.collection == first.collection
@@ -190,8 +197,9 @@ def test_worse_model_leaves_champion_and_live_collection_unchanged(home, registr
 
 def test_evaluation_budget_scores_every_model_on_the_same_sample(home, registry, store) -> None:  # type: ignore[no-untyped-def]
     from visearch.data.manifest import load_manifest
-    from visearch.gate import evaluate_and_gate
-    from visearch.steps import run_preprocess, save_baseline
+    from visearch.stages.evaluate import evaluate_and_gate
+    from visearch.stages.preprocess import run_preprocess
+    from visearch.stages.train import save_baseline
 
     category = registry.get(TINY)
     work = home.work_dir / "budget-test"

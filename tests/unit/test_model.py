@@ -85,10 +85,18 @@ def test_unknown_trunk_is_a_config_error() -> None:
         create_model("no-such-net", [8], 32)
 
 
-def test_model_files_restate_the_lite_normalisation() -> None:
-    """``visearch.model_files`` restates LITE_NORMALIZE so reading a spec needs no torchvision: the two agree."""
-    from visearch.data.transforms import LITE_NORMALIZE
-    from visearch.model_files import LITE_NORMALIZE as RESTATED
-    from visearch.model_files import ModelSpec
+def test_a_lite_model_spec_defaults_to_the_one_lite_normalisation_without_torchvision() -> None:
+    """The scaling is stated once (``visearch.normalize``); reading a model's spec imports no torchvision."""
+    import subprocess
+    import sys
 
-    assert RESTATED == LITE_NORMALIZE == ModelSpec().normalize
+    from visearch.model_files import ModelSpec
+    from visearch.normalize import LITE_NORMALIZE
+
+    assert ModelSpec().normalize == LITE_NORMALIZE
+    assert create_model("efficientnet-lite0", [8], 32).spec.normalize == LITE_NORMALIZE
+    code = "import sys, visearch.model_files; print('torchvision' in sys.modules)"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+        == "False"
+    )

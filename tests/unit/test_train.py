@@ -17,11 +17,12 @@ import pytest
 import torch
 
 from tests.helpers import TINY, env_for, kill9, wait_until
+from visearch.data.checks import VALIDATION, VALIDATION_CLASS
 from visearch.data.manifest import MANIFEST, image_paths, load_manifest
-from visearch.data.preprocess import VALIDATION, VALIDATION_CLASS
 from visearch.model import load_model
 from visearch.settings import Settings
-from visearch.steps import run_preprocess, run_train
+from visearch.stages.preprocess import run_preprocess
+from visearch.stages.train import run_train
 from visearch.tracking import Tracker
 from visearch.train import Metrics, TrainResult, train
 

@@ -12,9 +12,9 @@ import typer
 from visearch.cli.app import app
 from visearch.cli.output import format_metrics, format_results
 from visearch.cli.serve import serve_forever
-from visearch.context import Context
 from visearch.data.demo import demo_category, ensure_demo_data
 from visearch.data.manifest import cache_dir, load_manifest
+from visearch.entry_context import Context
 from visearch.errors import ConfigError
 
 MAP = "mean_average_precision_at_r"

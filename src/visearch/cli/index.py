@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from visearch.cli.app import CategoryOpt, index_app
-from visearch.context import Context
+from visearch.entry_context import Context
 
 
 @index_app.command("status")

@@ -1,38 +1,58 @@
-"""Command-line options shared by `visearch train` and `visearch pipeline run` (the seed's parameter names)."""
+"""The training parameters as command-line options, generated from their one declaration (``TrainParams``).
+
+``@train_options()`` adds one ``--name`` option per ``TrainParams`` field (``run_parameters()``) to a
+command; the command receives the values the user gave as one ``overrides`` dict, so a field added
+to ``TrainParams`` is an option of every such command with no change here.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+import functools
+import inspect
+import typing
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any, TypeVar
 
 import typer
 
-from visearch.categories import TrainParams
+from visearch.train_params import RunParameter, run_parameters
 
-TrunkModelOpt = Annotated[str | None, typer.Option(help="efficientnet-lite0 or a torchvision name")]
-EmbedderLayersOpt = Annotated[str | None, typer.Option(help="Comma-separated widths, e.g. 512,128")]
-SplitOpt = Annotated[float | None, typer.Option(help="Fraction of classes for training")]
-BatchSizeOpt = Annotated[int | None, typer.Option()]
-EpochsOpt = Annotated[int | None, typer.Option(help="Most epochs (early stopping may end sooner)")]
-PatienceOpt = Annotated[
-    int | None, typer.Option(help="Stop after N epochs without a better validation MAP@R (0: run all epochs)")
-]
-LrOpt = Annotated[float | None, typer.Option()]
-WeightDecayOpt = Annotated[float | None, typer.Option()]
-SamplerMOpt = Annotated[int | None, typer.Option(help="Images per class in a batch")]
-InputSizeOpt = Annotated[int | None, typer.Option()]
-MaxStepsOpt = Annotated[int | None, typer.Option(help="Stop after N steps (smoke runs)")]
-TrainImagesPerClassOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="Training budget: train on at most N sampled images per class (all are still indexed; "
-        "0: every image, whatever the registry says)"
-    ),
-]
-EvalImagesPerClassOpt = Annotated[
-    int | None,
-    typer.Option(
-        help="Evaluation budget: score each model on at most N sampled images per class "
-        f"(default: the category's; {TrainParams.model_fields['eval_images_per_class'].default} unless its registry "
-        "entry sets one; 0: every image)"
-    ),
-]
+PANEL = "Training parameters (default: the category's registry entry)"
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def _option(parameter: RunParameter) -> inspect.Parameter:
+    option = typer.Option(parameter.option, help=parameter.help, rich_help_panel=PANEL)
+    annotation = Annotated[parameter.kind | None, option]  # type: ignore[name-defined]
+    return inspect.Parameter(parameter.name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
+
+
+def train_options(only: Iterable[str] | None = None) -> Callable[[Command], Command]:
+    """Give a command one option per training parameter (or those named in ``only``).
+
+    The decorated function takes ``overrides: dict[str, Any]``: the options given, by field name
+    (the others are absent, so each category keeps its registry value).
+    """
+    wanted = [p for p in run_parameters() if only is None or p.name in set(only)]
+
+    def decorate(command: Command) -> Command:
+        hints = typing.get_type_hints(command, include_extras=True)
+        own = [
+            parameter.replace(annotation=hints.get(name, parameter.annotation))
+            for name, parameter in inspect.signature(command).parameters.items()
+            if name != "overrides"
+        ]
+        names = {p.name for p in wanted}
+
+        @functools.wraps(command)
+        def with_overrides(**values: Any) -> Any:
+            given = {name: values.pop(name) for name in list(values) if name in names}
+            return command(**values, overrides={name: value for name, value in given.items() if value is not None})
+
+        options = [_option(p) for p in wanted]
+        with_overrides.__signature__ = inspect.Signature(own + options)  # type: ignore[attr-defined]
+        with_overrides.__annotations__ = {p.name: p.annotation for p in own + options}
+        del with_overrides.__wrapped__  # typer must read the signature above, not the wrapped one's
+        return typing.cast(Command, with_overrides)
+
+    return decorate

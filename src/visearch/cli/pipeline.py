@@ -14,21 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from visearch.cli.app import app
-from visearch.cli.options import (
-    BatchSizeOpt,
-    EmbedderLayersOpt,
-    EpochsOpt,
-    EvalImagesPerClassOpt,
-    InputSizeOpt,
-    LrOpt,
-    MaxStepsOpt,
-    PatienceOpt,
-    SamplerMOpt,
-    SplitOpt,
-    TrainImagesPerClassOpt,
-    TrunkModelOpt,
-    WeightDecayOpt,
-)
+from visearch.cli.options import train_options
 from visearch.errors import ConfigError, PipelineFailedError
 from visearch.settings import Settings
 
@@ -44,11 +30,6 @@ app.add_typer(pipeline_app, name="pipeline")
 def needs_kfp(exc: ModuleNotFoundError) -> ConfigError:
     """The error for a pipeline command run without the ``pipeline`` extra."""
     return ConfigError(f"the pipeline needs {exc.name}: install the pipeline extra (pip install 'visearch[pipeline]')")
-
-
-def overrides_from(**values: Any) -> dict[str, Any]:
-    """Only the options the user gave: the rest keep each category's registry value."""
-    return {name: value for name, value in values.items() if value is not None}
 
 
 @pipeline_app.command("compile")
@@ -85,27 +66,17 @@ def compile_command(
 
 
 @pipeline_app.command("run")
+@train_options()
 def run_command(
     categories: Annotated[str, typer.Option(help="Comma-separated category names")],
-    trunk_model: TrunkModelOpt = None,
-    embedder_layers: EmbedderLayersOpt = None,
-    split: SplitOpt = None,
-    batch_size: BatchSizeOpt = None,
-    epochs: EpochsOpt = None,
-    patience: PatienceOpt = None,
-    lr: LrOpt = None,
-    weight_decay: WeightDecayOpt = None,
-    sampler_m: SamplerMOpt = None,
-    input_size: InputSizeOpt = None,
-    max_steps: MaxStepsOpt = None,
-    train_images_per_class: TrainImagesPerClassOpt = None,
-    eval_images_per_class: EvalImagesPerClassOpt = None,
     embed_shards: Annotated[
         int | None, typer.Option(min=1, help="Embed steps per category, their outputs joined by the upsert")
     ] = None,
     log_file: Annotated[
         Path | None, typer.Option(help="Write the steps' full logs here; show only task status and decisions")
     ] = None,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
     """Run the pipeline here (kfp.local) on the embedded engines; prints where each artifact landed."""
     from visearch.categories import load_registry
@@ -115,23 +86,6 @@ def run_command(
     names = [name.strip() for name in categories.split(",") if name.strip()]
     if not names:
         raise ConfigError("--categories needs at least one category name")
-    for name in names:
-        registry.get(name)
-    overrides = overrides_from(
-        trunk_model=trunk_model,
-        embedder_layers=embedder_layers,
-        split=split,
-        batch_size=batch_size,
-        epochs=epochs,
-        patience=patience,
-        lr=lr,
-        weight_decay=weight_decay,
-        sampler_m=sampler_m,
-        input_size=input_size,
-        max_steps=max_steps,
-        train_images_per_class=train_images_per_class,
-        eval_images_per_class=eval_images_per_class,
-    )
     for name in names:
         registry.get(name).train.with_overrides(overrides)  # bad values fail here, not in a step
     started = time.monotonic()

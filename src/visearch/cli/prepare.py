@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -40,179 +43,211 @@ MinCosineOpt = Annotated[float, typer.Option(min=0.5, max=1.0, help="Embedding d
 ReportOpt = Annotated[Path | None, typer.Option(help="Also write the full report (JSON) to this file")]
 
 
-# --- prepare -----------------------------------------------------------------------------------
-@prepare_app.command("folder")
-def prepare_folder(
-    source: Annotated[Path, typer.Option(help="Folder with meta.csv and images/")],
-    category: CategoryOpt,
-    dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 2,
-    embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.95,
-    report: ReportOpt = None,
-) -> None:
-    """Copy a folder holding meta.csv + images/ into the category's data location."""
-    from visearch.data.adapters import folder
+# --- the adapters: one command each, built from this table ------------------------------------
+Scan = Callable[["DataReport"], list["Candidate"]]
+Binding = tuple[Scan, Callable[[], dict[str, int]] | None]
 
+
+@dataclass(frozen=True)
+class Adapter:
+    """One ``visearch prepare <name>`` command: its dataset, its own options and how they bind its scan.
+
+    ``bind`` gets the command's values by option name and returns the adapter's scan (and, for
+    datasets with fixed labels, the class → label map). ``budgets``: the command takes ``--limit``,
+    ``--per-class`` and ``--min-per-class`` (default ``min_per_class``).
+    """
+
+    name: str
+    help: str
+    bind: Callable[[dict[str, Any]], Binding]
+    options: tuple[inspect.Parameter, ...] = ()
+    budgets: bool = True
+    min_per_class: int = 2
+
+
+def _option(name: str, annotation: Any, default: Any = inspect.Parameter.empty) -> inspect.Parameter:
+    return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
+
+
+def _module(name: str) -> Any:
+    return importlib.import_module(f"visearch.data.adapters.{name}")
+
+
+def _source_scan(module: str, **fixed: Any) -> Callable[[dict[str, Any]], Binding]:
+    """The adapter's ``scan(source, report, **options)`` with the command's ``--source`` and the named options."""
+    return lambda values: (
+        partial(_module(module).scan, values["source"], **{k: values[v] for k, v in fixed.items()}),
+        None,
+    )
+
+
+def _bind_folder(values: dict[str, Any]) -> Binding:
     found: dict[str, int] = {}
 
-    def scan(rep: DataReport) -> list[Candidate]:
-        candidates, labels = folder.scan(source, rep)
+    def scan(report: DataReport) -> list[Candidate]:
+        candidates, labels = _module("folder").scan(values["source"], report)
         found.update(labels)
         return candidates
 
-    options = _options(None, None, 1, dedupe, max_distance, min_cosine)
-    run_prepare("folder", scan, category, options, embeddings, report, labels=lambda: found)
+    return scan, lambda: found
 
 
-@prepare_app.command("fashion-mnist")
-def prepare_fashion_mnist(
-    source: Annotated[Path, typer.Option(help="Folder of the IDX files")] = Path("/usr/share/datasets/fashion-mnist"),
-    category: CategoryOpt = "fashion-mnist",
-    per_class: Annotated[int | None, typer.Option(min=1, help="Images per class (default: all)")] = None,
-    split: Annotated[
-        str, typer.Option(help="t10k (10k images), train (60k images) or all (both: 70k images)")
-    ] = "t10k",
-    dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 2,
-    embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.95,
-    report: ReportOpt = None,
-) -> None:
-    """Fashion-MNIST IDX files (Debian `dataset-fashion-mnist`) → PNGs + meta CSV."""
-    from visearch.data.adapters import fashion_mnist
-
-    def scan(rep: DataReport) -> list[Candidate]:
-        return fashion_mnist.scan(source, rep, split=split, per_class=per_class)
-
-    options = _options(None, None, 1, dedupe, max_distance, min_cosine)
-    run_prepare("fashion-mnist", scan, category, options, embeddings, report, labels=fashion_mnist.labels)
+def _bind_fashion_mnist(values: dict[str, Any]) -> Binding:
+    module = _module("fashion_mnist")
+    return partial(module.scan, values["source"], split=values["split"], per_class=values["per_class"]), module.labels
 
 
-@prepare_app.command("shoes")
-def prepare_shoes(
-    source: SourceOpt,
-    category: DatasetCategoryOpt = None,
-    limit: LimitOpt = None,
-    per_class: PerClassOpt = None,
-    min_per_class: MinPerClassOpt = 2,
-    dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 2,
-    embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.95,
-    report: ReportOpt = None,
-) -> None:
-    """UT Zappos50K (ut-zap50k-images-square/<Category>/<SubCategory>/<Brand>/*.jpg)."""
-    from visearch.data.adapters import shoes
-
-    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
-    run_prepare("shoes", partial(shoes.scan, source), category, options, embeddings, report)
+def _bind_celebrities(values: dict[str, Any]) -> Binding:
+    module = _module("celebrities")
+    rules = module.CelebrityRules(values["min_kb"] * 1000, values["min_face_score"], not values["keep_second_face"])
+    return partial(module.scan, values["source"], rules=rules), None
 
 
-@prepare_app.command("dogs")
-def prepare_dogs(
-    source: SourceOpt,
-    crop: Annotated[bool, typer.Option("--crop", help="One image per annotated dog box (VOC XML)")] = False,
-    category: DatasetCategoryOpt = None,
-    limit: LimitOpt = None,
-    per_class: PerClassOpt = None,
-    min_per_class: MinPerClassOpt = 2,
-    dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 2,
-    embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.95,
-    report: ReportOpt = None,
-) -> None:
-    """Stanford Dogs (Images/<wnid>-<breed>/*.jpg + Annotation/ VOC XML)."""
-    from visearch.data.adapters import dogs
+SOURCE = _option("source", SourceOpt)
+ADAPTERS = (
+    Adapter(
+        "folder",
+        "Copy a folder holding meta.csv + images/ into the category's data location.",
+        _bind_folder,
+        (
+            _option("source", Annotated[Path, typer.Option(help="Folder with meta.csv and images/")]),
+            _option("category", CategoryOpt),
+        ),
+        budgets=False,
+    ),
+    Adapter(
+        "fashion-mnist",
+        "Fashion-MNIST IDX files (Debian `dataset-fashion-mnist`) → PNGs + meta CSV.",
+        _bind_fashion_mnist,
+        (
+            _option(
+                "source",
+                Annotated[Path, typer.Option(help="Folder of the IDX files")],
+                Path("/usr/share/datasets/fashion-mnist"),
+            ),
+            _option("category", CategoryOpt, "fashion-mnist"),
+            _option(
+                "per_class", Annotated[int | None, typer.Option(min=1, help="Images per class (default: all)")], None
+            ),
+            _option(
+                "split",
+                Annotated[str, typer.Option(help="t10k (10k images), train (60k images) or all (both: 70k images)")],
+                "t10k",
+            ),
+        ),
+        budgets=False,
+    ),
+    Adapter(
+        "shoes",
+        "UT Zappos50K (ut-zap50k-images-square/<Category>/<SubCategory>/<Brand>/*.jpg).",
+        _source_scan("shoes"),
+        (SOURCE,),
+    ),
+    Adapter(
+        "dogs",
+        "Stanford Dogs (Images/<wnid>-<breed>/*.jpg + Annotation/ VOC XML).",
+        _source_scan("dogs", crop="crop"),
+        (
+            SOURCE,
+            _option(
+                "crop", Annotated[bool, typer.Option("--crop", help="One image per annotated dog box (VOC XML)")], False
+            ),
+        ),
+    ),
+    Adapter(
+        "celebrities",
+        "IMDB-WIKI (imdb_crop/NN/*.jpg + imdb.mat): RGB, > 30 kB, one face with a good score.",
+        _bind_celebrities,
+        (
+            SOURCE,
+            _option(
+                "min_kb", Annotated[int, typer.Option(min=0, help="Keep files larger than this many kB (seed: 30)")], 30
+            ),
+            _option(
+                "min_face_score", Annotated[float, typer.Option(help="Drop images whose face score is lower")], 1.0
+            ),
+            _option(
+                "keep_second_face",
+                Annotated[bool, typer.Option("--keep-second-face", help="Keep photos with 2 faces")],
+                False,
+            ),
+        ),
+    ),
+    Adapter(
+        "logos",
+        "LogoDet-3K (<Category>/<Brand>/<n>.jpg + <n>.xml): every logo box cropped to its own image.",
+        _source_scan("logos"),
+        (SOURCE,),
+    ),
+    Adapter(
+        "fashion",
+        "Kaggle Fashion Product Images (images/<id>.jpg + styles.csv): class = articleType.",
+        _source_scan("fashion"),
+        (SOURCE,),
+    ),
+    Adapter(
+        "logos-icons",
+        "Brand logos from the npm packages devicon (MIT) + simple-icons (CC0), rendered with cairosvg.",
+        _source_scan("logo_icons", size="size"),
+        (
+            _option(
+                "source",
+                Annotated[Path, typer.Option("--source", "-s", help="node_modules with devicon + simple-icons")],
+            ),
+            _option("size", Annotated[int, typer.Option(min=32, max=1024, help="Side of the rendered PNGs")], 128),
+        ),
+        min_per_class=5,
+    ),
+)
 
-    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
-    run_prepare("dogs", partial(dogs.scan, source, crop=crop), category, options, embeddings, report)
+
+def _command(adapter: Adapter) -> Callable[..., None]:
+    """The typer command of one adapter: its own options, the budgets, the duplicate handling and the report."""
+
+    def command(**values: Any) -> None:
+        scan, labels = adapter.bind(values)
+        options = _options(
+            values.get("limit"),
+            values.get("per_class") if adapter.budgets else None,
+            values.get("min_per_class", 1),
+            values["dedupe"],
+            values["max_distance"],
+            values["min_cosine"],
+        )
+        run_prepare(
+            adapter.name, scan, values.get("category"), options, values["embeddings"], values["report"], labels=labels
+        )
+
+    own = {option.name for option in adapter.options}
+    shared = [
+        _option("category", DatasetCategoryOpt, None),
+        *(
+            (
+                _option("limit", LimitOpt, None),
+                _option("per_class", PerClassOpt, None),
+                _option("min_per_class", MinPerClassOpt, adapter.min_per_class),
+            )
+            if adapter.budgets
+            else ()
+        ),
+        _option("dedupe", DedupeOpt, False),
+        _option("max_distance", DistanceOpt, 2),
+        _option("embeddings", EmbeddingsOpt, False),
+        _option("min_cosine", MinCosineOpt, 0.95),
+        _option("report", ReportOpt, None),
+    ]
+    parameters = [*adapter.options, *(p for p in shared if p.name not in own)]
+    # Options with no default come first (Python's rule for a signature; the order typer lists them in).
+    parameters.sort(key=lambda p: p.default is not inspect.Parameter.empty)
+    command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in parameters}
+    command.__doc__ = adapter.help
+    command.__name__ = f"prepare_{adapter.name.replace('-', '_')}"
+    return command
 
 
-@prepare_app.command("celebrities")
-def prepare_celebrities(
-    source: SourceOpt,
-    min_kb: Annotated[int, typer.Option(min=0, help="Keep files larger than this many kB (seed: 30)")] = 30,
-    min_face_score: Annotated[float, typer.Option(help="Drop images whose face score is lower")] = 1.0,
-    keep_second_face: Annotated[bool, typer.Option("--keep-second-face", help="Keep photos with 2 faces")] = False,
-    category: DatasetCategoryOpt = None,
-    limit: LimitOpt = None,
-    per_class: PerClassOpt = None,
-    min_per_class: MinPerClassOpt = 2,
-    dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 2,
-    embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.95,
-    report: ReportOpt = None,
-) -> None:
-    """IMDB-WIKI (imdb_crop/NN/*.jpg + imdb.mat): RGB, > 30 kB, one face with a good score."""
-    from visearch.data.adapters import celebrities
-
-    rules = celebrities.CelebrityRules(min_kb * 1000, min_face_score, not keep_second_face)
-    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
-    run_prepare("celebrities", partial(celebrities.scan, source, rules=rules), category, options, embeddings, report)
-
-
-@prepare_app.command("logos")
-def prepare_logos(
-    source: SourceOpt,
-    category: DatasetCategoryOpt = None,
-    limit: LimitOpt = None,
-    per_class: PerClassOpt = None,
-    min_per_class: MinPerClassOpt = 2,
-    dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 2,
-    embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.95,
-    report: ReportOpt = None,
-) -> None:
-    """LogoDet-3K (<Category>/<Brand>/<n>.jpg + <n>.xml): every logo box cropped to its own image."""
-    from visearch.data.adapters import logos
-
-    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
-    run_prepare("logos", partial(logos.scan, source), category, options, embeddings, report)
-
-
-@prepare_app.command("fashion")
-def prepare_fashion(
-    source: SourceOpt,
-    category: DatasetCategoryOpt = None,
-    limit: LimitOpt = None,
-    per_class: PerClassOpt = None,
-    min_per_class: MinPerClassOpt = 2,
-    dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 2,
-    embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.95,
-    report: ReportOpt = None,
-) -> None:
-    """Kaggle Fashion Product Images (images/<id>.jpg + styles.csv): class = articleType."""
-    from visearch.data.adapters import fashion
-
-    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
-    run_prepare("fashion", partial(fashion.scan, source), category, options, embeddings, report)
-
-
-@prepare_app.command("logos-icons")
-def prepare_logo_icons(
-    source: Annotated[Path, typer.Option("--source", "-s", help="node_modules with devicon + simple-icons")],
-    size: Annotated[int, typer.Option(min=32, max=1024, help="Side of the rendered PNGs")] = 128,
-    category: DatasetCategoryOpt = None,
-    limit: LimitOpt = None,
-    per_class: PerClassOpt = None,
-    min_per_class: MinPerClassOpt = 5,
-    dedupe: DedupeOpt = False,
-    max_distance: DistanceOpt = 2,
-    embeddings: EmbeddingsOpt = False,
-    min_cosine: MinCosineOpt = 0.95,
-    report: ReportOpt = None,
-) -> None:
-    """Brand logos from the npm packages devicon (MIT) + simple-icons (CC0), rendered with cairosvg."""
-    from visearch.data.adapters import logo_icons
-
-    options = _options(limit, per_class, min_per_class, dedupe, max_distance, min_cosine)
-    run_prepare("logos-icons", partial(logo_icons.scan, source, size=size), category, options, embeddings, report)
+for _adapter in ADAPTERS:
+    prepare_app.command(_adapter.name)(_command(_adapter))
 
 
 def _options(
@@ -251,9 +286,9 @@ def run_prepare(
         report_path: Also write the JSON report there.
         labels: Fixed class → label map, called after the scan (default: sorted class order).
     """
-    from visearch.context import Context
     from visearch.data.adapters.runner import PrepareReport, prepare_category
     from visearch.embed import trunk_embedder
+    from visearch.entry_context import Context
 
     ctx = Context.from_env()
     target = ctx.category(category or dataset)
@@ -291,8 +326,8 @@ def run_prepare(
 @prepare_app.command("demo")
 def prepare_demo() -> None:
     """Copy the bundled demo subset (1,000 Fashion-MNIST images) into category fashion-mnist."""
-    from visearch.context import Context
     from visearch.data.demo import ensure_demo_data
+    from visearch.entry_context import Context
 
     ctx = Context.from_env()
     typer.echo(ensure_demo_data(ctx.registry, ctx.store, force=True))

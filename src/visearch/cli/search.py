@@ -12,7 +12,7 @@ import typer
 
 from visearch.cli.app import CategoryOpt, app
 from visearch.cli.output import echo_json, format_results
-from visearch.context import Context
+from visearch.entry_context import Context
 from visearch.errors import InvalidImageError, InvalidQueryError
 
 if TYPE_CHECKING:

@@ -8,29 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from visearch.cli.app import CategoryOpt, DirOpt, app
-from visearch.cli.options import (
-    BatchSizeOpt,
-    EmbedderLayersOpt,
-    EpochsOpt,
-    EvalImagesPerClassOpt,
-    InputSizeOpt,
-    LrOpt,
-    MaxStepsOpt,
-    PatienceOpt,
-    SamplerMOpt,
-    SplitOpt,
-    TrainImagesPerClassOpt,
-    TrunkModelOpt,
-    WeightDecayOpt,
-)
+from visearch.cli.options import train_options
 from visearch.cli.output import echo_json, format_metrics
-from visearch.context import Context
 from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
+from visearch.entry_context import Context
+from visearch.stages.folders import BASELINE, CHAMPION, EVALUATION, MANIFEST, TRAINED
 
 
 @app.command()
@@ -43,7 +30,7 @@ def check(
 
     Exits 1 when the pipeline could not run on it (too few classes or images left, no evaluation possible).
     """
-    from visearch.steps import check_data
+    from visearch.stages.preprocess import check_data
 
     ctx = Context.from_env()
     _, data = check_data(ctx.settings, ctx.store, ctx.category(category), show_progress=not as_json)
@@ -58,56 +45,56 @@ def check(
         raise typer.Exit(1)
 
 
+def _model_dir(ctx: Context, category: str, given: Path | None) -> Path:
+    """The model to embed and index: the one given, else the gate's champion, else the fine-tuned model."""
+    if given:
+        return given
+    champion = ctx.work(category, CHAMPION)
+    return champion if (champion / "meta.json").is_file() else ctx.work(category, TRAINED)
+
+
 @app.command()
-def preprocess(category: CategoryOpt, out: DirOpt = None) -> None:
-    """Validate meta CSV + images and split by class into a manifest (bad rows are dropped and reported)."""
-    from visearch.steps import run_preprocess
+@train_options()
+def preprocess(category: CategoryOpt, out: DirOpt = None, *, overrides: dict[str, Any]) -> None:
+    """Validate meta CSV + images and split by class into a manifest (bad rows are dropped and reported).
+
+    The training parameters given here are resolved once and travel with the manifest (params.json):
+    the later steps use them.
+    """
+    from visearch.stages.preprocess import run_preprocess
 
     ctx = Context.from_env()
-    path, summary = run_preprocess(ctx.settings, ctx.store, ctx.category(category), ctx.work(category, "manifest", out))
+    entry = ctx.category(category)
+    path, summary = run_preprocess(
+        ctx.settings, ctx.store, entry, ctx.work(category, MANIFEST, out), params=entry.train.with_overrides(overrides)
+    )
     typer.echo(f"manifest: {path} (data hash {summary['data_hash']}; full report: {path.with_name('report.json')})")
 
 
 @app.command()
-def train(
-    category: CategoryOpt,
-    manifest: DirOpt = None,
-    out: DirOpt = None,
-    trunk_model: TrunkModelOpt = None,
-    embedder_layers: EmbedderLayersOpt = None,
-    split: SplitOpt = None,
-    batch_size: BatchSizeOpt = None,
-    epochs: EpochsOpt = None,
-    patience: PatienceOpt = None,
-    lr: LrOpt = None,
-    weight_decay: WeightDecayOpt = None,
-    sampler_m: SamplerMOpt = None,
-    input_size: InputSizeOpt = None,
-    max_steps: MaxStepsOpt = None,
-    train_images_per_class: TrainImagesPerClassOpt = None,
-) -> None:
-    """Fine-tune the trunk + embedder with pytorch-metric-learning; saves trunk.pth, embedder.pth, meta.json."""
-    from visearch.steps import run_train
+@train_options()
+def train(category: CategoryOpt, manifest: DirOpt = None, out: DirOpt = None, *, overrides: dict[str, Any]) -> None:
+    """Fine-tune the trunk + embedder with pytorch-metric-learning; saves trunk.pth, embedder.pth, meta.json.
+
+    The frozen trunk is saved beside it (the gate's second candidate). A model trained before on the
+    same data with the same parameters is reused; an interrupted training resumes from its last epoch.
+    """
+    from visearch.stages.train import train_candidates
 
     ctx = Context.from_env()
-    params = ctx.category(category).train.with_overrides(
-        dict(
-            trunk_model=trunk_model,
-            embedder_layers=embedder_layers,
-            split=split,
-            batch_size=batch_size,
-            epochs=epochs,
-            patience=patience,
-            lr=lr,
-            weight_decay=weight_decay,
-            sampler_m=sampler_m,
-            input_size=input_size,
-            max_steps=max_steps,
-            train_images_per_class=train_images_per_class,
-        )
+    out_dir = ctx.work(category, TRAINED, out)
+    result = train_candidates(
+        ctx.settings,
+        ctx.store,
+        ctx.category(category),
+        ctx.work(category, MANIFEST, manifest),
+        out_dir,
+        ctx.work(category, BASELINE),
+        overrides=overrides,
     )
-    manifest_dir = ctx.work(category, "manifest", manifest)
-    result = run_train(ctx.settings, ctx.store, manifest_dir, params, ctx.work(category, "train", out))
+    if not result.epoch_losses:
+        typer.echo(f"model {result.version} reused: trained before on the same data with the same parameters")
+        return
     kept = "last epoch" if result.best_epoch is None else f"best epoch {result.best_epoch + 1} by validation MAP@R"
     stopped = ", stopped early" if result.stopped_early else ""
     typer.echo(
@@ -117,31 +104,37 @@ def train(
 
 
 @app.command()
+@train_options(only=["eval_images_per_class"])
 def evaluate(
     category: CategoryOpt,
     manifest: DirOpt = None,
     model: DirOpt = None,
-    out: Annotated[Path | None, typer.Option(help="metrics JSON path")] = None,
-    eval_images_per_class: EvalImagesPerClassOpt = None,
+    out: Annotated[Path | None, typer.Option(help="Folder of the report (report.json, embedding_map.png)")] = None,
+    *,
+    overrides: dict[str, Any],
 ) -> None:
-    """P@1, MAP@R, R-precision, Recall@{1,5,10}: frozen baseline and fine-tuned, in-domain and class-disjoint."""
-    from visearch.steps import run_evaluate, save_baseline
+    """The pipeline's evaluation and gate: fine-tuned vs frozen vs the champion, in-domain and on held-out classes.
+
+    P@1, MAP@R, R-precision, Recall@{1,5,10}. The gate's choice lands in work/<category>/champion
+    (what `visearch embed` and `upsert` use by default) and, when it wins, becomes the MLflow champion.
+    """
+    from visearch.stages.evaluate import evaluate_stage
 
     ctx = Context.from_env()
-    params = ctx.category(category).train.with_overrides({"eval_images_per_class": eval_images_per_class})
-    baseline = save_baseline(params, ctx.work(category, "baseline"))
-    models = {"baseline": baseline, "tuned": model or ctx.work(category, "train") / "model"}
-    out_path = out or ctx.work(category, "metrics.json")
-    report = run_evaluate(
+    outcome = evaluate_stage(
         ctx.settings,
         ctx.store,
-        ctx.work(category, "manifest", manifest),
-        models,
-        out_path,
-        images_per_class=params.eval_images_per_class,
-        seed=params.seed,
+        ctx.category(category),
+        ctx.work(category, MANIFEST, manifest),
+        model or ctx.work(category, TRAINED),
+        ctx.work(category, BASELINE),
+        ctx.work(category, EVALUATION, out),
+        ctx.work(category, CHAMPION),
+        overrides=overrides,
+        tracker=ctx.tracker(),
     )
-    typer.echo(format_metrics(report))
+    typer.echo(format_metrics({k: v for k, v in outcome.report.items() if isinstance(v, dict)}))
+    typer.echo(f"gate: {outcome.decision.reason}\nmodel to index: {outcome.champion_dir}")
 
 
 @app.command()
@@ -157,17 +150,17 @@ def embed(
 ) -> None:
     """Embed every valid image of the category in batches (resumable), or one shard of them."""
     from visearch.embed import Shard
-    from visearch.steps import run_embed
+    from visearch.stages.embed import output_name, run_embed
 
     part = Shard.parse(shard) if shard else None  # a bad i/n fails before the model loads
     ctx = Context.from_env()
     path = run_embed(
         ctx.settings,
         ctx.store,
-        ctx.work(category, "manifest", manifest),
-        model or ctx.work(category, "train") / "model",
-        # Shards of one category land apart unless told where: each is one part of the whole.
-        ctx.work(category, f"embeddings-{part.index}of{part.count}" if part and part.count > 1 else "embeddings", out),
+        ctx.category(category),
+        ctx.work(category, MANIFEST, manifest),
+        _model_dir(ctx, category, model),
+        ctx.work(category, output_name(part), out),
         batch_size=batch_size,
         shard=part,
     )
@@ -187,15 +180,16 @@ def upsert(
     ] = None,
 ) -> None:
     """Write a new collection version, verify it, and swap the category alias to it atomically."""
-    from visearch.steps import run_upsert
+    from visearch.stages.embed import output_name
+    from visearch.stages.upsert import run_upsert
 
     ctx = Context.from_env()
     result = run_upsert(
         ctx.settings,
         ctx.store,
         ctx.category(category),
-        ctx.work(category, "manifest", manifest),
-        model or ctx.work(category, "train") / "model",
-        embeddings or ctx.work(category, "embeddings"),
+        ctx.work(category, MANIFEST, manifest),
+        _model_dir(ctx, category, model),
+        embeddings or ctx.work(category, output_name(None)),
     )
     typer.echo(f"alias {category} -> {result.collection} ({result.count} points; previous {result.previous})")

@@ -9,8 +9,8 @@ import pandas as pd
 from tqdm import tqdm
 
 from visearch.categories import Category
+from visearch.data.checks import image_key
 from visearch.data.meta import DataReport, check_rows, parse_meta, write_meta
-from visearch.data.preprocess import image_key
 from visearch.errors import DataError
 from visearch.storage import ObjectStore
 

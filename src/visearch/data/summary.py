@@ -13,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 
+from visearch.data.checks import VALIDATION, VALIDATION_CLASS, smallest_class_held_out
 from visearch.data.meta import DataReport
-from visearch.data.preprocess import VALIDATION, VALIDATION_CLASS, smallest_class_held_out
 
 
 @dataclass
@@ -54,7 +54,7 @@ class EvaluationPlan:
 def evaluation_plan(
     manifest: pd.DataFrame, *, holdout: float, min_images_per_class: int, validation: float = 0.0
 ) -> EvaluationPlan:
-    """What the manifest's split allows (see :func:`visearch.data.preprocess.split_by_class`)."""
+    """What the manifest's split allows (see :func:`visearch.data.checks.split_by_class`)."""
     split = manifest["split"]
     in_domain = bool((split == "heldout").any())
     test_classes = manifest.loc[split == "test", "class"].nunique()

@@ -6,10 +6,6 @@ import functools
 
 from torchvision import transforms as T
 
-# EfficientNet-Lite was trained on inputs scaled to [-1, 1] ((x - 127) / 128); torchvision
-# ImageNet models expect the usual mean/std. The model's meta.json records which applies.
-LITE_NORMALIZE = ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-IMAGENET_NORMALIZE = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 # Images are decoded with a shorter side of at least this many times the model's input size, not
 # at full size: the final resize still averages >= 2x2 source pixels per input pixel, and a
 # 12-megapixel photo embeds at cosine > 0.99 to its full-size decode (tests/unit/data/test_images.py).

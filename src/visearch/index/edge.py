@@ -19,6 +19,7 @@ import fcntl
 import os
 import shutil
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, cast
@@ -49,6 +50,9 @@ WARM_CHUNK = 4 << 20  # bytes per read when warming a shard: large sequential re
 # Points written between two flushes. A flush costs ~140 ms whatever it holds (100k points: 49
 # flushes took 6.8 of 10 s), so flushing every 2,048-point batch made the upsert flush-bound.
 FLUSH_POINTS = 16_384
+# A catalogue write waits this long for a version's writer lock (another write, or a reader loading).
+LOCK_WAIT_SECONDS = 30.0
+LOCK_POLL_SECONDS = 0.02
 SCHEMAS = {
     "keyword": edge.PayloadSchemaType.Keyword,
     "integer": edge.PayloadSchemaType.Integer,
@@ -79,6 +83,7 @@ class EdgeBackend:
         self.hnsw = edge.HnswIndexConfig(m=hnsw_m, ef_construct=ef_construct, full_scan_threshold=10_000)
         self._shards: dict[str, edge.EdgeShard] = {}
         self._locks: dict[str, IO[bytes]] = {}
+        self._generations: dict[str, int] = {}  # of the handles open for reading (see ``generation``)
         # One shard object is shared by the server's threads; open/close must not interleave.
         self._guard = threading.RLock()
 
@@ -310,12 +315,19 @@ class EdgeBackend:
     # --- shard handles --------------------------------------------------------------------
     def _reader(self, name: str) -> edge.EdgeShard:
         with self._guard:
+            if (
+                name in self._shards
+                and name not in self._locks
+                and self._generations.get(name) != self.generation(name)
+            ):
+                self._forget(name)  # a catalogue write in another process changed the version: reopen
             if name not in self._shards:
                 folder = self._folder(name)
                 if not (folder / CONFIG_FILE).is_file():
                     raise NotFoundError(f"no collection {name!r}")
                 self._close_deleted()
-                self._shards[name] = _load(folder)
+                self._generations[name] = self.generation(name)
+                self._shards[name] = self._load_shared(name)
                 if self.warm:
                     _warm(folder)
             return self._shards[name]
@@ -353,6 +365,85 @@ class EdgeBackend:
         """Let go of versions another process has deleted (the pipeline keeps only the newest few)."""
         for name in [n for n in self._shards if not self._folder(n).is_dir()]:
             self._forget(name)
+
+    # --- catalogue writes to a finished version (visearch.catalogue, docs/catalogue-design.md) ----
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        """Delete the points with these ids (ids not stored are ignored), flushed before returning."""
+        with self._guard:
+            shard = self._writer(collection)
+            shard.update(edge.UpdateOperation.delete_points(list(ids)))
+            shard.flush()
+
+    def acquire(self, collection: str, wait: float = LOCK_WAIT_SECONDS) -> None:
+        """Take the version's writer lock, waiting up to ``wait`` seconds (a reader loads under it briefly).
+
+        Raises:
+            IndexBusyError: another process held it for ``wait`` seconds (a pipeline building it).
+        """
+        with self._guard:
+            if collection in self._locks:
+                return  # this process writes it already (a pipeline replaying into the version it builds)
+            self._forget(collection)  # a handle opened for reading may predate our writes
+            deadline = time.monotonic() + wait
+            while True:
+                try:
+                    self._lock_for_writing(collection)
+                    break
+                except IndexBusyError:
+                    if time.monotonic() >= deadline:
+                        raise
+                    time.sleep(LOCK_POLL_SECONDS)
+            self._shards[collection] = _load(self._folder(collection))
+
+    def commit(self, collection: str) -> None:
+        """Publish writes to a finished version: flush, close, fold the journals, bump the generation, unlock.
+
+        A shard's flush leaves journal files that the next load applies and deletes, so a load is
+        a write: the fold (one load and close here, under the writer lock) keeps readers' loads
+        read-only. Readers in every process reopen the version when its generation changes.
+        """
+        with self._guard:
+            if collection not in self._locks:
+                return
+            shard = self._shards.pop(collection, None)
+            if shard is not None:
+                shard.flush()
+                shard.close()
+                _load(self._folder(collection)).close()
+            self._bump_generation(collection)
+            self._locks.pop(collection).close()
+
+    def generation(self, collection: str) -> int:
+        """How many catalogue commits the version has had (0: none); one ``stat``-sized read per call."""
+        try:
+            return int(self._generation_path(collection).read_text(encoding="ascii") or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _generation_path(self, name: str) -> Path:
+        return self.shards_dir / f"{name}.generation"
+
+    def _bump_generation(self, name: str) -> None:
+        temporary = self.shards_dir / f".{name}.generation.{os.getpid()}.{threading.get_ident()}"
+        temporary.write_text(str(self.generation(name) + 1), encoding="ascii")
+        os.replace(temporary, self._generation_path(name))
+
+    def _load_shared(self, name: str) -> edge.EdgeShard:
+        """Load a version for reading under a shared lock: never while another process writes it."""
+        folder = self._folder(name)
+        if name in self._locks or not self._lock_path(name).exists():
+            return _load(folder)  # this process holds the writer lock (a second flock would wait on it)
+        with open(self._lock_path(name), "rb") as handle:
+            deadline = time.monotonic() + LOCK_WAIT_SECONDS
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError as exc:
+                    if time.monotonic() >= deadline:
+                        raise IndexBusyError(f"index version {name} is being written by another process") from exc
+                    time.sleep(LOCK_POLL_SECONDS)
+            return _load(folder)
 
 
 def _plain(name: str) -> bool:

@@ -289,6 +289,18 @@ class QdrantBackend:
         if self.probe is not self.client:
             self.probe.close()
 
+    # --- catalogue writes (visearch.catalogue): a server applies them natively, visible at once ----
+    @engine_call
+    def delete(self, collection: str, ids: Sequence[str]) -> None:
+        """Delete the points with these ids (ids not stored are ignored), waiting for the server."""
+        self.client.delete(collection, points_selector=models.PointIdsList(points=list(ids)), wait=True)
+
+    def acquire(self, collection: str, wait: float = 0.0) -> None:
+        """Nothing to do: a server serializes writes itself."""
+
+    def commit(self, collection: str) -> None:
+        """Nothing to do: every write was applied with ``wait=True``."""
+
 
 def flat_vector(vector: Any) -> list[float] | None:
     """The unnamed dense vector: a flat list, or the ``""`` entry of named vectors; else None."""

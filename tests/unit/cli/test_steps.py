@@ -24,7 +24,8 @@ def test_embed_by_shards_and_upsert_them_together(home: Settings, tmp_path: Path
     """`visearch embed --shard i/n` per shard, then one `upsert` given every shard: one point per image."""
     from visearch.categories import TrainParams, load_registry
     from visearch.embed import read_shards
-    from visearch.steps import run_preprocess, save_baseline
+    from visearch.stages.preprocess import run_preprocess
+    from visearch.stages.train import save_baseline
     from visearch.storage import LocalStore
 
     store = LocalStore(home.objects_dir)

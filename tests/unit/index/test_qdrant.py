@@ -99,7 +99,7 @@ def test_https_url_speaks_tls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         server.shutdown()
 
 
-# --- collection layout on a server (README "Scale") ------------------------------------------------
+# --- collection layout on a server (docs/deploy.md, "8. Scale") ------------------------------------
 class CreateRecorder(BaseHTTPRequestHandler):
     """Accepts what creating a collection sends (create, then the ``class`` payload index) and records each body.
 

@@ -1,0 +1,135 @@
+"""Add, replace and remove on a live category, on the embedded engine and on qdrant-client (server path)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.unit.catalogue.conftest import edge_index, pixels, png
+from visearch.catalogue import Catalogue, ChangeLog
+from visearch.errors import (
+    DuplicateImageError,
+    InvalidImageError,
+    InvalidRowError,
+    UnknownImageError,
+)
+from visearch.index import SearchRequest, point_id
+from visearch.settings import Settings
+
+
+def found(catalogue: Catalogue, ids: list[str]) -> set[str]:
+    live = catalogue.index.require_live(catalogue.category.name)
+    return {record.id for record in catalogue.index.records(live.name, ids)}
+
+
+def nearest(catalogue: Catalogue, data: bytes) -> str:
+    live = catalogue.index.require_live(catalogue.category.name)
+    return catalogue.index.search(live.name, SearchRequest(1, vector=pixels(data).tolist()))[0].id
+
+
+def count(catalogue: Catalogue) -> int:
+    return catalogue.index.count(catalogue.index.require_live(catalogue.category.name).name)
+
+
+def test_an_add_is_found_by_the_next_query_and_a_repeat_changes_nothing(live: Catalogue) -> None:
+    before = count(live)
+    first = live.add(png(1), {"class": "Bag", "article": "tote"})
+    again = live.add(png(1), {"class": "Bag", "article": "tote"})
+    assert first.created and not again.created
+    assert again.id == first.id
+    assert nearest(live, png(1)) == first.id
+    assert count(live) == before + 1
+    assert ChangeLog(live.store, live.category).last_seq() == 1
+    assert first.file in set(live.rows()["file"])
+
+
+def test_the_same_file_with_other_bytes_is_a_conflict(live: Catalogue) -> None:
+    live.add(png(1), {"class": "Bag", "file": "mine/a.png"})
+    with pytest.raises(DuplicateImageError, match="file"):
+        live.add(png(2), {"class": "Bag", "file": "mine/a.png"})
+
+
+def test_replace_changes_vector_and_payload(live: Catalogue) -> None:
+    added = live.add(png(1), {"class": "Bag", "article": "tote"})
+    live.replace(added.id, png(2), {"article": "backpack"})
+    stored = live.index.vectors(live.index.require_live(live.category.name).name, [added.id])[added.id]
+    assert np.allclose(stored, pixels(png(2)), atol=1e-5)
+    (record,) = live.index.records(live.index.require_live(live.category.name).name, [added.id])
+    assert record.payload["article"] == "backpack" and record.payload["class"] == "Bag"
+    row = live.rows().set_index("file").loc[added.file]
+    assert row["article"] == "backpack"
+
+
+def test_a_removed_image_is_gone_from_queries_and_data(live: Catalogue) -> None:
+    rows = live.rows()
+    victim = str(rows["file"].iloc[0])
+    data = live.store.get_bytes(str(rows["key"].iloc[0]))
+    pid = point_id(live.category.name, victim)
+    assert nearest(live, data) == pid
+    live.remove(pid)
+    assert nearest(live, data) != pid
+    assert pid not in found(live, [pid])
+    assert victim not in set(live.rows()["file"])
+    with pytest.raises(UnknownImageError, match="id"):
+        live.remove(pid)
+
+
+def test_crash_between_image_and_record_leaves_nothing_and_a_retry_completes(live: Catalogue) -> None:
+    log = ChangeLog(live.store, live.category)
+    before = count(live)
+    log.put_image(png(3))  # a writer killed after the image object, before its record
+    assert log.last_seq() == 0 and count(live) == before and len(live.rows()) == before
+    result = live.add(png(3), {"class": "Dress"})
+    assert result.created and log.last_seq() == 1 and count(live) == before + 1
+
+
+def test_a_record_the_index_missed_is_applied_by_the_next_write(live: Catalogue) -> None:
+    log = ChangeLog(live.store, live.category)
+    digest, key = log.put_image(png(4))
+    label = live.rows().groupby("class")["label"].first()["Dress"]
+    log.append("add", "lost.png", {"class": "Dress", "label": label}, digest=digest, key=key)
+    # killed before the index write: catch_up (service start) or the next write applies it
+    assert nearest(live, png(4)) != point_id(live.category.name, "lost.png")
+    live.catch_up()
+    assert nearest(live, png(4)) == point_id(live.category.name, "lost.png")
+
+
+@pytest.mark.parametrize(
+    ("row", "field"),
+    [
+        ({"label": 1}, "class"),
+        ({"class": "Bag", "colour": "red"}, "colour"),
+        ({"class": "Bag", "label": 99}, "label"),
+        ({"class": "Bag", "label": "x"}, "label"),
+    ],
+)
+def test_a_bad_row_names_its_field_and_writes_nothing(live: Catalogue, row: dict[str, object], field: str) -> None:
+    with pytest.raises(InvalidRowError) as caught:
+        live.add(png(5), row)
+    assert caught.value.field == field and caught.value.status == 422
+    assert ChangeLog(live.store, live.category).last_seq() == 0
+
+
+def test_not_an_image_is_refused_before_anything_is_written(live: Catalogue) -> None:
+    with pytest.raises(InvalidImageError):
+        live.add(b"not an image", {"class": "Bag"})
+    assert not list(live.store.list(f"{live.category.data_prefix}/images/changes"))
+
+
+def test_a_new_class_is_welcome_and_marked_unseen(live: Catalogue) -> None:
+    result = live.add(png(6), {"class": "Hat"})
+    assert result.new_class and result.record is not None
+    labels = live.rows().groupby("class")["label"].first()
+    assert labels["Hat"] == labels.drop("Hat").max() + 1
+
+
+def test_another_process_reader_sees_an_embedded_write(live: Catalogue, engine: str) -> None:
+    if engine != "edge":
+        pytest.skip("the server path has no version files to reopen")
+    # A second backend on the same home: what the service holds while the CLI writes.
+    reader = edge_index(Settings(visearch_home=live.lock_dir.parent, _env_file=None))
+    name = live.index.require_live(live.category.name).name
+    before = reader.count(name)
+    live.add(png(7), {"class": "Bag"})
+    assert reader.count(name) == before + 1  # the generation changed: the reader reopened
+    reader.close()
