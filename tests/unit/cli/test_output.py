@@ -12,7 +12,7 @@ import pytest
 
 from visearch.cli.output import echo_json, format_metrics, format_results
 from visearch.evaluate import METRICS, evaluate_vectors
-from visearch.results import SearchResult
+from visearch.search_options import SearchResult
 
 
 def evaluation(seed: int, noise: float) -> dict[str, dict[str, float]]:
