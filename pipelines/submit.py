@@ -212,7 +212,9 @@ def _probe(target: Target) -> None:
     headers = {"Authorization": f"Bearer {target.token}"} if target.token else {}
     request = urllib.request.Request(target.host + HEALTHZ, headers=headers)
     try:
-        with urllib.request.urlopen(request, timeout=PROBE_SECONDS) as response:  # noqa: S310 - the user's URL
+        # No proxy from the environment: kfp.Client's own calls use none (only its `proxy` argument).
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=PROBE_SECONDS) as response:
             body = response.read()
     except urllib.error.HTTPError as exc:
         raise _refusal(target, exc.code, exc.read()) from exc
