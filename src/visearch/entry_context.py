@@ -32,6 +32,10 @@ class Context:
         """The registry's category called ``name`` (UnknownCategoryError if there is none)."""
         return self.registry.get(name)
 
+    def for_stage(self, category: str) -> tuple[Settings, ObjectStore, Category]:
+        """What every stage function takes first: the settings, the store and the category's registry entry."""
+        return self.settings, self.store, self.category(category)
+
     def work(self, category: str, name: str, given: Path | None = None) -> Path:
         """A step's directory: the one given, else ``<home>/work/<category>/<name>``."""
         return given or self.settings.work_dir / category / name

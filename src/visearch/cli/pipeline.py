@@ -102,16 +102,12 @@ def run_command(
 
 
 def run_pipeline(
-    settings: Settings,
-    categories: list[str],
-    overrides: dict[str, Any] | None = None,
-    *,
-    log_file: Path | None = None,
-    embed_shards: int | None = None,
+    settings: Settings, categories: list[str], overrides: dict[str, Any] | None = None, **local: Any
 ) -> LocalRun:
     """Run the pipeline locally (kfp.local): where each category's artifacts landed.
 
-    ``embed_shards``: embed steps per category (None: each category's registry value).
+    Checks the engines first (an engine that is down fails here, in seconds). ``local``: the
+    keyword options of ``pipelines.local.run_local`` (``log_file``, ``embed_shards``).
     """
     try:
         from pipelines.local import run_local
@@ -127,7 +123,7 @@ def run_pipeline(
     check_reachable(settings)
     make_store(settings)
     try:
-        return run_local(settings, categories, overrides, log_file=log_file, embed_shards=embed_shards)
+        return run_local(settings, categories, overrides, **local)
     except RuntimeError as exc:
         # kfp.local raises RuntimeError when a task fails; the task's own log above says why.
         raise PipelineFailedError(f"the pipeline failed: {exc}") from exc

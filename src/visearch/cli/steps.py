@@ -33,7 +33,7 @@ def check(
     from visearch.stages.preprocess import check_data
 
     ctx = Context.from_env()
-    _, data = check_data(ctx.settings, ctx.store, ctx.category(category), show_progress=not as_json)
+    _, data = check_data(*ctx.for_stage(category), show_progress=not as_json)
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
         report.write_text(json.dumps(data.to_dict(), indent=2), encoding="utf-8")
@@ -84,9 +84,7 @@ def train(category: CategoryOpt, manifest: DirOpt = None, out: DirOpt = None, *,
     ctx = Context.from_env()
     out_dir = ctx.work(category, TRAINED, out)
     result = train_candidates(
-        ctx.settings,
-        ctx.store,
-        ctx.category(category),
+        *ctx.for_stage(category),
         ctx.work(category, MANIFEST, manifest),
         out_dir,
         ctx.work(category, BASELINE),
@@ -122,9 +120,7 @@ def evaluate(
 
     ctx = Context.from_env()
     outcome = evaluate_stage(
-        ctx.settings,
-        ctx.store,
-        ctx.category(category),
+        *ctx.for_stage(category),
         ctx.work(category, MANIFEST, manifest),
         model or ctx.work(category, TRAINED),
         ctx.work(category, BASELINE),
@@ -155,9 +151,7 @@ def embed(
     part = Shard.parse(shard) if shard else None  # a bad i/n fails before the model loads
     ctx = Context.from_env()
     path = run_embed(
-        ctx.settings,
-        ctx.store,
-        ctx.category(category),
+        *ctx.for_stage(category),
         ctx.work(category, MANIFEST, manifest),
         _model_dir(ctx, category, model),
         ctx.work(category, output_name(part), out),
@@ -185,9 +179,7 @@ def upsert(
 
     ctx = Context.from_env()
     result = run_upsert(
-        ctx.settings,
-        ctx.store,
-        ctx.category(category),
+        *ctx.for_stage(category),
         ctx.work(category, MANIFEST, manifest),
         _model_dir(ctx, category, model),
         embeddings or ctx.work(category, output_name(None)),

@@ -39,6 +39,7 @@ from visearch.index.types import (
     RRF_K,
     TEXT_VECTOR,
     Hit,
+    Points,
     Record,
     SearchRequest,
     Sparse,
@@ -162,37 +163,22 @@ class EdgeBackend:
             self._lock_path(name).unlink(missing_ok=True)
 
     # --- writes ---------------------------------------------------------------------------
-    def upsert(
-        self,
-        collection: str,
-        ids: Sequence[str],
-        vectors: np.ndarray,
-        payloads: Sequence[dict[str, Any]],
-        batch_size: int,
-        texts: Sequence[Sparse | None] | None = None,
-    ) -> None:
+    def upsert(self, collection: str, points: Points, batch_size: int) -> None:
         """Write points in batches of ``batch_size``; flushed to disk every ``FLUSH_POINTS`` and at the end.
 
         Without a write-ahead log, a batch is durable once flushed: a writer killed in between
         loses at most the last ``FLUSH_POINTS`` points, which the re-run writes again (ids are stable).
         """
-        texts = texts if texts is not None else [None] * len(ids)
         with self._guard:
             shard = self._writer(collection)
             unflushed = 0
-            for lo in range(0, len(ids), batch_size):
-                points = [
+            for lo in range(0, len(points), batch_size):
+                batch = [
                     edge.Point(id=pid, vector=_point_vectors(vector, text), payload=payload)
-                    for pid, vector, payload, text in zip(
-                        ids[lo : lo + batch_size],
-                        vectors[lo : lo + batch_size],
-                        payloads[lo : lo + batch_size],
-                        texts[lo : lo + batch_size],
-                        strict=True,
-                    )
+                    for pid, vector, payload, text in points[lo : lo + batch_size].rows()
                 ]
-                shard.update(edge.UpdateOperation.upsert_points(points))
-                unflushed += len(points)
+                shard.update(edge.UpdateOperation.upsert_points(batch))
+                unflushed += len(batch)
                 if unflushed >= FLUSH_POINTS:
                     shard.flush()
                     unflushed = 0

@@ -14,7 +14,7 @@ import numpy as np
 
 from visearch.errors import ConflictError, NotFoundError, VisearchError
 from visearch.index.text import caption_text, document_vector
-from visearch.index.types import UPSERT_BATCH, Hit, IndexBackend, Record, SearchRequest, Sparse
+from visearch.index.types import UPSERT_BATCH, Hit, IndexBackend, Points, Record, SearchRequest, Sparse
 from visearch.index.versions import CollectionVersion, is_uuid
 
 RETRIEVE_BATCH = 1024  # ids per retrieve call: bounds one request's size on a server
@@ -130,7 +130,7 @@ class VectorIndex:
         texts: list[Sparse | None] | None = None
         if captions:
             texts = [document_vector(caption_text(payload, captions)) for payload in payloads]
-        self.backend.upsert(collection, ids, vectors, payloads, batch_size, texts)
+        self.backend.upsert(collection, Points(ids, vectors, payloads, texts), batch_size)
 
     def seal(self, collection: str) -> None:
         """Finish a version before it goes live (the embedded engine builds its HNSW graph here)."""

@@ -25,6 +25,7 @@ from visearch.index.types import (
     RRF_K,
     TEXT_VECTOR,
     Hit,
+    Points,
     Record,
     SearchRequest,
     Sparse,
@@ -170,22 +171,13 @@ class QdrantBackend:
         self.client.delete_collection(name)
 
     @engine_call
-    def upsert(
-        self,
-        collection: str,
-        ids: Sequence[str],
-        vectors: np.ndarray,
-        payloads: Sequence[dict[str, Any]],
-        batch_size: int,
-        texts: Sequence[Sparse | None] | None = None,
-    ) -> None:
+    def upsert(self, collection: str, points: Points, batch_size: int) -> None:
         """Upload points in batches of ``batch_size``, waiting for each; a failed batch is retried."""
-        texts = texts if texts is not None else [None] * len(ids)
-        points: Iterable[models.PointStruct] = (
+        structs: Iterable[models.PointStruct] = (
             models.PointStruct(id=pid, vector=_point_vectors(vector, text), payload=payload)
-            for pid, vector, payload, text in zip(ids, vectors, payloads, texts, strict=True)
+            for pid, vector, payload, text in points.rows()
         )
-        self.client.upload_points(collection, points, batch_size=batch_size, wait=True, max_retries=self.retries)
+        self.client.upload_points(collection, structs, batch_size=batch_size, wait=True, max_retries=self.retries)
 
     def seal(self, collection: str) -> None:
         """Nothing to do: a server indexes in the background and answers meanwhile."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -62,6 +62,29 @@ class Sparse:
 
     indices: list[int]
     values: list[float]
+
+
+@dataclass(frozen=True)
+class Points:
+    """Points to write, aligned: ids, vectors, payloads and (for text search) sparse caption vectors."""
+
+    ids: Sequence[str]
+    vectors: np.ndarray
+    payloads: Sequence[dict[str, Any]]
+    texts: Sequence[Sparse | None] | None = None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, part: slice) -> Points:
+        """The points of a slice (a batch)."""
+        texts = None if self.texts is None else self.texts[part]
+        return Points(self.ids[part], self.vectors[part], self.payloads[part], texts)
+
+    def rows(self) -> Iterator[tuple[str, np.ndarray, dict[str, Any], Sparse | None]]:
+        """(id, vector, payload, sparse text vector or None) per point."""
+        texts = self.texts if self.texts is not None else [None] * len(self.ids)
+        return zip(self.ids, self.vectors, self.payloads, texts, strict=True)
 
 
 @dataclass(frozen=True)
@@ -155,16 +178,8 @@ class IndexBackend(Protocol):
         """Delete a collection and its points."""
         ...
 
-    def upsert(
-        self,
-        collection: str,
-        ids: list[str] | Any,
-        vectors: np.ndarray,
-        payloads: Any,
-        batch_size: int,
-        texts: Sequence[Sparse | None] | None = None,
-    ) -> None:
-        """Write points (ids, vectors, payloads, optional sparse caption vectors) in batches of ``batch_size``."""
+    def upsert(self, collection: str, points: Points, batch_size: int) -> None:
+        """Write ``points`` in batches of ``batch_size``."""
         ...
 
     def seal(self, collection: str) -> None:

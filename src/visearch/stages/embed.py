@@ -116,4 +116,4 @@ def embed_step(category: str, manifest_dir: Path, model_dir: Path, out_dir: Path
 
     ctx = Context.from_env()
     part = Shard.parse(shard)
-    return run_embed(ctx.settings, ctx.store, ctx.category(category), manifest_dir, model_dir, out_dir, shard=part)
+    return run_embed(*ctx.for_stage(category), manifest_dir, model_dir, out_dir, shard=part)

@@ -84,9 +84,7 @@ def evaluate_step(
 
     with tracked_step(run_id) as (ctx, run):
         return evaluate_stage(
-            ctx.settings,
-            ctx.store,
-            ctx.category(category),
+            *ctx.for_stage(category),
             manifest_dir,
             model_dir,
             baseline_dir,

@@ -253,9 +253,7 @@ def train_step(
 
     with tracked_step(run_id) as (ctx, run):
         return train_candidates(
-            ctx.settings,
-            ctx.store,
-            ctx.category(category),
+            *ctx.for_stage(category),
             manifest_dir,
             model_dir,
             baseline_dir,

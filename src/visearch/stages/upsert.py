@@ -246,9 +246,7 @@ def upsert_step(
     from visearch.stages.tracked import tracked_step
 
     with tracked_step(run_id) as (ctx, run):
-        result = run_upsert(
-            ctx.settings, ctx.store, ctx.category(category), manifest_dir, model_dir, embeddings_dir, run=run
-        )
+        result = run_upsert(*ctx.for_stage(category), manifest_dir, model_dir, embeddings_dir, run=run)
     run.end()
     print(f"index {category}: alias -> {result.collection} ({result.count} points, reused={result.reused})")
     return result

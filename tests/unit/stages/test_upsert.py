@@ -76,8 +76,8 @@ def test_upsert_refuses_a_short_count_or_foreign_embeddings_and_keeps_the_live_a
     index = open_index(home)
     real_upsert = index.backend.upsert
 
-    def lossy_upsert(collection, ids, vectors, payloads, batch_size, texts=None):  # type: ignore[no-untyped-def]
-        real_upsert(collection, ids[:-1], vectors[:-1], payloads[:-1], batch_size, texts and texts[:-1])
+    def lossy_upsert(collection, points, batch_size):  # type: ignore[no-untyped-def]
+        real_upsert(collection, points[:-1], batch_size)
 
     index.backend.upsert = lossy_upsert  # type: ignore[method-assign]
     try:

@@ -12,6 +12,7 @@ from pathlib import Path
 from PIL import Image
 
 from visearch.data.images import decode_image
+from visearch.data.meta import DataReport
 from visearch.errors import DataError, RejectedFileError
 
 MIN_BOX_SIDE = 8
@@ -149,6 +150,18 @@ def encode_jpeg(image: Image.Image, quality: int = JPEG_QUALITY) -> bytes:
     buffer = io.BytesIO()
     image.convert("RGB").save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
+
+
+def annotated_boxes(xml: Path, relative: str, report: DataReport) -> list[VocObject]:
+    """The boxes of an image's VOC annotation; an unusable or empty annotation costs the image (reported)."""
+    try:
+        objects = parse_voc(xml).objects
+    except RejectedFileError as exc:
+        report.drop(relative, str(exc))
+        return []
+    if not objects:
+        report.drop(relative, "no box: the annotation lists no object")
+    return objects
 
 
 def encode_png(image: Image.Image) -> bytes:

@@ -12,16 +12,16 @@ from pathlib import Path
 
 from visearch.data.adapters.common import (
     Candidate,
+    annotated_boxes,
     box_loader,
     file_loader,
     find_dir,
-    parse_voc,
     read_rgb,
     require_dir,
     safe_file,
 )
 from visearch.data.meta import DataReport
-from visearch.errors import DataError, RejectedFileError
+from visearch.errors import DataError
 
 
 def breed_name(folder: str) -> str:
@@ -51,14 +51,7 @@ def scan(source: Path, report: DataReport, *, crop: bool = False) -> list[Candid
                 candidates.append(Candidate(file, breed, captions, file_loader(path), relative))
                 continue
             assert annotations is not None
-            try:
-                voc = parse_voc(annotations / folder.name / path.stem)
-            except RejectedFileError as exc:
-                report.drop(relative, str(exc))
-                continue
-            if not voc.objects:
-                report.drop(relative, "no box: the annotation lists no object")
-            for number, obj in enumerate(voc.objects):
+            for number, obj in enumerate(annotated_boxes(annotations / folder.name / path.stem, relative, report)):
                 file = safe_file(breed, f"{path.stem}_{number}") + ".jpg"
                 load = box_loader(read, path, obj.box)
                 candidates.append(Candidate(file, breed, captions, load, f"{relative} box {number}"))

@@ -14,18 +14,6 @@ from visearch.data.adapters.common import Candidate, Loaded
 from visearch.data.meta import DataReport
 from visearch.errors import DataError
 
-CLASS_NAMES = (
-    "T-shirt-top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle-boot",
-)
 READABLE = (
     "T-shirt/top",
     "Trouser",
@@ -38,6 +26,8 @@ READABLE = (
     "Bag",
     "Ankle boot",
 )
+# Class names as folder and file names (no '/' or spaces): T-shirt-top, Ankle-boot.
+CLASS_NAMES = tuple(name.replace("/", "-").replace(" ", "-") for name in READABLE)
 DEBIAN_SOURCE = Path("/usr/share/datasets/fashion-mnist")
 
 

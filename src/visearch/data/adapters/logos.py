@@ -11,15 +11,15 @@ from pathlib import Path
 
 from visearch.data.adapters.common import (
     Candidate,
+    annotated_boxes,
     box_loader,
     find_dir,
-    parse_voc,
     read_rgb,
     require_dir,
     safe_file,
 )
 from visearch.data.meta import DataReport
-from visearch.errors import DataError, RejectedFileError
+from visearch.errors import DataError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 
@@ -47,14 +47,7 @@ def scan(source: Path, report: DataReport) -> list[Candidate]:
         category, brand = brand_dir.parent.name, brand_dir.name
         for path in sorted(p for p in brand_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
             relative = f"{category}/{brand}/{path.name}"
-            try:
-                voc = parse_voc(path.with_suffix(".xml"))
-            except RejectedFileError as exc:
-                report.drop(relative, str(exc))
-                continue
-            if not voc.objects:
-                report.drop(relative, "no box: the annotation lists no object")
-            for number, obj in enumerate(voc.objects):
+            for number, obj in enumerate(annotated_boxes(path.with_suffix(".xml"), relative, report)):
                 file = safe_file(category, brand, f"{path.stem}_{number}") + ".jpg"
                 captions = {"category": category, "brand": brand}
                 load = box_loader(read, path, obj.box)
