@@ -520,3 +520,42 @@ def test_each_overlay_ships_the_compiled_pipeline_for_its_image() -> None:
     assert {path.parts[-3] for path in overlay_copies()} == {"dev", "prod"}
     for path, image in overlay_copies().items():
         assert path.read_text() == compiled.replace(f"image: {default}\n", f"image: {image}\n"), f"{path} is stale"
+
+
+# --- the compiled pipeline: retries, resume state, the run form ------------------------------------------
+def tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every task of the pipeline, loops' bodies included, by the component it runs."""
+    dags = [spec["root"]["dag"], *(c["dag"] for c in spec["components"].values() if "dag" in c)]
+    return {task["componentRef"]["name"]: task for dag in dags for task in dag["tasks"].values()}
+
+
+def test_every_step_is_retried_and_embed_and_train_resume_from_the_object_store(
+    apply: Apply, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retried pod has a fresh filesystem: what embed and train resume from is in the object store.
+
+    Their resume state (``EmbedNames.parts_prefix``, ``TrainingNames.checkpoint_key``) is kept in the
+    store ``make_store`` opens, so their pods must reach the remote one, never the pod-local folder.
+    """
+    spec, _ = compiled_pipeline(COMPILED.read_text())
+    for name, component in spec["components"].items():
+        if "executorLabel" in component:
+            policy = tasks(spec)[name].get("retryPolicy", {})
+            assert policy.get("maxRetryCount", 0) >= 1, f"{name} is not retried"
+    for pod in (p for p in pods(apply) if p.step and p.where.split()[-1].split("@")[0] in ("exec-embed", "exec-train")):
+        with monkeypatch.context() as patch:
+            settings = cluster_settings(resolved_env(apply, pod.namespace, pod.spec["containers"][0]), True, patch)
+        assert settings.minio_host, f"{pod.where}: resume state would stay in the pod"
+
+
+def test_every_training_parameter_is_a_run_parameter_with_a_description() -> None:
+    """The dashboard's run form: each TrainParams field, described (kfp takes the pipeline docstring's Args)."""
+    from visearch.train_params import TrainParams
+
+    spec, _ = compiled_pipeline(COMPILED.read_text())
+    parameters = spec["root"]["inputDefinitions"]["parameters"]
+    for name, field in TrainParams.model_fields.items():
+        assert name in parameters, f"{name} is no run parameter of the compiled pipeline"
+        assert field.description and field.description in parameters[name].get("description", ""), name
+        assert parameters[name]["isOptional"], f"{name}: the registry's value must stay the default"
+    assert all(p.get("description", "").strip() for p in parameters.values())
