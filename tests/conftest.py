@@ -1,7 +1,8 @@
 """Shared fixtures: isolated data homes, a tiny real-image category, an indexed home, real servers.
 
 Everything runs on real engines: the embedded Qdrant engine (qdrant-edge), SQLite MLflow, a local object store, real
-PNG images from the bundled Fashion-MNIST subset, real (very short) training. Helpers live in ``tests/helpers.py``.
+PNG images from the bundled Fashion-MNIST subset, real (very short) training. Shared helpers live in
+``tests/helpers.py``, those of one tier beside its tests.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY, Moto, make_home, moto_server, running_service
+from tests.e2e.servers import Moto, moto_server
+from tests.helpers import TINY, make_home
+from tests.service.server import running_service
 from visearch.categories import Registry, load_registry
 from visearch.settings import Settings
 from visearch.storage import LocalStore

@@ -14,8 +14,8 @@ from typing import Any
 from PIL import Image
 
 from visearch.errors import InvalidQueryError
-from visearch.results import UNUSUAL_NOTICE, SearchAnswer, SearchResult
 from visearch.search import SearchEngine
+from visearch.search_options import UNUSUAL_NOTICE, SearchAnswer, SearchResult
 
 SCORE_HEADINGS = {
     "cosine": "similarity",

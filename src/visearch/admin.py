@@ -14,6 +14,7 @@ from pydantic import SecretStr
 
 from visearch.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
 from visearch.index import VectorIndex
+from visearch.settings import Settings
 from visearch.tracking import Tracker
 
 DISABLED = "admin endpoints are disabled: set VISEARCH_API_KEY on the server to enable them"
@@ -93,6 +94,19 @@ def rollback(
         "champion": champion,
         "note": "" if champion else _why_champion_stays(tracker, target.model_version),
     }
+
+
+def rollback_tracked(index: VectorIndex, settings: Settings, category: str, *, to: str | None = None) -> dict[str, Any]:
+    """:func:`rollback` with the MLflow champion of ``settings``' tracking store (what ``/admin/rollback`` does).
+
+    MLflow is reached before the index moves: when it is down, nothing changes.
+
+    Raises:
+        TrackingUnavailableError: MLflow does not answer (503).
+        NotFoundError: no version to roll back to.
+    """
+    tracker = Tracker.from_settings(settings)
+    return rollback(index, category, to=to, tracker=tracker)
 
 
 def delete_version(index: VectorIndex, category: str, collection: str) -> dict[str, Any]:

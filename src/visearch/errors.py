@@ -147,3 +147,23 @@ class DuplicateImageError(ConflictError):
 
 class CatalogueBusyError(IndexBusyError):
     """Another process holds the category's write lock past the wait (503: retry)."""
+
+
+class KfpError(VisearchError):
+    """The Kubeflow Pipelines API refused a request or answered something that is not its API (502)."""
+
+    status = 502
+
+
+class KfpUnavailableError(KfpError, EngineUnavailableError):
+    """The Kubeflow Pipelines API cannot be reached (503)."""
+
+    status = 503
+
+
+class KfpAuthError(KfpError):
+    """The Kubeflow Pipelines API refused the credentials: none or a wrong token (401), no access (403); 502 here."""
+
+
+class UnknownExperimentError(NotFoundError):
+    """A Kubeflow Pipelines experiment that does not exist (404)."""

@@ -2,28 +2,30 @@
 
 The engine a server holds (opened lazily, reopened after a failure, ready only while the index and
 the object store answer a probe), the mapping of any exception to an HTTP status and message
-shared by REST and UI, and the checks on uploads. This module imports neither bentoml nor gradio:
+shared by REST and UI, the checks on uploads, and where and as what a stored image is served. This module imports neither bentoml nor gradio:
 the service and the UI import it.
 """
 
 from __future__ import annotations
 
 import logging
+import mimetypes
 import os
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
 
 from visearch.categories import load_registry
-from visearch.errors import EngineUnavailableError, ImageTooLargeError, InvalidQueryError, VisearchError
+from visearch.errors import EngineUnavailableError, ImageTooLargeError, VisearchError
 from visearch.index import open_index
 from visearch.load_once import LoadOnce
 from visearch.search import SearchEngine
+from visearch.search_options import check_batch
 from visearch.settings import Settings
 from visearch.storage import make_store
 
@@ -113,15 +115,31 @@ def read_upload(path: Path, max_bytes: int) -> bytes:
     return path.read_bytes()
 
 
-def check_batch(count: int, limit: int) -> None:
-    """Raise InvalidQueryError unless a batch holds 1 to ``limit`` images."""
-    if not 1 <= count <= limit:
-        raise InvalidQueryError(f"a batch holds 1 to {limit} images, got {count}")
+def read_uploads(paths: Sequence[Path], *, max_bytes: int, max_count: int) -> list[bytes]:
+    """Bytes of a request's uploaded files: too many are refused before any is read, each as :func:`read_upload`.
+
+    Raises:
+        InvalidQueryError: no file, or more than ``max_count``.
+        ImageTooLargeError: a file larger than ``max_bytes``.
+    """
+    check_batch(len(paths), max_count)
+    return [read_upload(path, max_bytes) for path in paths]
 
 
 def image_url(category: str, point_id: str) -> str:
     """Where the service serves a stored image (relative to the service root)."""
     return f"/images/{category}/{point_id}"
+
+
+def media_type(name: str) -> str:
+    """The Content-Type of a stored file, from its name (``application/octet-stream`` when unknown)."""
+    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
+def stored_image(engine: SearchEngine, category: str, point_id: str) -> tuple[bytes, str]:
+    """A stored image of the live index (what ``image_url`` serves): its bytes and media type."""
+    data, payload = engine.image(category, point_id)
+    return data, media_type(str(payload.get("image_key", "")))
 
 
 class Runtime:
@@ -179,6 +197,22 @@ class Runtime:
         engine = self.engine()
         self._follow_registry(engine)
         return call(engine)
+
+    def query(self, category: str, call: Callable[[SearchEngine], T]) -> T:
+        """Run ``call`` for a registry category: an unknown one is refused before ``call`` judges anything.
+
+        A request naming an unknown category gets its 404 first, whatever else is wrong with it
+        (an option out of range, an upload too large).
+
+        Raises:
+            UnknownCategoryError: ``category`` is not in the registry.
+        """
+
+        def checked(engine: SearchEngine) -> T:
+            engine.registry.get(category)
+            return call(engine)
+
+        return self.run(checked)
 
     def _follow_registry(self, engine: SearchEngine) -> None:
         """Reload the category registry when its file changed (a ConfigMap edit on a cluster).

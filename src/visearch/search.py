@@ -4,9 +4,9 @@ category → live collection (alias) → the model version that produced its vec
 loaded, cached model (:mod:`visearch.inference`) → Qdrant query. A reindex or rollback changes
 the alias; the next query follows it and loads the matching model.
 
-Every search method takes :class:`visearch.results.SearchOptions` as keyword arguments (k,
+Every search method takes :class:`visearch.search_options.SearchOptions` as keyword arguments (k,
 min_similarity, class_filter, filter, text, offset, diverse, group_by_class) and returns a
-:class:`visearch.results.SearchAnswer` (results, notice, model version, next offset). A query
+:class:`visearch.search_options.SearchAnswer` (results, notice, model version, next offset). A query
 image may be a decoded image or the uploaded bytes: bytes are decoded at the scale the model of
 the version the query resolved needs, so one query reads the alias once.
 """
@@ -34,23 +34,35 @@ from visearch.inference import Backend, Embedder, load_embedder, preprocess
 from visearch.load_once import LoadOnce
 from visearch.model import ONNX_FILE, WEIGHT_FILES, resolve_device, store_key
 from visearch.neighbours import NeighbourStats, load_stats
-from visearch.results import (
+from visearch.search_options import (
     UNUSUAL_NOTICE,
+    BatchAnswer,
     DuplicatesPage,
     SearchAnswer,
     SearchOptions,
     SearchResult,
     build_request,
+    check_batch,
+    check_int,
     duplicates_page,
 )
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
-__all__ = ["CategoryInfo", "QueryImage", "SearchAnswer", "SearchEngine", "SearchOptions", "SearchResult"]
+__all__ = [
+    "BatchAnswer",
+    "CategoryInfo",
+    "QueryImage",
+    "SearchAnswer",
+    "SearchEngine",
+    "SearchOptions",
+    "SearchResult",
+]
 # A query image: decoded, or the uploaded bytes (decoded by the engine at its model's scale).
 QueryImage = Image.Image | bytes
 MAX_FACET_VALUES = 1000
 MAX_DUPLICATES_PAGE = 100
+MAX_DUPLICATES_OFFSET = 10**9
 
 
 @dataclass
@@ -106,10 +118,6 @@ class SearchEngine:
         self._stats: LoadOnce[str, NeighbourStats | None] = LoadOnce()
 
     # --- validation ------------------------------------------------------------------------
-    def check_params(self, k: int, min_similarity: float, class_filter: str | None = None) -> None:
-        """Raise InvalidQueryError unless ``k``, ``min_similarity`` and ``class_filter`` are within the limits."""
-        SearchOptions(k, min_similarity, class_filter).check(self.settings.max_k)
-
     def options(self, options: SearchOptions | None = None, **overrides: Any) -> SearchOptions:
         """Checked options: ``options`` (default: the defaults) with ``overrides`` (keyword options) applied.
 
@@ -165,10 +173,6 @@ class SearchEngine:
         with self._compute:
             return model.embed(batch)
 
-    def embed_image(self, category: str, image: Image.Image) -> np.ndarray:
-        """Embed one image with the model of the category's live version."""
-        return self.embed_images(category, [image])[0]
-
     def query_side(self, category: str, live: CollectionVersion | None = None) -> int:
         """The shorter side a query image is decoded at: what the model of ``live`` (default: now live) needs."""
         return decode_side(self.model_for(category, live).spec.input_size)
@@ -200,6 +204,15 @@ class SearchEngine:
         live = self.live_version(category)
         vectors = self.embed_images(category, self._decoded(category, images, live), live)
         return [self._answer(category, live, opts, vector=list(map(float, v))) for v in vectors]
+
+    def search_batch(self, category: str, images: Sequence[QueryImage], **options: Any) -> BatchAnswer:
+        """Several query images (or their bytes) as one request: 1 to ``Settings.max_batch_images`` of them.
+
+        Raises:
+            InvalidQueryError: no image or too many, or an option out of its limits.
+        """
+        check_batch(len(images), self.settings.max_batch_images)
+        return BatchAnswer.of(self.search_many(category, images, **options))
 
     def search_text(self, category: str, text: str | None, **options: Any) -> SearchAnswer:
         """Images whose caption columns hold the words of ``text`` (BM25 over the category's ``captions``).
@@ -246,6 +259,17 @@ class SearchEngine:
         if vector is None:
             raise NotFoundError(f"no vector stored for {point_id}")
         return self._answer(category, live, opts, vector=vector, exclude=[point_id], judge=False)
+
+    def search_by_id(self, category: str, point_id: str, **options: Any) -> SearchAnswer:
+        """More like a stored image, itself excluded: its neighbours (:meth:`similar`).
+
+        With caption ``text`` the stored image becomes the one positive example of a hybrid
+        :meth:`recommend` (its score kind is then ``rrf``).
+        """
+        text = options.pop("text", None)
+        if text:
+            return self.recommend(category, [point_id], text=text, **options)
+        return self.similar(category, point_id, **options)
 
     def recommend(
         self,
@@ -297,8 +321,7 @@ class SearchEngine:
         if kinds.get(column) != "keyword":
             keywords = ", ".join(c for c, kind in kinds.items() if kind == "keyword")
             raise InvalidQueryError(f"facets need a keyword column; {category!r} has: {keywords}")
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_FACET_VALUES:
-            raise InvalidQueryError(f"limit must be an integer from 1 to {MAX_FACET_VALUES}, got {limit!r}")
+        check_int("limit", limit, 1, MAX_FACET_VALUES)
         flt = parse_filter(filter, kinds)
         live = self.live_version(category)
         return self.index.facet(live.name, column, limit=limit, flt=flt)
@@ -308,9 +331,8 @@ class SearchEngine:
 
         Measured at upsert (:mod:`visearch.neighbours`); an index built before then has none.
         """
-        for name, value, low, high in (("offset", offset, 0, 10**9), ("limit", limit, 1, MAX_DUPLICATES_PAGE)):
-            if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-                raise InvalidQueryError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+        check_int("offset", offset, 0, MAX_DUPLICATES_OFFSET)
+        check_int("limit", limit, 1, MAX_DUPLICATES_PAGE)
         threshold = self.registry.get(category).duplicate_threshold
         live = self.live_version(category)
         stats = self.stats(live)
@@ -322,10 +344,6 @@ class SearchEngine:
     def stats(self, live: CollectionVersion) -> NeighbourStats | None:
         """The nearest-neighbour statistics of an index version (read once from the store, then cached)."""
         return self._stats.get(live.name, lambda: load_stats(self.store, live.name))
-
-    def embedding_version(self, category: str) -> str:
-        """The model version whose vectors the category's live index holds (what a vector search needs)."""
-        return self.live_version(category).model_version
 
     # --- the one query path ---------------------------------------------------------------------
     def _answer(
@@ -391,7 +409,12 @@ class SearchEngine:
     def embed_many_versioned(
         self, requests: Sequence[tuple[str, bytes]]
     ) -> list[tuple[np.ndarray, str] | VisearchError]:
-        """As :meth:`embed_many`, each vector with the model version that made it (for :meth:`vector_search`)."""
+        """Embed (category, image bytes) pairs: one forward pass per category, one outcome per pair.
+
+        An outcome is the vector with the model version that made it (for :meth:`vector_search`),
+        or the error of that pair: a bad image or category fails only its own pair (the server
+        merges concurrent requests into one call, so one client's bad upload must not fail another's).
+        """
         outcomes: list[tuple[np.ndarray, str] | VisearchError] = [VisearchError("not embedded")] * len(requests)
         groups: dict[str, list[int]] = {}
         for position, (category, _) in enumerate(requests):
@@ -440,14 +463,6 @@ class SearchEngine:
             min_side=min_side or None,
         )
 
-    def embed_many(self, requests: Sequence[tuple[str, bytes]]) -> list[np.ndarray | VisearchError]:
-        """Embed (category, image bytes) pairs: one forward pass per category, one outcome per pair.
-
-        A bad image or category fails only its own pair (the server merges concurrent requests
-        into one call, so one client's bad upload must not fail another's).
-        """
-        return [o if isinstance(o, VisearchError) else o[0] for o in self.embed_many_versioned(requests)]
-
     def image(self, category: str, point_id: str) -> tuple[bytes, dict[str, Any]]:
         """The stored image bytes of a point, with its payload."""
         live = self.live_version(category)
@@ -457,8 +472,7 @@ class SearchEngine:
     def examples(self, category: str, limit: int = 12) -> list[SearchResult]:
         """A few stored images of the category (for "pick an example" in the UI)."""
         live = self.live_version(category)
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= self.settings.max_k:
-            raise InvalidQueryError(f"limit must be an integer from 1 to {self.settings.max_k}, got {limit!r}")
+        check_int("limit", limit, 1, self.settings.max_k)
         return [SearchResult.from_hit(Hit(pid, 1.0, payload)) for pid, payload in self.index.sample(live.name, limit)]
 
     def categories(self) -> list[CategoryInfo]:

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("TRAIN_IMAGE", "VISEARCH_TRAIN_IMAGE"),
         description="Container image every pipeline component runs in",
     )
+    # `visearch pipeline submit` and `runs` (kfp.Client); each has a command-line option too.
+    kfp_host: str | None = Field(
+        default=None, description="Kubeflow Pipelines API, e.g. https://kubeflow.example.com/pipeline"
+    )
+    kfp_namespace: str | None = Field(default=None, description="Profile namespace on a multi-user Kubeflow")
+    kfp_token: SecretStr | None = Field(default=None, description="Bearer token for the Kubeflow Pipelines API")
 
     # Limits for untrusted input (service and CLI).
     max_upload_bytes: int = 10 * 1024 * 1024

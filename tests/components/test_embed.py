@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.helpers import TINY, FakeArtifact
+from tests.components.fakes import FakeArtifact
+from tests.helpers import TINY
 from visearch.data.manifest import load_manifest
 from visearch.embed import read_embeddings, read_shards
 from visearch.model import read_spec

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import TINY, FakeArtifact, FakeMetrics
+from tests.components.fakes import FakeArtifact, FakeMetrics
+from tests.helpers import TINY
 from visearch.gate import FROZEN, TUNED
 from visearch.model import read_spec
 from visearch.settings import Settings

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, FakeArtifact
+from tests.components.fakes import FakeArtifact
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS
 from visearch.data.manifest import load_manifest
 from visearch.settings import Settings
 from visearch.tracking import Tracker

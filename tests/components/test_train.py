@@ -7,7 +7,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import TINY, FakeArtifact
+from tests.components.fakes import FakeArtifact
+from tests.helpers import TINY
 from visearch.model import read_spec
 from visearch.settings import Settings
 from visearch.tracking import Tracker

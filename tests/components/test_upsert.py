@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, FakeArtifact, FakeMetrics, live_state
+from tests.components.fakes import FakeArtifact, FakeMetrics
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, live_state
 from visearch.settings import Settings
 from visearch.tracking import Tracker
 

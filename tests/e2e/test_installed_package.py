@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import free_port, mlflow_server, moto_server
+from tests.e2e.servers import mlflow_server, moto_server
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCESS, SECRET = "visearch-wheel-access", "visearch-wheel-secret-value"

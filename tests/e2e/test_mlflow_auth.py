@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import free_port, mlflow_server
+from tests.e2e.servers import mlflow_server
+from tests.helpers import free_port
 from visearch.errors import TrackingAuthError, TrackingUnavailableError
 from visearch.model import copy_model
 from visearch.settings import Settings

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from tests import helpers
-from tests.helpers import ACCESS, REGION, SECRET, TINY, free_port, moto_server, need, need_module, raw_client
+from tests.e2e import servers
+from tests.e2e.servers import ACCESS, REGION, SECRET, moto_server, raw_client
+from tests.helpers import TINY, free_port, need, need_module
 
 pytestmark = pytest.mark.slow
 PG_USER, PG_PASSWORD, PG_DB = "mlflow", "mlflow-test-pw", "mlflow"
@@ -109,7 +110,7 @@ def mlflow_server(postgres: str, s3: str, tmp_path_factory: pytest.TempPathFacto
         "AWS_SECRET_ACCESS_KEY": SECRET,
         "AWS_DEFAULT_REGION": REGION,
     }
-    with helpers.mlflow_server(
+    with servers.mlflow_server(
         tmp_path_factory.mktemp("mlflow"), postgres, "s3://mlflow-art/mlflow-artifacts", env=env
     ) as url:
         yield url

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY, make_home, s3_settings
+from tests.e2e.servers import s3_settings
+from tests.helpers import TINY, make_home
 from visearch.categories import load_registry
 from visearch.index import open_index
 from visearch.search import SearchEngine

@@ -22,7 +22,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import TINY, copy_home, make_home, prepared, running_service
+from tests.helpers import TINY, copy_home, make_home, prepared
+from tests.service.server import running_service
 from visearch import admin
 from visearch.categories import load_registry
 from visearch.index import open_index

@@ -16,17 +16,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import (
-    TINY,
-    Moto,
-    closed_url,
-    copy_home,
-    s3_settings,
-    start_server,
-    stop_server,
-    upload_objects,
-    wait_for,
-)
+from tests.e2e.servers import Moto, s3_settings, upload_objects
+from tests.helpers import TINY, closed_url, copy_home, stop_server
+from tests.service.server import start_server, wait_for
 from visearch.cli.serve import wait_ready
 from visearch.settings import Settings
 from visearch.storage import make_store

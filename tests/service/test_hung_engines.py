@@ -30,7 +30,10 @@ import httpx
 import pytest
 from pydantic import SecretStr
 
-from tests.helpers import HANG, TINY, FakeEngine, env_for, make_home, moto_server, start_server, stop_server
+from tests.e2e.servers import moto_server
+from tests.helpers import TINY, env_for, make_home, stop_server
+from tests.service.fake_engine import HANG, FakeEngine
+from tests.service.server import start_server
 from visearch.cli.serve import wait_ready
 from visearch.errors import EngineUnavailableError, TrackingUnavailableError
 from visearch.index import CollectionVersion, open_index

@@ -12,7 +12,8 @@ import httpx
 import pytest
 from PIL import Image
 
-from tests.helpers import TINY, TINY_CLASSES, png_claiming
+from tests.helpers import TINY, TINY_CLASSES
+from tests.service.uploads import png_claiming
 from visearch.settings import Settings
 
 pytestmark = pytest.mark.slow

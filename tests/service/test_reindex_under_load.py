@@ -18,7 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import TINY, env_for, start_server, stop_server
+from tests.helpers import TINY, env_for, stop_server
+from tests.service.server import start_server
 from visearch.cli.serve import wait_ready
 from visearch.index import open_index
 from visearch.settings import Settings

@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, png_claiming
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS
+from tests.service.uploads import png_claiming
 from visearch.settings import MAX_FORM_FILES, Settings
 
 pytestmark = pytest.mark.slow

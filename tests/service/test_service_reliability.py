@@ -15,7 +15,8 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, TINY, running_service
+from tests.helpers import ROOT, TINY
+from tests.service.server import running_service
 from visearch.settings import Settings
 
 LOAD_CLIENTS = 16

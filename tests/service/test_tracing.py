@@ -11,7 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import running_service, wait_until
+from tests.helpers import wait_until
+from tests.service.server import running_service
 from visearch.settings import Settings
 
 pytestmark = pytest.mark.slow

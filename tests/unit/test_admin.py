@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from pydantic import SecretStr
 
-from tests.helpers import TINY
+from tests.helpers import TINY, closed_url, make_home
 from visearch import admin
-from visearch.errors import ConflictError, ForbiddenError, NotFoundError, UnauthorizedError
+from visearch.errors import ConflictError, ForbiddenError, NotFoundError, TrackingUnavailableError, UnauthorizedError
 from visearch.index import VectorIndex, point_id
 from visearch.index.edge import EdgeBackend
 
@@ -71,5 +71,33 @@ def test_admin_operations_on_an_index(tmp_path: Path) -> None:
         assert admin.delete_version(index, TINY, made[1]) == {"category": TINY, "deleted": made[1], "live": made[0]}
         with pytest.raises(NotFoundError, match="no older"):
             admin.rollback(index, TINY)
+    finally:
+        index.close()
+
+
+def test_rollback_tracked_moves_the_alias_with_the_tracking_store_of_the_settings(tmp_path: Path) -> None:
+    settings = make_home(tmp_path / "home")
+    index = VectorIndex(EdgeBackend(tmp_path / "index"))
+    try:
+        made = []
+        for model in ("m1", "m2"):
+            version = index.create(TINY, model, "d1", 4)
+            index.upsert(version.name, [point_id(TINY, "a.png")], np.ones((1, 4), "float32"), [{"class": "A"}])
+            index.seal(version.name)
+            index.swap_alias(TINY, version.name)
+            made.append(version.name)
+        down = settings.model_copy(update={"mlflow_tracking_uri": closed_url()})
+        with pytest.raises(TrackingUnavailableError):
+            admin.rollback_tracked(index, down, TINY)
+        assert index.require_live(TINY).name == made[1]  # MLflow down: nothing moved
+        rolled = admin.rollback_tracked(index, settings, TINY)  # the home's sqlite MLflow: m1 never registered
+        assert rolled == {
+            "category": TINY,
+            "live": made[0],
+            "previous": made[1],
+            "champion": None,
+            "note": "MLflow champion not moved: model m1 is not registered",
+        }
+        assert index.require_live(TINY).name == made[0]
     finally:
         index.close()

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.helpers import TINY, search_engine
+from tests.helpers import TINY
+from tests.unit.homes import search_engine
 from visearch.inference import OnnxEmbedder, TorchEmbedder, load_embedder, preprocess
 from visearch.search import SearchEngine
 from visearch.settings import Settings

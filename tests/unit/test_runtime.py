@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from qdrant_client.http.exceptions import ResponseHandlingException
 
-from tests.helpers import TINY, Moto, closed_url, make_home, s3_settings
+from tests.e2e.servers import Moto, s3_settings
+from tests.helpers import TINY, closed_url, make_home
 from visearch.errors import (
     ConfigError,
     DataError,
@@ -25,10 +26,11 @@ from visearch.runtime import (
     PROBE_TIMEOUT_SECONDS,
     READY_TTL_SECONDS,
     Runtime,
-    check_batch,
     error_payload,
     http_status,
+    media_type,
     read_upload,
+    read_uploads,
 )
 from visearch.search import SearchEngine
 from visearch.settings import Settings
@@ -92,10 +94,34 @@ def test_uploads_over_the_limit_are_refused_before_reading(tmp_path: Path) -> No
     with pytest.raises(ImageTooLargeError, match="2048 bytes"):
         read_upload(path, 1024)
     assert read_upload(path, 4096) == b"\0" * 2048
-    with pytest.raises(InvalidQueryError):
-        check_batch(0, 16)
-    with pytest.raises(InvalidQueryError):
-        check_batch(17, 16)
+    assert read_uploads([path, path], max_bytes=4096, max_count=2) == [b"\0" * 2048] * 2
+    with pytest.raises(ImageTooLargeError):
+        read_uploads([path], max_bytes=1024, max_count=2)
+    # The count is judged before any file is read: a missing third file is never opened.
+    with pytest.raises(InvalidQueryError, match="a batch holds 1 to 2 images, got 3"):
+        read_uploads([path, path, tmp_path / "missing.png"], max_bytes=4096, max_count=2)
+    with pytest.raises(InvalidQueryError, match="got 0"):
+        read_uploads([], max_bytes=4096, max_count=2)
+
+
+def test_media_type_follows_the_file_name() -> None:
+    assert media_type("datasets/tiny/images/bag-1.png") == "image/png"
+    assert media_type("a/b.JPG") == "image/jpeg"
+    assert media_type("photo.webp") == "image/webp"
+    assert media_type("datasets/tiny/images/no-extension") == "application/octet-stream"
+    assert media_type("") == "application/octet-stream"
+
+
+def test_a_query_names_a_registry_category_before_anything_is_judged(home: Settings) -> None:
+    runtime = Runtime(home)
+    calls: list[str] = []
+    try:
+        with pytest.raises(UnknownCategoryError):
+            runtime.query("no-such-category", lambda engine: calls.append("called"))
+        assert calls == []
+        assert runtime.query(TINY, lambda engine: engine.registry.get(TINY).name) == TINY
+    finally:
+        runtime.close()
 
 
 # --- readiness follows the engines (a moto S3 server stopped and started, a closed port) ---------

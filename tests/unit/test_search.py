@@ -8,10 +8,12 @@ from collections.abc import Iterator
 import numpy as np
 import pytest
 
-from tests.helpers import PHONE_SIZE, TINY, TINY_CLASSES, TINY_PER_CLASS, phone_photo, search_engine
+from tests.helpers import PHONE_SIZE, TINY, TINY_CLASSES, TINY_PER_CLASS, phone_photo
+from tests.unit.homes import search_engine
 from visearch.data.transforms import decode_side
 from visearch.errors import InvalidImageError, InvalidQueryError, NotFoundError, UnknownCategoryError
 from visearch.inference import OnnxEmbedder
+from visearch.runtime import stored_image
 from visearch.search import SearchEngine
 from visearch.settings import Settings
 
@@ -91,7 +93,8 @@ def test_bad_inputs_raise_visearch_errors(engine: SearchEngine) -> None:
 def test_embed_many_isolates_bad_items_and_search_vector_matches(engine: SearchEngine) -> None:
     example = engine.examples(TINY, limit=1)[0]
     data = engine.store.get_bytes(example.image_key)
-    good, bad, unknown, again = engine.embed_many([(TINY, data), (TINY, b"junk"), ("nope", data), (TINY, data)])
+    outcomes = engine.embed_many_versioned([(TINY, data), (TINY, b"junk"), ("nope", data), (TINY, data)])
+    (good, _), bad, unknown, (again, _) = outcomes  # type: ignore[misc]
     assert isinstance(bad, InvalidImageError) and isinstance(unknown, UnknownCategoryError)
     np.testing.assert_allclose(good, again, atol=1e-6)
     by_vector = engine.vector_search(TINY, good.tolist(), k=5).results
@@ -108,9 +111,9 @@ def test_phone_photo_query_decodes_at_the_models_scale(engine: SearchEngine) -> 
     assert side <= min(reduced.size) < 2 * side and reduced.width > reduced.height  # upright, not 12 megapixels
     full = engine.decode(data)
     assert full.size == PHONE_SIZE
-    (vector,) = engine.embed_many([(TINY, data)])  # the REST /embed path
+    [(vector, _)] = engine.embed_many_versioned([(TINY, data)])  # type: ignore[misc] # the REST /embed path
     assert isinstance(vector, np.ndarray)
-    assert float(vector @ engine.embed_image(TINY, full)) > 0.99
+    assert float(vector @ engine.embed_images(TINY, [full])[0]) > 0.99
     assert engine.search(TINY, data, k=3).results  # the REST /search path answers
 
 
@@ -152,3 +155,41 @@ def test_a_query_by_bytes_reads_the_alias_once_per_category(
     assert isinstance(outcomes[1], InvalidImageError) and isinstance(outcomes[2], NotFoundError)
     live = engine.live_version(TINY).model_version
     assert [o[1] for o in (outcomes[0], outcomes[3]) if isinstance(o, tuple)] == [live, live]
+
+
+def test_search_by_id_is_more_like_this_and_with_text_a_hybrid_recommend(engine: SearchEngine) -> None:
+    example = engine.examples(TINY, limit=1)[0]
+    alike = engine.search_by_id(TINY, example.id, k=4, text=None)
+    assert [r.id for r in alike.results] == [r.id for r in engine.similar(TINY, example.id, k=4).results]
+    assert alike.score_kind == "cosine" and alike.notice is None and example.id not in {r.id for r in alike.results}
+    assert [r.id for r in engine.search_by_id(TINY, example.id, k=4, text="").results] == [r.id for r in alike.results]
+    hybrid = engine.search_by_id(TINY, example.id, k=4, text="bag")
+    expected = engine.recommend(TINY, [example.id], k=4, text="bag")
+    assert hybrid.score_kind == "rrf" and [r.id for r in hybrid.results] == [r.id for r in expected.results]
+    with pytest.raises(InvalidQueryError, match="diverse"):
+        engine.search_by_id(TINY, example.id, text="bag", diverse=True)
+    with pytest.raises(NotFoundError):
+        engine.search_by_id(TINY, "no-such-id")
+
+
+def test_search_batch_answers_each_image_in_order_within_the_batch_limit(engine: SearchEngine) -> None:
+    examples = engine.examples(TINY, limit=2)
+    datas = [engine.store.get_bytes(r.image_key) for r in examples]
+    batch = engine.search_batch(TINY, datas, k=3)
+    single = [engine.search(TINY, data, k=3) for data in datas]
+    assert batch.results == [answer.results for answer in single]
+    assert batch.notices == [answer.notice for answer in single]
+    assert batch.next_offsets == [3, 3] and batch.model_version == engine.live_version(TINY).model_version
+    limit = engine.settings.max_batch_images
+    for count in (0, limit + 1):
+        with pytest.raises(InvalidQueryError, match=f"a batch holds 1 to {limit} images, got {count}"):
+            engine.search_batch(TINY, datas[:1] * count, k=3)
+
+
+def test_a_stored_image_is_served_with_the_media_type_of_its_file(engine: SearchEngine) -> None:
+    example = engine.examples(TINY, limit=1)[0]
+    data, media_type = stored_image(engine, TINY, example.id)
+    assert data == engine.store.get_bytes(example.image_key) and data.startswith(b"\x89PNG")
+    assert example.image_key.endswith(".png") and media_type == "image/png"
+    with pytest.raises(NotFoundError):
+        stored_image(engine, TINY, "no-such-id")

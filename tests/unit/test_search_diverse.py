@@ -13,7 +13,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.helpers import TINY, TINY_CLASSES, index_settings, search_engine
+from tests.helpers import TINY, TINY_CLASSES
+from tests.unit.homes import search_engine
+from tests.unit.index.modes import index_settings
 from visearch.categories import load_registry
 from visearch.index import open_index, point_id
 from visearch.search import SearchEngine, SearchOptions, SearchResult

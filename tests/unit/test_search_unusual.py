@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter, ImageOps
 
-from tests.helpers import TINY, photo, search_engine
+from tests.helpers import TINY, photo
+from tests.unit.homes import search_engine
 from visearch.search import SearchEngine
 from visearch.settings import Settings
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ACCESS, SECRET, moto_server, raw_client, s3_settings, self_signed
+from tests.e2e.servers import ACCESS, SECRET, moto_server, raw_client, s3_settings, self_signed
 from visearch.errors import ConfigError, NotFoundError, VisearchError
 from visearch.storage import LocalStore, MinioStore, ObjectStore, make_minio_client, make_store, parse_endpoint
 

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, need_module, search_engine
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, need_module
+from tests.unit.homes import search_engine
 from visearch.search import SearchEngine
 from visearch.settings import Settings
 

@@ -1,4 +1,4 @@
-"""`visearch pipeline ...`: compile the Kubeflow pipeline, or run it here with kfp.local.
+"""`visearch pipeline ...`: compile the Kubeflow pipeline, run it here with kfp.local, or submit it to Kubeflow.
 
 The pipeline and its components are the top-level ``pipelines`` and ``components`` packages of
 the distribution; they import kfp (the ``pipeline`` extra), so they are imported only when a
@@ -7,7 +7,9 @@ command needs them, and without kfp the commands say which extra to install.
 
 from __future__ import annotations
 
+import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -20,9 +22,11 @@ from visearch.settings import Settings
 
 if TYPE_CHECKING:
     from pipelines.local import LocalRun
+    from pipelines.submit import Kfp, RunLine
 
 pipeline_app = typer.Typer(
-    help="Compile the Kubeflow pipeline, or run it locally with kfp.local.", no_args_is_help=True
+    help="Compile the Kubeflow pipeline, run it locally with kfp.local, or submit and list runs on Kubeflow.",
+    no_args_is_help=True,
 )
 app.add_typer(pipeline_app, name="pipeline")
 
@@ -127,3 +131,104 @@ def run_pipeline(
     except RuntimeError as exc:
         # kfp.local raises RuntimeError when a task fails; the task's own log above says why.
         raise PipelineFailedError(f"the pipeline failed: {exc}") from exc
+
+
+# The KFP API options of `submit` and `runs` (defaults: KFP_HOST, KFP_NAMESPACE, KFP_TOKEN).
+Host = Annotated[
+    str | None, typer.Option(help="Kubeflow Pipelines API, e.g. https://kubeflow.example.com/pipeline (KFP_HOST)")
+]
+Namespace = Annotated[str | None, typer.Option(help="Profile namespace on a multi-user Kubeflow (KFP_NAMESPACE)")]
+Token = Annotated[str | None, typer.Option(help="Bearer token for the API; prefer KFP_TOKEN (kept off shell history)")]
+Experiment = Annotated[str, typer.Option(help="KFP experiment the run belongs to (created when missing)")]
+
+
+def connect(settings: Settings, host: str | None, namespace: str | None, token: str | None) -> Kfp:
+    """A client on the KFP API that the options (or the KFP_* settings) name."""
+    try:
+        from pipelines.submit import Kfp, Target
+    except ModuleNotFoundError as exc:
+        raise needs_kfp(exc) from exc
+
+    host = host or settings.kfp_host
+    if not host:
+        raise ConfigError("no Kubeflow Pipelines API given: pass --host or set KFP_HOST")
+    token = token or (settings.kfp_token.get_secret_value() if settings.kfp_token else None)
+    return Kfp(Target(host, namespace or settings.kfp_namespace, token))
+
+
+@pipeline_app.command("submit")
+@train_options()
+def submit_command(
+    categories: Annotated[str, typer.Option(help="Comma-separated category names")],
+    host: Host = None,
+    namespace: Namespace = None,
+    token: Token = None,
+    experiment: Experiment = "visearch",
+    run_name: Annotated[
+        str | None, typer.Option(help="Run name in the dashboard (default: categories and time)")
+    ] = None,
+    image: Annotated[str | None, typer.Option(help="Train image (default: the TRAIN_IMAGE setting)")] = None,
+    embed_shards: Annotated[
+        int | None, typer.Option(min=1, help="Embed steps per category, their outputs joined by the upsert")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Follow the run until it ends; the exit code is its result")] = False,
+    every: Annotated[
+        str | None, typer.Option(help="Schedule a recurring run instead, on this cron, e.g. '0 3 * * *' (daily 03:00)")
+    ] = None,
+    poll_seconds: Annotated[float, typer.Option(min=0.01, help="Seconds between status checks with --wait")] = 10.0,
+    *,
+    overrides: dict[str, Any],
+) -> None:
+    """Compile the pipeline and run it on Kubeflow Pipelines, once or on a schedule (--every).
+
+    The package is uploaded as a version of the pipeline "visearch"; the categories and the
+    training options given become the run's parameters (the others keep each category's registry value).
+    """
+    from visearch.categories import load_registry
+
+    if wait and every:
+        raise ConfigError("--wait follows one run; a schedule (--every) starts many: use one of them")
+    settings = Settings()
+    registry = load_registry(settings.visearch_categories)
+    names = [name.strip() for name in categories.split(",") if name.strip()]
+    if not names:
+        raise ConfigError("--categories needs at least one category name")
+    chosen = [registry.get(name) for name in names]
+    for category in chosen:
+        category.train.with_overrides(overrides)  # bad values fail here, not in a step on the cluster
+    kfp = connect(settings, host, namespace, token)  # before compiling: a wrong host fails in seconds
+    from pipelines.visearch_pipeline import compile_pipeline
+
+    shards = {} if embed_shards is None else {"embed_shards": embed_shards}
+    arguments = {"categories": names, **overrides, **shards}
+    name = run_name or f"visearch {','.join(names)} {datetime.now():%Y-%m-%d %H:%M:%S}"
+    with tempfile.TemporaryDirectory(prefix="visearch-submit-") as folder:
+        package = compile_pipeline(Path(folder) / "visearch-pipeline.yaml", image or settings.train_image, chosen)
+        submitted = kfp.submit(package, arguments, experiment=experiment, name=name, cron=every)
+    schedule = f" on cron {every!r}" if every else ""
+    typer.echo(
+        f"{submitted.kind} {submitted.name!r} submitted{schedule} in experiment {experiment!r}: {submitted.link}"
+    )
+    if not wait:
+        return
+
+    def report(run: RunLine) -> None:
+        typer.echo(f"{datetime.now():%H:%M:%S} {run.name}: {run.state}")
+
+    run = kfp.wait(submitted.id, report, every=poll_seconds)
+    if run.state != "SUCCEEDED":
+        why = f": {run.error}" if run.error else ""
+        raise PipelineFailedError(f"run {run.name!r} ended {run.state}{why} (its steps and logs: {submitted.link})")
+
+
+@pipeline_app.command("runs")
+def runs_command(
+    host: Host = None,
+    namespace: Namespace = None,
+    token: Token = None,
+    experiment: Annotated[str | None, typer.Option(help="Only this experiment's runs")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=1000, help="How many runs")] = 10,
+) -> None:
+    """Recent runs on Kubeflow Pipelines, newest first: name, state, created, id."""
+    for run in connect(Settings(), host, namespace, token).runs(experiment=experiment, limit=limit):
+        typer.echo(run.line())

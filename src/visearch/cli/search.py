@@ -16,8 +16,8 @@ from visearch.entry_context import Context
 from visearch.errors import InvalidImageError, InvalidQueryError
 
 if TYPE_CHECKING:
-    from visearch.results import SearchAnswer
     from visearch.search import SearchEngine
+    from visearch.search_options import SearchAnswer
 
 
 @app.command()

@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import TINY, closed_url, copy_home, env_for, home_digest, live_state, one_error_line, visearch_cli
+from tests.helpers import TINY, closed_url, copy_home, env_for, live_state
+from tests.unit.cli.runs import one_error_line, visearch_cli
+from tests.unit.homes import home_digest
 from visearch.settings import Settings
 
 

@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tests.helpers import env_for, make_dogs, make_packages, make_zappos
+from tests.helpers import env_for
+from tests.unit.data.datasets import make_dogs, make_packages, make_zappos
 from visearch.cli.prepare import prepare_app
 from visearch.data.demo import demo_source
 from visearch.settings import Settings

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, assert_one_line_error, jpeg, photo, visearch
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, jpeg, photo
+from tests.unit.cli.runs import assert_one_line_error, visearch
 from visearch.settings import Settings
 from visearch.storage import LocalStore
 

@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from tests.helpers import TINY, copy_home, visearch
+from tests.helpers import TINY, copy_home
+from tests.unit.cli.runs import visearch
 from visearch.model import read_spec
 from visearch.settings import Settings
 

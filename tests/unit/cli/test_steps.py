@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.helpers import TINY, assert_one_line_error, visearch
+from tests.helpers import TINY
+from tests.unit.cli.runs import assert_one_line_error, visearch
 from visearch.data.manifest import load_manifest
 from visearch.settings import Settings
 

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.helpers import jpeg, make_dogs, make_zappos, photo, voc_xml, write
+from tests.helpers import jpeg, photo
+from tests.unit.data.datasets import make_dogs, make_zappos, voc_xml, write
 from visearch.categories import Category
 from visearch.data.adapters import celebrities, dogs, fashion, logos, shoes
 from visearch.data.adapters.common import crop_box, parse_voc, safe_file

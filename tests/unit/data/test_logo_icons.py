@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from tests.helpers import ROOT, make_packages, need
+from tests.helpers import ROOT, need
+from tests.unit.data.datasets import make_packages
 from visearch.categories import Category
 from visearch.data.adapters import logo_icons
 from visearch.data.adapters.runner import PrepareOptions, PrepareReport, prepare_category

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import index_settings
+from tests.unit.index.modes import index_settings
 from visearch.errors import NotFoundError
 from visearch.index import CollectionVersion, VectorIndex, open_index, point_id
 from visearch.index.facade import RETRIEVE_BATCH

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from qdrant_client import QdrantClient
 
-from tests.helpers import self_signed
+from tests.e2e.servers import self_signed
 from visearch.errors import ConfigError
 from visearch.index.qdrant import make_client
 from visearch.settings import Settings

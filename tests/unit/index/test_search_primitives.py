@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from qdrant_client import models
 
-from tests.helpers import index_settings
+from tests.unit.index.modes import index_settings
 from visearch.errors import InvalidQueryError
 from visearch.index import Hit, SearchRequest, VectorIndex, open_index, point_id
 from visearch.index.filters import parse_filter

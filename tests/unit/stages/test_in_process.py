@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import TINY, closed_url, copy_home, home_digest, live_state
+from tests.helpers import TINY, closed_url, copy_home, live_state
+from tests.unit.homes import home_digest
 from visearch.categories import load_registry
 from visearch.errors import TrackingUnavailableError
 from visearch.settings import Settings

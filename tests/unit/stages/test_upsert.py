@@ -7,18 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import (
-    TINY,
-    Moto,
-    closed_url,
-    copy_home,
-    home_digest,
-    live_state,
-    one_error_line,
-    prepared,
-    s3_settings,
-    visearch_cli,
-)
+from tests.e2e.servers import Moto, s3_settings
+from tests.helpers import TINY, closed_url, copy_home, live_state, prepared
+from tests.unit.cli.runs import one_error_line, visearch_cli
+from tests.unit.homes import home_digest
 from visearch.categories import load_registry
 from visearch.data.manifest import MANIFEST, load_manifest
 from visearch.embed import read_shards

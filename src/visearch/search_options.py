@@ -1,7 +1,9 @@
 """What a search takes and gives: :class:`SearchOptions` in, :class:`SearchAnswer` out.
 
 Every search method of :class:`visearch.search.SearchEngine` takes the options as keyword
-arguments (``k=5, filter={...}, text="boot"``), checked in one place (:meth:`SearchOptions.check`).
+arguments (``k=5, filter={...}, text="boot"``), checked in one place (:meth:`SearchOptions.check`);
+:func:`build_request` turns checked options into the index's request. A batch of query images
+answers a :class:`BatchAnswer`, the near-duplicates a :class:`DuplicatesPage`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,23 @@ MAX_WINDOW = 10_000  # offset + k: deeper pages cost the engine more than they a
 # negative), a BM25 score (text only) or a Reciprocal Rank Fusion score (image + text).
 ScoreKind = Literal["cosine", "recommend", "bm25", "rrf"]
 UNUSUAL_NOTICE = "unlike anything in this category"
+
+
+def check_int(name: str, value: object, low: int, high: int) -> int:
+    """``value`` if it is an integer from ``low`` to ``high`` (a bool is not an integer here).
+
+    Raises:
+        InvalidQueryError: naming ``name``, its range and the value given.
+    """
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidQueryError(f"{name} must be an integer from {low} to {high}, got {value!r}")
+    return value
+
+
+def check_batch(count: int, limit: int) -> None:
+    """Raise InvalidQueryError unless a batch holds 1 to ``limit`` images."""
+    if not 1 <= count <= limit:
+        raise InvalidQueryError(f"a batch holds 1 to {limit} images, got {count}")
 
 
 @dataclass(frozen=True)
@@ -57,9 +76,8 @@ class SearchOptions:
 
     def check(self, max_k: int) -> None:
         """Raise InvalidQueryError naming the first option out of its limits."""
-        k, similarity = self.k, self.min_similarity
-        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= max_k:
-            raise InvalidQueryError(f"k must be an integer from 1 to {max_k}, got {k!r}")
+        k = check_int("k", self.k, 1, max_k)
+        similarity = self.min_similarity
         if isinstance(similarity, bool) or not isinstance(similarity, int | float) or not 0 <= similarity <= 100:
             raise InvalidQueryError(f"min_similarity must be a percentage from 0 to 100, got {similarity!r}")
         if self.class_filter is not None and (
@@ -151,6 +169,46 @@ class SearchAnswer:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: results as :meth:`SearchResult.to_dict`, the rest as is."""
         return {**asdict(self), "results": [r.to_dict() for r in self.results]}
+
+
+@dataclass
+class BatchAnswer:
+    """The answers of several query images searched as one batch (one model version, one score kind).
+
+    Attributes:
+        results: one result list per query image, in the order the images were given.
+        notices: one notice per query image (see ``SearchAnswer.notice``).
+        next_offsets: one next page offset per query image (None: that page was not full).
+        model_version: the model whose vectors were searched.
+        collection: the index version searched.
+        score_kind: how to read ``score`` (the same for every image of a batch).
+    """
+
+    results: list[list[SearchResult]]
+    notices: list[str | None]
+    next_offsets: list[int | None]
+    model_version: str
+    collection: str
+    score_kind: ScoreKind
+
+    @classmethod
+    def of(cls, answers: Sequence[SearchAnswer]) -> BatchAnswer:
+        """The batch of one search's answers (at least one; all from the version the first one names).
+
+        Raises:
+            InvalidQueryError: no answers.
+        """
+        if not answers:
+            raise InvalidQueryError("no images given")
+        first = answers[0]
+        return cls(
+            [answer.results for answer in answers],
+            [answer.notice for answer in answers],
+            [answer.next_offset for answer in answers],
+            first.model_version,
+            first.collection,
+            first.score_kind,
+        )
 
 
 @dataclass
