@@ -20,8 +20,11 @@ from visearch.train_params import run_parameters
 
 PIPELINE_NAME = "visearch"
 COMPILED = Path(__file__).with_name("visearch-pipeline.yaml")
-# kustomize reads only files under k8s/: the ConfigMap ships a copy of the compiled pipeline.
-K8S_COPY = Path(__file__).resolve().parent.parent / "k8s" / "base" / "pipeline" / "visearch-pipeline.yaml"
+# kustomize reads only files under k8s/: the ConfigMap ships a copy of the compiled pipeline, and
+# each overlay one compiled for the train image it deploys (its `images:` entry).
+K8S = Path(__file__).resolve().parent.parent / "k8s"
+K8S_COPY = K8S / "base" / "pipeline" / "visearch-pipeline.yaml"
+TRAIN_IMAGE_NAME = "visearch-train"
 # On a cluster the steps read their engines from these (both optional; README "Deploy").
 CONFIG_MAP = "visearch-config"
 SECRET = "visearch-secrets"
@@ -195,12 +198,29 @@ def compile_pipeline(
     return output
 
 
+def overlay_copies() -> dict[Path, str]:
+    """Each overlay's pipeline copy and the train image it must run on (from its kustomization's ``images:``)."""
+    import yaml
+
+    copies = {}
+    for kustomization in sorted(K8S.glob("overlays/*/kustomization.yaml")):
+        images = yaml.safe_load(kustomization.read_text()).get("images", [])
+        for entry in images:
+            if entry["name"] == TRAIN_IMAGE_NAME:
+                image = f"{entry.get('newName', TRAIN_IMAGE_NAME)}:{entry.get('newTag', 'latest')}"
+                copies[kustomization.parent / "pipeline" / COMPILED.name] = image
+    return copies
+
+
 if __name__ == "__main__":
     from visearch.categories import load_registry
     from visearch.settings import Settings
 
     target = Path(sys.argv[1]) if len(sys.argv) > 1 else COMPILED
-    print(compile_pipeline(target, Settings().train_image, load_registry().categories))
+    categories = load_registry().categories
+    print(compile_pipeline(target, Settings().train_image, categories))
     if target == COMPILED:
         K8S_COPY.write_bytes(COMPILED.read_bytes())
         print(K8S_COPY)
+        for copy, image in overlay_copies().items():
+            print(compile_pipeline(copy, image, categories))

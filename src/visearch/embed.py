@@ -166,11 +166,13 @@ def embed_to_shards(
     device: torch.device | None = None,
     marker: Mapping[str, Any] | None = None,
     workers: int | None = None,
+    on_part: Callable[[Path], None] | None = None,
 ) -> Path:
     """Write ``part-NNNNN.npz`` shards (keys + vectors) then ``done.json``; finished shards are kept on re-run.
 
     ``marker``: more fields for ``done.json`` (which shard of the category these keys are).
     ``workers``: DataLoader processes decoding the images (None: :func:`loader_workers` judges by size).
+    ``on_part``: called with each part as it is finished (the embed stage keeps a copy off the pod).
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     done = out_dir / "done.json"
@@ -201,6 +203,8 @@ def embed_to_shards(
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, keys=np.array(keys[lo:hi]), vectors=vectors, model=np.array(model.spec.version))
         tmp.replace(path)
+        if on_part:
+            on_part(path)
     for stale in out_dir.glob("part-*.npz"):  # left by an earlier run with another shard size
         if not stale.name.endswith(".tmp.npz") and int(stale.stem.split("-")[1]) >= n_shards:
             stale.unlink()

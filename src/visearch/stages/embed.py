@@ -1,8 +1,10 @@
 """Stage 4, embed: vectors for every valid image of the category (all splits) with the model to index.
 
 Rules this stage owns:
-- Resume: a stable scratch folder named by the model, the data and the shard (``scratch_dir``)
-  keeps the finished parts of an interrupted embed; the re-run takes them over.
+- Resume: an embed of one model, data and shard works in a stable scratch folder and keeps each
+  finished part in the object store as well (``EmbedNames``). A re-run takes the parts over from the
+  folder, or, in a retried pod whose filesystem is new (a Kubeflow retry, a drained node), from the
+  object store; the store's copies are deleted once the output is complete.
 - Fan-out: a category may be embedded in ``n`` shards (``embed_shards``), each one range of the
   manifest's rows, each in its own output folder (``output_name``); the upsert joins them.
 """
@@ -10,15 +12,17 @@ Rules this stage owns:
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 from visearch.categories import Category
-from visearch.embed import BATCH_SIZE, Shard
+from visearch.embed import BATCH_SIZE, SHARD_SIZE, Shard
 from visearch.errors import ConfigError
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
 EMBEDDINGS = "embeddings"
+DONE = "done.json"
 
 
 def output_name(shard: Shard | None) -> str:
@@ -26,10 +30,50 @@ def output_name(shard: Shard | None) -> str:
     return f"{EMBEDDINGS}-{shard.index}of{shard.count}" if shard and shard.count > 1 else EMBEDDINGS
 
 
-def scratch_dir(settings: Settings, category: str, model_version: str, data_hash: str, shard: Shard | None) -> Path:
-    """The stable folder an embed of this model, data and shard resumes in."""
-    name = f"{model_version}-{data_hash}" + (f"-shard{shard.index}of{shard.count}" if shard and shard.count > 1 else "")
-    return settings.work_dir / category / "embed-scratch" / name
+@dataclass(frozen=True)
+class EmbedNames:
+    """Where one embed of a model, data and shard keeps its finished parts until its output is complete.
+
+    The object store, not a volume, outlives the pod: it is already there for every step, shards on
+    different nodes reach it at once (a ReadWriteOnce volume attaches to one node), and train keeps its
+    checkpoint there too (``TrainingNames``).
+    """
+
+    scratch: Path
+    parts_prefix: str
+
+    @classmethod
+    def of(
+        cls, settings: Settings, category: str, model_version: str, data_hash: str, shard: Shard | None
+    ) -> EmbedNames:
+        """Names from the model, the data and the shard: another model or other data never resumes these parts."""
+        name = f"{model_version}-{data_hash}" + (
+            f"-shard{shard.index}of{shard.count}" if shard and shard.count > 1 else ""
+        )
+        return cls(settings.work_dir / category / "embed-scratch" / name, f"checkpoints/{category}/embed/{name}")
+
+    def part_key(self, part: Path) -> str:
+        """The object-store key of a finished part."""
+        return f"{self.parts_prefix}/{part.name}"
+
+    def fetch_parts(self, store: ObjectStore, settings: Settings) -> int:
+        """Copy the parts the store keeps and the scratch folder lacks into it; the number copied."""
+        from visearch.data.manifest import cache_dir
+
+        self.scratch.mkdir(parents=True, exist_ok=True)
+        fetched = 0
+        for key in store.list(self.parts_prefix):
+            target = self.scratch / key.rsplit("/", 1)[1]
+            if not target.exists():
+                shutil.copyfile(store.local_path(key, cache_dir(settings)), target)
+                fetched += 1
+        return fetched
+
+    def forget(self, store: ObjectStore) -> None:
+        """Delete the store's copies and the scratch folder: the output holds the embeddings now."""
+        for key in list(store.list(self.parts_prefix)):
+            store.delete(key)
+        shutil.rmtree(self.scratch, ignore_errors=True)
 
 
 def embed_shards(category: Category, count: int | None = None) -> list[dict[str, str]]:
@@ -56,12 +100,14 @@ def run_embed(
     show_progress: bool = True,
     shard: Shard | None = None,
     resume: bool = True,
+    part_size: int = SHARD_SIZE,
 ) -> Path:
     """The stage: embed the manifest's images (all, or one ``shard``'s range) into ``out_dir``.
 
-    With ``resume``, the work happens in ``scratch_dir`` and the finished parts are copied to
-    ``out_dir`` at the end: a pipeline gives every run fresh output folders, so a stable scratch
-    folder is what lets an interrupted embed resume. Without it, ``out_dir`` itself holds the parts.
+    With ``resume``, the work happens in the ``EmbedNames`` scratch folder, each finished part is
+    also put in the object store, and the parts are copied to ``out_dir`` at the end: a pipeline
+    gives every run (and every retry) fresh output folders and, on a cluster, a fresh filesystem.
+    Without it, ``out_dir`` itself holds the parts. ``part_size``: images per part (the unit of resume).
     """
     from visearch.data.manifest import image_paths, load_manifest, manifest_hash
     from visearch.embed import embed_to_shards
@@ -74,33 +120,37 @@ def run_embed(
     if shard and shard.count > 1:  # an unsharded marker stays as it was: earlier embeddings still resume
         keys = [keys[i] for i in shard.rows(len(keys))]
         marker = {"shard": str(shard)}
-    scratch = None
+    names = None
     if resume:
-        scratch = scratch_dir(settings, category.name, read_spec(model_dir).version, manifest_hash(manifest), shard)
+        names = EmbedNames.of(settings, category.name, read_spec(model_dir).version, manifest_hash(manifest), shard)
+        if fetched := names.fetch_parts(store, settings):
+            print(f"embed {category.name}: resuming with {fetched} finished part(s) from the object store")
     model = load_model(model_dir)
     embed_to_shards(
         model,
         keys,
         image_paths(store, settings, keys),
-        scratch or out_dir,
+        names.scratch if names else out_dir,
         batch_size=batch_size,
+        shard_size=part_size,
         show_progress=show_progress,
         device=resolve_device(settings.visearch_device),
         marker=marker,
         workers=settings.embed_workers,
+        on_part=(lambda part: store.put_file(names.part_key(part), part)) if names else None,
     )
-    if scratch:
-        _move_parts(scratch, out_dir)
+    if names:
+        _copy_parts(names.scratch, out_dir)
+        names.forget(store)
     return out_dir
 
 
-def _move_parts(scratch: Path, out_dir: Path) -> None:
+def _copy_parts(scratch: Path, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in sorted(scratch.glob("part-*.npz")):
         if not path.name.endswith(".tmp.npz"):
             shutil.copyfile(path, out_dir / path.name)
-    shutil.copyfile(scratch / "done.json", out_dir / "done.json")  # last: marks the copy complete
-    shutil.rmtree(scratch, ignore_errors=True)
+    shutil.copyfile(scratch / DONE, out_dir / DONE)  # last: marks the copy complete
 
 
 def shards_step(category: str, count: int | None = None) -> list[dict[str, str]]:

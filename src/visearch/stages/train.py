@@ -33,7 +33,12 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingNames:
-    """Where one training of a category keeps its scratch, checkpoint and reuse pointer."""
+    """Where one training of a category keeps its scratch, checkpoint and reuse pointer.
+
+    ``scratch`` is pod-local; ``checkpoint_key`` and ``trained_key`` are in the object store, so a
+    retried pod (a fresh filesystem) resumes from the last epoch or reuses the finished model
+    (the embed stage's parts live beside the checkpoint: ``EmbedNames``).
+    """
 
     scratch: Path
     checkpoint_key: str

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import shutil
+
 import numpy as np
+import pytest
 
 from tests.helpers import TINY, env_for
 
@@ -79,6 +83,73 @@ def test_an_interrupted_embed_shard_resumes_in_its_own_scratch(home, registry, s
     assert not vectors.any()  # taken over, not recomputed
     assert json.loads((out / "done.json").read_text())["shard"] == "1/2"
     assert not scratch.exists()
+
+
+class PodKilled(Exception):
+    """The embed's pod dies: raised in place of a forward pass."""
+
+
+def test_a_retried_embed_on_a_fresh_filesystem_embeds_only_the_missing_parts(  # type: ignore[no-untyped-def]
+    home, registry, store, monkeypatch, tmp_path
+) -> None:
+    """A Kubeflow retry: new pod, new work folder, new output folder; only the object store is the same.
+
+    The first try dies after one of three parts; the retry starts with no scratch folder, takes that part
+    back from the object store (its vectors, zeroed there, come out zero: taken over, not recomputed)
+    and runs the forward pass for the two missing parts only. Once the output is complete the store's
+    copies are gone.
+    """
+    import visearch.embed
+    from visearch.categories import TrainParams
+    from visearch.data.manifest import load_manifest, manifest_hash
+    from visearch.embed import read_shards
+    from visearch.model_files import read_spec
+    from visearch.stages.embed import EmbedNames, run_embed
+    from visearch.stages.preprocess import run_preprocess
+    from visearch.stages.train import save_baseline
+
+    manifest_dir, _ = run_preprocess(home, store, registry.get(TINY), tmp_path / "manifest", show_progress=False)
+    keys = load_manifest(manifest_dir)["key"].tolist()
+    assert len(keys) == 40  # 16 + 16 + 8: three parts
+    model = save_baseline(TrainParams(input_size=32), tmp_path / "model")
+    names = EmbedNames.of(home, TINY, read_spec(model).version, manifest_hash(load_manifest(manifest_dir)), None)
+    forward = visearch.embed.embed_paths
+    passes: list[int] = []
+
+    def counted(*args, die_after=None, **kwargs):  # type: ignore[no-untyped-def]
+        if die_after is not None and len(passes) == die_after:
+            raise PodKilled
+        passes.append(len(args[1]))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(visearch.embed, "embed_paths", lambda *a, **k: counted(*a, die_after=1, **k))
+    with pytest.raises(PodKilled):
+        run_embed(
+            home, store, registry.get(TINY), manifest_dir, model, tmp_path / "try1", part_size=16, show_progress=False
+        )
+    stored = list(store.list(names.parts_prefix))
+    assert passes == [16] and stored == [f"{names.parts_prefix}/part-00000.npz"]
+    first = store.local_path(stored[0], tmp_path / "cache")
+    with np.load(first) as part:
+        store.put_bytes(stored[0], _npz(keys=part["keys"], vectors=np.zeros_like(part["vectors"]), model=part["model"]))
+    shutil.rmtree(home.work_dir)  # the retried pod's filesystem is new
+
+    passes.clear()
+    monkeypatch.setattr(visearch.embed, "embed_paths", lambda *a, **k: counted(*a, **k))
+    out = run_embed(
+        home, store, registry.get(TINY), manifest_dir, model, tmp_path / "try2", part_size=16, show_progress=False
+    )
+    assert passes == [16, 8]  # the two missing parts, nothing of the first
+    got_keys, vectors, _ = read_shards(out)
+    assert got_keys == keys
+    assert not vectors[:16].any() and np.allclose(np.linalg.norm(vectors[16:], axis=1), 1, atol=1e-3)
+    assert list(store.list(names.parts_prefix)) == [] and not names.scratch.exists()
+
+
+def _npz(**arrays: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
 
 
 def test_steps_that_compute_no_vectors_start_without_torch(home, tmp_path) -> None:  # type: ignore[no-untyped-def]
