@@ -25,7 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.helpers import assert_one_line_error, closed_url, one_error_line
+from tests.helpers import closed_url
+from tests.unit.cli.runs import assert_one_line_error, one_error_line
 
 API = "/apis/v2beta1"
 CATEGORY = "fashion-mnist"  # the shipped registry's: no data is read, only its train settings
