@@ -130,10 +130,10 @@ def evaluate_and_gate(
 ) -> GateOutcome:
     """Evaluate the candidates and the current champion, decide, record, and hand over the champion.
 
-    Writes ``report.json`` (metrics + decision) and ``embedding_map.png`` to ``report_dir`` and the
-    model to index (the new or the kept champion) to ``champion_dir``. With a tracker, the metrics,
-    report and map go to the run, every candidate is registered once per content hash, and the
-    ``champion`` alias moves only when the gate says so. Every model is scored on the same rows: at
+    Writes the evaluation's files (``_write_report``) to ``report_dir`` and the model to index (the
+    new or the kept champion) to ``champion_dir``. With a tracker, the metrics (per class too) and
+    the files go to the run, every candidate is registered once per content hash, the ``champion``
+    alias moves only when the gate says so, and registry versions beyond the retention are pruned. Every model is scored on the same rows: at
     most ``category.train.eval_images_per_class`` per class (the evaluation budget).
     """
     every_row = load_manifest(manifest_dir)
