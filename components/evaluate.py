@@ -1,6 +1,6 @@
 """Component `evaluate`: metrics of both candidates and the champion; the gate picks the model to index."""
 
-from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
 
 def evaluate(
@@ -12,15 +12,20 @@ def evaluate(
     metrics: Output[Metrics],
     report: Output[Artifact],
     champion: Output[Model],
+    evaluation: Output[Markdown],
+    retrieval_grid: Output[HTML],
 ) -> str:
     """Returns the gate's reason; ``champion`` holds the new champion, or the kept one.
 
-    The evaluation budget is the run's (``eval_images_per_class``, resolved by preprocess).
+    The evaluation budget is the run's (``eval_images_per_class``, resolved by preprocess). For the
+    dashboard: ``evaluation``, the table of the models on both questions with the gate's decision
+    (Markdown), and ``retrieval_grid``, held-out queries with their top results (HTML).
     """
+    import shutil
     from pathlib import Path
 
     from components.errors import step_errors
-    from visearch.stages.evaluate import evaluate_step
+    from visearch.stages.evaluate import GRID, TABLE, evaluate_step
 
     with step_errors():
         outcome = evaluate_step(
@@ -34,5 +39,8 @@ def evaluate(
         )
         for name, value in outcome.metrics.items():
             metrics.log_metric(name, value)
+        for name, artifact in ((TABLE, evaluation), (GRID, retrieval_grid)):
+            Path(artifact.path).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(Path(report.path) / name, artifact.path)
         champion.metadata.update({"version": outcome.champion_version, "promoted": outcome.decision.promoted or ""})
         return outcome.decision.reason

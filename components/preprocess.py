@@ -5,12 +5,13 @@ category's registry value) and writes them, resolved, beside the manifest: the l
 them there. ``tests/components/test_params.py`` checks this signature against ``TrainParams``.
 """
 
-from kfp.dsl import Dataset, Output
+from kfp.dsl import Dataset, Markdown, Output
 
 
 def preprocess(
     category: str,
     manifest: Output[Dataset],
+    data_report: Output[Markdown],
     pipeline_run: str = "",
     trunk_model: str = "",
     trunk_weights: str = "",
@@ -33,15 +34,27 @@ def preprocess(
     seed: int = -1,
     accelerator: str = "",
 ) -> str:
-    """Writes manifest.csv, report.json and params.json; returns the MLflow run id the later steps log to."""
+    """Writes manifest.csv, report.json and params.json; returns the MLflow run id the later steps log to.
+
+    ``data_report``: the data report (rows kept and dropped by reason, classes, the evaluation plan)
+    as Markdown, which the Kubeflow dashboard shows.
+    """
     given = dict(locals())  # first: the parameters only
+    import json
     from pathlib import Path
 
     from components.errors import step_errors
     from components.params import training_overrides
-    from visearch.stages.preprocess import preprocess_step
+    from visearch.data.manifest import load_manifest
+    from visearch.reports import data_report_markdown
+    from visearch.stages.preprocess import REPORT_FILE, preprocess_step
 
     with step_errors():
-        return preprocess_step(
+        run_id = preprocess_step(
             category, Path(manifest.path), overrides=training_overrides(given), pipeline_run=pipeline_run
         )
+        folder = Path(manifest.path)
+        summary = json.loads((folder / REPORT_FILE).read_text(encoding="utf-8"))
+        Path(data_report.path).parent.mkdir(parents=True, exist_ok=True)
+        Path(data_report.path).write_text(data_report_markdown(summary, load_manifest(folder)), encoding="utf-8")
+        return run_id

@@ -7,6 +7,7 @@ today) and held-out classes searched among themselves (class-disjoint: what a ne
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from visearch.data.checks import VALIDATION, VALIDATION_CLASS
 from visearch.data.manifest import image_paths
 from visearch.embed import embed_paths
 from visearch.model import EmbeddingModel, load_model, resolve_device
+from visearch.retrieval_grid import nearest
 from visearch.settings import Settings
 from visearch.storage import ObjectStore
 
@@ -29,6 +31,8 @@ METRICS = (
     "r_precision",
     *(f"recall_at_{k}" for k in RECALL_AT),
 )
+PER_CLASS_METRICS = ("precision_at_1", "mean_average_precision_at_r")
+PER_CLASS_LIMIT = 50  # classes with per-class metrics in a run (the largest): bounded for big categories
 
 
 def _recall_at(knn_labels: torch.Tensor, query_labels: torch.Tensor, k: int) -> float:
@@ -57,6 +61,36 @@ class RetrievalCalculator(AccuracyCalculator):
         return [*super().requires_knn(), *(f"recall_at_{k}" for k in RECALL_AT)]
 
 
+def _calculator(
+    include: tuple[str, ...], ref_labels: np.ndarray, self_search: bool, **options: Any
+) -> RetrievalCalculator:
+    """A calculator whose k covers R (the largest class) for MAP@R and reaches 10 for Recall@10."""
+    _, counts = np.unique(ref_labels, return_counts=True)
+    k = int(min(len(ref_labels) - (1 if self_search else 0), max(max(RECALL_AT), int(counts.max()))))
+    return RetrievalCalculator(include=include, k=k, device=torch.device("cpu"), **options)
+
+
+def _accuracy(
+    include: tuple[str, ...],
+    query: np.ndarray,
+    query_labels: np.ndarray,
+    reference: np.ndarray | None,
+    reference_labels: np.ndarray | None,
+    **options: Any,
+) -> dict[str, Any]:
+    """PML's accuracy of ``include``; without a reference, each query searches the others."""
+    self_search = reference is None
+    ref = query if reference is None else reference
+    ref_labels = query_labels if reference_labels is None else reference_labels
+    return _calculator(include, ref_labels, self_search, **options).get_accuracy(  # type: ignore[no-any-return]
+        torch.from_numpy(query),
+        torch.from_numpy(query_labels),
+        torch.from_numpy(ref),
+        torch.from_numpy(ref_labels),
+        ref_includes_query=self_search,
+    )
+
+
 def retrieval_metrics(
     query: np.ndarray,
     query_labels: np.ndarray,
@@ -64,25 +98,21 @@ def retrieval_metrics(
     reference_labels: np.ndarray | None = None,
 ) -> dict[str, float]:
     """P@1, MAP@R, R-precision, Recall@{1,5,10}. Without a reference, each query searches the others."""
-    self_search = reference is None
-    ref = query if reference is None else reference
-    ref_labels = query_labels if reference_labels is None else reference_labels
-    _, counts = np.unique(ref_labels, return_counts=True)
-    # k must cover R (the largest class) for MAP@R and reach 10 for Recall@10.
-    k = int(min(len(ref) - (1 if self_search else 0), max(max(RECALL_AT), int(counts.max()))))
-    calculator = RetrievalCalculator(include=METRICS, k=k, device=torch.device("cpu"))
-    result = calculator.get_accuracy(
-        torch.from_numpy(query),
-        torch.from_numpy(query_labels),
-        torch.from_numpy(ref),
-        torch.from_numpy(ref_labels),
-        ref_includes_query=self_search,
-    )
+    result = _accuracy(METRICS, query, query_labels, reference, reference_labels)
     return {name: round(float(result[name]), 4) for name in METRICS}
 
 
-def evaluate_vectors(vectors: np.ndarray, manifest: pd.DataFrame) -> dict[str, dict[str, float]]:
-    """The metrics of :func:`evaluate_model` for vectors already computed (one row per manifest row).
+@dataclass(frozen=True)
+class Question:
+    """One of the two evaluation questions: the rows that ask, and the rows they search (None: each other)."""
+
+    name: str
+    queries: np.ndarray
+    reference: np.ndarray | None
+
+
+def questions(manifest: pd.DataFrame) -> list[Question]:
+    """The evaluations the manifest's split allows, ``in_domain`` then ``class_disjoint`` (row positions).
 
     In-domain, the held-out images search every other image of the training classes, validation
     images included: the gallery the index serves, the same with or without validation. Validation
@@ -90,16 +120,87 @@ def evaluate_vectors(vectors: np.ndarray, manifest: pd.DataFrame) -> dict[str, d
     """
     labels = manifest["label"].to_numpy(dtype=np.int64)
     split = manifest["split"].to_numpy()
-    results: dict[str, dict[str, float]] = {}
     heldout, test = split == "heldout", split == "test"
-    train_rows = (split == "train") | (split == VALIDATION)
+    found = []
     if heldout.any():
-        results["in_domain"] = retrieval_metrics(
-            vectors[heldout], labels[heldout], vectors[train_rows], labels[train_rows]
-        )
+        gallery = np.flatnonzero((split == "train") | (split == VALIDATION))
+        found.append(Question("in_domain", np.flatnonzero(heldout), gallery))
     if test.sum() > 1 and len(np.unique(labels[test])) > 1:
-        results["class_disjoint"] = retrieval_metrics(vectors[test], labels[test])
+        found.append(Question("class_disjoint", np.flatnonzero(test), None))
+    return found
+
+
+def evaluate_vectors(vectors: np.ndarray, manifest: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """The metrics of :func:`evaluate_model` for vectors already computed (one row per manifest row)."""
+    labels = manifest["label"].to_numpy(dtype=np.int64)
+    results: dict[str, dict[str, float]] = {}
+    for question in questions(manifest):
+        ref = question.reference
+        results[question.name] = retrieval_metrics(
+            vectors[question.queries],
+            labels[question.queries],
+            None if ref is None else vectors[ref],
+            None if ref is None else labels[ref],
+        )
     return results
+
+
+def per_class_metrics(
+    vectors: np.ndarray, manifest: pd.DataFrame, *, limit: int = PER_CLASS_LIMIT
+) -> dict[str, dict[str, float]]:
+    """MAP@R and P@1 of each class's queries: ``{class: {"map_at_r", "precision_at_1", "queries"}}``.
+
+    A training class is scored in-domain, a held-out class class-disjoint (the two sets of classes
+    are disjoint, so a class has one entry). Only the ``limit`` classes with the most queries are
+    kept: a run's metric count stays bounded however many classes a category has.
+    """
+    labels = manifest["label"].to_numpy(dtype=np.int64)
+    names = manifest["class"].astype(str).to_numpy()
+    found: dict[str, dict[str, float]] = {}
+    for question in questions(manifest):
+        query_labels = labels[question.queries]
+        ref = question.reference
+        result = _accuracy(
+            PER_CLASS_METRICS,
+            vectors[question.queries],
+            query_labels,
+            None if ref is None else vectors[ref],
+            None if ref is None else labels[ref],
+            return_per_class=True,
+        )
+        # PML lists per-class values in the order of the sorted unique query labels.
+        classes, counts = np.unique(query_labels, return_counts=True)
+        for i, (label, count) in enumerate(zip(classes, counts, strict=True)):
+            name = str(names[question.queries[query_labels == label][0]])
+            found[name] = {
+                "map_at_r": round(float(result["mean_average_precision_at_r"][i]), 4),
+                "precision_at_1": round(float(result["precision_at_1"][i]), 4),
+                "queries": int(count),
+            }
+    largest = sorted(found, key=lambda name: (-found[name]["queries"], name))[:limit]
+    return {name: found[name] for name in sorted(largest)}
+
+
+def class_confusion(vectors: np.ndarray, manifest: pd.DataFrame, *, k: int = 5) -> pd.DataFrame:
+    """Which classes each class's queries retrieve in their top ``k``: a row per (question, query class, retrieved class).
+
+    Columns ``question``, ``query_class``, ``retrieved_class``, ``count`` and ``share`` (of the
+    query class's top-k results), largest first within a query class; the questions of the metrics.
+    """
+    names = manifest["class"].astype(str).to_numpy()
+    rows = []
+    for question in questions(manifest):
+        ref = question.queries if question.reference is None else question.reference
+        skip = np.arange(len(ref)) if question.reference is None else None  # a query never retrieves itself
+        hits = nearest(vectors[question.queries], vectors[ref], k, skip=skip)
+        for query, found in zip(question.queries, hits, strict=True):
+            rows += [(question.name, names[query], names[ref[i]]) for i, _ in found]
+    frame = pd.DataFrame(rows, columns=["question", "query_class", "retrieved_class"])
+    counts = frame.value_counts().rename("count").reset_index()
+    totals = counts.groupby(["question", "query_class"])["count"].transform("sum")
+    counts["share"] = (counts["count"] / totals).round(4)
+    order = ["question", "query_class", "count", "retrieved_class"]
+    return counts.sort_values(order, ascending=[True, True, False, True]).reset_index(drop=True)
 
 
 def evaluate_model(

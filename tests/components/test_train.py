@@ -24,7 +24,13 @@ def test_train_uses_the_run_parameters_preprocess_resolved_and_records_the_model
     category = registry.get(TINY)
     tracker = Tracker.from_settings(step_home)
     manifest = FakeArtifact(tmp_path / "manifest")
-    run_id = steps.preprocess.python_func(category=TINY, manifest=manifest, embedder_layers="16", max_steps=2)
+    run_id = steps.preprocess.python_func(
+        category=TINY,
+        manifest=manifest,
+        data_report=FakeArtifact(tmp_path / "data_report.md"),
+        embedder_layers="16",
+        max_steps=2,
+    )
     model, baseline = FakeArtifact(tmp_path / "model"), FakeArtifact(tmp_path / "baseline")
 
     steps.train.python_func(category=TINY, manifest=manifest, run_id=run_id, model=model, baseline=baseline)

@@ -8,7 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from visearch.evaluate import evaluate_vectors, plot_embedding_map, retrieval_metrics
+from visearch.evaluate import (
+    class_confusion,
+    evaluate_vectors,
+    per_class_metrics,
+    plot_embedding_map,
+    retrieval_metrics,
+)
 
 
 def test_metrics_perfect_and_random_embeddings() -> None:
@@ -105,3 +111,58 @@ def test_final_evaluation_never_queries_validation_rows_and_keeps_its_gallery() 
     assert evaluate_vectors(vectors, validated)["in_domain"] == evaluate_vectors(vectors, plain)["in_domain"]
     test = (labels == 3) | (labels == 4)
     assert evaluate_vectors(vectors, validated)["class_disjoint"] == retrieval_metrics(vectors[test], labels[test])
+
+
+def test_per_class_metrics_match_the_hand_computation_and_average_to_the_overall() -> None:
+    vectors = on_a_line(np.concatenate([REFERENCE_X, QUERY_X]))
+    labels = np.concatenate([REFERENCE_LABELS, QUERY_LABELS])
+    manifest = pd.DataFrame(
+        {"label": labels, "class": np.where(labels == A, "A", "B"), "split": ["train"] * 12 + ["heldout"] * 4}
+    )
+    ap = [(1 / 2) / 3, 0.0, sum((i - 1) / i for i in range(2, 10)) / 9, (6 + 7 / 8) / 9]
+    result = per_class_metrics(vectors, manifest)
+    assert set(result) == {"A", "B"}
+    assert result["A"] == {
+        "map_at_r": pytest.approx((ap[0] + ap[1]) / 2, abs=1e-4),
+        "precision_at_1": 0.0,
+        "queries": 2,
+    }
+    assert result["B"] == {
+        "map_at_r": pytest.approx((ap[2] + ap[3]) / 2, abs=1e-4),
+        "precision_at_1": 0.5,
+        "queries": 2,
+    }
+    overall = evaluate_vectors(vectors, manifest)["in_domain"]["mean_average_precision_at_r"]
+    assert (result["A"]["map_at_r"] + result["B"]["map_at_r"]) / 2 == pytest.approx(overall, abs=1e-4)
+
+
+def test_per_class_metrics_cover_both_questions_and_keep_only_the_largest_classes() -> None:
+    rng = np.random.default_rng(0)
+    sizes = {0: 6, 1: 5, 2: 4, 3: 3, 4: 2}  # held-out classes, queries = images
+    labels = np.concatenate([np.full(n, c) for c, n in sizes.items()] + [np.repeat([7, 8], 4)])
+    split = ["test"] * sum(sizes.values()) + ["train", "train", "train", "heldout"] * 2
+    manifest = pd.DataFrame({"label": labels, "class": [f"c{c}" for c in labels], "split": split})
+    vectors = rng.normal(size=(len(labels), 8)).astype(np.float32)
+    every = per_class_metrics(vectors, manifest)
+    assert set(every) == {"c0", "c1", "c2", "c3", "c4", "c7", "c8"}  # held-out and training classes
+    assert every["c0"]["queries"] == 6 and every["c7"]["queries"] == 1
+    assert set(per_class_metrics(vectors, manifest, limit=3)) == {"c0", "c1", "c2"}
+
+
+def test_class_confusion_counts_the_classes_each_class_retrieves() -> None:
+    gallery = np.repeat([0, 1], 3)
+    vectors = np.vstack(
+        [np.eye(3)[gallery] + np.linspace(0, 0.1, 6)[:, None] * np.eye(3)[2], np.eye(3)[[0, 1]]]
+    ).astype(np.float32)
+    manifest = pd.DataFrame(
+        {
+            "label": [*gallery, 0, 1],
+            "class": ["X", "X", "X", "Y", "Y", "Y", "X", "Y"],
+            "split": ["train"] * 6 + ["heldout"] * 2,
+        }
+    )
+    confusion = class_confusion(vectors, manifest, k=5)
+    rows = {(r.query_class, r.retrieved_class): (r.count, r.share) for r in confusion.itertuples()}
+    # Each query finds its own class's three images first, then two of the other class.
+    assert rows == {("X", "X"): (3, 0.6), ("X", "Y"): (2, 0.4), ("Y", "Y"): (3, 0.6), ("Y", "X"): (2, 0.4)}
+    assert set(confusion["question"]) == {"in_domain"}

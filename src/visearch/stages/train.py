@@ -84,7 +84,7 @@ def train_candidates(
     if reused is not None:
         print(f"train {category.name}: reusing model {reused}, trained on the same data with the same params")
         if run:
-            run.set_tags({"train.reused": reused})
+            log_reuse(run, params, reused, json.loads(store.get_bytes(names.trained_key)).get("run_id"))
         result = TrainResult(model_dir, reused)
     else:
         result = run_train(
@@ -101,7 +101,9 @@ def train_candidates(
         copy_model(result.model_dir, model_dir)
         result.model_dir = model_dir
         publish_model(store, category.name, model_dir)
-        store.put_bytes(names.trained_key, json.dumps({"model_version": result.version}).encode())
+        # The run that trained it: a later run that reuses the model links it and copies its curves.
+        pointer = {"model_version": result.version, "run_id": run.run_id if run else None}
+        store.put_bytes(names.trained_key, json.dumps(pointer).encode())
     save_baseline(params, baseline_dir, onnx=True)  # both reach MLflow as models at the gate
     # Trained and recorded: the checkpoint has done its job.
     store.delete(names.checkpoint_key)
@@ -125,6 +127,37 @@ def reuse_trained(
     for key in store.list(store_key(category, version)):
         shutil.copyfile(store.local_path(key, cache_dir(settings)), model_dir / key.rsplit("/", 1)[1])
     return version if model_files(model_dir) else None
+
+
+# What the train step logs besides the TrainParams (run_train), and its curves: a reusing run copies them.
+TRAINED_PARAMS = ("train_images", "train_images_available", "effective_batch_size", "model_version")
+TRAINED_METRICS = ("loss", "best_epoch", "epochs_run")
+
+
+def log_reuse(run: TrackedRun, params: TrainParams, version: str, trained_by: str | None) -> None:
+    """Let a run that reused a model compare like the run that trained it (``trained_by``, if known).
+
+    The same params (this run's TrainParams, the trained run's data counts), the training loss and
+    validation curves copied with their steps, and the ``train.trained_by_run`` tag naming that run.
+    """
+    from mlflow.exceptions import MlflowException
+
+    values: dict[str, Any] = {**params.model_dump(), "model_version": version}
+    tags = {"train.reused": version}
+    if trained_by:
+        tags["train.trained_by_run"] = trained_by
+        tags["mlflow.note.content"] = f"Reuses model {version}, trained by run {trained_by}."
+        try:
+            source = run.client.get_run(trained_by)
+        except MlflowException:  # deleted, or tracked on another server: the link stays
+            source = None
+        if source is not None:
+            values.update({k: v for k, v in source.data.params.items() if k in TRAINED_PARAMS})
+            for key in source.data.metrics:
+                if key in TRAINED_METRICS or key.startswith("val."):
+                    run.client.log_batch(run.run_id, metrics=run.client.get_metric_history(trained_by, key))
+    run.log_params(values)
+    run.set_tags(tags)
 
 
 def run_train(

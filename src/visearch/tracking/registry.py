@@ -9,7 +9,7 @@ processes, and in-process callers share the same code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,6 +161,35 @@ class Tracker(RunTracker):
         except MlflowException:
             return frozenset()
         return frozenset(str(v.tags.get(VERSION_TAG, "")) for v in found if REJECTED_TAG in v.tags)
+
+    def prune_versions(self, category: str, keep: int, *, in_use: Collection[str] = ()) -> list[str]:
+        """Delete the category's registry versions older than the newest ``keep``; returns those deleted.
+
+        Never deleted, whatever their age: the champion, a version whose visearch model version is in
+        ``in_use`` (a kept index version serves it: a rollback moves the champion back to it), and a
+        version a rollback marked rejected (the mark keeps the gate from promoting those weights again).
+        """
+        from mlflow.exceptions import MlflowException
+
+        name = model_name(category)
+        try:
+            found = self.client.search_model_versions(f"name='{name}'")
+        except MlflowException:
+            return []
+        champion = self.champion(category)
+        deleted = []
+        for version in sorted(found, key=lambda v: int(v.version), reverse=True)[max(keep, 0) :]:
+            number = str(version.version)
+            if (
+                (champion and number == champion.registry_version)
+                or CHAMPION in (version.aliases or [])
+                or version.tags.get(VERSION_TAG) in in_use
+                or REJECTED_TAG in version.tags
+            ):
+                continue
+            self.client.delete_model_version(name, number)
+            deleted.append(number)
+        return sorted(deleted, key=int)
 
     def set_champion(self, category: str, registry_version: str) -> None:
         """Move the ``champion`` alias of the category's registered model to ``registry_version``."""
