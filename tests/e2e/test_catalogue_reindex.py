@@ -33,6 +33,9 @@ from visearch.storage import LocalStore
 
 pytestmark = pytest.mark.slow
 ADDS, REMOVES = 100, 20
+# Another seed (a new model), and a few more training steps than `tiny`'s 3, so the writers have
+# time to land writes in the old version while the new one is built.
+LONGER = {"seed": 7, "epochs": 8, "patience": 0, "max_steps": 40}
 
 
 def new_images(target: Path) -> list[Path]:
@@ -118,7 +121,7 @@ def test_adds_and_removes_during_a_rebuild_are_all_in_the_swapped_version(
     def rebuild() -> None:
         try:
             outcomes.append(
-                run_in_process(settings, store, category, show_progress=False, track=False, overrides={"seed": 7})
+                run_in_process(settings, store, category, show_progress=False, track=False, overrides=LONGER)
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the test thread
             outcomes.append(exc)
