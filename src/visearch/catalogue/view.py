@@ -50,7 +50,11 @@ def catalogue_view(base: pd.DataFrame, records: Iterable[ChangeRecord], category
             for column, value in values.items():
                 if column not in frame.columns:
                     frame[column] = None
-                frame.at[file, column] = value
+                try:
+                    frame.at[file, column] = value
+                except (TypeError, ValueError):  # pandas 3 refuses e.g. a number in a str column: widen it
+                    frame[column] = frame[column].astype(object)
+                    frame.at[file, column] = value
         else:
             added.append(values)
     view = pd.concat([frame, pd.DataFrame(added)], ignore_index=True) if added else frame.reset_index(drop=True)
