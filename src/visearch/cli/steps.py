@@ -185,3 +185,31 @@ def upsert(
         embeddings or ctx.work(category, output_name(None)),
     )
     typer.echo(f"alias {category} -> {result.collection} ({result.count} points; previous {result.previous})")
+
+
+@app.command()
+def refresh(
+    category: CategoryOpt,
+    retrain: Annotated[
+        bool, typer.Option("--retrain", help="When the category's refresh policy says so, run the pipeline for it")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON")] = False,
+) -> None:
+    """Bring a live category up to date with its change log without training; say when it needs training.
+
+    Applies any change the live index missed, counts what was added, replaced and removed since the
+    live model was trained, records an MLflow run, and applies the registry's refresh policy.
+    """
+    from visearch.stages.refresh import refresh as refresh_category
+
+    ctx = Context.from_env()
+    outcome = refresh_category(*ctx.for_stage(category))
+    if as_json:
+        echo_json(outcome.to_dict())
+    else:
+        typer.echo(outcome.line())
+    if outcome.retrain and retrain:
+        from visearch.cli.pipeline import run_pipeline
+
+        result = run_pipeline(ctx.settings, [category])
+        typer.echo(result.describe())
