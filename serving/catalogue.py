@@ -99,10 +99,11 @@ class WriteForm:
 
 async def read_form(request: Request, max_bytes: int) -> WriteForm:
     """The ``image`` and ``row`` fields of a multipart write."""
-    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):
+    kind = request.headers.get("content-type", "").lower()
+    if not kind.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
         return WriteForm(problem=InvalidQueryError("body: send multipart/form-data with `image` and/or `row`"))
-    try:
-        form = await parse_form(request)
+    try:  # a row alone may come url-encoded (no file part)
+        form = await parse_form(request) if kind.startswith("multipart/") else await request.form()
     except (HTTPException, MultiPartException) as exc:
         detail = getattr(exc, "detail", None) or getattr(exc, "message", "")
         return WriteForm(problem=InvalidQueryError(f"body: malformed multipart body: {detail}"))

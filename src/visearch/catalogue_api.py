@@ -17,12 +17,12 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from visearch.catalogue import Catalogue, WriteResult, change_counts, data_version
+from visearch.catalogue import Catalogue, ChangeRecord, WriteResult, data_version, net_changes
 from visearch.errors import InvalidImageError, InvalidRowError, VisearchError
 from visearch.live_writes import open_catalogue
 from visearch.search import SearchEngine
@@ -99,6 +99,21 @@ def image_field() -> Iterator[None]:
         raise type(exc)(f"image: {exc}") from exc
 
 
+def counts_since(trained: set[str], records: Iterable[ChangeRecord]) -> dict[str, int]:
+    """Images added, replaced and removed by ``records`` relative to the ``trained`` files (net per file).
+
+    Relative, not by the records' own op: an image added and removed since training is no change
+    to what the model saw, and an added image replaced since is still one added image.
+    """
+    counts = {"add": 0, "replace": 0, "remove": 0}
+    for file, record in net_changes(records).items():
+        if record.op == "remove":
+            counts["remove"] += file in trained
+        else:
+            counts["replace" if file in trained else "add"] += 1
+    return counts
+
+
 def changes_line(counts: dict[str, int]) -> str:
     """E.g. "12 images added, 3 removed since the model was trained" ("" when nothing changed)."""
     counted = [(counts[op], word) for op, word in OPS.items() if counts.get(op, 0)]
@@ -147,6 +162,9 @@ class LiveCatalogues:
         """
         if data is None and row is None:
             raise InvalidRowError("image", "send a new `image` and/or a new `row`")
+        if row is not None and "class" in row and "label" not in row:
+            # A new class without a label takes its class's label (or the next free one), not the old one.
+            row = {**row, "label": None}
         with image_field():
             result = self.catalogue(engine, category).replace(pid, data, row)
         return self._answer(engine, category, "replace", result, duplicates=data is not None)
@@ -187,15 +205,17 @@ class LiveCatalogues:
         """
         live = engine.index.live(category)
         if live is None:
-            return change_counts([])
+            return {"add": 0, "replace": 0, "remove": 0}
         log = self.catalogue(engine, category).log
         last = log.last_seq()
         key = (live.name, last)
         cached = self._counts.get(category)
         if cached and cached[0] == key:
             return cached[1]
+        catalogue = self.catalogue(engine, category)
         built = log.built_from(live.name) or 0  # no marker: built before the log existed
-        counts = change_counts(log.records(after=built, upto=last))
+        trained = set(catalogue.rows(upto=built)["file"].astype(str))
+        counts = counts_since(trained, log.records(after=built, upto=last))
         self._counts[category] = (key, counts)
         return counts
 
