@@ -296,15 +296,16 @@ class CategoryOut(BaseModel):
         description="Columns a `filter` may name, each with its kind: keyword, integer, float or text"
     )
     captions: list[str] = Field(description="Caption columns a `text` query searches (empty: no text search)")
-    changes: ChangeCounts = Field(
-        default_factory=lambda: ChangeCounts(), description="Images changed since the live model was trained"
+    changes: ChangeCounts | None = Field(
+        default=None,
+        description="Images changed since the live model was trained (null while the object store cannot say)",
     )
 
     @classmethod
     def of(cls, info: CategoryInfo, registry: Registry, changes: dict[str, int] | None = None) -> "CategoryOut":
         """The API form of the library's category description, with its columns from the registry."""
         entry = registry.get(info.name)
-        counts = ChangeCounts(**(changes or {}))
+        counts = ChangeCounts(**changes) if changes is not None else None
         return cls(**info.to_dict(), filterable=dict(entry.filterable), captions=list(entry.captions), changes=counts)
 
 

@@ -264,7 +264,7 @@ class Visearch:
         """Every category: texts, indexed images, columns, and the changes made since its model was trained."""
 
         def call(e: SearchEngine) -> list[CategoryOut]:
-            changes = self.runtime.catalogues.changes
+            changes = self.runtime.catalogues.changes_now
             return [CategoryOut.of(info, e.registry, changes(e, info.name)) for info in e.categories()]
 
         return self._answer(lambda: self.runtime.run(call))

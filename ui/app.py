@@ -191,7 +191,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 update[parts.provision_error] = error_box(exc)
                 return update
             # The living catalogue: what users changed since the model was trained ("" when nothing).
-            line = changes_line(runtime.run(lambda engine: runtime.catalogues.changes(engine, name)))
+            line = changes_line(runtime.run(lambda engine: runtime.catalogues.changes_now(engine, name)) or {})
             changed = f" · {line}" if line else ""
             update[parts.usage] = f"**{category.title}** ({count} images{changed})\n\n{category.business_usage}"
             update[parts.examples] = gr.update(value=[(image, cls) for _, image, cls in found])

@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -34,7 +35,9 @@ MAX_NEAR_DUPLICATES = 5
 # then answers 503: a client retries sooner than a proxy times the request out.
 REST_WAIT_SECONDS = 10.0
 # Service start: catalogue catch-up gets this long before the service goes on without waiting for it.
-CATCH_UP_SECONDS = 30.0
+CATCH_UP_SECONDS = 15.0
+# /categories waits this long for a recount; past it (a slow or down object store) it answers the last counts.
+COUNT_WAIT_SECONDS = 2.0
 OPS = {"add": "added", "replace": "replaced", "remove": "removed"}
 
 
@@ -132,6 +135,8 @@ class LiveCatalogues:
         self._guard = threading.Lock()
         self._open: dict[str, Catalogue] = {}
         self._counts: dict[str, tuple[tuple[str, int], dict[str, int]]] = {}
+        self._counting: dict[str, Future[dict[str, int]]] = {}
+        self._counter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="visearch-counts")
 
     def catalogue(self, engine: SearchEngine, category: str) -> Catalogue:
         """The category's catalogue (UnknownCategoryError for a name not in the registry)."""
@@ -218,6 +223,31 @@ class LiveCatalogues:
         counts = counts_since(trained, log.records(after=built, upto=last))
         self._counts[category] = (key, counts)
         return counts
+
+    def changes_now(
+        self, engine: SearchEngine, category: str, wait: float = COUNT_WAIT_SECONDS
+    ) -> dict[str, int] | None:
+        """:meth:`changes` within ``wait`` seconds, else the last counts (None: never counted).
+
+        The count reads the change log from the object store; /categories must answer while the
+        store is slow or down (what needs only the index still answers), so it never waits longer.
+        One count per category runs at a time: a hung store does not pile up threads.
+        """
+        with self._guard:
+            future = self._counting.get(category)
+            if future is None or future.done():
+                future = self._counter.submit(self.changes, engine, category)
+                self._counting[category] = future
+        try:
+            return future.result(timeout=wait)
+        except Exception as exc:  # noqa: BLE001 - a timeout or an engine error: the counts are only informative
+            logger.debug("change counts of %s not available now: %s", category, exc)
+            cached = self._counts.get(category)
+            return cached[1] if cached else None
+
+    def close(self) -> None:
+        """Stop the counting threads (a count stuck on the store is left to finish on its own)."""
+        self._counter.shutdown(wait=False, cancel_futures=True)
 
     # --- service start ------------------------------------------------------------------------
     def catch_up(self, engine: SearchEngine) -> dict[str, str]:

@@ -303,6 +303,7 @@ class Runtime:
         engine = self._engine.pop(None)
         if engine is not None:
             engine.close()
+        self.catalogues.close()
         with self._ready_lock:
             prober, self._prober, self._probing = self._prober, None, None
         if prober is not None:

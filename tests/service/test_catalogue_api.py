@@ -219,22 +219,32 @@ def test_a_busy_category_is_a_503_and_writes_nothing(served: Served, client: htt
     assert log_of(served.home).last_seq() == before
 
 
-def changes(client: httpx.Client) -> dict[str, int]:
-    categories = client.get("/categories").json()
-    return next(c["changes"] for c in categories if c["name"] == TINY)  # type: ignore[no-any-return]
+def changes(client: httpx.Client, expected: dict[str, int] | None = None) -> dict[str, int]:
+    """The counts /categories gives `tiny`; with ``expected``, polled until they match (a recount runs
+    beside the request: /categories answers the last counts rather than wait on a slow store)."""
+    deadline = time.monotonic() + 30
+    while True:
+        categories = client.get("/categories").json()
+        counts: dict[str, int] = next(c["changes"] for c in categories if c["name"] == TINY)
+        if expected is None or counts == expected or time.monotonic() > deadline:
+            return counts
+        time.sleep(0.2)
 
 
 def test_categories_count_the_changes_since_training(served: Served, client: httpx.Client) -> None:
     start = changes(client)
     pid = post(client, png(8), {"class": "Rocket", "file": "count/a.png"}).json()["id"]
-    assert changes(client) == {**start, "add": start["add"] + 1}
+    expected = {**start, "add": start["add"] + 1}
+    assert changes(client, expected) == expected
     stored = sorted((served.home.objects_dir / "datasets" / TINY / "images" / "Dress").glob("*.png"))[-1]
     base = point_id(TINY, f"Dress/{stored.name}")
     assert client.put(f"{IMAGES}/{base}", data={"row": '{"article": "a dress"}'}, headers=AUTH).status_code == 200
-    assert changes(client) == {**start, "add": start["add"] + 1, "replace": start["replace"] + 1}
+    expected = {**start, "add": start["add"] + 1, "replace": start["replace"] + 1}
+    assert changes(client, expected) == expected
     assert client.delete(f"{IMAGES}/{pid}", headers=AUTH).status_code == 200  # added then removed: no change
     assert client.delete(f"{IMAGES}/{base}", headers=AUTH).status_code == 200
-    assert changes(client) == {**start, "remove": start["remove"] + 1}
+    expected = {**start, "remove": start["remove"] + 1}
+    assert changes(client, expected) == expected
 
 
 def test_openapi_documents_the_three_writes_behind_the_key(served: Served, client: httpx.Client) -> None:
@@ -315,3 +325,13 @@ def test_a_service_killed_between_record_and_index_write_completes_the_add_at_re
         adds = [record.file for record in log.records() if record.op == "add"]
         assert sorted(adds) == sorted(images)  # one record per image, none twice
     assert "catalogue catch-up tiny: 1 written, 0 deleted" in (tmp_path / "second.log").read_text()
+
+
+def test_the_ui_line_says_what_changed_since_training() -> None:
+    from visearch.catalogue_api import changes_line
+
+    assert (
+        changes_line({"add": 12, "replace": 0, "remove": 3}) == "12 images added, 3 removed since the model was trained"
+    )
+    assert changes_line({"add": 0, "replace": 1, "remove": 0}) == "1 image replaced since the model was trained"
+    assert changes_line({"add": 0, "replace": 0, "remove": 0}) == ""
