@@ -183,3 +183,14 @@ async def replace_image(service: Service, request: Request, category: Category, 
 def remove_image(service: Service, category: Category, point_id: PointId) -> Response:
     """Remove an image: gone from every query at once, and from the category's data."""
     return answer(service, category, lambda engine: service.runtime.catalogues.remove(engine, category, point_id))
+
+
+@router.api_route(
+    "/categories/{category}/images/{point_id}",
+    methods=["GET", "HEAD", "POST", "PATCH", "OPTIONS"],
+    include_in_schema=False,
+)
+def other_methods(category: Category, point_id: PointId) -> Response:
+    """405 naming both methods: Starlette's own 405 would name only the first route's (PUT)."""
+    body = {"error": "Method Not Allowed", "status": 405}
+    return JSONResponse(body, status_code=405, headers={"Allow": "PUT, DELETE"})
