@@ -10,6 +10,7 @@ be retrained (``visearch pipeline run``) rather than refreshed.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -72,8 +73,8 @@ def refresh(settings: Settings, store: ObjectStore, category: Category, *, track
         NotFoundError: the category has no live index (run the pipeline first).
     """
     from visearch.catalogue import ChangeLog, data_version, net_changes
+    from visearch.catalogue_api import counts_since
     from visearch.categories import Registry
-    from visearch.data.manifest import manifest_hash
     from visearch.index import open_index
     from visearch.live_writes import open_catalogue
     from visearch.search import SearchEngine
@@ -87,12 +88,14 @@ def refresh(settings: Settings, store: ObjectStore, category: Category, *, track
         log = ChangeLog(store, category)
         since = log.built_from(live.name) or 0
         seq = log.last_seq()
-        net = net_changes(log.records(after=since, upto=seq))
-        changes = {op: sum(1 for record in net.values() if record.op == op) for op in ("add", "replace", "remove")}
+        records = log.records(after=since, upto=seq)
+        net = net_changes(records)
+        changes = counts_since(set(catalogue.rows(upto=since)["file"].astype(str)), records)
         new_classes = sorted({str(r.row.get("class")) for r in net.values() if r.new_class and r.op != "remove"})
         rows = catalogue.rows(upto=seq)
         retrain, reason = decide(category, changes, len(rows), new_classes)
-        version = data_version(manifest_hash(rows.reindex(columns=["file", "class", "label", "key"])), seq)
+        listed = rows.reindex(columns=["file", "class", "label", "key"]).to_csv(index=False).encode()
+        version = data_version(hashlib.sha256(listed).hexdigest()[:12], seq)
         outcome = RefreshOutcome(
             category.name,
             live.name,
