@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from visearch.cli.app import CategoryOpt, DirOpt, app
+from visearch.cli.app import CategoryArg, CategoryOpt, DirOpt, OptionalCategoryOpt, app, one_category
 from visearch.cli.options import train_options
 from visearch.cli.output import echo_json, format_metrics
 from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
@@ -22,7 +22,8 @@ from visearch.stages.folders import BASELINE, CHAMPION, EVALUATION, MANIFEST, TR
 
 @app.command()
 def check(
-    category: Annotated[str, typer.Argument(help="Category name from the registry")],
+    category_arg: CategoryArg = None,
+    category: OptionalCategoryOpt = None,
     report: Annotated[Path | None, typer.Option(help="Also write the full report (JSON) to this file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
@@ -32,6 +33,7 @@ def check(
     """
     from visearch.stages.preprocess import check_data
 
+    category = one_category(category, category_arg)
     ctx = Context.from_env()
     _, data = check_data(*ctx.for_stage(category), show_progress=not as_json)
     if report is not None:

@@ -46,3 +46,12 @@ def test_embed_by_shards_and_upsert_them_together(home: Settings, tmp_path: Path
     assert done.returncode == 0, done.stderr
     assert f"({len(load_manifest(manifest.parent))} points; previous None)" in done.stdout
     assert_one_line_error(visearch(home, *args[:-2]), "do not make one whole category")
+
+
+def test_check_takes_the_category_as_option_or_argument(home: Settings) -> None:
+    by_option = visearch(home, "check", "-c", TINY, "--json")
+    assert by_option.returncode == 0, by_option.stderr
+    by_argument = visearch(home, "check", TINY, "--json")
+    assert by_argument.stdout == by_option.stdout
+    assert_one_line_error(visearch(home, "check", TINY, "--category", "fashion-mnist"), "two categories given")
+    assert_one_line_error(visearch(home, "check"), "name the category")
