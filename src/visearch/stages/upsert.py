@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,8 +80,14 @@ def prune_models(store: ObjectStore, index: VectorIndex, category: str, dropped:
     return deleted
 
 
-def payload_for(row: pd.Series, captions: list[str], store: ObjectStore) -> dict[str, Any]:
-    """The meta CSV row + where the image lives (``image_key`` in the store, ``image_uri``)."""
+def payload_for(
+    row: pd.Series, captions: list[str], store: ObjectStore, fields: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The meta CSV row + where the image lives (``image_key`` in the store, ``image_uri``).
+
+    ``fields`` (column -> kind, the registry's) type the values their payload index needs: a CSV
+    reads ``1924`` as a number in one file and as text in another (an empty cell makes the column text).
+    """
     import pandas as pd
 
     payload: dict[str, Any] = {
@@ -93,8 +99,26 @@ def payload_for(row: pd.Series, captions: list[str], store: ObjectStore) -> dict
     }
     for column in captions:
         value = row[column]
-        payload[column] = None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
+        value = None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
+        payload[column] = typed_value(value, (fields or {}).get(column))
     return payload
+
+
+def typed_value(value: Any, kind: str | None) -> Any:
+    """``value`` as the declared field kind wants it (None for an empty cell); unconvertible values stay as they are."""
+    if kind is None or value is None:
+        return value
+    if kind in ("keyword", "text"):
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    if isinstance(value, str) and not value.strip():
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    if kind == "integer":
+        return int(number) if number.is_integer() else value
+    return number
 
 
 def run_upsert(
@@ -191,7 +215,7 @@ def _write(
         version.name,
         [ids[i] for i in todo],
         vectors[todo],
-        [payload_for(manifest.iloc[i], captions, store) for i in todo],
+        [payload_for(manifest.iloc[i], captions, store, category.fields) for i in todo],
         batch_size=batch_size or UPSERT_BATCH,
         captions=category.captions,
     )

@@ -132,3 +132,18 @@ def test_upsert_step_fails_clearly_when_the_object_store_is_down(
         )
     assert live_state(copy) == before
     assert home_digest(copy) == files
+
+
+def test_payload_values_take_the_kind_their_field_declares(tmp_path: Path) -> None:
+    """A CSV column with an empty cell reads as text: a declared integer is still stored as one (range filters)."""
+    import pandas as pd
+
+    from visearch.storage import LocalStore
+
+    row = pd.Series(
+        {"file": "a.jpg", "class": "x", "label": 0, "key": "k/a.jpg", "year": "1924", "size": "", "code": 7, "w": "2.5"}
+    )
+    fields = {"year": "integer", "size": "integer", "code": "keyword", "w": "float"}
+    payload = payload_for(row, ["year", "size", "code", "w"], LocalStore(tmp_path), fields)
+    assert (payload["year"], payload["size"], payload["code"], payload["w"]) == (1924, None, "7", 2.5)
+    assert payload_for(row, ["year"], LocalStore(tmp_path))["year"] == "1924"  # undeclared: as read
