@@ -1,7 +1,8 @@
 """Stage 5, upsert: write a new collection version, verify it, swap the category's alias to it atomically.
 
 Rules this stage owns:
-- Idempotent: the same model + data resolve to the same collection version; ids already stored
+- Idempotent: the same model + data + index schema (the registry's ``fields`` and ``captions``)
+  resolve to the same collection version; a changed schema builds a new one; ids already stored
   are skipped (an interrupted upsert finishes), and uuid5 ids never duplicate a point.
 - Publishing: the model files go to the object store under their version (the search path loads
   them from there); retention drops old versions and the model folders no kept version uses.
@@ -164,6 +165,16 @@ def run_upsert(
     return result
 
 
+def index_lag(index: VectorIndex, category: Category) -> str | None:
+    """Why the category's live index does not serve its registry ``fields``/``captions`` yet; None when it does.
+
+    What ``visearch check`` prints; the service's category listing can say the same.
+    """
+    from visearch.index.versions import schema_lag
+
+    return schema_lag(index.live(category.name), category.fields, category.captions)
+
+
 def log_neighbours(run: TrackedRun, stats: NeighbourStats) -> None:
     """Record the nearest-neighbour statistics on the run: quartile metrics, pair count, the JSON."""
     metrics = {"index.duplicate_pairs": float(len(stats.duplicates))}
@@ -194,6 +205,7 @@ def _write(
     from visearch.data.meta import caption_columns
     from visearch.embed import read_embeddings
     from visearch.index import UPSERT_BATCH, point_id
+    from visearch.index.versions import schema_hash
     from visearch.neighbours import ensure_stats
 
     manifest = load_manifest(manifest_dir)
@@ -202,7 +214,12 @@ def _write(
         raise IndexIntegrityError(f"{embeddings_dir} does not match the manifest; re-run embed")
     publish_model(store, category.name, model_dir)
     previous = index.live(category.name)
-    version = index.create(category.name, model_version, manifest_hash(manifest), vectors.shape[1], category.fields)
+    # The schema is part of the identity: after a registry edit to fields/captions the live version
+    # is not reused; a new one gets the payload indexes and caption vectors (the old stays for rollback).
+    schema = schema_hash(category.fields, category.captions)
+    version = index.create(
+        category.name, model_version, manifest_hash(manifest), vectors.shape[1], category.fields, schema
+    )
     ids = [point_id(category.name, str(file)) for file in manifest["file"]]
     threshold = category.duplicate_threshold
     if previous and previous.name == version.name:
