@@ -235,3 +235,19 @@ def make_fashion(root: Path) -> Path:
         write(base / "images" / f"{product}.jpg", jpeg(photo(n + 3, size=80)))
     write(base / "images" / "30039.jpg", (base / "images" / "30039.jpg").read_bytes()[:600])  # truncated
     return root  # 29114.jpg is missing, as a handful are in the real dataset
+
+
+def make_image_folder(root: Path) -> Path:
+    """A class-per-folder tree (torchvision ImageFolder; Kaggle's garbage set nests it twice): 3 classes, PNG and JPEG,
+    a sub-folder inside a class, a broken image, a text file, a stray file beside the classes, a hidden file."""
+    base = root / "Garbage classification" / "Garbage classification"
+    for c, cls in enumerate(["paper", "glass", "cardboard"]):
+        for number in range(3):
+            write(base / cls / f"{cls}{number + 1}.jpg", jpeg(photo(c * 3 + number)))
+    photo(20).save(write(base / "glass" / "glass4.png", b""), format="PNG")
+    write(base / "cardboard" / "boxes" / "flat box.jpg", jpeg(photo(21)))  # any depth below the class folder
+    write(base / "paper" / "broken.jpg", b"\xff\xd8\xff\xe0 not really a jpeg")
+    write(base / "paper" / "notes.txt", b"taken in 2019")
+    write(base / "glass" / ".DS_Store", b"\x00\x00\x00\x01Bud1")
+    (base / "metal").mkdir()  # an empty class folder
+    return root

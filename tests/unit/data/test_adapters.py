@@ -240,3 +240,31 @@ def test_fashion_mnist_all_takes_both_splits_train_first(tmp_path: Path) -> None
     assert [item[0] for item in one] == files[:2]
     with pytest.raises(DataError, match="unknown Fashion-MNIST split 'both'"):
         list(fashion_mnist.iter_images(tmp_path, split="both"))
+
+
+# --- folder: class-per-folder tree (no CSV) ---------------------------------------------------------
+def test_folder_of_class_folders(tmp_path: Path) -> None:
+    """ImageFolder layout: classes from folder names, labels in sorted order, no caption columns, bad files reported."""
+    from tests.unit.data.datasets import make_image_folder
+    from visearch.data.adapters import folder
+
+    source = make_image_folder(tmp_path / "download")
+    write(source / "Garbage classification" / "Garbage classification" / "paper" / "paper1 copy.jpg", jpeg(photo(0)))
+    report = PrepareReport(dataset="folder")
+    candidates, labels = folder.scan(source, report)
+    assert labels == {}  # the runner numbers the kept classes in sorted order
+    meta, images = run(tmp_path, "waste", candidates, report, min_per_class=1)
+    assert list(meta.columns) == ["file", "class", "label"]
+    assert meta.groupby("class")["label"].first().to_dict() == {"cardboard": 0, "glass": 1, "paper": 2}
+    assert meta.groupby("class").size().to_dict() == {"cardboard": 4, "glass": 4, "paper": 4}
+    assert {"cardboard/boxes/flat_box.jpg", "glass/glass4.png"} <= set(meta["file"])
+    assert Image.open(images / "glass/glass4.png").format == "PNG"  # stored as shipped
+    assert dict(report.dropped) == {
+        "paper/broken.jpg": dict(report.dropped)["paper/broken.jpg"],
+        "paper/notes.txt": "not an image file: suffix '.txt'",
+    }
+    assert dict(report.dropped)["paper/broken.jpg"].startswith("unreadable image")
+    pairs = {(d.file, d.of, d.kind) for d in report.duplicates.duplicates}
+    assert pairs == {("paper/paper1_copy.jpg", "paper/paper1.jpg", "exact")}  # reported like the CSV path's
+    with pytest.raises(DataError, match="no class folders"):
+        folder.scan(write(tmp_path / "flat" / "a.jpg", jpeg(photo(0))).parent, PrepareReport())
