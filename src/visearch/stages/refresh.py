@@ -42,10 +42,12 @@ class RefreshOutcome:
 
     def line(self) -> str:
         """One status line: what changed since training and the decision."""
-        changed = ", ".join(f"{count} {op}" for op, count in self.changes.items() if count) or "no change"
+        from visearch.catalogue_api import changes_line
+
+        changed = changes_line(self.changes) or "no change since the model was trained"
         missed = f"; applied {self.applied} missed change(s)" if self.applied else ""
         verdict = "retrain" if self.retrain else "refreshed"
-        return f"{self.category}: {changed} since training ({self.changed_share:.1%} of {self.images}){missed}; {verdict}: {self.reason}"
+        return f"{self.category}: {changed} ({self.changed_share:.1%} of {self.images} images){missed}; {verdict}: {self.reason}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready."""

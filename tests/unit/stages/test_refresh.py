@@ -81,3 +81,13 @@ def test_refresh_applies_a_change_the_live_index_missed(indexed_home: Settings, 
         assert engine.search(TINY, png(5), k=1).results[0].file == "added/missed.png"
     finally:
         index.close()
+
+
+def test_refresh_from_the_command_line(indexed_home: Settings, home: Settings, tmp_path: Path) -> None:
+    from tests.unit.cli.runs import assert_one_line_error, visearch
+
+    settings = copy_home(indexed_home, tmp_path / "indexed")
+    done = visearch(settings, "refresh", "-c", TINY)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{TINY}: no change since the model was trained") and "refreshed" in done.stdout
+    assert_one_line_error(visearch(home, "refresh", "-c", TINY), "has no index yet")  # nothing indexed there
