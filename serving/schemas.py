@@ -292,6 +292,10 @@ class CategoryOut(BaseModel):
     credits: str
     image_count: int = Field(description="Images in the live index (0 before the first pipeline run)")
     indexed: bool
+    index_lag: str | None = Field(
+        default=None,
+        description="Why the live index does not serve the registry's fields/captions yet (null: it does)",
+    )
     filterable: dict[str, str] = Field(
         description="Columns a `filter` may name, each with its kind: keyword, integer, float or text"
     )
