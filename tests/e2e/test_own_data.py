@@ -22,6 +22,7 @@ from visearch.categories import load_registry
 from visearch.data.manifest import load_manifest, manifest_hash
 from visearch.data.meta import DataReport, check_rows, parse_meta
 from visearch.errors import DataError
+from visearch.index.versions import CollectionVersion
 from visearch.settings import Settings
 from visearch.storage import LocalStore
 
@@ -324,9 +325,9 @@ def test_rollback_moves_the_champion_and_retention_deletes_old_models(tmp_path: 
     index = open_index(settings)
     try:
         assert [v.name for v in index.versions(TINY)] == versions[1:]  # keep_index_versions = 2
-        first_model = versions[0].rsplit("-", 2)[1]
+        first_model = model_of(versions[0])
         assert not list(store.list(store_key(TINY, first_model)))  # the dropped version's model is gone too
-        second_model = versions[1].rsplit("-", 2)[1]
+        second_model = model_of(versions[1])
         assert list(store.list(store_key(TINY, second_model)))
         result = rollback(index, TINY, to=versions[1], tracker=tracker)
         live = index.live(TINY)
@@ -334,12 +335,19 @@ def test_rollback_moves_the_champion_and_retention_deletes_old_models(tmp_path: 
         champion = tracker.champion(TINY)
         assert champion is not None and champion.model_version == second_model
         assert result["champion"] == registered[second_model] == champion.registry_version
-        third_model = versions[2].rsplit("-", 2)[1]
+        third_model = model_of(versions[2])
         assert tracker.rejected(TINY) == {third_model}  # the gate will not promote it again
         with pytest.raises(Exception, match="no index version"):
             rollback(index, TINY, to=versions[0], tracker=tracker)
     finally:
         index.close()
+
+
+def model_of(collection: str) -> str:
+    """The model version a collection name carries."""
+    parsed = CollectionVersion.parse(collection)
+    assert parsed is not None, collection
+    return parsed.model_version
 
 
 # --- 7. small classes ---------------------------------------------------------------------------

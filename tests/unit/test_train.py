@@ -157,9 +157,13 @@ def test_killed_training_resumes_from_its_last_checkpoint(home: Settings, regist
     process = subprocess.Popen(
         [*command, "--epochs", "500"], env=env_for(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    checkpoint = work / "train" / "checkpoint.pt"
-    wait_until(checkpoint.exists, timeout=240)
+    # The step's scratch (TrainingNames): one folder per params identity and data.
+    def checkpoints() -> list[Path]:
+        return list((work / "train-scratch").glob("*/checkpoint.pt"))
+
+    wait_until(lambda: bool(checkpoints()), timeout=240)
     kill9(process)
+    (checkpoint,) = checkpoints()
     import torch
 
     done = torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"]
