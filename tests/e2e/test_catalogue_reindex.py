@@ -19,7 +19,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from tests.helpers import TINY, copy_home, env_for, search_engine, wait_until
+from tests.helpers import TINY, copy_home, env_for, wait_until
+from tests.unit.homes import search_engine
 from visearch.catalogue import ChangeLog
 from visearch.catalogue.log import digest_of
 from visearch.categories import load_registry

@@ -50,11 +50,11 @@ def catalogue_view(base: pd.DataFrame, records: Iterable[ChangeRecord], category
             for column, value in values.items():
                 if column not in frame.columns:
                     frame[column] = None
-                try:
-                    frame.at[file, column] = value
-                except (TypeError, ValueError):  # pandas 3 refuses e.g. a number in a str column: widen it
+                elif frame[column].dtype != object:
+                    # pandas 3 reads text columns as a strict str dtype: a replaced row's int label
+                    # (or a number in a text caption) would raise; the final astype below restores label.
                     frame[column] = frame[column].astype(object)
-                    frame.at[file, column] = value
+                frame.at[file, column] = value
         else:
             added.append(values)
     view = pd.concat([frame, pd.DataFrame(added)], ignore_index=True) if added else frame.reset_index(drop=True)

@@ -18,7 +18,7 @@ import typer
 from visearch.cli.app import CategoryOpt, app
 from visearch.cli.output import echo_json
 from visearch.cli.search import open_engine, read_image
-from visearch.context import Context
+from visearch.entry_context import Context
 from visearch.errors import InvalidRowError, UnknownImageError
 
 if TYPE_CHECKING:

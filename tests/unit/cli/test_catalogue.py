@@ -25,12 +25,12 @@ from tests.helpers import (
     jpeg,
     kill9,
     photo,
-    png_claiming,
-    search_engine,
     use_home,
     wait_until,
-    write,
 )
+from tests.service.uploads import png_claiming
+from tests.unit.data.datasets import write
+from tests.unit.homes import search_engine
 from visearch.catalogue import ChangeLog
 from visearch.catalogue.log import digest_of
 from visearch.categories import load_registry
