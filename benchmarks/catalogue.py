@@ -8,7 +8,8 @@ works on a copy of that home, so the category itself is left as it was. Three ta
 1. add → searchable: one ``Catalogue.add`` (what ``POST /categories/{c}/images`` and ``visearch add``
    run: decode, embed with the live model, change record, index write) and the query that finds it,
    against one library query of the same image (the forward dominates both; goal: ≤ 2× the query).
-2. bulk: ``bulk`` new images added one after another, in images/s, against the embed step's own
+2. bulk: ``bulk`` new images added one after another and as one batched write (``write_many``: what
+   ``visearch sync`` runs), in images/s, against the embed step's own
    images/s on the same images (goal ≥ 0.8×) and against a full pipeline run's images/s when
    ``--pipeline-seconds`` gives one measured on the same machine (goal ≥ 10× faster).
 3. query p50/p99 with adds at 10 per second in a background thread, against the same queries with no
@@ -34,6 +35,7 @@ from common import table, write_result  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from tests.helpers import photo  # noqa: E402
+from visearch.catalogue.writes import Change  # noqa: E402
 from visearch.categories import load_registry  # noqa: E402
 from visearch.index import open_index  # noqa: E402
 from visearch.live_writes import open_catalogue  # noqa: E402
@@ -118,6 +120,12 @@ def main() -> None:
         for _ in range(args.bulk):
             add()
         bulk_rate = args.bulk / (time.perf_counter() - started)
+        batch = [
+            Change("add", png(i + 30_000), {"class": cls, "file": f"bench/batch-{i:06d}.png"}) for i in range(args.bulk)
+        ]
+        started = time.perf_counter()
+        assert all(not isinstance(r, Exception) for r in catalogue.write_many(batch))
+        batch_rate = args.bulk / (time.perf_counter() - started)
         datas = [png(i + 20_000) for i in range(args.bulk)]
         live = index.require_live(args.category)
         started = time.perf_counter()
@@ -127,6 +135,7 @@ def main() -> None:
         rows = [
             ["embed step's forward (baseline)", embed_rate, 1.0],
             ["adds one by one", bulk_rate, bulk_rate / embed_rate],
+            ["batched adds (write_many, as sync)", batch_rate, batch_rate / embed_rate],
         ]
         if args.pipeline_seconds:
             total = len(catalogue.rows())

@@ -83,6 +83,9 @@ class ChangeLog:
         self.store = store
         self.category = category
         self.prefix = f"{category.data_prefix}/changes"
+        # Records never change once written and seqs are contiguous (assigned under the lock): after
+        # one listing, the records read so far are kept and only the next seqs are probed.
+        self._known: list[ChangeRecord] | None = None
 
     # --- images ----------------------------------------------------------------------------
     def put_image(self, data: bytes) -> tuple[str, str]:
@@ -105,15 +108,25 @@ class ChangeLog:
                 seqs.append(int(name[:-5]))
         return sorted(seqs)
 
+    def _refresh(self) -> list[ChangeRecord]:
+        """Every record, oldest first: listed once, then only the records after the last one read."""
+        if self._known is None:
+            self._known = [ChangeRecord.from_json(self.store.get_bytes(self._record_key(s))) for s in self._seqs()]
+        while True:
+            try:
+                data = self.store.get_bytes(self._record_key((self._known[-1].seq if self._known else 0) + 1))
+            except NotFoundError:
+                return self._known
+            self._known.append(ChangeRecord.from_json(data))
+
     def last_seq(self) -> int:
         """The sequence number of the newest record (0: no record yet)."""
-        seqs = self._seqs()
-        return seqs[-1] if seqs else 0
+        known = self._refresh()
+        return known[-1].seq if known else 0
 
     def records(self, after: int = 0, upto: int | None = None) -> list[ChangeRecord]:
         """The records with ``after < seq <= upto`` (``upto`` None: all), oldest first."""
-        wanted = [s for s in self._seqs() if s > after and (upto is None or s <= upto)]
-        return [ChangeRecord.from_json(self.store.get_bytes(self._record_key(seq))) for seq in wanted]
+        return [r for r in self._refresh() if r.seq > after and (upto is None or r.seq <= upto)]
 
     def append(
         self,
@@ -129,6 +142,8 @@ class ChangeLog:
         stamp = datetime.now(UTC).isoformat(timespec="milliseconds")
         record = ChangeRecord(self.last_seq() + 1, op, file, dict(row or {}), digest, key, new_class, stamp)
         self.store.put_bytes(self._record_key(record.seq), record.to_json())
+        if self._known is not None:
+            self._known.append(record)
         return record
 
     # --- what each index version holds -----------------------------------------------------

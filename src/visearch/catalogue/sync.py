@@ -19,7 +19,7 @@ import pandas as pd
 
 from visearch.catalogue.log import digest_of
 from visearch.catalogue.rows import allowed_columns, check_file_name, check_row
-from visearch.catalogue.writes import Catalogue
+from visearch.catalogue.writes import BATCH, Catalogue, Change, WriteResult
 from visearch.data.images import decode_image
 from visearch.data.meta import DataReport, caption_columns, check_rows, parse_meta
 from visearch.errors import DataError, InvalidImageError, InvalidRowError, VisearchError
@@ -172,34 +172,55 @@ def _stored_digest(catalogue: Catalogue, row: pd.Series) -> str:
     return digest_of(catalogue.store.get_bytes(str(row["key"])))
 
 
-def apply_sync(catalogue: Catalogue, plan: SyncPlan, progress: Callable[[SyncItem], None] | None = None) -> SyncOutcome:
-    """Apply a plan one write at a time (each its own catalogue write); a failed write is reported, not raised.
+def apply_sync(
+    catalogue: Catalogue,
+    plan: SyncPlan,
+    progress: Callable[[SyncItem], None] | None = None,
+    batch: int = BATCH,
+) -> SyncOutcome:
+    """Apply a plan ``batch`` writes at a time (one lock and one index transaction each); failures are reported.
 
-    ``progress`` is called after every write, done or failed (the CLI's progress bar).
+    A bad item (unreadable image, a row that no longer fits) fails alone; an error of a batch's
+    index write fails that batch (its records stay in the log: the next write applies them).
+    ``progress`` is called for every item, done or failed, once its batch is written (the CLI's
+    progress bar advances per batch).
     """
     outcome = SyncOutcome()
     started = time.monotonic()
-    for item in plan.items:
+    items = plan.items
+    for lo in range(0, len(items), batch):
+        chunk = items[lo : lo + batch]
+        changes: list[Change | Exception] = []
+        for item in chunk:
+            try:
+                changes.append(_change(item))
+            except VisearchError as exc:
+                changes.append(exc)
+        writes = [c for c in changes if isinstance(c, Change)]
         try:
-            _apply_item(catalogue, item)
-            outcome.done.append(item)
+            written: list[WriteResult | Exception] = catalogue.write_many(writes, batch=len(writes) or 1)
         except VisearchError as exc:
-            outcome.failed.append((item, str(exc)))
-        if progress:
-            progress(item)
+            written = [exc] * len(writes)
+        results = iter(written)
+        for item, change in zip(chunk, changes, strict=True):
+            result = next(results) if isinstance(change, Change) else change
+            if isinstance(result, Exception):
+                outcome.failed.append((item, str(result)))
+            else:
+                outcome.done.append(item)
+            if progress:
+                progress(item)
     outcome.seconds = time.monotonic() - started
     return outcome
 
 
-def _apply_item(catalogue: Catalogue, item: SyncItem) -> None:
+def _change(item: SyncItem) -> Change:
     if item.op == "remove":
-        catalogue.remove(item.id)
-        return
+        return Change("remove", id=item.id)
     data = _read(item.path) if item.new_bytes else None
     if item.op == "add" and data is not None:
-        catalogue.add(data, {"file": item.file, **item.row})
-    else:
-        catalogue.replace(item.id, data, item.row)
+        return Change("add", data, {"file": item.file, **item.row})
+    return Change("replace", data, item.row, item.id)
 
 
 def _read(path: Path | None) -> bytes:

@@ -1,15 +1,16 @@
-"""Add, replace and remove one image of a live category: change record first, then the live index.
+"""Add, replace and remove images of a live category: change records first, then the live index.
 
 Each write holds the category lock: it first applies any record the live version missed (a writer
-killed between its record and its index write), then appends its own record and applies it.
+killed between its record and its index write), then appends its own records and applies them.
 So after a crash an image is either absent (no record: at most an orphan image object) or, from
-the next write or :func:`catch_up` on, fully present.
+the next write or :func:`catch_up` on, fully present. :meth:`Catalogue.write_many` does a batch
+of writes under one lock, one read of the rows and one index transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +18,31 @@ import pandas as pd
 
 from visearch.catalogue.apply import Applied, Embed, apply_records
 from visearch.catalogue.lock import WAIT_SECONDS, category_lock
-from visearch.catalogue.log import ChangeLog, ChangeRecord, digest_of, suffix_of
+from visearch.catalogue.log import ChangeLog, ChangeRecord, Op, digest_of, suffix_of
 from visearch.catalogue.rows import check_file_name, check_row
 from visearch.catalogue.view import catalogue_view
 from visearch.categories import Category
+from visearch.data.checks import image_key
 from visearch.data.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
 from visearch.data.meta import DataReport, check_rows, parse_meta
-from visearch.errors import DuplicateImageError, NotFoundError, UnknownImageError
+from visearch.errors import DuplicateImageError, InvalidImageError, InvalidRowError, NotFoundError, UnknownImageError
 from visearch.index import CollectionVersion, VectorIndex, point_id
 from visearch.storage import ObjectStore
+
+# Writes per batch of write_many: one index transaction each (and one progress step of a sync).
+BATCH = 64
+# What costs one item of a batch, never the batch: bad bytes, a bad row, a conflict, an unknown id.
+ITEM_ERRORS = (InvalidImageError, InvalidRowError, DuplicateImageError, UnknownImageError)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One write of a batch: an add (``data`` + ``row``), a replace (``id``; ``data`` and/or ``row``), a remove (``id``)."""
+
+    op: Op
+    data: bytes | None = None
+    row: Mapping[str, Any] | None = None
+    id: str = ""
 
 
 @dataclass(frozen=True)
@@ -54,7 +71,9 @@ class Catalogue:
     """The living catalogue of one category: its change log, its live index, its write lock.
 
     ``embed`` turns image bytes into vectors with the model of a given index version; ``lock_dir``
-    is where the category lock lives (``<home>/locks``).
+    is where the category lock lives (``<home>/locks``). One object serves many writes: it keeps
+    the parsed meta CSV (re-parsed only when its bytes change), the log's records and the point
+    ids it has computed, so a write reads only what changed.
     """
 
     store: ObjectStore
@@ -65,24 +84,35 @@ class Catalogue:
     wait: float = WAIT_SECONDS
     max_bytes: int = DEFAULT_MAX_BYTES
     max_pixels: int = DEFAULT_MAX_PIXELS
+    _log: ChangeLog | None = field(default=None, init=False, repr=False)
+    _base: tuple[bytes, pd.DataFrame] | None = field(default=None, init=False, repr=False)
+    _ids: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # point id -> file
 
     @property
     def log(self) -> ChangeLog:
-        """The category's change log."""
-        return ChangeLog(self.store, self.category)
+        """The category's change log (one object: it keeps the records it has read)."""
+        if self._log is None:
+            self._log = ChangeLog(self.store, self.category)
+        return self._log
 
     # --- reads ------------------------------------------------------------------------------
     def base_rows(self) -> pd.DataFrame:
         """The usable rows of the category's meta CSV (empty when it has none: a catalogue started by adds).
 
         Checked as the pipeline checks them (integer labels, bad rows dropped), so a write sees the
-        rows a run will see.
+        rows a run will see. Parsed again only when the CSV's bytes changed; do not modify the frame.
         """
         key = f"{self.category.data_prefix}/{self.category.meta}"
         try:
-            return check_rows(parse_meta(self.store.get_bytes(key), key), DataReport())
+            data = self.store.get_bytes(key)
         except NotFoundError:
             return pd.DataFrame({"file": [], "class": [], "label": []})
+        if self._base is None or self._base[0] != data:  # a byte compare: far cheaper than a parse
+            frame = check_rows(parse_meta(data, key), DataReport())
+            if "key" not in frame.columns:  # computed once here, not by every catalogue_view
+                frame["key"] = [image_key(self.category, str(file)) for file in frame["file"]]
+            self._base = (data, frame)
+        return self._base[1]
 
     def rows(self, upto: int | None = None) -> pd.DataFrame:
         """The category's rows now (or at log position ``upto``): base rows with the change log applied."""
@@ -100,24 +130,7 @@ class Catalogue:
             DuplicateImageError: the file is already in the category with other bytes or another row.
             NotFoundError: the category has no live index.
         """
-        decode_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
-        digest = digest_of(data)
-        given = row.get("file") if isinstance(row, Mapping) else None
-        file = check_file_name(str(given)) if given else f"added/{digest[:16]}{suffix_of(data)}"
-        with category_lock(self.lock_dir, self.category.name, wait=self.wait):
-            live = self._caught_up()
-            current = self.rows()
-            existing = current[current["file"].astype(str) == file]
-            checked = check_row(row, current[current["file"].astype(str) != file], self.category)
-            pid = point_id(self.category.name, file)
-            if not existing.empty:
-                if self._same(existing.iloc[0], digest, checked.values):
-                    return WriteResult(pid, file, None, live)
-                raise DuplicateImageError(f"file: {file} is already in category {self.category.name!r} as {pid}")
-            _, key = self.log.put_image(data)  # the bytes before the record: a crash leaves no record
-            record = self.log.append("add", file, checked.values, digest=digest, key=key, new_class=checked.new_class)
-            self._apply(live, [record])
-            return WriteResult(pid, file, record, live, checked.new_class)
+        return _one(self.write_many([Change("add", data, row)]))
 
     def replace(self, pid: str, data: bytes | None = None, row: Mapping[str, Any] | None = None) -> WriteResult:
         """Replace an image's bytes and/or row (``row`` values merge into the current row).
@@ -126,24 +139,7 @@ class Catalogue:
             UnknownImageError: no image of the category has this id.
             InvalidImageError, InvalidRowError: as for :meth:`add`.
         """
-        if data is not None:
-            decode_image(data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
-        with category_lock(self.lock_dir, self.category.name, wait=self.wait):
-            live = self._caught_up()
-            current = self.rows()
-            found = self._find(current, pid)
-            others = current[current["file"].astype(str) != found["file"]]
-            merged = {**_row_values(found), **(row or {})}
-            merged.pop("file", None)
-            checked = check_row(merged, others, self.category)
-            digest, key = str(found.get("digest") or ""), str(found["key"])
-            if data is not None:
-                digest, key = self.log.put_image(data)
-            record = self.log.append(
-                "replace", str(found["file"]), checked.values, digest=digest, key=key, new_class=checked.new_class
-            )
-            self._apply(live, [record])
-            return WriteResult(pid, str(found["file"]), record, live, checked.new_class)
+        return _one(self.write_many([Change("replace", data, row, pid)]))
 
     def remove(self, pid: str) -> WriteResult:
         """Remove an image: gone from the live index at once and from the category's data.
@@ -151,18 +147,93 @@ class Catalogue:
         Raises:
             UnknownImageError: no image of the category has this id.
         """
-        with category_lock(self.lock_dir, self.category.name, wait=self.wait):
-            live = self._caught_up()
-            found = self._find(self.rows(), pid)
-            record = self.log.append("remove", str(found["file"]))
-            self._apply(live, [record])
-            return WriteResult(pid, str(found["file"]), record, live)
+        return _one(self.write_many([Change("remove", id=pid)]))
+
+    def write_many(self, changes: Sequence[Change], batch: int = BATCH) -> list[WriteResult | Exception]:
+        """Apply ``changes`` in order, ``batch`` at a time: one lock, one rows read, one index transaction each.
+
+        Every image is decoded before the lock is taken. A bad item (:data:`ITEM_ERRORS`) gets its
+        error in its place of the result and costs nothing else; the others are written. An error
+        of the index write itself is raised (the batch's records stay in the log: the next write or
+        :meth:`catch_up` applies them).
+
+        Raises:
+            NotFoundError: the category has no live index.
+            CatalogueBusyError, IndexBusyError: another writer held the category or its version.
+        """
+        results: list[WriteResult | Exception] = []
+        for lo in range(0, len(changes), batch):
+            results.extend(self._write_batch(changes[lo : lo + batch]))
+        return results
 
     def catch_up(self) -> Applied:
         """Apply to the live version every record it has not seen (e.g. at service start, after a crash)."""
         with category_lock(self.lock_dir, self.category.name, wait=self.wait):
             live = self.index.require_live(self.category.name)
             return self._apply(live, self.log.records(after=self.log.applied(live.name) or 0))
+
+    # --- one batch --------------------------------------------------------------------------
+    def _write_batch(self, changes: Sequence[Change]) -> list[WriteResult | Exception]:
+        results: list[WriteResult | Exception | None] = [None] * len(changes)
+        for i, change in enumerate(changes):
+            if change.data is not None:
+                try:
+                    decode_image(change.data, max_bytes=self.max_bytes, max_pixels=self.max_pixels)
+                except InvalidImageError as exc:
+                    results[i] = exc
+        with category_lock(self.lock_dir, self.category.name, wait=self.wait):
+            live = self._caught_up()
+            batch = _Batch(self.rows())
+            records: list[ChangeRecord] = []
+            for i, change in enumerate(changes):
+                if results[i] is not None:
+                    continue
+                try:
+                    result = self._write_one(live, batch, change)
+                except ITEM_ERRORS as exc:
+                    results[i] = exc
+                    continue
+                results[i] = result
+                if result.record is not None:
+                    records.append(result.record)
+            self._apply(live, records)
+        return [r for r in results if r is not None]
+
+    def _write_one(self, live: CollectionVersion, batch: _Batch, change: Change) -> WriteResult:
+        if change.op == "add":
+            return self._add(live, batch, change.data or b"", change.row or {})
+        found = self._find(batch, change.id)
+        file = str(found["file"])
+        if change.op == "remove":
+            batch.drop(file)
+            return WriteResult(change.id, file, self.log.append("remove", file), live)
+        merged = {**_row_values(found), **(change.row or {})}
+        merged.pop("file", None)
+        checked = check_row(merged, batch.others(file), self.category)
+        digest, key = str(found.get("digest") or ""), str(found["key"])
+        if change.data is not None:
+            digest, key = self.log.put_image(change.data)
+        record = self.log.append("replace", file, checked.values, digest=digest, key=key, new_class=checked.new_class)
+        batch.note(file, checked.values)
+        return WriteResult(change.id, file, record, live, checked.new_class)
+
+    def _add(self, live: CollectionVersion, batch: _Batch, data: bytes, row: Mapping[str, Any]) -> WriteResult:
+        digest = digest_of(data)
+        given = row.get("file") if isinstance(row, Mapping) else None
+        file = check_file_name(str(given)) if given else f"added/{digest[:16]}{suffix_of(data)}"
+        pid = point_id(self.category.name, file)
+        existing = batch.row(file)
+        if existing is not None:
+            checked = check_row(row, batch.others(file), self.category)
+            if self._same(existing, digest, checked.values):
+                return WriteResult(pid, file, None, live)
+            raise DuplicateImageError(f"file: {file} is already in category {self.category.name!r} as {pid}")
+        checked = check_row(row, batch.classes(), self.category)  # a new file: only the class labels matter
+        _, key = self.log.put_image(data)  # the bytes before the record: a crash leaves no record
+        record = self.log.append("add", file, checked.values, digest=digest, key=key, new_class=checked.new_class)
+        self._ids[pid] = file
+        batch.note(file, {**checked.values, "key": key, "digest": digest})
+        return WriteResult(pid, file, record, live, checked.new_class)
 
     # --- helpers ----------------------------------------------------------------------------
     def _caught_up(self) -> CollectionVersion:
@@ -177,17 +248,75 @@ class Catalogue:
             self.log.mark_applied(version.name, applied.seq)
         return applied
 
-    def _find(self, rows: pd.DataFrame, pid: str) -> pd.Series:
-        ids = [point_id(self.category.name, str(file)) for file in rows["file"]]
-        if pid not in ids:
+    def _find(self, batch: _Batch, pid: str) -> pd.Series:
+        """The row of a point id; each file's id is computed once (uuid5 of every row per write was slow)."""
+        if pid not in self._ids:
+            known = set(self._ids.values())
+            names = [name for name in batch.files if name not in known]
+            self._ids.update({point_id(self.category.name, name): name for name in names})
+        found = batch.row(self._ids[pid]) if pid in self._ids else None
+        if found is None:
             raise UnknownImageError(f"id: no image {pid} in category {self.category.name!r}")
-        return rows.iloc[ids.index(pid)]
+        return found
 
     def _same(self, found: pd.Series, digest: str, values: dict[str, Any]) -> bool:
         stored = str(found.get("digest") or "") if "digest" in found else ""
         if not stored or stored == "nan":
             stored = digest_of(self.store.get_bytes(str(found["key"])))
         return stored == digest and all(_equal(found.get(column), value) for column, value in values.items())
+
+
+class _Batch:
+    """The rows a batch checks against: the rows read under the lock plus the batch's own writes so far.
+
+    Kept small on purpose: a new row is checked against one row per class (its label) rather than
+    against a copy of every row, so a batch of 64 adds to 70,000 rows copies nothing large.
+    """
+
+    def __init__(self, current: pd.DataFrame) -> None:
+        self.current = current
+        self.files = current["file"].astype(str)
+        self._written: dict[str, dict[str, Any]] = {}  # file -> its row after this batch's writes
+        self._dropped: set[str] = set()
+
+    def row(self, file: str) -> pd.Series | None:
+        """The file's row now, or None."""
+        if file in self._dropped:
+            return None
+        if file in self._written:
+            return pd.Series({"file": file, **self._written[file]})
+        found = self.current[self.files == file]
+        return None if found.empty else found.iloc[0]
+
+    def classes(self) -> pd.DataFrame:
+        """One row per class (the batch's new classes included): enough to check a new file's row."""
+        firsts = self.current.drop_duplicates("class")
+        if not self._written:
+            return firsts
+        return pd.concat([firsts, pd.DataFrame([{"file": f, **v} for f, v in self._written.items()])])
+
+    def others(self, file: str) -> pd.DataFrame:
+        """Every row but ``file``'s (a replace may move a class's only image to another class)."""
+        rest = self.current[self.files != file]
+        written = [{"file": f, **v} for f, v in self._written.items() if f != file]
+        return pd.concat([rest, pd.DataFrame(written)]) if written else rest
+
+    def note(self, file: str, values: Mapping[str, Any]) -> None:
+        """Remember a write of this batch."""
+        self._dropped.discard(file)
+        self._written[file] = {**self._written.get(file, {}), **values}
+
+    def drop(self, file: str) -> None:
+        """Remember a removal of this batch."""
+        self._written.pop(file, None)
+        self._dropped.add(file)
+
+
+def _one(results: list[WriteResult | Exception]) -> WriteResult:
+    (result,) = results
+    if isinstance(result, Exception):
+        raise result
+    return result
 
 
 def _row_values(row: pd.Series) -> dict[str, Any]:

@@ -54,6 +54,12 @@ FLUSH_POINTS = 16_384
 # A catalogue write waits this long for a version's writer lock (another write, or a reader loading).
 LOCK_WAIT_SECONDS = 30.0
 LOCK_POLL_SECONDS = 0.02
+# A catalogue writer keeps its version open this long after a commit, so a burst of writes (a
+# service taking adds, a sync's batches) pays one shard load and one journal fold instead of two
+# loads per write (~0.1-0.5 s each on 2 cores); never longer than HOLD_SECONDS in one go, so other
+# processes' writes and reloads wait at most that long (docs/catalogue-design.md, "Speed").
+LINGER_SECONDS = 0.5
+HOLD_SECONDS = 2.0
 SCHEMAS = {
     "keyword": edge.PayloadSchemaType.Keyword,
     "integer": edge.PayloadSchemaType.Integer,
@@ -72,8 +78,12 @@ class EdgeBackend:
         hnsw_m: int = HNSW_M,
         ef_construct: int = EF_CONSTRUCT,
         warm: bool = False,
+        linger: float = LINGER_SECONDS,
     ) -> None:
-        """``warm``: read a version's files once when this process opens it for reading (``_warm``)."""
+        """``warm``: read a version's files once when this process opens it for reading (``_warm``).
+
+        ``linger``: seconds a catalogue writer stays open after its last commit (0: close at once).
+        """
         self.root = root
         self.warm = warm
         self.shards_dir = root / "collections"
@@ -85,6 +95,10 @@ class EdgeBackend:
         self._shards: dict[str, edge.EdgeShard] = {}
         self._locks: dict[str, IO[bytes]] = {}
         self._generations: dict[str, int] = {}  # of the handles open for reading (see ``generation``)
+        self.linger = linger
+        self._sessions: dict[str, float] = {}  # catalogue writers held open (acquire): since when
+        self._active: set[str] = set()  # between acquire and commit: an idle release must wait
+        self._timers: dict[str, threading.Timer] = {}
         # One shard object is shared by the server's threads; open/close must not interleave.
         self._guard = threading.RLock()
 
@@ -182,7 +196,7 @@ class EdgeBackend:
                 if unflushed >= FLUSH_POINTS:
                     shard.flush()
                     unflushed = 0
-            if unflushed:
+            if unflushed and collection not in self._sessions:  # a catalogue commit flushes it
                 shard.flush()
 
     def seal(self, collection: str) -> None:
@@ -194,9 +208,12 @@ class EdgeBackend:
             self._forget(collection)
 
     def is_being_written(self, collection: str) -> bool:
-        """Whether a process (this one included) holds the version's writer lock."""
+        """Whether a process holds the version's writer lock (this one: outside a catalogue write).
+
+        A catalogue writer of this process that lingers (``commit``) left its version complete.
+        """
         if collection in self._locks:
-            return True
+            return collection not in self._sessions
         try:
             with open(self._lock_path(collection), "rb") as handle:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -293,8 +310,10 @@ class EdgeBackend:
         return [Record(str(r.id), dict(r.payload or {}), None) for r in records]
 
     def close(self) -> None:
-        """Close every open shard and release the writer locks this process holds."""
+        """Close every open shard and release the writer locks this process holds (lingering writers folded)."""
         with self._guard:
+            for name in list(self._sessions):
+                self._release(name)
             for name in list(self._shards):
                 self._forget(name)
 
@@ -340,6 +359,7 @@ class EdgeBackend:
         self._locks[name] = handle
 
     def _forget(self, name: str) -> None:
+        self._end_session(name)
         shard = self._shards.pop(name, None)
         if shard is not None:
             shard.close()
@@ -358,17 +378,23 @@ class EdgeBackend:
         with self._guard:
             shard = self._writer(collection)
             shard.update(edge.UpdateOperation.delete_points(list(ids)))
-            shard.flush()
+            if collection not in self._sessions:  # a catalogue commit flushes it
+                shard.flush()
 
     def acquire(self, collection: str, wait: float = LOCK_WAIT_SECONDS) -> None:
         """Take the version's writer lock, waiting up to ``wait`` seconds (a reader loads under it briefly).
+
+        A writer this process still holds open from its last commit is used as it is (no load).
 
         Raises:
             IndexBusyError: another process held it for ``wait`` seconds (a pipeline building it).
         """
         with self._guard:
             if collection in self._locks:
-                return  # this process writes it already (a pipeline replaying into the version it builds)
+                # Our lingering catalogue writer, or a pipeline replaying into the version it builds.
+                if collection in self._sessions:
+                    self._active.add(collection)
+                return
             self._forget(collection)  # a handle opened for reading may predate our writes
             deadline = time.monotonic() + wait
             while True:
@@ -380,24 +406,70 @@ class EdgeBackend:
                         raise
                     time.sleep(LOCK_POLL_SECONDS)
             self._shards[collection] = _load(self._folder(collection))
+            self._sessions[collection] = time.monotonic()
+            self._active.add(collection)
 
     def commit(self, collection: str) -> None:
-        """Publish writes to a finished version: flush, close, fold the journals, bump the generation, unlock.
+        """Publish writes to a finished version: flush, bump the generation; release now or after a linger.
 
-        A shard's flush leaves journal files that the next load applies and deletes, so a load is
-        a write: the fold (one load and close here, under the writer lock) keeps readers' loads
-        read-only. Readers in every process reopen the version when its generation changes.
+        Flushed before returning, so a write is durable when its change record is marked applied.
+        Readers of this process read the writer's own handle; readers in other processes see the new
+        generation, and reopen under a shared lock, so their load waits until the writer lets go
+        (:meth:`_release`: close, fold the journals, unlock) — ``linger`` seconds after the last
+        commit, at most ``HOLD_SECONDS`` after the first. A shard's flush leaves journal files that
+        the next load applies and deletes: the fold (a load under the writer lock) keeps readers'
+        loads read-only, and a reader never loads while the writer is open (its flush would fail).
         """
         with self._guard:
             if collection not in self._locks:
                 return
-            shard = self._shards.pop(collection, None)
+            self._active.discard(collection)
+            shard = self._shards.get(collection)
+            if shard is not None:
+                shard.flush()
+            self._bump_generation(collection)
+            since = self._sessions.get(collection)
+            if since is None or shard is None or self.linger <= 0 or time.monotonic() - since >= HOLD_SECONDS:
+                self._release(collection)
+                return
+            self._schedule_release(collection)
+
+    def _schedule_release(self, collection: str) -> None:
+        old = self._timers.pop(collection, None)
+        if old is not None:
+            old.cancel()
+        timer = threading.Timer(self.linger, self._release_idle, args=(collection,))
+        timer.daemon = True
+        self._timers[collection] = timer
+        timer.start()
+
+    def _release_idle(self, collection: str) -> None:
+        """The linger timer: release unless a write is under way (its commit schedules the next)."""
+        with self._guard:
+            if collection in self._sessions and collection not in self._active:
+                self._release(collection)
+
+    def _release(self, collection: str) -> None:
+        """Close the writer, fold its journals (kept open as this process's reader), unlock."""
+        self._end_session(collection)
+        shard = self._shards.pop(collection, None)
+        try:
             if shard is not None:
                 shard.flush()
                 shard.close()
-                _load(self._folder(collection)).close()
-            self._bump_generation(collection)
-            self._locks.pop(collection).close()
+                self._shards[collection] = _load(self._folder(collection))  # the fold, under the writer lock
+            self._generations[collection] = self.generation(collection)
+        finally:
+            lock = self._locks.pop(collection, None)
+            if lock is not None:
+                lock.close()
+
+    def _end_session(self, name: str) -> None:
+        self._sessions.pop(name, None)
+        self._active.discard(name)
+        timer = self._timers.pop(name, None)
+        if timer is not None:
+            timer.cancel()
 
     def generation(self, collection: str) -> int:
         """How many catalogue commits the version has had (0: none); one ``stat``-sized read per call."""

@@ -7,6 +7,7 @@ import pytest
 
 from tests.unit.catalogue.conftest import edge_index, pixels, png
 from visearch.catalogue import Catalogue, ChangeLog
+from visearch.catalogue.writes import Change
 from visearch.errors import (
     DuplicateImageError,
     InvalidImageError,
@@ -133,3 +134,45 @@ def test_another_process_reader_sees_an_embedded_write(live: Catalogue, engine: 
     live.add(png(7), {"class": "Bag"})
     assert reader.count(name) == before + 1  # the generation changed: the reader reopened
     reader.close()
+
+
+def test_a_batch_writes_the_good_items_and_reports_each_bad_one(live: Catalogue) -> None:
+    before = count(live)
+    changes = [
+        Change("add", png(1), {"class": "Bag"}),
+        Change("add", b"not an image", {"class": "Bag"}),
+        Change("add", png(2), {"class": "Hat"}),
+        Change("add", png(3), {"class": "Hat"}),  # the batch's own new class: the same new label
+        Change("add", png(4), {"class": "Bag", "colour": "red"}),
+        Change("remove", id="no-such-id"),
+    ]
+    results = live.write_many(changes, batch=4)
+    assert [type(r).__name__ for r in results] == [
+        "WriteResult",
+        "InvalidImageError",
+        "WriteResult",
+        "WriteResult",
+        "InvalidRowError",
+        "UnknownImageError",
+    ]
+    assert count(live) == before + 3
+    assert nearest(live, png(2)) == results[2].id  # type: ignore[union-attr]
+    labels = live.rows().groupby("class")["label"].unique()
+    assert len(labels["Hat"]) == 1
+    assert ChangeLog(live.store, live.category).last_seq() == 3
+    removed = live.write_many([Change("remove", id=results[0].id)])  # type: ignore[union-attr]
+    assert removed[0].record is not None and count(live) == before + 2  # type: ignore[union-attr]
+
+
+def test_a_batch_killed_after_its_records_is_completed_by_the_next_write(live: Catalogue) -> None:
+    # What a batch leaves when killed between its records and its index transaction.
+    log = ChangeLog(live.store, live.category)
+    label = live.rows().groupby("class")["label"].first()["Dress"]
+    lost = []
+    for i in range(2):
+        digest, key = log.put_image(png(10 + i))
+        lost.append(log.append("add", f"lost/{i}.png", {"class": "Dress", "label": label}, digest=digest, key=key))
+    ids = [point_id(live.category.name, record.file) for record in lost]
+    assert not found(live, ids)
+    live.write_many([Change("add", png(5), {"class": "Dress"})])
+    assert found(live, ids) == set(ids)
