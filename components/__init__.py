@@ -16,17 +16,19 @@ from kfp import dsl
 from components.embed import embed
 from components.evaluate import evaluate
 from components.preprocess import preprocess
+from components.refresh import refresh
 from components.shards import shards
 from components.train import train
 from components.upsert import upsert
 
-STEPS: tuple[Callable[..., Any], ...] = (preprocess, train, evaluate, shards, embed, upsert)
+STEPS: tuple[Callable[..., Any], ...] = (refresh, preprocess, train, evaluate, shards, embed, upsert)
 
 
 @dataclass(frozen=True)
 class Components:
-    """The step components (five steps and the embed step's fan-out), built for one image."""
+    """The step components (the mode's decision, five steps and the embed step's fan-out), built for one image."""
 
+    refresh: Any
     preprocess: Any
     train: Any
     evaluate: Any

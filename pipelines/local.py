@@ -32,6 +32,7 @@ class CategoryRun:
     reason: str = ""
     collection: str = ""
     run_id: str = ""
+    mode: str = ""  # what the refresh step decided: "train" (the chain ran) or "refreshed"
 
     @property
     def report(self) -> dict[str, Any]:
@@ -50,6 +51,9 @@ class LocalRun:
         """A short listing of where every artifact landed."""
         lines = [f"pipeline run folder: {self.folder}"]
         for category in self.categories:
+            if category.mode == "refreshed":
+                lines.append(f"\n{category.category}:  refreshed from its change log, not trained")
+                continue
             lines.append(f"\n{category.category}:  MLflow run {category.run_id}  index {category.collection}")
             lines.append(f"  gate: {category.reason}")
             lines += [f"  {name:<22} {path}" for name, path in category.artifacts.items()]
@@ -63,6 +67,7 @@ def run_local(
     *,
     log_file: Path | None = None,
     embed_shards: int | None = None,
+    mode: str = "full",
 ) -> LocalRun:
     """Run the pipeline for ``categories``; artifacts land under ``<VISEARCH_HOME>/kfp``.
 
@@ -73,6 +78,7 @@ def run_local(
         log_file: Write the steps' full logs there and show one status line per step and category
             (``pipelines.status.StatusLines``); None: kfp's whole log on stdout.
         embed_shards: Embed steps per category (the pipeline's ``embed_shards``); None = the registry's.
+        mode: The pipeline's ``mode``: ``full``, ``refresh`` or ``auto`` (``visearch.stages.refresh.MODES``).
     """
     root = settings.home / "kfp"
     root.mkdir(parents=True, exist_ok=True)
@@ -89,7 +95,7 @@ def run_local(
         # base_image is only used on a cluster; locally the steps run in this environment.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
         shards = {} if embed_shards is None else {"embed_shards": embed_shards}
-        pipeline(categories=categories, **(overrides or {}), **shards)
+        pipeline(categories=categories, mode=mode, **(overrides or {}), **shards)
     created = sorted((p for p in root.iterdir() if p not in before and p.is_dir()), key=lambda p: p.stat().st_mtime)
     if not created:
         raise RuntimeError(f"kfp.local wrote no run folder under {root}")
@@ -108,8 +114,9 @@ def collect(folder: Path, categories: list[str]) -> LocalRun:
             continue
         iteration = matches[0]
         found = CategoryRun(category, iteration)
-        # The embed step runs once per shard, each in a folder of the inner loop (for-loop-2-iteration-N).
+        # The embed step runs once per shard, each in a folder of the inner loop (for-loop-3-iteration-N).
         shards = sorted(iteration.glob("for-loop-*-iteration-*"), key=lambda p: int(p.name.rsplit("-", 1)[1]))
+        found.mode = _parameters(iteration / "refresh", "refresh").get("mode", "")
         for step in STEPS:
             places = [(iteration / step, step)]
             places += [(shard / step, step if len(shards) == 1 else f"{step}[{i}]") for i, shard in enumerate(shards)]
@@ -125,7 +132,7 @@ def collect(folder: Path, categories: list[str]) -> LocalRun:
 
 def _parameters(step_dir: Path, step: str) -> dict[str, str]:
     """The string outputs a step returned (run id, gate reason, collection)."""
-    names = {"preprocess": "run_id", "evaluate": "reason", "upsert": "collection"}
+    names = {"refresh": "mode", "preprocess": "run_id", "evaluate": "reason", "upsert": "collection"}
     path = step_dir / "executor_output.json"
     if step not in names or not path.exists():
         return {}

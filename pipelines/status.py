@@ -22,6 +22,7 @@ CATEGORY = re.compile(r'^\s*"category": "([^"]+)"')
 PROGRESS = re.compile(r"^\s*(?P<desc>[^|]*?):\s+(?P<percent>\d+)%\|[^|]*\|\s*(?P<done>\d+)/(?P<total>\d+)")
 # What a step decided, from the lines the library's step functions print: (pattern, shown as).
 DECISIONS = (
+    (re.compile(r"^\s*refresh \S+: (.*)"), r"\1"),
     (re.compile(r"^\s*\S+: (\d+ of \d+ rows kept, \d+ dropped)"), r"\1"),
     (re.compile(r"^\s*train \S+: (reusing model .*)"), r"\1"),
     (re.compile(r"^\s*gate for \S+: (.*)"), r"gate: \1"),

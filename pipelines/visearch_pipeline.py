@@ -15,6 +15,7 @@ from kfp import compiler, dsl, kubernetes
 
 from components import build
 from visearch.categories import Category
+from visearch.stages.refresh import MODES, TRAIN
 from visearch.step_resources import ACCELERATED_STEPS, RETRIES, RETRY_BACKOFF, ClusterPlan, cluster_plan
 from visearch.train_params import run_parameters
 
@@ -60,20 +61,23 @@ SECRET_ENV = (
 POD_LABEL = ("app.kubernetes.io/component", "visearch-pipeline-step")
 CLUSTER_PARALLELISM = 4
 DESCRIPTION = "Train, gate and index one visual search model per category."
-# Each run parameter: (type, the value that keeps each category's registry value, description).
-TRAINING = {p.name: (p.kind, p.unset, p.help) for p in run_parameters()}
+# Each run parameter: (type, default, description as the dashboard's run form shows it).
+TRAINING = {p.name: (p.kind, p.unset, f"{p.help}; {p.unset!r} keeps the registry's value") for p in run_parameters()}
 RUN_PARAMETERS: dict[str, tuple[type, Any, str]] = {
+    "mode": (str, "full", "; ".join(f"{name}: {text}" for name, text in MODES.items())),
     **TRAINING,
-    "embed_shards": (int, -1, "Embed pods per category, their outputs collected by the upsert"),
+    "embed_shards": (
+        int,
+        -1,
+        "Embed pods per category, their outputs collected by the upsert; -1 keeps the registry's value",
+    ),
 }
 
 
 def _docstring() -> str:
     """The pipeline's docstring: kfp shows each ``Args`` entry beside its run parameter in the dashboard."""
     lines = [f"{DESCRIPTION}", "", "Args:", "    categories: The categories to build, each in its own loop iteration."]
-    lines += [
-        f"    {name}: {text}; {unset!r} keeps the registry's value" for name, (_, unset, text) in RUN_PARAMETERS.items()
-    ]
+    lines += [f"    {name}: {text}" for name, (_, _, text) in RUN_PARAMETERS.items()]
     return "\n".join(lines)
 
 
@@ -124,56 +128,61 @@ def build_pipeline(image: str, *, parallelism: int = CLUSTER_PARALLELISM, plan: 
     def visearch(categories: List[str], *values: Any) -> None:  # noqa: UP006
         given = dict(zip(RUN_PARAMETERS, values, strict=True))
         with dsl.ParallelFor(items=categories, parallelism=parallelism, name="category") as category:
-            prep = _on_cluster(
-                steps.preprocess(
-                    category=category,
-                    pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                    **{name: given[name] for name in TRAINING},
-                ),
-                "preprocess",
-                plan,
-            )
-            trained = _on_cluster(
-                steps.train(category=category, manifest=prep.outputs["manifest"], run_id=prep.outputs["Output"]),
-                "train",
-                plan,
-            )
-            gated = _on_cluster(
-                steps.evaluate(
-                    category=category,
-                    manifest=prep.outputs["manifest"],
-                    run_id=prep.outputs["Output"],
-                    model=trained.outputs["model"],
-                    baseline=trained.outputs["baseline"],
-                ),
-                "evaluate",
-                plan,
-            )
-            shards = _on_cluster(steps.shards(category=category, embed_shards=given["embed_shards"]), "shards", plan)
-            # Each item carries its category: kfp.local hands an inner loop's body the inner item
-            # in place of any outer loop item (kfp 2.17), so the body reads only its own item.
-            with dsl.ParallelFor(items=shards.output, name="shard") as shard:
-                vectors = _on_cluster(
-                    steps.embed(
-                        category=shard.category,
-                        manifest=prep.outputs["manifest"],
-                        model=gated.outputs["champion"],
-                        shard=shard.shard,
+            # The mode decides per category whether the training chain runs (refresh / auto modes).
+            decided = _on_cluster(steps.refresh(category=category, mode=given["mode"]), "refresh", plan)
+            with dsl.If(decided.output == TRAIN, name="train-and-index"):
+                prep = _on_cluster(
+                    steps.preprocess(
+                        category=category,
+                        pipeline_run=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                        **{name: given[name] for name in TRAINING},
                     ),
-                    "embed",
+                    "preprocess",
                     plan,
                 )
-            _on_cluster(
-                steps.upsert(
-                    category=category,
-                    manifest=prep.outputs["manifest"],
-                    model=gated.outputs["champion"],
-                    embeddings=dsl.Collected(vectors.outputs["embeddings"]),
-                    run_id=prep.outputs["Output"],
-                ),
-                "upsert",
-                plan,
-            )
+                trained = _on_cluster(
+                    steps.train(category=category, manifest=prep.outputs["manifest"], run_id=prep.outputs["Output"]),
+                    "train",
+                    plan,
+                )
+                gated = _on_cluster(
+                    steps.evaluate(
+                        category=category,
+                        manifest=prep.outputs["manifest"],
+                        run_id=prep.outputs["Output"],
+                        model=trained.outputs["model"],
+                        baseline=trained.outputs["baseline"],
+                    ),
+                    "evaluate",
+                    plan,
+                )
+                shards = _on_cluster(
+                    steps.shards(category=category, embed_shards=given["embed_shards"]), "shards", plan
+                )
+                # Each item carries its category: kfp.local hands an inner loop's body the inner item
+                # in place of any outer loop item (kfp 2.17), so the body reads only its own item.
+                with dsl.ParallelFor(items=shards.output, name="shard") as shard:
+                    vectors = _on_cluster(
+                        steps.embed(
+                            category=shard.category,
+                            manifest=prep.outputs["manifest"],
+                            model=gated.outputs["champion"],
+                            shard=shard.shard,
+                        ),
+                        "embed",
+                        plan,
+                    )
+                _on_cluster(
+                    steps.upsert(
+                        category=category,
+                        manifest=prep.outputs["manifest"],
+                        model=gated.outputs["champion"],
+                        embeddings=dsl.Collected(vectors.outputs["embeddings"]),
+                        run_id=prep.outputs["Output"],
+                    ),
+                    "upsert",
+                    plan,
+                )
 
     # The run parameters are generated from their one declaration (TrainParams): kfp reads the
     # pipeline's interface from its signature and the descriptions from its docstring's Args.

@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from visearch.categories import Category, StepResources
 from visearch.errors import ConfigError
 
-STEPS = ("preprocess", "train", "evaluate", "shards", "embed", "upsert")
+STEPS = ("refresh", "preprocess", "train", "evaluate", "shards", "embed", "upsert")
 DEFAULT_RESOURCES = {
+    # The run's mode per category; a refresh embeds only the changed images (catalogue writes).
+    "refresh": StepResources(cpu="1", memory="2Gi", memory_limit="4Gi"),
     "preprocess": StepResources(cpu="500m", memory="1Gi", memory_limit="2Gi"),
     "train": StepResources(cpu="2", memory="4Gi", memory_limit="8Gi"),
     "evaluate": StepResources(cpu="2", memory="3Gi", memory_limit="6Gi"),

@@ -16,7 +16,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, env_for
+from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, env_for, photo
 from visearch.settings import Settings
 
 STEPS = {"preprocess", "train", "evaluate", "embed", "upsert"}
@@ -51,8 +51,18 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
     assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--categories"
     assert loop["iteratorPolicy"]["parallelismLimit"] == 4
 
-    tasks = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
-    assert set(tasks) == STEPS - {"embed"} | {"shards", "for-loop-2"}
+    # Per category: the run's mode first; the training chain runs only when it answers "train".
+    per_category = spec["components"]["comp-for-loop-1"]["dag"]["tasks"]
+    assert set(per_category) == {"refresh", "condition-2"}
+    assert per_category["refresh"]["inputs"]["parameters"]["mode"]["componentInputParameter"] == "pipelinechannel--mode"
+    chain = per_category["condition-2"]
+    assert chain["dependentTasks"] == ["refresh"] and chain["taskInfo"]["name"] == "train-and-index"
+    assert (
+        chain["triggerPolicy"]["condition"] == "inputs.parameter_values['pipelinechannel--refresh-Output'] == 'train'"
+    )
+    assert inputs["mode"]["defaultValue"] == "full" and "auto: refresh" in inputs["mode"]["description"]
+    tasks = spec["components"]["comp-condition-2"]["dag"]["tasks"]
+    assert set(tasks) == STEPS - {"embed"} | {"shards", "for-loop-3"}
     # Every training parameter reaches the preprocess step, which resolves them once for the later steps.
     given = tasks["preprocess"]["inputs"]["parameters"]
     for name in ("patience", "trunk_lr_scale", "seed", "holdout", "loss"):
@@ -63,8 +73,8 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
         "train": {"preprocess"},
         "evaluate": {"preprocess", "train"},
         "shards": set(),
-        "for-loop-2": {"preprocess", "evaluate", "shards"},
-        "upsert": {"preprocess", "evaluate", "for-loop-2"},
+        "for-loop-3": {"preprocess", "evaluate", "shards"},
+        "upsert": {"preprocess", "evaluate", "for-loop-3"},
     }
     # The embed step fans out over the shards the `shards` step lists (the pipeline's embed_shards,
     # else the registry's), one item {category, shard} each; the upsert collects every shard's output.
@@ -73,13 +83,13 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
         >= {"defaultValue": -1.0, "isOptional": True, "parameterType": "NUMBER_INTEGER"}.items()
     )
     assert "keeps the registry's value" in inputs["embed_shards"]["description"]
-    fan_out = tasks["for-loop-2"]
+    fan_out = tasks["for-loop-3"]
     assert fan_out["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--shards-Output"
     assert fan_out["inputs"]["parameters"]["pipelinechannel--shards-Output"]["taskOutputParameter"] == {
         "outputParameterKey": "Output",
         "producerTask": "shards",
     }
-    shard_loop = spec["components"]["comp-for-loop-2"]["dag"]
+    shard_loop = spec["components"]["comp-for-loop-3"]["dag"]
     embed = shard_loop["tasks"]["embed"]
     item = "pipelinechannel--shards-Output-loop-item"
     assert {name: p["componentInputParameter"] for name, p in embed["inputs"]["parameters"].items()} == {
@@ -90,17 +100,17 @@ def test_compiled_pipeline_runs_five_steps_per_category_in_a_parallel_for(tmp_pa
         {"outputArtifactKey": "embeddings", "producerSubtask": "embed"}
     ]
     collected = tasks["upsert"]["inputs"]["artifacts"]["embeddings"]["taskOutputArtifact"]
-    assert collected == {"outputArtifactKey": "pipelinechannel--embed-embeddings", "producerTask": "for-loop-2"}
+    assert collected == {"outputArtifactKey": "pipelinechannel--embed-embeddings", "producerTask": "for-loop-3"}
     assert spec["components"]["comp-upsert"]["inputDefinitions"]["artifacts"]["embeddings"]["isArtifactList"]
     # The embed/upsert steps index the gate's champion, not the freshly trained model.
     champion = fan_out["inputs"]["artifacts"]["pipelinechannel--evaluate-champion"]["taskOutputArtifact"]
     assert champion == {"outputArtifactKey": "champion", "producerTask": "evaluate"}
     assert embed["inputs"]["artifacts"]["model"] == {"componentInputArtifact": "pipelinechannel--evaluate-champion"}
-    steps = [task for name, task in tasks.items() if name != "for-loop-2"] + [embed]
+    steps = [task for name, task in tasks.items() if name != "for-loop-3"] + [embed, per_category["refresh"]]
     assert all(not task["cachingOptions"].get("enableCache", False) for task in steps)
 
     executors = spec["deploymentSpec"]["executors"]
-    assert {name.removeprefix("exec-") for name in executors} == STEPS | {"shards"}
+    assert {name.removeprefix("exec-") for name in executors} == STEPS | {"shards", "refresh"}
     assert {executor["container"]["image"] for executor in executors.values()} == {image}
     outputs = spec["components"]["comp-evaluate"]["outputDefinitions"]["artifacts"]
     assert outputs["metrics"]["artifactType"]["schemaTitle"] == "system.Metrics"
@@ -159,8 +169,10 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
     # One status line per step (the gate's decision, the live index), kfp's whole log in the file it names.
     (log,) = {Path(line.split("full log: ")[1]) for line in out.splitlines() if line.startswith("full log: ")}
     assert log.parent == home.home / "kfp" and "Got executor_input" in log.read_text(encoding="utf-8")
-    steps = [line.split()[:2] for line in out.splitlines() if line.startswith(f"  {TINY} ")]
-    assert steps == [[TINY, step] for step in ("preprocess", "train", "evaluate", "shards", "embed", "upsert")], out
+    steps = [line.split()[1] for line in out.splitlines() if line.startswith(f"  {TINY} ")]
+    # `shards` depends on nothing in the chain, so kfp.local may run it anywhere after `refresh`.
+    chain = ["refresh", "preprocess", "train", "evaluate", "embed", "upsert"]
+    assert sorted(steps) == sorted([*chain, "shards"]) and [s for s in steps if s != "shards"] == chain, out
     assert "  gate: " in out and "index: alias -> " in out and "executor_input" not in out
     # Where the artifacts landed is printed, and they are there.
     assert "pipeline run folder:" in out
@@ -229,6 +241,41 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
         assert index.require_live(TINY).name == live.name and index.count(live.name) == valid_images
     finally:
         index.close()
+
+    # A scheduled run in mode auto after one live add: refreshed from the change log, nothing trained.
+    added = tmp_path / "added.png"
+    photo(3).save(added)
+    done = subprocess.run(
+        [sys.executable, "-m", "visearch.cli", "add", "-c", TINY, str(added), "--class", "Bag"],
+        env=env_for(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    out = run_cli(home, cwd, "--mode", "auto")
+    steps = [line.split()[1] for line in out.splitlines() if line.startswith(f"  {TINY} ")]
+    assert steps == ["refresh"], out
+    assert "1 image added since the model was trained" in out and "refreshed: within the policy" in out
+    assert f"{TINY}:  refreshed from its change log, not trained" in out
+    runs = tracker.client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"])
+    assert len(runs) == 3 and runs[0].data.tags["visearch.mode"] == "refresh"
+    assert runs[0].data.metrics["changes.add"] == 1.0
+    index = open_index(home)
+    try:
+        assert index.require_live(TINY).name == live.name and index.count(live.name) == valid_images + 1
+    finally:
+        index.close()
+    bad = subprocess.run(
+        [sys.executable, "-m", "visearch.cli", "pipeline", "run", "--categories", TINY, "--mode", "sometimes"],
+        env=env_for(home),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode != 0 and bad.stderr.strip().splitlines() == [
+        "error: --mode 'sometimes': use one of full, refresh, auto"
+    ]
 
 
 def artifact(out: str, name: str) -> Path:

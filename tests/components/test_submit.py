@@ -255,7 +255,8 @@ def test_every_schedules_a_recurring_run_on_the_same_version_and_starts_no_run(
         state.versions.append({**version, "pipeline_id": "p0"})
     state.experiments.append({"experiment_id": "e0", "display_name": "refresh"})
     options = ["--categories", CATEGORY, "--host", url, "--image", IMAGE, "--experiment", "refresh"]
-    result = cli(tmp_path, "pipeline", "submit", *options, "--run-name", "nightly", "--every", "0 3 * * *")
+    schedule = ["--run-name", "nightly", "--every", "0 3 * * *", "--mode", "auto"]
+    result = cli(tmp_path, "pipeline", "submit", *options, *schedule)
     assert result.returncode == 0, result.stderr
 
     assert not [r for r in state.requests if r.path.startswith(f"{API}/pipelines/upload")]
@@ -266,7 +267,8 @@ def test_every_schedules_a_recurring_run_on_the_same_version_and_starts_no_run(
     assert body["trigger"]["cron_schedule"]["cron"] == "0 0 3 * * *"  # KFP's cron has seconds first
     assert body["display_name"] == "nightly" and body["experiment_id"] == "e0"
     assert body["pipeline_version_reference"] == {"pipeline_id": "p0", "pipeline_version_id": "v1"}
-    assert body["runtime_config"]["parameters"] == {"categories": [CATEGORY]}
+    # The nightly refresh: the change log applied, training only where the category's policy says so.
+    assert body["runtime_config"]["parameters"] == {"categories": [CATEGORY], "mode": "auto"}
     assert body["mode"] == "ENABLE" and body["no_catchup"] is True and int(body["max_concurrency"]) == 1
     assert "recurring run 'nightly' submitted on cron '0 3 * * *'" in result.stdout
 

@@ -56,14 +56,20 @@ def test_every_step_has_requests_limits_and_retries_and_the_registry_volume(tmp_
     for body in spec["deploymentSpec"]["executors"].values():
         resources = body["container"]["resources"]
         assert {"resourceCpuRequest", "resourceMemoryRequest", "resourceMemoryLimit"} <= set(resources)
-    tasks = spec["root"]["dag"]["tasks"]["for-loop-1"]["componentRef"]["name"]
-    loop = spec["components"][tasks]["dag"]["tasks"]
-    shard_loop = spec["components"]["comp-for-loop-2"]["dag"]["tasks"]  # the embed step's fan-out
-    steps = [task for name, task in {**loop, **shard_loop}.items() if not name.startswith("for-loop")]
-    assert len(steps) == 6 and all(task["retryPolicy"]["maxRetryCount"] == 2 for task in steps)
+    # Every task of every DAG (the category loop, the mode's condition, the embed fan-out) but the DAGs themselves.
+    tasks = [
+        task for component in spec["components"].values() for task in component.get("dag", {}).get("tasks", {}).values()
+    ]
+    steps = [task for task in tasks if task["componentRef"]["name"].removeprefix("comp-") in spec_steps(spec)]
+    assert len(steps) == 7 and all(task["retryPolicy"]["maxRetryCount"] == 2 for task in steps)
     kubernetes = platform["platforms"]["kubernetes"]["deploymentSpec"]["executors"]
     for executor in kubernetes.values():
         assert any(volume["configMapName"] == CATEGORIES_CONFIG_MAP for volume in executor["configMapAsVolume"])
+
+
+def spec_steps(spec: dict) -> set[str]:  # type: ignore[type-arg]
+    """The names of the compiled spec's container steps (its executors)."""
+    return {name.removeprefix("exec-") for name in spec["deploymentSpec"]["executors"]}
 
 
 def test_quantities_and_conflicting_accelerators() -> None:

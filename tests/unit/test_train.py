@@ -157,6 +157,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(home: Settings, regist
     process = subprocess.Popen(
         [*command, "--epochs", "500"], env=env_for(home), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
+
     # The step's scratch (TrainingNames): one folder per params identity and data.
     def checkpoints() -> list[Path]:
         return list((work / "train-scratch").glob("*/checkpoint.pt"))

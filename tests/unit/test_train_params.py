@@ -83,13 +83,12 @@ def test_a_new_field_becomes_an_option_and_a_run_parameter_by_itself(monkeypatch
     app.command()(command)
     get_command(app).main(["--margin", "0.25", "--epochs", "2"], standalone_mode=False)
     assert got == {"margin": 0.25, "epochs": 2}  # only what was given
-    monkeypatch.setattr(
-        "pipelines.visearch_pipeline.TRAINING", {p.name: (p.kind, p.unset, p.help) for p in run_parameters()}
-    )
-    monkeypatch.setattr(
-        "pipelines.visearch_pipeline.RUN_PARAMETERS",
-        {**{p.name: (p.kind, p.unset, p.help) for p in run_parameters()}, "embed_shards": (int, -1, "shards")},
-    )
+    import pipelines.visearch_pipeline as pipeline
+
+    training = {p.name: (p.kind, p.unset, p.help) for p in run_parameters()}
+    others = {name: spec for name, spec in pipeline.RUN_PARAMETERS.items() if name not in pipeline.TRAINING}
+    monkeypatch.setattr(pipeline, "TRAINING", training)
+    monkeypatch.setattr(pipeline, "RUN_PARAMETERS", {**others, **training})
     # The preprocess component has no input `margin` yet: building fails, as its test above says it must.
     with pytest.raises(TypeError, match="margin"):
         build_pipeline("registry.example.com/train:test")

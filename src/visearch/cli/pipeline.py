@@ -69,6 +69,16 @@ def compile_command(
     typer.echo(f"pipeline written to {path}")
 
 
+# The pipeline's `mode` run parameter (visearch.stages.refresh.MODES).
+Mode = Annotated[
+    str,
+    typer.Option(
+        help="full: train, gate and index; refresh: apply each category's change log, never train; "
+        "auto: refresh, and train where the category's refresh policy says so"
+    ),
+]
+
+
 @pipeline_app.command("run")
 @train_options()
 def run_command(
@@ -80,6 +90,7 @@ def run_command(
         Path | None,
         typer.Option(help="Where kfp's full log goes (default: VISEARCH_HOME/kfp/run-<time>.log)"),
     ] = None,
+    mode: Mode = "full",
     *,
     overrides: dict[str, Any],
 ) -> None:
@@ -97,11 +108,12 @@ def run_command(
         raise ConfigError("--categories needs at least one category name")
     for name in names:
         registry.get(name).train.with_overrides(overrides)  # bad values fail here, not in a step
+    check_mode(mode)
     started = time.monotonic()
     log_file = log_file or default_log_file(settings)
     typer.echo(f"running the pipeline for {', '.join(names)} with kfp.local; full log: {log_file}")
     try:
-        result = run_pipeline(settings, names, overrides, log_file=log_file, embed_shards=embed_shards)
+        result = run_pipeline(settings, names, overrides, log_file=log_file, embed_shards=embed_shards, mode=mode)
     except PipelineFailedError as exc:
         raise PipelineFailedError(f"{exc} (full log: {log_file})") from exc
     typer.echo("")
@@ -111,6 +123,14 @@ def run_command(
         f"\npipeline finished in {time.monotonic() - started:.0f} s; "
         f"compare runs: mlflow ui --backend-store-uri {settings.tracking_uri}"
     )
+
+
+def check_mode(mode: str) -> None:
+    """A bad ``--mode`` fails here, before any step runs."""
+    from visearch.stages.refresh import MODES
+
+    if mode not in MODES:
+        raise ConfigError(f"--mode {mode!r}: use one of {', '.join(MODES)}")
 
 
 def default_log_file(settings: Settings) -> Path:
@@ -189,6 +209,7 @@ def submit_command(
         str | None, typer.Option(help="Schedule a recurring run instead, on this cron, e.g. '0 3 * * *' (daily 03:00)")
     ] = None,
     poll_seconds: Annotated[float, typer.Option(min=0.01, help="Seconds between status checks with --wait")] = 10.0,
+    mode: Mode = "full",
     *,
     overrides: dict[str, Any],
 ) -> None:
@@ -201,6 +222,7 @@ def submit_command(
 
     if wait and every:
         raise ConfigError("--wait follows one run; a schedule (--every) starts many: use one of them")
+    check_mode(mode)
     settings = Settings()
     registry = load_registry(settings.visearch_categories)
     names = [name.strip() for name in categories.split(",") if name.strip()]
@@ -213,7 +235,8 @@ def submit_command(
     from pipelines.visearch_pipeline import compile_pipeline
 
     shards = {} if embed_shards is None else {"embed_shards": embed_shards}
-    arguments = {"categories": names, **overrides, **shards}
+    given_mode = {} if mode == "full" else {"mode": mode}  # only what was given, as for the options
+    arguments = {"categories": names, **given_mode, **overrides, **shards}
     name = run_name or f"visearch {','.join(names)} {datetime.now():%Y-%m-%d %H:%M:%S}"
     with tempfile.TemporaryDirectory(prefix="visearch-submit-") as folder:
         package = compile_pipeline(Path(folder) / "visearch-pipeline.yaml", image or settings.train_image, chosen)

@@ -135,3 +135,46 @@ def _record(settings: Settings, outcome: RefreshOutcome, seq: int) -> str:
         run.set_tags({"refresh.retrain": outcome.retrain, "refresh.reason": outcome.reason})
     run.end()
     return run.run_id
+
+
+# The pipeline's `mode` run parameter: what one run does for a category.
+MODES = {
+    "full": "train, gate and index (the default)",
+    "refresh": "apply the change log with the champion and record it, never train",
+    "auto": "refresh, and train only when the category's refresh policy says so",
+}
+TRAIN, REFRESHED = "train", "refreshed"
+
+
+def refresh_step(category: str, mode: str) -> str:
+    """The pipeline entry: ``"train"`` when the run must train this category, ``"refreshed"`` when it is done.
+
+    ``full`` always trains; ``auto`` trains a category with no live index yet, or one its refresh
+    policy sends back to training; ``refresh`` never trains.
+
+    Raises:
+        ConfigError: ``mode`` is not one of :data:`MODES`.
+        NotFoundError: ``refresh`` of a category with no live index (run it in mode ``full`` first).
+    """
+    from visearch.entry_context import Context
+    from visearch.errors import ConfigError
+    from visearch.index import open_index
+
+    if mode not in MODES:
+        raise ConfigError(f"mode {mode!r}: use one of {', '.join(MODES)}")
+    if mode == "full":
+        print(f"refresh {category}: mode full, training")
+        return TRAIN
+    ctx = Context.from_env()
+    if mode == "auto":
+        index = open_index(ctx.settings)
+        try:
+            live = index.live(category)
+        finally:
+            index.close()
+        if live is None:
+            print(f"refresh {category}: no live index yet, training")
+            return TRAIN
+    outcome = refresh(*ctx.for_stage(category))
+    print(f"refresh {outcome.line()}")
+    return TRAIN if outcome.retrain and mode == "auto" else REFRESHED

@@ -7,8 +7,9 @@ import io
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
-from tests.helpers import TINY, copy_home, photo
+from tests.helpers import PLAIN, TINY, copy_home, env_for, photo
 from visearch.catalogue import ChangeLog
 from visearch.categories import load_registry
 from visearch.index import open_index
@@ -91,3 +92,25 @@ def test_refresh_from_the_command_line(indexed_home: Settings, home: Settings, t
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"{TINY}: no change since the model was trained") and "refreshed" in done.stdout
     assert_one_line_error(visearch(home, "refresh", "-c", TINY), "has no index yet")  # nothing indexed there
+
+
+def test_the_pipeline_mode_decides_whether_a_category_trains(
+    indexed_home: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The `refresh` step of the pipeline: full always trains; auto trains a category never indexed; refresh never does."""
+    from visearch.errors import ConfigError, NotFoundError
+    from visearch.stages.refresh import REFRESHED, TRAIN, refresh_step
+
+    settings = copy_home(indexed_home, tmp_path / "home")
+    for name, value in env_for(settings).items():
+        monkeypatch.setenv(name, value)
+    assert refresh_step(TINY, "full") == TRAIN
+    assert refresh_step(TINY, "auto") == REFRESHED  # live, nothing changed: within the policy
+    add(settings, png(7), "Never-seen")  # a new class: the policy sends the category back to training
+    assert refresh_step(TINY, "auto") == TRAIN
+    assert refresh_step(TINY, "refresh") == REFRESHED  # refresh never trains
+    assert refresh_step(PLAIN, "auto") == TRAIN  # no live index yet: only training can build one
+    with pytest.raises(NotFoundError, match="no index yet"):
+        refresh_step(PLAIN, "refresh")
+    with pytest.raises(ConfigError, match="mode 'sometimes': use one of full, refresh, auto"):
+        refresh_step(TINY, "sometimes")
