@@ -9,12 +9,13 @@ JSON over the category's filterable columns, :mod:`visearch.index.filters`).
 
 from __future__ import annotations
 
+import json
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from visearch.errors import NotFoundError
+from visearch.errors import InvalidQueryError, NotFoundError
 from visearch.index.filters import parse_filter
 from visearch.search_options import CORE_FIELDS, check_int
 
@@ -88,6 +89,23 @@ class BrowsePage:
             "collection": self.collection,
             "model_version": self.model_version,
         }
+
+
+def filter_from_text(text: str | None, name: str = "filter") -> dict[str, Any] | None:
+    """A filter given as JSON text (a query string, a command-line option) as an object; None when empty.
+
+    Raises:
+        InvalidQueryError: naming ``name``, when the text is not JSON or not a JSON object.
+    """
+    if text is None or not text.strip():
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise InvalidQueryError(f"{name} is not JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise InvalidQueryError(f"{name} must be a JSON object, got {type(value).__name__}")
+    return value
 
 
 def browse(
