@@ -47,6 +47,7 @@ from serving.auth import (
     RollbackResult,
     access_refused,
 )
+from serving.browse import router as browse_router
 from serving.catalogue import router as catalogue_router
 from serving.contract import FROM_SETTINGS, ErrorShape, OpenAPIContract, api, errors
 from serving.forms import read_body
@@ -83,6 +84,7 @@ web = FastAPI(title="visearch", version=__version__)
 for refusal in REFUSALS:
     web.add_exception_handler(refusal, access_refused)
 web.include_router(catalogue_router)  # POST/PUT/DELETE /categories/{category}/images: the living catalogue
+web.include_router(browse_router)  # GET /categories/{category}/images: browse, no key
 IMAGE_HEADERS = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
 
 # BentoML runs sync APIs in one thread unless told otherwise: one request waiting on an engine

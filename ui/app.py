@@ -14,13 +14,13 @@ path as REST); errors are shown in place, in the section that caused them.
 from __future__ import annotations
 
 import dataclasses
-import random
 from functools import partial
 from typing import Any
 
 import gradio as gr
 from PIL import Image
 
+from ui.browse import build_browse_tab, first_page, wire_browse
 from ui.filters import build_filter_group, facet_choices, narrowed_choices
 from ui.images import category_examples, for_display, query_from_upload, query_image
 from ui.query import Example, Query
@@ -34,6 +34,8 @@ from ui.sections import (
     shown_answer,
     unhighlighted,
 )
+from ui.status import STATUS_SECONDS, marked_buttons
+from visearch.browse import random_image
 from visearch.catalogue_api import changes_line
 from visearch.categories import load_registry
 from visearch.errors import InvalidQueryError
@@ -72,6 +74,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 for category in registry.categories
             }
             reset_all = gr.Button("Reset all", variant="stop", elem_id="reset-all")
+        index_status = gr.Markdown(elem_id="index-status")
         with gr.Column(visible=False) as usage_section:
             gr.Markdown("### Business usage")
             usage = gr.Markdown(elem_id="business-usage")
@@ -87,6 +90,8 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 )
             with gr.Tab("Random"):
                 random_button = gr.Button("Pick a random image", elem_id="random")
+            with gr.Tab("Browse"):
+                browse_tab = build_browse_tab(registry)
             provision_error = gr.Markdown(visible=False, elem_id="provision-error")
         with gr.Column(visible=False) as input_section:
             gr.Markdown("### Input image")
@@ -250,11 +255,11 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             return stored(category, ids[int(event.index)])
 
         def random_pick(category: str | None) -> dict[Any, Any]:
-            try:
-                pool = runtime.run(lambda engine: engine.examples(category or "", max(1, runtime.settings.max_k)))
+            try:  # drawn from the whole category (visearch.browse), not from a first page
+                item = runtime.run(lambda engine: random_image(engine, category or ""))
             except Exception as exc:  # noqa: BLE001 - shown in place
                 return provision_failed(category, exc)
-            return stored(category, random.choice(pool).id)  # noqa: S311 - not security relevant
+            return stored(category, item.id)
 
         def run_search(data: dict[Any, Any]) -> dict[Any, Any]:
             category = data[parts.category]
@@ -315,9 +320,22 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 return {}
             return shown_answer(parts, runtime, dataclasses.replace(last, offset=0, likes=(), dislikes=()))
 
+        browse_outputs = browse_tab.outputs() + browse_tab.filter_outputs()
         for name, button in buttons.items():
-            button.click(partial(choose, name), outputs=outputs)
-        reset_all.click(lambda: cleared(parts), outputs=outputs)
+            button.click(partial(choose, name), outputs=outputs).then(
+                partial(first_page, browse_tab, runtime), inputs=parts.category, outputs=browse_outputs
+            )
+        reset_all.click(lambda: cleared(parts), outputs=outputs).then(
+            partial(first_page, browse_tab, runtime), inputs=parts.category, outputs=browse_outputs
+        )
+        wire_browse(browse_tab, runtime, parts.category)
+        browse_tab.gallery.select(picked, inputs=[parts.category, browse_tab.ids], outputs=outputs)
+        # Which categories can answer: on each page load and every few seconds (a pipeline may finish).
+        marking = [*buttons.values(), index_status]
+        demo.load(partial(marked_buttons, runtime, buttons, index_status), outputs=marking, show_progress="hidden")
+        gr.Timer(STATUS_SECONDS).tick(
+            partial(marked_buttons, runtime, buttons, index_status), outputs=marking, show_progress="hidden"
+        )
         upload.upload(uploaded, inputs=[parts.category, upload], outputs=outputs)
         examples.select(picked, inputs=[parts.category, parts.example_ids], outputs=outputs)
         random_button.click(random_pick, inputs=parts.category, outputs=outputs)

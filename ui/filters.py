@@ -173,14 +173,18 @@ class FilterGroup:
         return update
 
 
-def build_filter_group(category: Category) -> FilterGroup:
-    """The controls of one category's filterable columns, in a hidden column (call inside a Blocks)."""
-    with gr.Column(visible=False, elem_id=f"filters-{category.name}") as section:
+def build_filter_group(category: Category, prefix: str = "filter") -> FilterGroup:
+    """The controls of one category's filterable columns, in a hidden column (call inside a Blocks).
+
+    ``prefix`` starts their element ids (``<prefix>s-<category>``, ``<prefix>-<category>-<column>``):
+    the search section and the Browse tab each build their own group of one category.
+    """
+    with gr.Column(visible=False, elem_id=f"{prefix}s-{category.name}") as section:
         gr.Markdown("**Filters** (only images whose columns match)")
         group = FilterGroup(category, section)
         with gr.Row():
             for column, kind in category.filterable.items():
-                elem = f"filter-{category.name}-{column}"
+                elem = f"{prefix}-{category.name}-{column}"
                 if kind == "keyword":
                     group.keywords[column] = gr.Dropdown(
                         choices=[], value=[], multiselect=True, label=column, elem_id=elem, min_width=200

@@ -158,11 +158,6 @@ def test_choose_upload_search_and_see_the_grid(server: str, browser, indexed_hom
     wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#examples img"))).click()
     wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))
 
-    # A category without an index: the reason shows in place.
-    browser.find_element(By.ID, "category-shoes").click()
-    error = wait.until(ec.visibility_of_element_located((By.ID, "provision-error")))
-    assert "no index yet" in error.text
-
 
 def result_rows(browser) -> list[dict[str, str]]:  # type: ignore[no-untyped-def]
     """The rows of the shown results table as ``{heading: cell}`` (empty when none shows)."""
@@ -310,3 +305,50 @@ def test_filter_text_paging_and_steering(server: str, browser, indexed_home: Set
     # the caption box above): rewritten only when missing or asked for (it would dirty the tree on every run).
     refresh = not SCREENSHOT.exists() or os.environ.get("VISEARCH_UPDATE_SCREENSHOTS") == "1"
     save_full_page(browser, SCREENSHOT if refresh else tmp_path / "ui.png")
+
+
+def test_unindexed_categories_are_disabled_and_browse_pages_through_a_category(server: str, browser) -> None:  # type: ignore[no-untyped-def]
+    """Buttons of categories without an index are off and say how to index them; Browse pages, filters, picks."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(browser, 60)
+    browser.get(f"{server}/ui/")
+    wait.until(ec.element_to_be_clickable((By.ID, f"category-{TINY}")))
+    shoes = browser.find_element(By.ID, "category-shoes")
+    wait.until(lambda driver: not shoes.is_enabled() and "not indexed" in shoes.text)
+    status = wait.until(ec.visibility_of_element_located((By.ID, "index-status")))
+    assert "visearch pipeline run -c shoes" in status.text and f"-c {TINY}" not in status.text
+
+    def page_text() -> str:
+        return browser.find_element(By.ID, "browse-page").text.strip()
+
+    def thumbnails() -> int:
+        return len(browser.find_elements(By.CSS_SELECTOR, "#browse-gallery img"))
+
+    def click(element_id: str) -> None:
+        browser.execute_script("arguments[0].click()", wait.until(ec.element_to_be_clickable((By.ID, element_id))))
+
+    browser.find_element(By.ID, f"category-{TINY}").click()
+    wait.until(ec.element_to_be_clickable((By.XPATH, "//button[@role='tab' and normalize-space()='Browse']"))).click()
+    wait.until(lambda driver: page_text() == "Images 1–12" and thumbnails() == 12)
+    assert not browser.find_element(By.ID, "browse-previous").is_enabled()
+    seen = ["Images 1–12"]
+    for expected in ("Images 13–24", "Images 25–36", "Images 37–40"):  # 40 images, 12 a page
+        click("browse-next")
+        wait.until(lambda driver, expected=expected: page_text() == expected)
+        seen.append(page_text())
+    wait.until(lambda driver: thumbnails() == 4 and not driver.find_element(By.ID, "browse-next").is_enabled())
+    click("browse-previous")
+    wait.until(lambda driver: page_text() == "Images 25–36" and thumbnails() == 12)
+
+    # The category's filter controls narrow it: labels from 9 leave the eight ankle boots, one page.
+    browser.find_element(By.CSS_SELECTOR, f"#browse-filter-{TINY}-label-from input").send_keys("9")
+    click("browse-show")
+    wait.until(lambda driver: page_text() == "Images 1–8" and thumbnails() == 8)
+    assert not browser.find_element(By.ID, "browse-next").is_enabled()
+
+    # A browsed image becomes the input image.
+    browser.execute_script("arguments[0].click()", browser.find_elements(By.CSS_SELECTOR, "#browse-gallery img")[3])
+    wait.until(ec.visibility_of_element_located((By.CSS_SELECTOR, "#input-image img")))

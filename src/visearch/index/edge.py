@@ -304,10 +304,13 @@ class EdgeBackend:
             return edge.Mmr(request.vector, 1.0 - request.diversity, MMR_CANDIDATES, using=VECTOR)
         return edge.Query.Nearest(request.vector, using=VECTOR)
 
-    def scroll(self, collection: str, limit: int) -> list[Record]:
-        """The first ``limit`` points with their payloads (no vectors)."""
-        records, _ = self._reader(collection).scroll(edge.ScrollRequest(limit=limit, with_payload=True))
-        return [Record(str(r.id), dict(r.payload or {}), None) for r in records]
+    def scroll(self, collection: str, limit: int, *, offset: int = 0, flt: models.Filter | None = None) -> list[Record]:
+        """``limit`` points with payloads in id order, ``offset`` matching ones skipped (see IndexBackend)."""
+        # A query without a query scores nothing and answers in id order, with a numeric offset
+        # (a scroll request pages by the last id seen instead).
+        translated = edge_filter(flt) if flt else None
+        request = edge.QueryRequest(limit, offset or None, None, filter=translated, with_payload=True)
+        return [Record(str(r.id), dict(r.payload or {}), None) for r in self._reader(collection).query(request)]
 
     def close(self) -> None:
         """Close every open shard and release the writer locks this process holds (lingering writers folded)."""

@@ -233,6 +233,10 @@ class VectorIndex:
         """The first ``limit`` points (id, payload), in id order."""
         return [(record.id, record.payload) for record in self.backend.scroll(collection, limit)]
 
+    def page(self, collection: str, offset: int, limit: int, flt: Any = None) -> list[Record]:
+        """Points (payloads, no vectors) ``offset`` to ``offset + limit`` of those matching ``flt``, in id order."""
+        return self.backend.scroll(collection, limit, offset=offset, flt=flt)
+
     def close(self) -> None:
         """Release the backend (open shards, client connections)."""
         self.backend.close()

@@ -270,10 +270,13 @@ class QdrantBackend:
         return list(request.vector)
 
     @engine_call
-    def scroll(self, collection: str, limit: int) -> list[Record]:
-        """The first ``limit`` points with their payloads (no vectors)."""
-        records, _ = self.client.scroll(collection, limit=limit, with_payload=True)
-        return [Record(str(r.id), dict(r.payload or {}), None) for r in records]
+    def scroll(self, collection: str, limit: int, *, offset: int = 0, flt: models.Filter | None = None) -> list[Record]:
+        """``limit`` points with payloads in id order, ``offset`` matching ones skipped (see IndexBackend)."""
+        # query_points without a query answers in id order and takes a numeric offset (scroll does not).
+        response = self.client.query_points(
+            collection, limit=limit, offset=offset or None, query_filter=flt, with_payload=True
+        )
+        return [Record(str(r.id), dict(r.payload or {}), None) for r in response.points]
 
     def close(self) -> None:
         """Close the client (and the probe client, if it is another one)."""

@@ -214,8 +214,12 @@ class IndexBackend(Protocol):
         """(value, count) of the keyword ``key`` among the points matching ``flt``, most frequent first."""
         ...
 
-    def scroll(self, collection: str, limit: int) -> list[Record]:
-        """The first ``limit`` points with their payloads (no vectors)."""
+    def scroll(self, collection: str, limit: int, *, offset: int = 0, flt: models.Filter | None = None) -> list[Record]:
+        """``limit`` points with their payloads (no vectors) in id order, after skipping ``offset``.
+
+        Only the points matching ``flt`` count; the order is the engine's id order, so the pages of an
+        unchanged collection are stable and cover it exactly once.
+        """
         ...
 
     def close(self) -> None:

@@ -215,3 +215,18 @@ def test_a_nested_filter_runs_on_both_engines(engines: dict) -> None:  # type: i
     hits, _ = both(engines, run)
     assert hits and all(h.payload["colour"] == "red" for h in hits)
     assert all(h.payload["class"] == "bag" or h.payload["weight"] < 1 for h in hits)
+
+
+def test_pages_cover_the_collection_once_in_id_order_and_filter_it(engines: dict) -> None:  # type: ignore[type-arg]
+    """Browse's primitive: offset pages in the same stable order on every engine, filtered as asked."""
+    reds = parse_filter({"must": [{"key": "colour", "match": {"value": "red"}}]}, FILTERABLE)
+    pages = {}
+    for mode in COMPARED:
+        index, collection, ids, _ = engines[mode]
+        walked = [r.id for offset in range(0, N, 7) for r in index.page(collection, offset, 7)]
+        assert walked == sorted(ids, key=lambda pid: int(pid.replace("-", ""), 16)), mode  # id order, each once
+        assert index.page(collection, N, 7) == []
+        red = [r for offset in range(0, N, 4) for r in index.page(collection, offset, 4, reds)]
+        assert len(red) == N // 3 and {r.payload["colour"] for r in red} == {"red"}, mode
+        pages[mode] = (walked, [r.id for r in red])
+    assert all(pages[mode] == pages["embedded"] for mode in COMPARED)
