@@ -30,7 +30,7 @@ from visearch.data.transforms import decode_side
 from visearch.errors import ConflictError, InvalidQueryError, NotFoundError, VisearchError
 from visearch.index import CollectionVersion, Hit, SearchRequest, VectorIndex
 from visearch.index.filters import parse_filter
-from visearch.index.versions import schema_lag
+from visearch.index.versions import has_semantic, schema_lag
 from visearch.inference import Backend, Embedder, load_embedder, preprocess
 from visearch.load_once import LoadOnce
 from visearch.model import ONNX_FILE, WEIGHT_FILES, resolve_device, store_key
@@ -218,7 +218,9 @@ class SearchEngine:
         return BatchAnswer.of(self.search_many(category, images, **options))
 
     def search_text(self, category: str, text: str | None, **options: Any) -> SearchAnswer:
-        """Images whose caption columns hold the words of ``text`` (BM25 over the category's ``captions``).
+        """Images whose caption columns hold the words (BM25) or, fused by RRF, the meaning of ``text``.
+
+        The meaning counts where the live index holds semantic caption vectors.
 
         Raises:
             InvalidQueryError: the category has no caption columns, or ``text`` has no searchable word.
@@ -361,8 +363,11 @@ class SearchEngine:
         exclude: Sequence[str] = (),
         judge: bool = True,
     ) -> SearchAnswer:
+        entry = self.registry.get(category)
+        # Text matches by meaning too where the live version holds semantic caption vectors.
+        semantic = bool(opts.text) and has_semantic(live, entry.fields, entry.captions)
         request, kind = build_request(
-            self.registry.get(category), opts, vector=vector, positives=positives, negatives=negatives, exclude=exclude
+            entry, opts, vector=vector, positives=positives, negatives=negatives, exclude=exclude, semantic=semantic
         )
         if opts.group_by_class:
             hits = self.index.best_per_group(live.name, request, "class")

@@ -18,6 +18,7 @@ from visearch.categories import Category
 from visearch.errors import InvalidQueryError
 from visearch.index import Hit, SearchRequest
 from visearch.index.filters import parse_filter
+from visearch.index.semantic import query_vector as semantic_query
 from visearch.index.text import query_vector
 from visearch.index.types import MMR_DIVERSITY
 
@@ -27,7 +28,8 @@ MAX_TEXT_CHARS = 500
 MAX_WINDOW = 10_000  # offset + k: deeper pages cost the engine more than they are worth
 # How a result's ``score`` is to be read: a cosine similarity (nearest, MMR, best per class), a
 # recommend score (best_score strategy: cosine to the closest positive, penalised near a
-# negative), a BM25 score (text only) or a Reciprocal Rank Fusion score (image + text).
+# negative), a BM25 score (text only) or a Reciprocal Rank Fusion score (image + text, or text by
+# words and by meaning).
 ScoreKind = Literal["cosine", "recommend", "bm25", "rrf"]
 UNUSUAL_NOTICE = "unlike anything in this category"
 
@@ -59,7 +61,8 @@ class SearchOptions:
         class_filter: only this class (shorthand for a ``class`` match condition).
         filter: Qdrant's filter JSON over the category's filterable columns
             (see :mod:`visearch.index.filters`).
-        text: caption words: alone → text search (BM25); with an image → hybrid (RRF).
+        text: caption words: alone → text search (BM25, fused by RRF with the captions' meaning where
+            the index has semantic caption vectors); with an image → hybrid (RRF).
         offset: results to skip (pagination); ``SearchAnswer.next_offset`` gives the next page.
         diverse: re-rank for variety (MMR, diversity 0.5 over the nearest 4,000).
         group_by_class: the best hit of each class, best class first (one page, no offset).
@@ -251,8 +254,13 @@ def build_request(
     positives: list[list[float]] | None = None,
     negatives: list[list[float]] | None = None,
     exclude: Sequence[str] = (),
+    semantic: bool = False,
 ) -> tuple[SearchRequest, ScoreKind]:
     """The engine request for checked options and a query (vector, examples and/or ``opts.text``).
+
+    ``semantic``: the collection holds semantic caption vectors, so text also matches by meaning
+    (fused with BM25 by RRF); not with ``group_by_class``, whose fused ranks the engines compute
+    differently (BM25 alone there).
 
     Raises:
         InvalidQueryError: a bad filter, text without caption columns or searchable words,
@@ -275,12 +283,16 @@ def build_request(
     if opts.diverse and (vector is None or text is not None):
         # MMR inside a hybrid prefetch differs between the engines: diversity is for image queries only.
         raise InvalidQueryError("diverse needs one query image and no text")
+    meaning = None
+    if semantic and opts.text and text is not None and not opts.group_by_class:
+        meaning = semantic_query(opts.text)
     request = SearchRequest(
         opts.k,
         vector=vector,
         positives=positives or [],
         negatives=negatives or [],
         text=text,
+        semantic=meaning,
         filter=flt,
         offset=opts.offset,
         min_score=opts.min_similarity / 100 or None,
@@ -289,7 +301,8 @@ def build_request(
     )
     if opts.class_filter:
         request = request.narrowed(models.FieldCondition(key="class", match=models.MatchValue(value=opts.class_filter)))
-    kind: ScoreKind = "rrf" if dense and text else "bm25" if text else "recommend" if positives else "cosine"
+    fused = text is not None and (dense or meaning is not None)
+    kind: ScoreKind = "rrf" if fused else "bm25" if text else "recommend" if positives else "cosine"
     return request, kind
 
 

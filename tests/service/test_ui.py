@@ -85,9 +85,9 @@ def test_ui_queries_filter_text_steer_and_page_on_the_real_index(indexed_home: S
         assert answer.results and {r.cls for r in answer.results} == {"Bag"}
         assert "| calibrated |" in results_table(answer) and all(r.calibrated is not None for r in answer.results)
 
-        # Caption text alone: only images whose captions hold the word.
-        texts = Query(TINY, text="boot", k=10).run(engine)
-        assert texts.score_kind == "bm25" and texts.results
+        # Caption text alone: the images whose captions hold the word first (fused with the captions' meaning).
+        texts = Query(TINY, text="boot", k=8).run(engine)
+        assert texts.score_kind == "rrf" and texts.results
         assert all("boot" in str(r.captions.get("article", "")).lower() for r in texts.results)
         with pytest.raises(InvalidQueryError, match="input image or caption text"):
             Query(TINY, k=5).run(engine)

@@ -17,6 +17,7 @@ from visearch.catalogue.log import ChangeRecord
 from visearch.catalogue.view import net_changes
 from visearch.categories import Category
 from visearch.index import CollectionVersion, VectorIndex, point_id
+from visearch.index.versions import has_semantic
 from visearch.storage import ObjectStore
 
 # Vectors of image bytes, from the model of the given index version (its ``model_version``).
@@ -111,6 +112,8 @@ def apply_records(
                 np.asarray(vectors, dtype=np.float32),
                 [payload(r, category, store) for r in writes],
                 captions=category.captions,
+                # An added image's caption meaning is searchable at once where the version has the vectors.
+                semantic=has_semantic(version, category.fields, category.captions),
             )
         delete_points(index, version.name, removes)
     finally:

@@ -37,6 +37,9 @@ from visearch.index.types import (
     MAX_GROUPS,
     MMR_CANDIDATES,
     RRF_K,
+    SEMANTIC_DIM,
+    SEMANTIC_MIN_SCORE,
+    SEMANTIC_VECTOR,
     TEXT_VECTOR,
     Hit,
     Points,
@@ -142,18 +145,28 @@ class EdgeBackend:
             os.fsync(pointer.fileno())
         os.replace(temporary, target)
 
-    def create_collection(self, name: str, dim: int, fields: Mapping[str, str] | None = None) -> None:
+    def create_collection(
+        self, name: str, dim: int, fields: Mapping[str, str] | None = None, *, semantic: bool = False
+    ) -> None:
         """Create an empty shard (no write-ahead log) with payload indexes, holding its writer lock.
 
         Indexes: ``class`` (keyword) and one per entry of ``fields`` (column -> kind); vectors: the
-        dense one and the sparse ``captions`` one (BM25, IDF applied by the engine).
+        dense one, the sparse ``captions`` one (BM25, IDF applied by the engine) and, with
+        ``semantic``, the dense caption-meaning one.
         """
         with self._guard:
             self._lock_for_writing(name)
             # No write-ahead log: a finished shard can then be opened by many processes at once.
             # Writes stay durable because every upsert batch is flushed before the next one.
+            vectors = {VECTOR: edge.EdgeVectorParams(size=dim, distance=edge.Distance.Cosine)}
+            if semantic:
+                vectors[SEMANTIC_VECTOR] = edge.EdgeVectorParams(
+                    size=SEMANTIC_DIM,
+                    distance=edge.Distance.Cosine,
+                    multivector_config=edge.MultiVectorConfig(edge.MultiVectorComparator.MaxSim),
+                )
             config = edge.EdgeConfig(
-                vectors={VECTOR: edge.EdgeVectorParams(size=dim, distance=edge.Distance.Cosine)},
+                vectors=vectors,
                 sparse_vectors={TEXT_VECTOR: edge.EdgeSparseVectorParams(modifier=edge.Modifier.Idf)},
                 hnsw_config=self.hnsw,
                 # Payloads (a few short columns per point) kept in RAM once read: the engine's default,
@@ -188,8 +201,8 @@ class EdgeBackend:
             unflushed = 0
             for lo in range(0, len(points), batch_size):
                 batch = [
-                    edge.Point(id=pid, vector=_point_vectors(vector, text), payload=payload)
-                    for pid, vector, payload, text in points[lo : lo + batch_size].rows()
+                    edge.Point(id=pid, vector=_point_vectors(vector, text, meaning), payload=payload)
+                    for pid, vector, payload, text, meaning in points[lo : lo + batch_size].rows()
                 ]
                 shard.update(edge.UpdateOperation.upsert_points(batch))
                 unflushed += len(batch)
@@ -266,9 +279,24 @@ class EdgeBackend:
         offset = request.offset or None
         text = edge.Query.Nearest(_sparse(request.text), using=TEXT_VECTOR) if request.text else None
         dense = self._dense(request)
-        if dense is not None and text is not None:
-            candidates = max(HYBRID_CANDIDATES, request.limit + request.offset)
-            prefetches = [
+        if dense is None and request.semantic is None:
+            return edge.QueryRequest(request.limit, offset, text, filter=translated, with_payload=True)
+        if text is None:
+            return edge.QueryRequest(
+                request.limit,
+                offset,
+                dense,
+                filter=translated,
+                with_payload=True,
+                score_threshold=request.min_score,
+                params=self.search_params,
+            )
+        # Fusion: the image (if any), BM25 and the caption meaning (if asked), ranked by RRF.
+        candidates = max(HYBRID_CANDIDATES, request.limit + request.offset)
+        prefetches = [edge.Prefetch(candidates, query=text, filter=translated)]
+        if dense is not None:
+            prefetches.insert(
+                0,
                 edge.Prefetch(
                     candidates,
                     query=dense,
@@ -276,21 +304,20 @@ class EdgeBackend:
                     score_threshold=request.min_score,
                     params=self.search_params,
                 ),
-                edge.Prefetch(candidates, query=text, filter=translated),
-            ]
-            fusion: Any = edge.Fusion.Rrf(RRF_K)  # a Fusion variant; the stubs do not say so
-            return edge.QueryRequest(request.limit, offset, fusion, prefetches, filter=translated, with_payload=True)
-        if dense is None:
-            return edge.QueryRequest(request.limit, offset, text, filter=translated, with_payload=True)
-        return edge.QueryRequest(
-            request.limit,
-            offset,
-            dense,
-            filter=translated,
-            with_payload=True,
-            score_threshold=request.min_score,
-            params=self.search_params,
-        )
+            )
+        if request.semantic is not None:
+            meaning = edge.Query.Nearest([request.semantic], using=SEMANTIC_VECTOR)  # a one-vector multivector
+            prefetches.append(
+                edge.Prefetch(
+                    candidates,
+                    query=meaning,
+                    filter=translated,
+                    score_threshold=SEMANTIC_MIN_SCORE,
+                    params=self.search_params,
+                )
+            )
+        fusion: Any = edge.Fusion.Rrf(RRF_K)  # a Fusion variant; the stubs do not say so
+        return edge.QueryRequest(request.limit, offset, fusion, prefetches, filter=translated, with_payload=True)
 
     @staticmethod
     def _dense(request: SearchRequest) -> Any:
@@ -537,10 +564,12 @@ def _load(folder: Path) -> edge.EdgeShard:
         raise VisearchError(f"cannot open index version {folder.name}: {exc}") from exc
 
 
-def _point_vectors(vector: np.ndarray, text: Sparse | None) -> dict[str, Any]:
+def _point_vectors(vector: np.ndarray, text: Sparse | None, meaning: list[list[float]] | None) -> dict[str, Any]:
     vectors: dict[str, Any] = {VECTOR: vector.tolist()}
     if text is not None:
         vectors[TEXT_VECTOR] = _sparse(text)
+    if meaning is not None:
+        vectors[SEMANTIC_VECTOR] = meaning
     return vectors
 
 

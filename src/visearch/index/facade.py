@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from visearch.errors import ConflictError, NotFoundError, VisearchError
+from visearch.index.semantic import caption_parts, document_vectors
 from visearch.index.text import caption_text, document_vector
 from visearch.index.types import UPSERT_BATCH, Hit, IndexBackend, Points, Record, SearchRequest, Sparse
 from visearch.index.versions import CollectionVersion, is_uuid
@@ -65,17 +66,20 @@ class VectorIndex:
         dim: int,
         fields: Mapping[str, str] | None = None,
         schema: str = "",
+        *,
+        semantic: bool = False,
     ) -> CollectionVersion:
         """Create a new version (or return the one with the same model, data and schema: reuse or resume).
 
         ``fields`` (column -> keyword|integer|float|text) get payload indexes besides ``class``;
-        ``schema`` (``versions.schema_hash`` of the fields and captions) is part of the version's identity.
+        ``schema`` (``versions.schema_hash`` of the fields, captions and caption model) is part of
+        the version's identity; ``semantic``: the version stores semantic caption vectors.
         """
         existing = self.find_version(category, model_version, data_hash, schema)
         if existing:
             return existing
         version = CollectionVersion.new(category, model_version, data_hash, schema)
-        self.backend.create_collection(version.name, dim, fields)
+        self.backend.create_collection(version.name, dim, fields, semantic=semantic)
         return version
 
     def swap_alias(self, category: str, collection: str) -> None:
@@ -129,17 +133,23 @@ class VectorIndex:
         *,
         batch_size: int = UPSERT_BATCH,
         captions: Sequence[str] = (),
+        semantic: bool = False,
     ) -> None:
         """Batched upload, each batch applied and durable before the next.
 
-        ``captions`` name the payload columns whose text becomes the point's BM25 vector (text search).
+        ``captions`` name the payload columns whose text becomes the point's BM25 vector (text
+        search) and, with ``semantic`` (the collection has them: ``versions.has_semantic``), its
+        semantic caption vector.
         """
         if not (len(ids) == len(vectors) == len(payloads)):
             raise VisearchError("ids, vectors and payloads differ in length")
         texts: list[Sparse | None] | None = None
+        meanings: list[list[list[float]] | None] | None = None
         if captions:
             texts = [document_vector(caption_text(payload, captions)) for payload in payloads]
-        self.backend.upsert(collection, Points(ids, vectors, payloads, texts), batch_size)
+            if semantic:
+                meanings = document_vectors([caption_parts(payload, captions) for payload in payloads])
+        self.backend.upsert(collection, Points(ids, vectors, payloads, texts, meanings), batch_size)
 
     def seal(self, collection: str) -> None:
         """Finish a version before it goes live (the embedded engine builds its HNSW graph here)."""

@@ -23,6 +23,9 @@ from visearch.index.types import (
     HYBRID_CANDIDATES,
     MMR_CANDIDATES,
     RRF_K,
+    SEMANTIC_DIM,
+    SEMANTIC_MIN_SCORE,
+    SEMANTIC_VECTOR,
     TEXT_VECTOR,
     Hit,
     Points,
@@ -144,16 +147,26 @@ class QdrantBackend:
         self.client.update_collection_aliases(change_aliases_operations=operations)
 
     @engine_call
-    def create_collection(self, name: str, dim: int, fields: Mapping[str, str] | None = None) -> None:
+    def create_collection(
+        self, name: str, dim: int, fields: Mapping[str, str] | None = None, *, semantic: bool = False
+    ) -> None:
         """Create a cosine collection with the shared HNSW settings, a sparse vector and payload indexes.
 
-        The sparse ``captions`` vector gets the IDF modifier; ``class`` and every entry of
+        The sparse ``captions`` vector gets the IDF modifier; with ``semantic`` the dense caption
+        meaning is a second named vector beside the unnamed image one. ``class`` and every entry of
         ``fields`` (column -> kind) get a payload index. Spread over ``shard_number`` shards with
         ``replication_factor`` copies each, where set.
         """
+        image = models.VectorParams(size=dim, distance=models.Distance.COSINE)
+        meaning = models.VectorParams(
+            size=SEMANTIC_DIM,
+            distance=models.Distance.COSINE,
+            multivector_config=models.MultiVectorConfig(comparator=models.MultiVectorComparator.MAX_SIM),
+        )
         self.client.create_collection(
             name,
-            vectors_config=models.VectorParams(size=dim, distance=models.Distance.COSINE),
+            # "" is Qdrant's name for the unnamed vector: the image vector keeps it either way.
+            vectors_config={"": image, SEMANTIC_VECTOR: meaning} if semantic else image,
             sparse_vectors_config={TEXT_VECTOR: models.SparseVectorParams(modifier=models.Modifier.IDF)},
             hnsw_config=models.HnswConfigDiff(m=HNSW_M, ef_construct=EF_CONSTRUCT),
             shard_number=self.shard_number,
@@ -174,8 +187,8 @@ class QdrantBackend:
     def upsert(self, collection: str, points: Points, batch_size: int) -> None:
         """Upload points in batches of ``batch_size``, waiting for each; a failed batch is retried."""
         structs: Iterable[models.PointStruct] = (
-            models.PointStruct(id=pid, vector=_point_vectors(vector, text), payload=payload)
-            for pid, vector, payload, text in points.rows()
+            models.PointStruct(id=pid, vector=_point_vectors(vector, text, meaning), payload=payload)
+            for pid, vector, payload, text, meaning in points.rows()
         )
         self.client.upload_points(collection, structs, batch_size=batch_size, wait=True, max_retries=self.retries)
 
@@ -231,18 +244,30 @@ class QdrantBackend:
         dense = self._dense(request)
         arguments: dict[str, Any] = {"limit": request.limit, "offset": request.offset or None, "with_payload": True}
         arguments["filter" if batch else "query_filter"] = flt
-        if dense is not None and text is not None:
+        if text is not None and (dense is not None or request.semantic is not None):
+            # Fusion: the image (if any), BM25 and the caption meaning (if asked), ranked by RRF.
             candidates = max(HYBRID_CANDIDATES, request.limit + request.offset)
-            arguments["prefetch"] = [
-                models.Prefetch(
+            prefetch = [models.Prefetch(query=text, using=TEXT_VECTOR, filter=flt, limit=candidates)]
+            if dense is not None:
+                image = models.Prefetch(
                     query=dense,
                     filter=flt,
                     limit=candidates,
                     score_threshold=request.min_score,
                     params=self.search_params,
-                ),
-                models.Prefetch(query=text, using=TEXT_VECTOR, filter=flt, limit=candidates),
-            ]
+                )
+                prefetch.insert(0, image)
+            if request.semantic is not None:
+                meaning = models.Prefetch(
+                    query=[list(request.semantic)],  # a one-vector multivector
+                    using=SEMANTIC_VECTOR,
+                    filter=flt,
+                    limit=candidates,
+                    score_threshold=SEMANTIC_MIN_SCORE,
+                    params=self.search_params,
+                )
+                prefetch.append(meaning)
+            arguments["prefetch"] = prefetch
             arguments["query"] = models.RrfQuery(rrf=models.Rrf(k=RRF_K))
         elif dense is None:
             arguments.update(query=text, using=TEXT_VECTOR)
@@ -306,10 +331,13 @@ def flat_vector(vector: Any) -> list[float] | None:
     return None
 
 
-def _point_vectors(vector: np.ndarray, text: Sparse | None) -> Any:
-    if text is None:
-        return {"": vector.tolist()}
-    return {"": vector.tolist(), TEXT_VECTOR: models.SparseVector(indices=text.indices, values=text.values)}
+def _point_vectors(vector: np.ndarray, text: Sparse | None, meaning: list[list[float]] | None) -> Any:
+    vectors: dict[str, Any] = {"": vector.tolist()}
+    if text is not None:
+        vectors[TEXT_VECTOR] = models.SparseVector(indices=text.indices, values=text.values)
+    if meaning is not None:
+        vectors[SEMANTIC_VECTOR] = meaning
+    return vectors
 
 
 def _hits(points: Sequence[models.ScoredPoint]) -> list[Hit]:

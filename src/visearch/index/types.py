@@ -21,8 +21,16 @@ EF_CONSTRUCT = 100
 # batch was flushed (index-realistic-tuning.md).
 UPSERT_BATCH = 2048
 TEXT_VECTOR = "captions"  # the sparse vector: BM25 of a point's caption text (IDF applied by the engine)
-# Hybrid search fuses the dense and the text ranking with Reciprocal Rank Fusion, equal weights:
-# score = sum over both lists of 1 / (RRF_K + rank). 60 is the constant of the RRF paper
+# The dense multivector (MaxSim) of a point's caption meaning (visearch.index.semantic), in
+# collections built with it: a query scores by its best cosine over the point's caption texts.
+SEMANTIC_VECTOR = "captions_semantic"
+SEMANTIC_DIM = 384  # all-MiniLM-L6-v2
+# A caption joins the semantic list of a text query from this cosine on: related words scored
+# 0.32-0.78 on the demo's captions, unrelated ones ("weather forecast", "qwerty") at most 0.28, so a
+# query that means nothing in the category still finds nothing (benchmarks/results/caption-search.md).
+SEMANTIC_MIN_SCORE = 0.3
+# Hybrid search fuses the rankings (image, BM25 and caption meaning, those asked) with Reciprocal
+# Rank Fusion, equal weights: score = sum over the lists of 1 / (RRF_K + rank). 60 is the constant of the RRF paper
 # (Cormack et al. 2009); each list contributes its best HYBRID_CANDIDATES hits (at least k + offset).
 RRF_K = 60
 HYBRID_CANDIDATES = 100
@@ -66,12 +74,13 @@ class Sparse:
 
 @dataclass(frozen=True)
 class Points:
-    """Points to write, aligned: ids, vectors, payloads and (for text search) sparse caption vectors."""
+    """Points to write, aligned: ids, vectors, payloads and (for text search) sparse and semantic caption vectors."""
 
     ids: Sequence[str]
     vectors: np.ndarray
     payloads: Sequence[dict[str, Any]]
     texts: Sequence[Sparse | None] | None = None
+    semantics: Sequence[list[list[float]] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -79,12 +88,14 @@ class Points:
     def __getitem__(self, part: slice) -> Points:
         """The points of a slice (a batch)."""
         texts = None if self.texts is None else self.texts[part]
-        return Points(self.ids[part], self.vectors[part], self.payloads[part], texts)
+        semantics = None if self.semantics is None else self.semantics[part]
+        return Points(self.ids[part], self.vectors[part], self.payloads[part], texts, semantics)
 
-    def rows(self) -> Iterator[tuple[str, np.ndarray, dict[str, Any], Sparse | None]]:
-        """(id, vector, payload, sparse text vector or None) per point."""
+    def rows(self) -> Iterator[tuple[str, np.ndarray, dict[str, Any], Sparse | None, list[list[float]] | None]]:
+        """(id, vector, payload, sparse text vector or None, semantic caption multivector or None) per point."""
         texts = self.texts if self.texts is not None else [None] * len(self.ids)
-        return zip(self.ids, self.vectors, self.payloads, texts, strict=True)
+        semantics = self.semantics if self.semantics is not None else [None] * len(self.ids)
+        return zip(self.ids, self.vectors, self.payloads, texts, semantics, strict=True)
 
 
 @dataclass(frozen=True)
@@ -94,8 +105,10 @@ class SearchRequest:
     What is asked decides the query: ``vector`` → nearest (with ``diversity`` → MMR); ``positives``
     and/or ``negatives`` → recommend, strategy best_score (a point scores by its best positive,
     penalised when a negative is closer); ``text`` alone → BM25 over the ``captions`` sparse
-    vector; ``text`` with a dense query → hybrid (RRF of both, see ``RRF_K``). ``min_score``
-    applies to the dense (cosine) part. ``exclude_ids`` never come back.
+    vector; ``text`` with a dense query → hybrid (RRF of both, see ``RRF_K``). ``semantic`` (the
+    query text's meaning, only with ``text``) adds a third list, the caption vectors from
+    ``SEMANTIC_MIN_SCORE`` on, to the same fusion. ``min_score`` applies to the dense (cosine)
+    part. ``exclude_ids`` never come back.
     """
 
     limit: int
@@ -103,6 +116,7 @@ class SearchRequest:
     positives: list[list[float]] = field(default_factory=list)
     negatives: list[list[float]] = field(default_factory=list)
     text: Sparse | None = None
+    semantic: list[float] | None = None
     filter: models.Filter | None = None
     offset: int = 0
     min_score: float | None = None
@@ -117,6 +131,8 @@ class SearchRequest:
     def __post_init__(self) -> None:
         if not self.dense and self.text is None:
             raise ValueError("a search request needs a vector, examples or text")
+        if self.semantic is not None and self.text is None:
+            raise ValueError("a semantic query vector comes with its text")
         if self.diversity is not None and (self.vector is None or self.text is not None):
             raise ValueError("diversity (MMR) needs one query vector and no text")
 
@@ -166,11 +182,13 @@ class IndexBackend(Protocol):
         """Point the alias at ``collection`` (creating it) in one atomic operation."""
         ...
 
-    def create_collection(self, name: str, dim: int, fields: Mapping[str, str] | None = None) -> None:
+    def create_collection(
+        self, name: str, dim: int, fields: Mapping[str, str] | None = None, *, semantic: bool = False
+    ) -> None:
         """Create an empty collection of ``dim``-dimensional cosine vectors.
 
-        Also a sparse ``captions`` vector (IDF) and a payload index on ``class`` and per field
-        (column -> keyword|integer|float|text).
+        Also a sparse ``captions`` vector (IDF), with ``semantic`` a dense ``SEMANTIC_VECTOR``
+        (cosine), and a payload index on ``class`` and per field (column -> keyword|integer|float|text).
         """
         ...
 

@@ -4,7 +4,8 @@ Collection ``<category>__<version>`` with version ``<UTC time>-<model version>-<
 alias ``<category>`` names the live one. The model version in the name tells the search path
 which model produced the vectors, so a rollback brings its model along; the schema hash names the
 payload indexes and caption vectors the version was built with (the registry's ``fields`` and
-``captions``), so a registry edit to them builds a new version instead of reusing the live one.
+``captions``, and the sentence model of the semantic caption vectors), so a registry edit to them,
+or installing the model, builds a new version instead of reusing the live one.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from visearch.index.semantic import model_name
 
 POINT_NAMESPACE = uuid.UUID("6f1d7f0e-2b7c-5d53-9a54-1c0a7e1f7a3e")
 SEPARATOR = "__"
@@ -34,17 +37,35 @@ def is_uuid(text: str) -> bool:
     return True
 
 
-def schema_hash(fields: Mapping[str, str], captions: Sequence[str]) -> str:
-    """Short hash of an index schema: payload indexes (``fields``) and the caption columns of the text vectors.
+def schema_hash(fields: Mapping[str, str], captions: Sequence[str], semantic: str | None = None) -> str:
+    """Short hash of an index schema: payload indexes, caption columns and the caption model.
 
-    ``""`` when a category declares neither: its versions' names keep the three parts they had
-    before the schema was named, so those stay reusable.
+    ``fields`` get payload indexes; the ``captions`` columns' text becomes the text vectors, and
+    the sentence model named ``semantic`` (``""``: none; None: this installation's,
+    :func:`visearch.index.semantic.model_name`) embeds it, so installing the model makes versions
+    built without it lag. ``""`` when a category declares neither fields nor captions: its versions' names
+    keep the three parts they had before the schema was named, so those stay reusable.
     """
     if not fields and not captions:
         return ""
-    # Caption order counts: the columns' text is joined in that order (a semantic vector reads it so).
-    text = json.dumps({"fields": dict(sorted(fields.items())), "captions": list(captions)}, separators=(",", ":"))
+    if semantic is None:
+        semantic = model_name()
+    schema: dict[str, object] = {"fields": dict(sorted(fields.items())), "captions": list(captions)}
+    if captions and semantic:
+        schema["semantic"] = semantic  # absent otherwise: versions built before the model keep their hash
+    # Caption order counts: the columns' text is joined in that order (the semantic vector reads it so).
+    text = json.dumps(schema, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def has_semantic(version: CollectionVersion, fields: Mapping[str, str], captions: Sequence[str]) -> bool:
+    """Whether ``version`` holds semantic caption vectors of this installation's model for these captions.
+
+    Read from the name alone (no engine call): its schema is the one the registry and the model
+    ask for. A version that lags the registry answers False, so queries and writes fall back to BM25.
+    """
+    semantic = model_name()
+    return bool(semantic and captions) and version.schema == schema_hash(fields, captions, semantic)
 
 
 @dataclass(frozen=True)
@@ -88,7 +109,8 @@ def schema_lag(live: CollectionVersion | None, fields: Mapping[str, str], captio
     if live is None or live.schema == schema_hash(fields, captions):
         return None
     return (
-        f"the live index {live.name} was built for other fields/captions than the registry declares now "
+        f"the live index {live.name} was built for other fields/captions (or caption model) than the registry "
+        "and this installation ask for now "
         "(filters on new fields and text on new caption columns find nothing there); "
         f"the next pipeline run builds a new version with them (visearch pipeline run --categories {live.category})"
     )

@@ -205,6 +205,7 @@ def _write(
     from visearch.data.meta import caption_columns
     from visearch.embed import read_embeddings
     from visearch.index import UPSERT_BATCH, point_id
+    from visearch.index.semantic import model_name
     from visearch.index.versions import schema_hash
     from visearch.neighbours import ensure_stats
 
@@ -216,9 +217,17 @@ def _write(
     previous = index.live(category.name)
     # The schema is part of the identity: after a registry edit to fields/captions the live version
     # is not reused; a new one gets the payload indexes and caption vectors (the old stays for rollback).
-    schema = schema_hash(category.fields, category.captions)
+    # So does installing the sentence model: the new version gets semantic caption vectors.
+    semantic = bool(category.captions and model_name())
+    schema = schema_hash(category.fields, category.captions, model_name())
     version = index.create(
-        category.name, model_version, manifest_hash(manifest), vectors.shape[1], category.fields, schema
+        category.name,
+        model_version,
+        manifest_hash(manifest),
+        vectors.shape[1],
+        category.fields,
+        schema,
+        semantic=semantic,
     )
     ids = [point_id(category.name, str(file)) for file in manifest["file"]]
     threshold = category.duplicate_threshold
@@ -235,6 +244,7 @@ def _write(
         [payload_for(manifest.iloc[i], captions, store, category.fields) for i in todo],
         batch_size=batch_size or UPSERT_BATCH,
         captions=category.captions,
+        semantic=semantic,
     )
     count = index.count(version.name)
     if count != len(ids):

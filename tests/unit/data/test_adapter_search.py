@@ -119,5 +119,8 @@ def test_a_prepared_seed_category_answers_a_filter_and_a_text_query(
         hits = engine.search(name, query, k=50, filter=case.filter).results
         assert hits and {hit.captions[column] for hit in hits} == {value}
         assert len(hits) == int((meta[column] == value).sum())
-        found = engine.search(name, text=case.text, k=50).results
-        assert found and {hit.cls for hit in found} == {case.text_class}
+        # The images whose captions hold the word come first; the captions' meaning may add related
+        # ones after them (Coca-Cola for "pepsi": tests/unit/test_search_semantic.py).
+        classes = [hit.cls for hit in engine.search(name, text=case.text, k=50).results]
+        held = classes.count(case.text_class)
+        assert held and set(classes[:held]) == {case.text_class}

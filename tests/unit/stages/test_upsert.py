@@ -42,7 +42,9 @@ def test_upsert_is_idempotent_resumable_and_rolls_back(home, registry, store) ->
         from visearch.index.versions import schema_hash
 
         schema = schema_hash(category.fields, category.captions)
-        partial = index.create(TINY, version_b, manifest_hash(manifest), vectors.shape[1], category.fields, schema)
+        partial = index.create(
+            TINY, version_b, manifest_hash(manifest), vectors.shape[1], category.fields, schema, semantic=True
+        )
         ids = [point_id(TINY, f) for f in manifest["file"]][:10]
         index.upsert(partial.name, ids, vectors[:10], [payload_for(manifest.iloc[i], [], store) for i in range(10)])
         assert index.count(partial.name) == 10
