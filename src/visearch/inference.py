@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from visearch.data.transforms import eval_transform
 from visearch.model import ONNX_FILE, EmbeddingModel, ModelSpec, export_onnx, load_model
+from visearch.query_input import input_batch
 
 Backend = Literal["onnx", "torch"]
 DEFAULT_BACKEND: Backend = "onnx"
@@ -92,6 +92,5 @@ def load_embedder(
 
 
 def preprocess(images: Sequence[Image.Image], spec: ModelSpec) -> np.ndarray:
-    """The evaluation transform of the model, stacked into one float32 batch."""
-    transform = eval_transform(spec.input_size, spec.normalize)
-    return np.stack([transform(image).numpy() for image in images]).astype(np.float32, copy=False)
+    """The evaluation transform of the model (in numpy: :mod:`visearch.query_input`) as one float32 batch."""
+    return input_batch(images, spec)
