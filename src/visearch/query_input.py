@@ -16,8 +16,6 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from visearch.model_files import ModelSpec
-
 # Images are decoded with a shorter side of at least this many times the model's input size, not
 # at full size: the final resize still averages >= 2x2 source pixels per input pixel, and a
 # 12-megapixel photo embeds at cosine > 0.99 to its full-size decode (tests/unit/data/test_images.py).
@@ -64,11 +62,14 @@ def fill_input(out: np.ndarray, image: Image.Image, size: int, normalize: Normal
         np.take(table[channel], pixels[:, :, channel], out=out[channel])
 
 
-def input_batch(images: Sequence[Image.Image], spec: ModelSpec) -> np.ndarray:
-    """N×3×S×S float32: the model's input for ``images`` (RGB), in one preallocated array."""
-    size = spec.input_size
-    batch = np.empty((len(images), 3, size, size), dtype=np.float32)
-    normalize = (tuple(spec.normalize[0]), tuple(spec.normalize[1]))
+def input_batch(images: Sequence[Image.Image], input_size: int, normalize: Normalize) -> np.ndarray:
+    """N×3×S×S float32: the model's input for ``images`` (RGB), in one preallocated array.
+
+    ``input_size`` and ``normalize`` are the model's (its ``ModelSpec``; this module sits below the
+    model's files in the library's layers, so the transforms can share :func:`decode_side`).
+    """
+    batch = np.empty((len(images), 3, input_size, input_size), dtype=np.float32)
+    normalize = (tuple(normalize[0]), tuple(normalize[1]))  # hashable for the table cache
     for position, image in enumerate(images):
-        fill_input(batch[position], image, size, normalize)
+        fill_input(batch[position], image, input_size, normalize)
     return batch

@@ -44,7 +44,7 @@ def test_input_equals_torchvision_transform(normalize: tuple[tuple[float, ...], 
         for w, h in [(28, 28), (input_size, input_size), (101, 57), (57, 101), (640, 481), (3, 200), (333, 334)]
     ]
     images.append(phone)
-    ours = input_batch(images, spec)
+    ours = input_batch(images, input_size, normalize)
     theirs = torchvision_batch(images, spec)
     assert ours.shape == theirs.shape == (len(images), 3, input_size, input_size)
     assert ours.dtype == np.float32
