@@ -94,3 +94,12 @@ def test_each_caller_gets_its_own_rows_and_a_failing_forward_fails_its_callers_o
 def pool_error(batcher: ForwardBatcher, model: Doubling) -> BaseException | None:
     with ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(batcher.embed, "m", model, -np.ones((1, 2))).exception()
+
+
+def test_forward_slots_share_the_cores_among_workers_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: set(range(8)))
+    assert Settings(_env_file=None).cores == 8
+    assert Settings(_env_file=None).forward_slots == 8  # 1 worker, 1 thread a forward: one forward per core
+    assert Settings(_env_file=None, serve_workers=2).forward_slots == 4
+    assert Settings(_env_file=None, serve_workers=2, inference_threads=2).forward_slots == 2
+    assert Settings(_env_file=None, serve_workers=16).forward_slots == 1
