@@ -120,6 +120,7 @@ class Writer(threading.Thread):
         self.url, self.category, self.cls, self.period = url, category, cls, 1.0 / rate
         self.stop = threading.Event()
         self.done = self.failed = 0
+        self.statuses: dict[str, int] = {}  # failed adds by HTTP status (or error)
         self.images: list[bytes] = []
         for index in range(40):
             buffer = io.BytesIO()
@@ -139,8 +140,11 @@ class Writer(threading.Thread):
                         data={"row": json.dumps(row)},
                     )
                     ok = response.status_code in (200, 201)
-                except httpx.HTTPError:
-                    ok = False
+                    status = str(response.status_code)
+                except httpx.HTTPError as exc:
+                    ok, status = False, type(exc).__name__
+                if not ok:
+                    self.statuses[status] = self.statuses.get(status, 0) + 1
                 self.done += ok
                 self.failed += not ok
                 tick += self.period
@@ -255,8 +259,9 @@ def main() -> None:
                 if writer:
                     writer.stop.set()
                     writer.join()
-                    print(f"writes: {writer.done} added, {writer.failed} failed", flush=True)
-                    rows[-1][-1] = f"{rows[-1][-1]} (adds: {writer.done} ok, {writer.failed} failed)"
+                    failed = f"{writer.failed} failed {writer.statuses}" if writer.failed else "0 failed"
+                    print(f"writes: {writer.done} added, {failed}", flush=True)
+                    rows[-1][-1] = f"{rows[-1][-1]} (adds: {writer.done} ok, {failed})"
             memory.append([label, overrides.get("SERVE_WORKERS", "1"), f"{rss_mb(server):.0f}"])
         finally:
             server.terminate()
