@@ -18,8 +18,9 @@ Run: ``bentoml serve serving.service:Visearch`` (or ``visearch serve``). A thin 
 ``{"error": ..., "status": ...}`` JSON with a 4xx (or 503) status. Multipart parsing lives in
 ``serving.forms``, the admin guard in ``serving.auth``.
 
-One worker: ONNX Runtime already uses every core for one batch, and BentoML's adaptive batching
-(/embed) merges concurrent calls within the worker. Requests run in up to ``THREADS`` threads (a
+One worker unless ``SERVE_WORKERS`` says more (``visearch serve`` passes it to BentoML); within it the
+library runs one single-threaded forward per core and merges concurrent queries of one model into
+one forward (``visearch.batcher``), and BentoML's adaptive batching (/embed) merges /embed calls. Requests run in up to ``THREADS`` threads (a
 request waiting on an engine holds only its own; the library serialises forward passes alone), so
 one stuck on an engine never holds up the others. The embedded index opens read-only here, so
 pipelines and the CLI use the same data home meanwhile.

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from visearch.data.transforms import eval_transform
 from visearch.model import ONNX_FILE, EmbeddingModel, ModelSpec, export_onnx, load_model
+from visearch.query_input import input_batch
 
 Backend = Literal["onnx", "torch"]
 DEFAULT_BACKEND: Backend = "onnx"
@@ -55,6 +55,9 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # Pool threads that spin between forwards burn a core an idle server does not have: a query's
+        # index lookup right after its forward ran 3x slower beside them (benchmarks/results/load.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         # CUDA when asked and this onnxruntime build has it (onnxruntime-gpu); the CPU otherwise.
         providers = ["CPUExecutionProvider"]
         if gpu and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -74,8 +77,12 @@ def load_embedder(
     backend: Backend = DEFAULT_BACKEND,
     onnx_cache: Path | None = None,
     device: torch.device | None = None,
+    threads: int | None = None,
 ) -> Embedder:
-    """The model in ``directory`` on ``backend`` and ``device``; exports ``model.onnx`` to ``onnx_cache`` if missing."""
+    """The model in ``directory`` on ``backend`` and ``device``; exports ``model.onnx`` to ``onnx_cache`` if missing.
+
+    ``threads``: intra-op threads of one ONNX forward (unset: ONNX Runtime's default, every core).
+    """
     model = load_model(directory)
     gpu = device is not None and device.type == "cuda"
     if backend == "torch":
@@ -88,10 +95,9 @@ def load_embedder(
             partial = onnx_path.with_name(f"{ONNX_FILE}.part")
             export_onnx(model, partial)
             partial.replace(onnx_path)  # atomic: a half-written file is never loaded
-    return OnnxEmbedder(onnx_path, model.spec, gpu=gpu)
+    return OnnxEmbedder(onnx_path, model.spec, threads=threads, gpu=gpu)
 
 
 def preprocess(images: Sequence[Image.Image], spec: ModelSpec) -> np.ndarray:
-    """The evaluation transform of the model, stacked into one float32 batch."""
-    transform = eval_transform(spec.input_size, spec.normalize)
-    return np.stack([transform(image).numpy() for image in images]).astype(np.float32, copy=False)
+    """The evaluation transform of the model (in numpy: :mod:`visearch.query_input`) as one float32 batch."""
+    return input_batch(images, spec.input_size, spec.normalize)

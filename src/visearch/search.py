@@ -14,7 +14,6 @@ the version the query resolved needs, so one query reads the alias once.
 from __future__ import annotations
 
 import dataclasses
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from visearch.batcher import ForwardBatcher
 from visearch.categories import Registry
 from visearch.data.images import decode_image
 from visearch.data.manifest import cache_dir
@@ -114,10 +114,13 @@ class SearchEngine:
         # One load per (category, model version); loading fetches from the object store, so no lock
         # is held across it (a stuck store must not stop queries whose model is loaded).
         self._models: LoadOnce[tuple[str, str], Embedder] = LoadOnce()
-        # One forward pass at a time: ONNX Runtime (and torch) already spread one batch over every
-        # core, so two at once only contend. Held for compute only, never for I/O; a pass is
-        # bounded by MAX_BATCH_IMAGES.
-        self._compute = threading.Lock()
+        # Forwards run one per slot (a core's worth of intra-op threads each); concurrent queries of
+        # one model wait for a slot together and share one forward (visearch.batcher).
+        # Torch eager spreads one forward over every core itself: one slot.
+        slots = settings.forward_slots if backend == "onnx" else 1
+        self._forwards = ForwardBatcher(
+            slots, max_images=settings.max_forward_images, max_wait=settings.batch_wait_ms / 1000
+        )
         self._stats: LoadOnce[str, NeighbourStats | None] = LoadOnce()
 
     # --- validation ------------------------------------------------------------------------
@@ -156,7 +159,11 @@ class SearchEngine:
         directory = self._fetch_model(category, version)
         cache = cache_dir(self.settings) / "onnx" / category / version
         return load_embedder(
-            directory, backend=self.backend, onnx_cache=cache, device=resolve_device(self.settings.visearch_device)
+            directory,
+            backend=self.backend,
+            onnx_cache=cache,
+            device=resolve_device(self.settings.visearch_device),
+            threads=self.settings.forward_threads,
         )
 
     def _fetch_model(self, category: str, version: str) -> Path:
@@ -172,9 +179,9 @@ class SearchEngine:
     ) -> np.ndarray:
         """Embed several images in one forward pass (N×D), with the model of ``live`` (default: now live)."""
         model = self.model_for(category, live)
-        batch = preprocess(images, model.spec)
-        with self._compute:
-            return model.embed(batch)
+        # Keyed by category and model version: one loaded model each (self._models).
+        key = (category, model.spec.version or str(id(model)))
+        return self._forwards.embed(key, model, preprocess(images, model.spec))
 
     def query_side(self, category: str, live: CollectionVersion | None = None) -> int:
         """The shorter side a query image is decoded at: what the model of ``live`` (default: now live) needs."""

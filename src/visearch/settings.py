@@ -130,6 +130,27 @@ class Settings(BaseSettings):
     inference_backend: Literal["onnx", "torch"] = Field(
         default="onnx", description="Query-time inference (ONNX Runtime measured faster on CPU)"
     )
+    # Serving under load (benchmarks/results/load.md): a forward on one intra-op thread, as many at
+    # once as each worker's share of the cores, concurrent queries of one model batched into one.
+    serve_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Service worker processes (each loads its own models); unset = 1",
+    )
+    inference_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Intra-op threads of one ONNX forward; unset = 1 (concurrent queries fill the cores)",
+    )
+    batch_wait_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=50,
+        description="How long a forward waits for concurrent queries to join its batch (0: only those already waiting)",
+    )
+    max_forward_images: int = Field(default=32, ge=1, le=256, description="Most images in one batched forward")
     visearch_unusual_percentile: float = Field(
         default=1.0,
         ge=0,
@@ -171,6 +192,29 @@ class Settings(BaseSettings):
     def require_engines(self) -> bool:
         """True where an embedded engine would lose its data with the pod: set, or inside a KFP v2 pod."""
         return self.visearch_require_engines or bool(os.environ.get("KFP_POD_NAME"))
+
+    @property
+    def cores(self) -> int:
+        """The cores this process may run on (its CPU affinity, so a pinned or limited container counts right)."""
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # no affinity outside Linux
+            return max(1, os.cpu_count() or 1)
+
+    @property
+    def workers(self) -> int:
+        """Service worker processes: SERVE_WORKERS, else 1."""
+        return self.serve_workers or 1
+
+    @property
+    def forward_threads(self) -> int:
+        """Intra-op threads of one forward: INFERENCE_THREADS, else 1."""
+        return self.inference_threads or 1
+
+    @property
+    def forward_slots(self) -> int:
+        """Forwards one worker runs at once: its share of the cores, one per forward's threads (at least 1)."""
+        return max(1, self.cores // (self.workers * self.forward_threads))
 
     @property
     def home(self) -> Path:

@@ -6,6 +6,7 @@ server. The service itself lives in the top-level ``serving`` package of the dis
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -37,6 +38,10 @@ def serve_env(settings: Settings) -> dict[str, str]:
     if settings.visearch_categories:
         env["VISEARCH_CATEGORIES"] = str(Path(settings.visearch_categories).resolve())
     env["BENTOML_DO_NOT_TRACK"] = "true"  # no internet here; and no telemetry by default anyway
+    if settings.serve_workers:  # SERVE_WORKERS: BentoML's own worker count, through its documented override
+        overrides = json.loads(env.get("BENTOML_CONFIG_OVERRIDES") or "{}")
+        overrides.setdefault("services", {}).setdefault("visearch", {})["workers"] = settings.serve_workers
+        env["BENTOML_CONFIG_OVERRIDES"] = json.dumps(overrides)
     return env
 
 

@@ -6,15 +6,7 @@ import functools
 
 from torchvision import transforms as T
 
-# Images are decoded with a shorter side of at least this many times the model's input size, not
-# at full size: the final resize still averages >= 2x2 source pixels per input pixel, and a
-# 12-megapixel photo embeds at cosine > 0.99 to its full-size decode (tests/unit/data/test_images.py).
-DECODE_MARGIN = 2
-
-
-def decode_side(input_size: int) -> int:
-    """The shorter side to decode images at for a model of ``input_size`` (``min_side`` of the decoders)."""
-    return DECODE_MARGIN * input_size
+from visearch.query_input import DECODE_MARGIN, decode_side  # noqa: F401 - re-exported: the decoders' size
 
 
 # Built once per model shape: making the four modules costs 0.1 ms, 5% of a whole query. They
