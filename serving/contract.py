@@ -148,16 +148,21 @@ def is_text(schema: dict[str, Any]) -> bool:
 def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     """The OpenAPI query parameters of ``model``'s fields, with the schemas its body form has.
 
-    A field holding an object (the filter) is JSON text in the query string: a ``content``
-    parameter, so clients serialise it as JSON rather than as one parameter per key.
+    An optional field's schema is its type's, as BentoML documents a form field (an absent
+    parameter is the null). A field holding an object (the filter) is JSON text in the query
+    string: a ``content`` parameter, so clients send JSON rather than one parameter per key.
     """
     schema = model.model_json_schema()
     required = set(schema.get("required", ()))
     parameters = []
-    for name, field in schema["properties"].items():
+    for name, property_ in schema["properties"].items():
+        field = dict(property_)  # its null option dropped:
+        field.update(next(option for option in field.pop("anyOf", [{}]) if option.get("type") != "null"))
+        if field.get("default", ...) is None:  # no value to state (FastAPI's document drops a null anyway)
+            del field["default"]
         parameter: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
         parameter["description"] = field.get("description", "")
-        if any(option.get("type") == "object" for option in field.get("anyOf", [field])):
+        if field.get("type") == "object":
             parameter["content"] = {"application/json": {"schema": field}}
         else:
             parameter["schema"] = field
