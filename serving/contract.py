@@ -44,7 +44,7 @@ Filter = Annotated[
             "Qdrant filter JSON: must / should / must_not lists of conditions "
             '({"key": column, "match": {"value" | "any" | "except" | "text": ...}} or '
             '{"key": column, "range": {"gte", "gt", "lte", "lt": number}}), nested filters allowed '
-            "(3 levels, 32 conditions); in a multipart form a JSON string"
+            "(3 levels, 32 conditions); in a multipart form or a query string a JSON string"
         )
     ),
 ]
@@ -143,6 +143,31 @@ def is_text(schema: dict[str, Any]) -> bool:
     """Whether a form field's schema is a string, an optional string or a list of strings (repeated parts)."""
     options = [option for option in schema.get("anyOf", [schema]) if option.get("type") != "null"]
     return len(options) == 1 and "string" in (options[0].get("type"), options[0].get("items", {}).get("type"))
+
+
+def query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The OpenAPI query parameters of ``model``'s fields, with the schemas its body form has.
+
+    An optional field's schema is its type's, as BentoML documents a form field (an absent
+    parameter is the null). A field holding an object (the filter) is JSON text in the query
+    string: a ``content`` parameter, so clients send JSON rather than one parameter per key.
+    """
+    schema = model.model_json_schema()
+    required = set(schema.get("required", ()))
+    parameters = []
+    for name, property_ in schema["properties"].items():
+        field = dict(property_)  # its null option dropped:
+        field.update(next(option for option in field.pop("anyOf", [{}]) if option.get("type") != "null"))
+        if field.get("default", ...) is None:  # no value to state (FastAPI's document drops a null anyway)
+            del field["default"]
+        parameter: dict[str, Any] = {"name": name, "in": "query", "required": name in required}
+        parameter["description"] = field.get("description", "")
+        if field.get("type") == "object":
+            parameter["content"] = {"application/json": {"schema": field}}
+        else:
+            parameter["schema"] = field
+        parameters.append(parameter)
+    return parameters
 
 
 def file_part(name: str) -> dict[str, Any]:

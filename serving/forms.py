@@ -5,6 +5,7 @@ habits would break the contract (``serving.service``): a malformed body or a par
 filename answers 500 or refuses an image, a text value in a file field is fetched as a URL, and
 every text part is read as JSON (so a caption ``8`` arrives as a number). ``GuardedInput``, the
 base of every BentoML input model, parses the form here instead and hands BentoML the values.
+A query string (``/search_raw``'s options) is read by the same rules (``query_values``).
 """
 
 import contextlib
@@ -14,10 +15,10 @@ import typing
 from typing import Any, get_args, get_origin
 
 import bentoml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import PydanticCustomError
 from python_multipart.multipart import parse_options_header
-from starlette.datastructures import UploadFile
+from starlette.datastructures import QueryParams, UploadFile
 from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.requests import Request
@@ -104,39 +105,52 @@ def text_kind(annotation: Any) -> str | None:
 
 
 async def form_values(cls: type[GuardedInput], form: Any) -> dict[str, Any]:
-    """The fields of a multipart form, as the input model takes them.
-
-    BentoML reads every non-file part as JSON, falling back to the raw text, so a text field
-    holding ``8`` or ``true`` arrived as a number or a boolean and was refused. Here a text field
-    keeps its text, a list of texts is its repeated parts (or one part holding a JSON array),
-    files stay uploads, and every other field (numbers, booleans, the filter object) is JSON.
-    """
+    """The fields of a multipart form, as the input model takes them (``field_values``); files stay uploads."""
     data: dict[str, Any] = {}
+    texts: dict[str, list[str]] = {}
     for name in dict.fromkeys(form.keys()):
         values = form.getlist(name)
         if name in cls.multipart_fields:
             data[name] = values if get_origin(cls.model_fields[name].annotation) is list else values[0]
             continue
-        texts = [
+        texts[name] = [
             (await value.read()).decode("utf-8", "replace") if isinstance(value, UploadFile) else value
             for value in values
         ]
-        field = cls.model_fields.get(name)
+    return {**data, **field_values(cls, texts)}
+
+
+def query_values(model: type[BaseModel], params: QueryParams) -> dict[str, Any]:
+    """The parameters of a query string, as ``model`` takes them (``field_values``)."""
+    return field_values(model, {name: params.getlist(name) for name in dict.fromkeys(params.keys())})
+
+
+def field_values(model: type[BaseModel], texts: dict[str, list[str]]) -> dict[str, Any]:
+    """Named text values (form parts, query parameters) as ``model``'s fields take them.
+
+    BentoML reads every non-file part as JSON, falling back to the raw text, so a text field
+    holding ``8`` or ``true`` arrived as a number or a boolean and was refused. Here a text field
+    keeps its text, a list of texts is its repeated values (or one value holding a JSON array),
+    and every other field (numbers, booleans, the filter object) is JSON.
+    """
+    data: dict[str, Any] = {}
+    for name, values in texts.items():
+        field = model.model_fields.get(name)
         kind = text_kind(field.annotation) if field else None
         if kind == "str":
-            data[name] = texts[-1]
+            data[name] = values[-1]
         elif kind == "list":
-            data[name] = texts
-            if len(texts) == 1:
+            data[name] = values
+            if len(values) == 1:
                 with contextlib.suppress(ValueError):
-                    parsed = json.loads(texts[0])
+                    parsed = json.loads(values[0])
                     if isinstance(parsed, list):
                         data[name] = parsed
         else:
             try:
-                data[name] = json.loads(texts[-1])
+                data[name] = json.loads(values[-1])
             except ValueError:
-                data[name] = texts[-1]
+                data[name] = values[-1]
     return data
 
 

@@ -9,7 +9,7 @@ field types and limits come from ``serving.contract``.
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 from starlette.responses import JSONResponse
 
 from serving.contract import (
@@ -64,6 +64,20 @@ class SearchInput(QueryOptions):
     """Input of POST /search: one query image (multipart upload), optional caption text, the options."""
 
     image: Annotated[Path, Field(description="The query image (multipart file)")]
+
+
+def query_model(model: type[GuardedInput]) -> type[BaseModel]:
+    """``model`` without its file fields: the same options, fields and limits, taken from a query string."""
+    fields: dict[str, Any] = {
+        name: (field.annotation, field)
+        for name, field in model.model_fields.items()
+        if name not in model.multipart_fields
+    }
+    return create_model(model.__name__.removesuffix("Input") + "Query", **fields)
+
+
+# POST /search_raw's options: /search's own fields (less the image), so an option added to /search is one here.
+SearchQuery = query_model(SearchInput)
 
 
 class BatchInput(QueryOptions):
@@ -337,6 +351,13 @@ def error_response(exc: BaseException) -> JSONResponse:
     """The JSON error answer for an exception, with its HTTP status (never a traceback)."""
     status, body = error_payload(exc)
     return JSONResponse(body, status_code=status)
+
+
+def validation_response(exc: ValidationError) -> JSONResponse:
+    """A validation error answered as BentoML answers its APIs' (400, each wrong field in ``detail``)."""
+    detail = exc.errors(include_url=False, include_context=False, include_input=False)
+    body = {"error": f"{exc.error_count()} validation error for {exc.title}", "detail": detail}
+    return JSONResponse(body, status_code=400)
 
 
 # POST /search_raw: the image is the whole body, so the document lists each image type FastAPI

@@ -34,6 +34,7 @@ from typing import Annotated, Any
 import bentoml
 from fastapi import FastAPI, Query
 from fastapi import Path as PathParam
+from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -50,8 +51,8 @@ from serving.auth import (
 )
 from serving.browse import router as browse_router
 from serving.catalogue import router as catalogue_router
-from serving.contract import FROM_SETTINGS, ErrorShape, OpenAPIContract, api, errors
-from serving.forms import read_body
+from serving.contract import ErrorShape, OpenAPIContract, api, errors, query_parameters
+from serving.forms import query_values, read_body
 from serving.schemas import (
     GET_ERRORS,
     QUERY_ERRORS,
@@ -68,10 +69,12 @@ from serving.schemas import (
     RecommendInput,
     Result,
     SearchInput,
+    SearchQuery,
     SearchResponse,
     TextInput,
     VectorInput,
     error_response,
+    validation_response,
 )
 from visearch import __version__, admin
 from visearch.errors import ImageTooLargeError
@@ -227,33 +230,25 @@ class Visearch:
     @web.post(
         "/search_raw",
         response_model=SearchResponse,
-        responses=errors(400, 404, 413, 422, 503),
+        responses=errors(400, 404, 413, 503),
         tags=["Service APIs"],
-        openapi_extra={"requestBody": RAW_IMAGE_BODY},
+        openapi_extra={"requestBody": RAW_IMAGE_BODY, "parameters": query_parameters(SearchQuery)},
     )
-    async def search_raw(
-        self,
-        request: Request,
-        category: Annotated[str, Query(max_length=100, description="Category name from GET /categories")],
-        k: Annotated[
-            int,
-            Query(
-                description="Number of results (1 to the server's max_k)",
-                json_schema_extra={"minimum": 1, FROM_SETTINGS: {"maximum": "max_k"}},
-            ),
-        ] = 10,
-        min_similarity: Annotated[float, Query(ge=0, le=100, description="Minimum similarity in percent")] = 0.0,
-        class_filter: Annotated[str | None, Query(max_length=200, description="Only results of this class")] = None,
-    ) -> Any:
-        """/search with the image as the raw body (``Content-Type: image/png`` ...) and the options in the query.
+    async def search_raw(self, request: Request) -> Any:
+        """/search with the image as the raw body (``Content-Type: image/png`` ...) and its options in the query.
 
-        No multipart parsing and no spooled upload: the cheapest way to send one image.
+        No multipart parsing and no spooled upload: the cheapest way to send one image. The
+        options are /search's (``SearchQuery``), read by the same rules and refused with the same 400s.
         """
         try:
+            query = SearchQuery.model_validate(query_values(SearchQuery, request.query_params))
             data = await read_body(request, self.settings.max_upload_bytes)
+        except ValidationError as exc:
+            return validation_response(exc)
         except ImageTooLargeError as exc:
             return error_response(exc)
-        options = {"k": k, "min_similarity": min_similarity, "class_filter": class_filter}
+        options = query.model_dump()
+        category = options.pop("category")
 
         def call(engine: SearchEngine) -> SearchResponse:
             return SearchResponse.of(category, engine.search(category, data, **options))
