@@ -194,3 +194,12 @@ def other_methods(category: Category, point_id: PointId) -> Response:
     """405 naming both methods: Starlette's own 405 would name only the first route's (PUT)."""
     body = {"error": "Method Not Allowed", "status": 405}
     return JSONResponse(body, status_code=405, headers={"Allow": "PUT, DELETE"})
+
+
+@router.api_route(
+    "/categories/{category}/images", methods=["PUT", "DELETE", "PATCH", "OPTIONS"], include_in_schema=False
+)
+def other_collection_methods(category: Category) -> Response:
+    """405 naming GET (browse, serving/browse.py) and POST (add): Starlette's own names only the first route's."""
+    body = {"error": "Method Not Allowed", "status": 405}
+    return JSONResponse(body, status_code=405, headers={"Allow": "GET, POST"})
