@@ -1,10 +1,12 @@
 """scripts/mutation.sh's helper: pyproject's [tool.mutmut.modules] table, each module's mutmut config, its score.
 
-    mutation_conf.py names                       the module names
-    mutation_conf.py files|globs MODULE          a module's source files / mutant-name globs
-    mutation_conf.py pyproject MODULE            pyproject.toml with a [tool.mutmut] for that module alone
-    mutation_conf.py changed "PATHS"             the modules whose files or tests are among PATHS ("*": all)
-    mutation_conf.py score MODULE RESULTS GLOB...  survivors and score; exit 1 under the minimum
+Commands (``mutation_conf.py COMMAND ARGS``):
+
+* ``names``: the module names;
+* ``files MODULE`` / ``globs MODULE``: a module's source files / mutant-name globs;
+* ``pyproject MODULE``: pyproject.toml with a [tool.mutmut] for that module alone;
+* ``changed PATHS``: the modules whose files or tests are among PATHS (``*``: all);
+* ``score MODULE RESULTS GLOB...``: survivors and score; exit status 1 under the minimum.
 """
 
 from __future__ import annotations
@@ -22,15 +24,18 @@ KEYS = ("files", "mutants", "tests", "equivalent")
 
 
 def table() -> dict:
+    """pyproject's [tool.mutmut] table."""
     return tomllib.loads(PYPROJECT.read_text("utf-8"))["tool"]["mutmut"]
 
 
 def modules() -> dict[str, dict]:
+    """Module name -> its [tool.mutmut.modules.<name>] table."""
     return {name: spec for name, spec in table()["modules"].items() if isinstance(spec, dict)}
 
 
 def toml_list(values: list[str]) -> str:
-    return json.dumps(values, ensure_ascii=True)  # a JSON string list is a TOML array of basic strings
+    """A TOML array of strings (JSON's string escapes are TOML's basic-string escapes)."""
+    return json.dumps(values, ensure_ascii=True)
 
 
 def pyproject(name: str) -> str:
@@ -89,6 +94,7 @@ def score(name: str, results: Path, globs: list[str]) -> int:
 
 
 def main(argv: list[str]) -> int:
+    """Run one command; the exit status."""
     command, *args = argv
     if command == "names":
         print("\n".join(modules()))
