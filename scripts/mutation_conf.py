@@ -24,7 +24,7 @@ KEYS = ("files", "mutants", "tests", "equivalent")
 
 
 def table() -> dict:
-    """pyproject's [tool.mutmut] table."""
+    """The [tool.mutmut] table of pyproject.toml."""
     return tomllib.loads(PYPROJECT.read_text("utf-8"))["tool"]["mutmut"]
 
 
@@ -74,7 +74,9 @@ def score(name: str, results: Path, globs: list[str]) -> int:
     spec = modules()[name]
     equivalent = set(spec.get("equivalent", []))
     rows = [line.rsplit(": ", 1) for line in results.read_text("utf-8").splitlines() if ": " in line]
-    rows = [(mutant.strip(), status) for mutant, status in rows if any(fnmatch.fnmatch(mutant.strip(), g) for g in globs)]
+    rows = [
+        (mutant.strip(), status) for mutant, status in rows if any(fnmatch.fnmatch(mutant.strip(), g) for g in globs)
+    ]
     killed = sum(status == "killed" for _, status in rows)
     kept = [(m, s) for m, s in rows if s != "killed" and m in equivalent]
     survivors = [(m, s) for m, s in rows if s != "killed" and m not in equivalent]

@@ -158,7 +158,9 @@ def nested(levels: int) -> dict[str, Any]:
 def test_filters_nest_at_most_max_depth_levels() -> None:
     assert MAX_DEPTH == 3
     assert parse_filter(nested(MAX_DEPTH), FIELDS) is not None
-    assert refused(nested(MAX_DEPTH + 1)) == "filter.must[0].must[0].must[0].must[0]: filters nest at most 3 levels deep"
+    assert (
+        refused(nested(MAX_DEPTH + 1)) == "filter.must[0].must[0].must[0].must[0]: filters nest at most 3 levels deep"
+    )
 
 
 def test_at_most_max_conditions_nested_ones_counted_nested_filters_not() -> None:
