@@ -71,9 +71,9 @@ def test_base_keys_are_kept_and_a_removed_then_added_base_file_keeps_its_place()
     keyed = BASE.assign(key=["k/a", "k/b", "k/c"])
     view = catalogue_view(keyed, [remove(1, "a.png"), add(2, "a.png", "Shoe", 2)], SHOP)
     assert rows(view, "file", "class", "key") == [
+        ("a.png", "Shoe", "objects/2"),  # the removal was superseded: a replace in place
         ("b.png", "Bag", "k/b"),
         ("c.png", "Boot", "k/c"),
-        ("a.png", "Shoe", "objects/2"),
     ]
     # The other order: the removal is the last word.
     assert list(catalogue_view(keyed, [add(1, "z.png"), remove(2, "z.png")], SHOP)["file"]) == [
