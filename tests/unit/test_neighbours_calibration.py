@@ -143,3 +143,48 @@ def test_stored_statistics_are_measured_again_when_the_points_changed(home: Sett
         index.close()  # type: ignore[attr-defined]
     assert again.points == 3
     assert load_stats(store, collection) == again
+
+
+def test_duplicates_are_ordered_by_similarity_then_by_ids(home: Settings) -> None:
+    # Four images near one direction at known angles: six pairs, four similarity levels, ties between ids.
+    angles = [0.0, 0.1, 0.2, 0.3]
+    vectors = unit([[np.cos(a), np.sin(a), 0] for a in angles])
+    index, collection, ids = indexed(home, vectors)
+    try:
+        found = measure(index, collection, ids, threshold=0.9)  # type: ignore[arg-type]
+    finally:
+        index.close()  # type: ignore[attr-defined]
+    expected = sorted(
+        (
+            (-round(float(vectors[i] @ vectors[j]), 6), min(ids[i], ids[j]), max(ids[i], ids[j]))
+            for i in range(4)
+            for j in range(i + 1, 4)
+        ),
+    )
+    got = [(-p["similarity"], p["a"], p["b"]) for p in found.duplicates]
+    assert [(round(s, 4), a, b) for s, a, b in got] == [(round(s, 4), a, b) for s, a, b in expected]
+    # Similarities are stored to 6 places, as are the percentiles.
+    assert all(p["similarity"] == round(p["similarity"], 6) for p in found.duplicates)
+    assert all(q == round(q, 6) for q in found.quantiles) and any(q != round(q, 5) for q in found.quantiles)
+
+
+def test_two_points_make_a_distribution_one_measured_point_does_not(home: Settings) -> None:
+    vectors = unit([[1, 0], [0.6, 0.8]])
+    index, collection, ids = indexed(home, vectors)
+    try:
+        both = measure(index, collection, ids, threshold=0.99)  # type: ignore[arg-type]
+        one = measure(index, collection, ids[:1], threshold=0.99)  # type: ignore[arg-type]
+    finally:
+        index.close()  # type: ignore[attr-defined]
+    assert both.quantiles == [pytest.approx(0.6)] * 101
+    assert one.quantiles == [] and one.points == 1
+
+
+def test_identical_images_are_duplicates_at_the_highest_threshold(home: Settings) -> None:
+    vectors = unit([[1, 0, 0], [3, 0, 0], [0, 1, 0]])
+    index, collection, ids = indexed(home, vectors)
+    try:
+        found = measure(index, collection, ids, threshold=1.0)  # type: ignore[arg-type]
+    finally:
+        index.close()  # type: ignore[attr-defined]
+    assert [(p["a"], p["b"], p["similarity"]) for p in found.duplicates] == [(min(ids[:2]), max(ids[:2]), 1.0)]
