@@ -68,12 +68,14 @@ def found(shop: tuple[VectorIndex, str], request: SearchRequest) -> list[str]:
 def search(shop: tuple[VectorIndex, str], category: Category = CAPTIONED, **options: object) -> tuple[list[str], str]:
     exclude = options.pop("exclude", ())
     positives = options.pop("positives", None)
+    negatives = options.pop("negatives", None)
     vector = options.pop("vector", QUERY)
     request, kind = build_request(
         category,
         SearchOptions(**options),  # type: ignore[arg-type]
         vector=vector,  # type: ignore[arg-type]
         positives=positives,  # type: ignore[arg-type]
+        negatives=negatives,  # type: ignore[arg-type]
         exclude=exclude,  # type: ignore[arg-type]
     )
     return found(shop, request), kind
@@ -161,3 +163,9 @@ def test_group_by_class_and_diverse_refuse_what_the_engines_answer_differently(
     for options in ({"text": "boot"}, {"vector": None, "positives": [QUERY]}, {"vector": None, "text": "boot"}):
         with pytest.raises(InvalidQueryError, match=f"^{diverse}$"):
             search(shop, diverse=True, **options)
+
+
+def test_examples_recommend_and_a_negative_example_pushes_its_look_alikes_down(shop: tuple[VectorIndex, str]) -> None:
+    assert search(shop, k=2, vector=None, positives=[QUERY]) == (["same", "close"], "recommend")
+    ranked, kind = search(shop, k=6, vector=None, positives=[QUERY], negatives=[vector_at(0.8)])
+    assert kind == "recommend" and ranked[0] == "same" and ranked[-1] == "close"
