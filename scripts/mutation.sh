@@ -46,9 +46,10 @@ done
 conf() { "$PY" "$ROOT/scripts/mutation_conf.py" "$@"; }
 
 if [ -n "$changed" ]; then
-    base=$(git merge-base HEAD "$changed" 2>/dev/null || echo "$changed")
-    files=$( (git diff --name-only "$base" -- src/ tests/ && git ls-files --others --exclude-standard src/ tests/) 2>/dev/null) || {
-        echo "mutation: cannot compare with $changed (no git history?): running every module" >&2
+    # The branch point with REF (or origin/REF in a CI checkout), and what changed since, committed or not.
+    base=$(git merge-base HEAD "$changed" 2>/dev/null || git merge-base HEAD "origin/$changed" 2>/dev/null) &&
+        files=$( (git diff --name-only "$base" -- src/ tests/ && git ls-files --others --exclude-standard src/ tests/) 2>/dev/null) || {
+        echo "mutation: cannot compare with $changed (no git history here?): checking every module" >&2
         files="*"
     }
     mapfile -t modules < <(conf changed "$files")
