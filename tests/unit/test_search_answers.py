@@ -117,7 +117,7 @@ def test_a_batch_answer_takes_the_version_of_its_first_answer() -> None:
 PAIRS = [
     {"a": "p1", "b": "p2", "similarity": 0.999912},
     {"a": "p3", "b": "p4", "similarity": 0.98},
-    {"a": "p1", "b": "p5", "similarity": 0.975},
+    {"a": "p5", "b": "p1", "similarity": 0.975},
 ]
 PAYLOADS = {f"p{i}": {"file": f"{i}.png", "class": "Bag", "colour": f"c{i}"} for i in (1, 2, 3, 4)}
 
@@ -143,11 +143,11 @@ def test_duplicates_come_in_pages_with_both_images() -> None:
     }
     assert first.pairs[0].first.file == "1.png" and first.pairs[0].second.captions == {"colour": "c2"}
     last = duplicates_page(PAIRS, PAYLOADS, 2, 2, 0.97)
-    assert [(p.similarity, p.first.id, p.second.id) for p in last.pairs] == [(97.5, "p1", "p5")]
+    assert [(p.similarity, p.first.id, p.second.id) for p in last.pairs] == [(97.5, "p5", "p1")]
     assert (last.total, last.next_offset) == (3, None)
-    assert last.pairs[0].second.file == ""  # a point gone since the statistics were measured
+    assert last.pairs[0].first.file == "" and last.pairs[0].second.file == "1.png"  # p5: gone since measured
     exact = duplicates_page(PAIRS, PAYLOADS, 1, 2, 0.97)
-    assert exact.next_offset is None and [p.first.id for p in exact.pairs] == ["p3", "p1"]
+    assert exact.next_offset is None and [p.first.id for p in exact.pairs] == ["p3", "p5"]
     assert duplicates_page(PAIRS, PAYLOADS, 3, 2, 0.97).to_dict() == {
         "pairs": [],
         "total": 3,
