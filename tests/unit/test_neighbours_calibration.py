@@ -188,3 +188,18 @@ def test_identical_images_are_duplicates_at_the_highest_threshold(home: Settings
     finally:
         index.close()  # type: ignore[attr-defined]
     assert [(p["a"], p["b"], p["similarity"]) for p in found.duplicates] == [(min(ids[:2]), max(ids[:2]), 1.0)]
+
+
+def test_equally_similar_pairs_are_listed_by_their_ids(home: Settings) -> None:
+    # Three copies of one image: three pairs at exactly 1.0, whatever order the points are measured in.
+    index, collection, ids = indexed(home, unit([[1, 0, 0], [1, 0, 0], [1, 0, 0], [0, 0, 1]]))
+    try:
+        found = measure(index, collection, sorted(ids, reverse=True), threshold=0.99)  # type: ignore[arg-type]
+    finally:
+        index.close()  # type: ignore[attr-defined]
+    copies = sorted(ids[:3])
+    assert [(p["a"], p["b"]) for p in found.duplicates] == [
+        (copies[0], copies[1]),
+        (copies[0], copies[2]),
+        (copies[1], copies[2]),
+    ]
