@@ -51,6 +51,9 @@ def pyproject(name: str) -> str:
     lines = ["[tool.mutmut]"]
     for key, value in shared.items():
         lines.append(f"{key} = {json.dumps(value)}")
+    for key, value in spec.items():  # any other key is mutmut's own, for this module only
+        if key not in KEYS:
+            lines.append(f"{key} = {json.dumps(value)}")
     lines.append(f"only_mutate = {toml_list(spec['files'])}")
     lines.append(f"pytest_add_cli_args_test_selection = {toml_list(spec['tests'])}")
     lines.append("use_git_change_detection = false")  # each run starts from an empty folder anyway
