@@ -83,6 +83,10 @@ def test_clauses_lists_each_present_clause_as_a_list() -> None:
             "filter.must[0]: a condition on 'class' takes exactly one of match or range",
         ),
         (
+            cond("class", match={"value": "Bag"}, values_count={"gt": 1}),
+            "filter.must[0]: a condition on 'class' takes exactly one of match or range",
+        ),
+        (
             cond("class", range={"gte": 1}),
             "filter.must[0].range: column 'class' is keyword; range needs an integer or float column",
         ),
