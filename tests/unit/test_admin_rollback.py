@@ -146,3 +146,45 @@ def test_index_state_describes_every_version(index: VectorIndex) -> None:
     ]
     assert all(entry["created"] for entry in state["versions"])
     assert admin.index_state(index, "nothing") == {"category": "nothing", "live": None, "versions": []}
+
+
+def test_refusals_say_what_to_do_without_echoing_a_key() -> None:
+    from pydantic import SecretStr
+
+    from visearch.errors import ForbiddenError, UnauthorizedError
+
+    with pytest.raises(UnauthorizedError) as missing:
+        admin.check_key(SecretStr("k-1"), None)
+    assert str(missing.value) == (
+        "admin endpoints need the API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
+    )
+    with pytest.raises(ForbiddenError) as wrong:
+        admin.check_key(SecretStr("k-1"), "k-2")
+    assert str(wrong.value) == "invalid API key"
+    with pytest.raises(ForbiddenError) as off:
+        admin.check_key(None, "k-1")
+    assert str(off.value) == "admin endpoints are disabled: set VISEARCH_API_KEY on the server to enable them"
+
+
+def test_deleting_versions_of_a_category_with_nothing_live(index: VectorIndex) -> None:
+    from visearch.errors import NotFoundError
+
+    version = index.create("roll6", "m1", "d1", 4)
+    index.upsert(version.name, [point_id("roll6", "a.png")], np.ones((1, 4), "float32"), [{"class": "A"}])
+    index.seal(version.name)  # sealed, never made live
+    with pytest.raises(NotFoundError) as unknown:
+        admin.delete_version(index, "roll6", "roll6__other")
+    assert str(unknown.value) == "category 'roll6' has no index version 'roll6__other'"
+    assert admin.delete_version(index, "roll6", version.name) == {
+        "category": "roll6",
+        "deleted": version.name,
+        "live": None,
+    }
+
+
+def test_rollback_tracked_takes_the_named_target(index: VectorIndex, tmp_path: Path) -> None:
+    settings = Settings(visearch_home=tmp_path / "tracked", _env_file=None)
+    first, _, last = served(index, "roll7", [("m1", "d1"), ("m2", "d1"), ("m3", "d1")])
+    result = admin.rollback_tracked(index, settings, "roll7", to=first)
+    assert (result["live"], result["previous"]) == (first, last)
+    assert index.require_live("roll7").name == first
