@@ -52,7 +52,7 @@ if [ -n "$changed" ]; then
         echo "mutation: cannot compare with $changed (no git history here?): checking every module" >&2
         files="*"
     }
-    mapfile -t modules < <(conf changed "$files")
+    mapfile -t modules < <(conf changed "$files" | grep .)
     if [ ${#modules[@]} -eq 0 ]; then
         echo "mutation: no decision module or its tests changed since $changed: nothing to run"
         exit 0
