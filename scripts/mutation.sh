@@ -71,8 +71,11 @@ case "$PY" in /*) ;; *) PY=$ROOT/$PY ;; esac
 
 mutmut() { nice "$PY" -c 'import sys; sys.argv[0] = "mutmut"; from mutmut.__main__ import cli; cli()' "$@"; }
 
+known=$(conf names)
 status=0
 for module in "${modules[@]}"; do
+    # Never an empty or unknown name: the folder below is deleted first.
+    grep -qx -- "$module" <<<"$known" || { echo "mutation: no module '$module' (modules: $(echo $known))" >&2; exit 2; }
     work=$ROOT/.mutation/run/$module
     rm -rf "$work" # a fresh run: results of earlier code or tests are never reused
     mkdir -p "$work"
