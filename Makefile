@@ -40,7 +40,7 @@ bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
 
 ## Mutation testing of every decision module in pyproject's [tool.mutmut.modules], a score per module
-## (CPU-heavy, about 25 minutes on 2 busy cores; report in benchmarks/results/mutation.md).
+## (CPU-heavy: well over an hour on 2 busy cores; report in benchmarks/results/mutation.md).
 ## MUTATION_JOBS=N sets the workers; scripts/mutation.sh MODULE... runs some.
 mutation: $(STAMP)
 	PYTHON=$(BIN)/python bash scripts/mutation.sh
