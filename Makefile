@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install lint bench bench-scale mutation clean
+.PHONY: demo test install lint bench bench-scale mutation mutation-changed clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,10 +39,17 @@ bench: $(STAMP)
 bench-scale: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
 
-## Mutation testing of the decision modules in pyproject's [tool.mutmut] (CPU-heavy; report in
-## benchmarks/results/mutation.md). MUTATION_JOBS=N sets the workers.
+## Mutation testing of every decision module in pyproject's [tool.mutmut.modules], a score per module
+## (CPU-heavy: well over an hour on 2 busy cores; report in benchmarks/results/mutation.md).
+## MUTATION_JOBS=N sets the workers; scripts/mutation.sh MODULE... runs some.
 mutation: $(STAMP)
 	PYTHON=$(BIN)/python bash scripts/mutation.sh
+
+## What CI runs after the tests: every fifth mutant of the decision modules changed since
+## MUTATION_BASE (default main); fails when a module scores under the committed minimum.
+MUTATION_BASE ?= main
+mutation-changed: $(STAMP)
+	PYTHON=$(BIN)/python bash scripts/mutation.sh --changed $(MUTATION_BASE) --sample
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests components pipelines serving ui benchmarks
