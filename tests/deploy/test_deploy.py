@@ -53,6 +53,7 @@ def stages(dockerfile: str) -> list[str]:
 def test_images_are_multistage_non_root_cpu_torch(dockerfile: str) -> None:
     build, runtime = stages(dockerfile)
     assert "download.pytorch.org/whl/cpu" in build and "torch==2.14.1" in build
+    assert '--index-url "${TORCH_INDEX_URL}"' in build  # the torch index is a build argument, never hard-coded
     assert re.search(r"^USER 10001", runtime, flags=re.M), "runtime stage must run as non-root"
     assert "COPY --from=build /opt/venv /opt/venv" in runtime
     # the data home of compose/k8s exists and belongs to that user (named volumes inherit it)
@@ -84,7 +85,7 @@ def test_train_image_has_pipeline_and_training_deps() -> None:
     ):
         assert prefix.rstrip("/") in text
     assert "import visearch, pipelines, components, kfp, torch" in text
-    assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in text  # CPU by default, CUDA by build arg
+    assert "ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in text  # CPU by default, CUDA by build arg
 
 
 def test_dockerignore_keeps_secrets_and_bulk_out() -> None:
