@@ -17,6 +17,7 @@
 #                       local folders among them (file:// or paths) are mounted read-only into the build
 #   CA_BUNDLE           CA bundle for TLS inside the build (default: the system's), as the `ca` secret
 #   BUILD_STATS         a file to append "<image> <seconds> <bytes>" lines to (the image test reads it)
+#   PRUNE               1 (default): remove dangling images after the build (earlier builds' leftovers)
 # Installs podman, buildah and debootstrap with apt when missing (as root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -107,21 +108,29 @@ CA_BUNDLE=${CA_BUNDLE:-/etc/ssl/certs/ca-certificates.crt}
 commit=$(git rev-parse HEAD 2>/dev/null || true)
 
 # --- build ------------------------------------------------------------------------------------
+args=(
+  --layers --format docker --isolation chroot --network host
+  --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE"
+  --build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL"
+  --build-arg "PIP_INDEX_URL=$PIP_INDEX_URL"
+  --build-arg "PIP_EXTRA_INDEX_URL=$PIP_EXTRA_INDEX_URL"
+  --build-arg "PIP_FIND_LINKS=$PIP_FIND_LINKS"
+  "${secret[@]}" "${volumes[@]}"
+)
 for image in "${images[@]}"; do
   name=localhost/visearch-$image:$TAG
   started=$(date +%s)
   log "building $name (PYTHON_IMAGE=$PYTHON_IMAGE TORCH_INDEX_URL=$TORCH_INDEX_URL)"
-  buildah build --layers --isolation chroot --network host \
-    -f "Dockerfile.$image" -t "$name" \
-    --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" \
-    --build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL" \
-    --build-arg "PIP_INDEX_URL=$PIP_INDEX_URL" \
-    --build-arg "PIP_EXTRA_INDEX_URL=$PIP_EXTRA_INDEX_URL" \
-    --build-arg "PIP_FIND_LINKS=$PIP_FIND_LINKS" \
-    --build-arg "VISEARCH_GIT_COMMIT=$commit" \
-    "${secret[@]}" "${volumes[@]}" .
+  # docker format: an OCI image config has no HEALTHCHECK (buildah drops it)
+  extra=()
+  [ "$image" != train ] || extra=(--build-arg "VISEARCH_GIT_COMMIT=$commit")
+  buildah build "${args[@]}" "${extra[@]}" -f "Dockerfile.$image" -t "$name" .
+  # The build stage by name (all cached: seconds): pruning dangling images keeps its layers.
+  buildah build "${args[@]}" --target build -f "Dockerfile.$image" -t "localhost/visearch-$image-build:$TAG" . >/dev/null
   seconds=$(($(date +%s) - started))
   size=$(podman image inspect --format '{{.Size}}' "$name")
   log "$name: $((size / 1000000)) MB, built in ${seconds} s"
   [ -z "${BUILD_STATS:-}" ] || echo "$name $seconds $size" >>"$BUILD_STATS"
 done
+# What earlier builds left untagged (a replaced image and its own layers); PRUNE=0 keeps it.
+if [ "${PRUNE:-1}" = 1 ]; then podman image prune -f >/dev/null; fi
