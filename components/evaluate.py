@@ -32,8 +32,7 @@ def evaluate(
             category,
             Path(manifest.path),
             run_id,
-            Path(model.path),
-            Path(baseline.path),
+            (Path(model.path), Path(baseline.path)),
             Path(report.path),
             Path(champion.path),
         )

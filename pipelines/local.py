@@ -4,18 +4,18 @@ Every step runs as a subprocess of the current Python with the current environme
 the same data home (``VISEARCH_HOME``), Qdrant local mode and SQLite MLflow as the CLI.
 """
 
-import io
 import json
 import os
 import sys
 import warnings
-from contextlib import nullcontext, redirect_stdout
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 from kfp import local
 
+from pipelines.status import StatusLines
 from pipelines.visearch_pipeline import build_pipeline
 from visearch.settings import Settings
 
@@ -70,7 +70,8 @@ def run_local(
         settings: The data home and engines; exported to the step subprocesses.
         categories: Category names (the ParallelFor items), processed one after another.
         overrides: Pipeline parameters (training params by their seed names).
-        log_file: Write the steps' full logs there and show only their key lines (the demo).
+        log_file: Write the steps' full logs there and show one status line per step and category
+            (``pipelines.status.StatusLines``); None: kfp's whole log on stdout.
         embed_shards: Embed steps per category (the pipeline's ``embed_shards``); None = the registry's.
     """
     root = settings.home / "kfp"
@@ -82,7 +83,8 @@ def run_local(
     before = set(root.iterdir())
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root), raise_on_error=True)
     pipeline = build_pipeline(settings.train_image, parallelism=1)
-    output = KeyLines(log_file, sys.stdout) if log_file else nullcontext()
+    width = max(map(len, categories), default=8)
+    output = StatusLines(log_file, sys.stdout, width=width) if log_file else nullcontext()
     with warnings.catch_warnings(), output:
         # base_image is only used on a cluster; locally the steps run in this environment.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
@@ -92,41 +94,6 @@ def run_local(
     if not created:
         raise RuntimeError(f"kfp.local wrote no run folder under {root}")
     return collect(created[-1], categories)
-
-
-class KeyLines(io.TextIOBase):
-    """A stdout for the step logs: everything to a file, only the lines that matter to the screen.
-
-    kfp.local prints each step's whole output, including its executor input as JSON.
-    """
-
-    KEEP = ("Executing task", "finished with status", "gate for", "index ", "Traceback", "Error: ", "error: ")
-
-    def __init__(self, path: Path, screen: TextIO) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.file = path.open("w", encoding="utf-8")
-        self.screen = screen
-        self.redirect = redirect_stdout(self)
-
-    def writable(self) -> bool:
-        """Always True: this stream accepts writes."""
-        return True
-
-    def write(self, text: str) -> int:
-        """Write ``text`` to the log file and its lines that matter to the screen."""
-        self.file.write(text)
-        for line in text.splitlines():
-            if any(key in line for key in self.KEEP):
-                self.screen.write(f"    {line.strip()}\n")
-        return len(text)
-
-    def __enter__(self) -> "KeyLines":
-        self.redirect.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.redirect.__exit__(*exc)  # type: ignore[arg-type]
-        self.file.close()
 
 
 def collect(folder: Path, categories: list[str]) -> LocalRun:

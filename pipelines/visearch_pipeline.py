@@ -24,6 +24,9 @@ COMPILED = Path(__file__).with_name("visearch-pipeline.yaml")
 # each overlay one compiled for the train image it deploys (its `images:` entry).
 K8S = Path(__file__).resolve().parent.parent / "k8s"
 K8S_COPY = K8S / "base" / "pipeline" / "visearch-pipeline.yaml"
+# kustomize reads no file outside its folder, so the service's and the pipeline namespace's
+# ConfigMaps each need their own copy of the shipped registry; this command refreshes both.
+REGISTRY_COPIES = (K8S / "base" / "categories.yaml", K8S / "pipeline-env" / "categories.yaml")
 TRAIN_IMAGE_NAME = "visearch-train"
 # On a cluster the steps read their engines from these (both optional; README "Deploy").
 CONFIG_MAP = "visearch-config"
@@ -224,3 +227,8 @@ if __name__ == "__main__":
         print(K8S_COPY)
         for copy, image in overlay_copies().items():
             print(compile_pipeline(copy, image, categories))
+        from visearch.categories import default_registry_path
+
+        for registry_copy in REGISTRY_COPIES:
+            registry_copy.write_bytes(default_registry_path().read_bytes())
+            print(registry_copy)

@@ -271,6 +271,14 @@ class DuplicatesResponse(BaseModel):
         )
 
 
+class ChangeCounts(BaseModel):
+    """Images added, replaced and removed in a live category since its model was trained (net per file)."""
+
+    add: int = 0
+    replace: int = 0
+    remove: int = 0
+
+
 class CategoryOut(BaseModel):
     """A category: what it holds, what it is for, its credits and whether it has an index yet."""
 
@@ -284,16 +292,25 @@ class CategoryOut(BaseModel):
     credits: str
     image_count: int = Field(description="Images in the live index (0 before the first pipeline run)")
     indexed: bool
+    index_lag: str | None = Field(
+        default=None,
+        description="Why the live index does not serve the registry's fields/captions yet (null: it does)",
+    )
     filterable: dict[str, str] = Field(
         description="Columns a `filter` may name, each with its kind: keyword, integer, float or text"
     )
     captions: list[str] = Field(description="Caption columns a `text` query searches (empty: no text search)")
+    changes: ChangeCounts | None = Field(
+        default=None,
+        description="Images changed since the live model was trained (null while the object store cannot say)",
+    )
 
     @classmethod
-    def of(cls, info: CategoryInfo, registry: Registry) -> "CategoryOut":
+    def of(cls, info: CategoryInfo, registry: Registry, changes: dict[str, int] | None = None) -> "CategoryOut":
         """The API form of the library's category description, with its columns from the registry."""
         entry = registry.get(info.name)
-        return cls(**info.to_dict(), filterable=dict(entry.filterable), captions=list(entry.captions))
+        counts = ChangeCounts(**changes) if changes is not None else None
+        return cls(**info.to_dict(), filterable=dict(entry.filterable), captions=list(entry.captions), changes=counts)
 
 
 class EmbedOutcome(BaseModel):

@@ -47,6 +47,7 @@ from serving.auth import (
     RollbackResult,
     access_refused,
 )
+from serving.catalogue import router as catalogue_router
 from serving.contract import FROM_SETTINGS, ErrorShape, OpenAPIContract, api, errors
 from serving.forms import read_body
 from serving.schemas import (
@@ -81,6 +82,7 @@ logger = logging.getLogger("visearch.service")
 web = FastAPI(title="visearch", version=__version__)
 for refusal in REFUSALS:
     web.add_exception_handler(refusal, access_refused)
+web.include_router(catalogue_router)  # POST/PUT/DELETE /categories/{category}/images: the living catalogue
 IMAGE_HEADERS = {"Cache-Control": "public, max-age=3600", "X-Content-Type-Options": "nosniff"}
 
 # BentoML runs sync APIs in one thread unless told otherwise: one request waiting on an engine
@@ -111,6 +113,7 @@ class Visearch:
         self.runtime = Runtime(self.settings)
         if not self.runtime.ready():
             logger.warning("visearch not ready yet: %s", self.runtime.last_error)
+        self.runtime.catch_up()  # writes a crash left between change record and index write
         # Mounted here, not at import: the UI's category buttons come from the loaded registry.
         mount_ui(web, self.runtime)
 
@@ -258,10 +261,13 @@ class Visearch:
     # --- GET endpoints (FastAPI, in the same OpenAPI document) ---------------------------
     @web.get("/categories", response_model=list[CategoryOut], responses=GET_ERRORS, tags=["Service APIs"])
     def categories(self) -> Any:
-        """Every category: title, business usage, credits, indexed images, filterable and caption columns."""
-        return self._answer(
-            lambda: self.runtime.run(lambda e: [CategoryOut.of(info, e.registry) for info in e.categories()])
-        )
+        """Every category: texts, indexed images, columns, and the changes made since its model was trained."""
+
+        def call(e: SearchEngine) -> list[CategoryOut]:
+            changes = self.runtime.catalogues.changes_now
+            return [CategoryOut.of(info, e.registry, changes(e, info.name)) for info in e.categories()]
+
+        return self._answer(lambda: self.runtime.run(call))
 
     @web.get(
         "/categories/{category}/examples", response_model=list[Result], responses=GET_ERRORS, tags=["Service APIs"]

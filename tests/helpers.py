@@ -58,10 +58,12 @@ def need_module(name: str, why: str) -> Any:
 TINY = "tiny"
 TINY_CLASSES = ("Trouser", "Sneaker", "Bag", "Ankle-boot", "Dress")
 TINY_PER_CLASS = 8
+# A registered category with no caption columns (every shipped one declares some): text search refuses it.
+PLAIN = "plain"
 
 
 def write_registry(path: Path, *, data_dir: str = "datasets/tiny") -> Path:
-    """A registry with the shipped categories plus `tiny`: fast settings for tests."""
+    """A registry with the shipped categories plus `tiny` (fast settings for tests) and `plain` (no captions)."""
     shipped = yaml.safe_load(load_registry().model_dump_json())  # JSON is valid YAML
     tiny = {
         "name": TINY,
@@ -83,7 +85,13 @@ def write_registry(path: Path, *, data_dir: str = "datasets/tiny") -> Path:
             "max_steps": 3,
         },
     }
-    path.write_text(yaml.safe_dump({"categories": [*shipped["categories"], tiny]}), encoding="utf-8")
+    plain = {
+        "name": PLAIN,
+        "title": "Plain test category",
+        "business_usage": "A category declaring no caption columns.",
+        "credits": "None: it holds no data.",
+    }
+    path.write_text(yaml.safe_dump({"categories": [*shipped["categories"], tiny, plain]}), encoding="utf-8")
     return path
 
 

@@ -34,6 +34,7 @@ from ui.sections import (
     shown_answer,
     unhighlighted,
 )
+from visearch.catalogue_api import changes_line
 from visearch.categories import load_registry
 from visearch.errors import InvalidQueryError
 from visearch.runtime import Runtime
@@ -189,7 +190,10 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             except Exception as exc:  # noqa: BLE001 - shown in place (e.g. "no index yet")
                 update[parts.provision_error] = error_box(exc)
                 return update
-            update[parts.usage] = f"**{category.title}** ({count} images)\n\n{category.business_usage}"
+            # The living catalogue: what users changed since the model was trained ("" when nothing).
+            line = changes_line(runtime.run(lambda engine: runtime.catalogues.changes_now(engine, name)) or {})
+            changed = f" · {line}" if line else ""
+            update[parts.usage] = f"**{category.title}** ({count} images{changed})\n\n{category.business_usage}"
             update[parts.examples] = gr.update(value=[(image, cls) for _, image, cls in found])
             update[parts.example_ids] = [pid for pid, _, _ in found]
             update.update({group.section: gr.update(visible=True), **group.cleared(choices)})

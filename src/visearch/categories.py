@@ -37,6 +37,17 @@ class StepResources(BaseModel):
     memory_limit: str | None = None
 
 
+class RefreshPolicy(BaseModel):
+    """When a category's changes call for training rather than a refresh (``visearch refresh``)."""
+
+    max_changed_share: float = Field(
+        default=0.2, ge=0, le=1, description="Retrain when more than this share of the images changed since training"
+    )
+    retrain_on_new_class: bool = Field(
+        default=True, description="Retrain when an image of a class never trained on arrived"
+    )
+
+
 class Category(BaseModel):
     """One searchable category: its texts for the UI, where its data lives, how to train it."""
 
@@ -64,6 +75,7 @@ class Category(BaseModel):
     duplicate_threshold: float = Field(
         default=0.97, gt=0, le=1, description="Cosine similarity above which two images count as near-duplicates"
     )
+    refresh: RefreshPolicy = Field(default_factory=RefreshPolicy)
 
     @field_validator("fields")
     @classmethod

@@ -20,6 +20,7 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Any, TypeVar
 
+from visearch.catalogue_api import CATCH_UP_SECONDS, LiveCatalogues, bounded
 from visearch.categories import load_registry
 from visearch.errors import EngineUnavailableError, ImageTooLargeError, VisearchError
 from visearch.index import open_index
@@ -176,6 +177,7 @@ class Runtime:
         self.last_error: str | None = None
         self._registry_checked = 0.0
         self._registry_seen: tuple[int, int, int] | None = None
+        self.catalogues = LiveCatalogues()  # the living catalogue's writes (REST), one per category
 
     def engine(self) -> SearchEngine:
         """The open engine, opened on first use (EngineUnavailableError while an engine is down)."""
@@ -213,6 +215,24 @@ class Runtime:
             return call(engine)
 
         return self.run(checked)
+
+    def catch_up(self, seconds: float = CATCH_UP_SECONDS) -> bool:
+        """At start: complete every catalogue write a crash left between its record and its index write.
+
+        Bounded: after ``seconds`` (a slow store) the server goes on and the catch-up finishes in the
+        background; each category's next write catches up anyway. True if it finished in time.
+        """
+
+        def run() -> None:
+            try:
+                outcome = self.run(self.catalogues.catch_up)
+            except VisearchError as exc:
+                logger.warning("catalogue catch-up skipped: %s", exc)
+                return
+            for category, what in outcome.items():
+                logger.warning("catalogue catch-up %s: %s", category, what)
+
+        return bounded(run, seconds, "catalogue catch-up")
 
     def _follow_registry(self, engine: SearchEngine) -> None:
         """Reload the category registry when its file changed (a ConfigMap edit on a cluster).
@@ -283,6 +303,7 @@ class Runtime:
         engine = self._engine.pop(None)
         if engine is not None:
             engine.close()
+        self.catalogues.close()
         with self._ready_lock:
             prober, self._prober, self._probing = self._prober, None, None
         if prober is not None:

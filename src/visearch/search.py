@@ -30,6 +30,7 @@ from visearch.data.transforms import decode_side
 from visearch.errors import ConflictError, InvalidQueryError, NotFoundError, VisearchError
 from visearch.index import CollectionVersion, Hit, SearchRequest, VectorIndex
 from visearch.index.filters import parse_filter
+from visearch.index.versions import schema_lag
 from visearch.inference import Backend, Embedder, load_embedder, preprocess
 from visearch.load_once import LoadOnce
 from visearch.model import ONNX_FILE, WEIGHT_FILES, resolve_device, store_key
@@ -75,6 +76,7 @@ class CategoryInfo:
     credits: str
     image_count: int
     indexed: bool
+    index_lag: str | None = None  # why the live index does not serve the registry's fields/captions yet
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: every field."""
@@ -85,6 +87,7 @@ class CategoryInfo:
             "credits": self.credits,
             "image_count": self.image_count,
             "indexed": self.indexed,
+            "index_lag": self.index_lag,
         }
 
 
@@ -489,6 +492,7 @@ class SearchEngine:
                     category.credits.strip(),
                     count,
                     live is not None,
+                    schema_lag(live, category.fields, category.captions),
                 )
             )
         return infos

@@ -156,6 +156,12 @@ def test_pipeline_run_tracks_gates_indexes_and_is_idempotent(home: Settings, tmp
     cwd.mkdir()
     out = run_cli(home, cwd)
 
+    # One status line per step (the gate's decision, the live index), kfp's whole log in the file it names.
+    (log,) = {Path(line.split("full log: ")[1]) for line in out.splitlines() if line.startswith("full log: ")}
+    assert log.parent == home.home / "kfp" and "Got executor_input" in log.read_text(encoding="utf-8")
+    steps = [line.split()[:2] for line in out.splitlines() if line.startswith(f"  {TINY} ")]
+    assert steps == [[TINY, step] for step in ("preprocess", "train", "evaluate", "shards", "embed", "upsert")], out
+    assert "  gate: " in out and "index: alias -> " in out and "executor_input" not in out
     # Where the artifacts landed is printed, and they are there.
     assert "pipeline run folder:" in out
     for step in (

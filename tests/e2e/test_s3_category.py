@@ -11,6 +11,7 @@ from tests.e2e.servers import s3_settings
 from tests.helpers import TINY, make_home
 from visearch.categories import load_registry
 from visearch.index import open_index
+from visearch.index.versions import CollectionVersion
 from visearch.search import SearchEngine
 from visearch.stages.in_process import run_in_process
 from visearch.storage import LocalStore, make_store
@@ -31,7 +32,7 @@ def test_category_from_s3_is_preprocessed_trained_and_indexed(s3_endpoint: str, 
 
     assert not local.objects_dir.exists()
     assert outcome.count == 40
-    version = outcome.collection.split("-")[-2]
+    version = CollectionVersion.parse(outcome.collection).model_version
     assert {k.rsplit("/", 1)[1] for k in store.list(f"models/{TINY}/{version}")} >= {"trunk.pth", "embedder.pth"}
     index = open_index(settings)
     try:

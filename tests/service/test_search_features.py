@@ -11,7 +11,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import TINY, TINY_CLASSES, TINY_PER_CLASS, jpeg, photo
+from tests.helpers import PLAIN, TINY, TINY_CLASSES, TINY_PER_CLASS, jpeg, photo
 
 pytestmark = pytest.mark.slow
 ALL = len(TINY_CLASSES) * TINY_PER_CLASS
@@ -91,7 +91,7 @@ def test_a_text_query_returns_only_images_whose_captions_hold_the_word(client: h
     assert answer["score_kind"] == "bm25" and len(answer["results"]) == TINY_PER_CLASS
     assert all("boot" in r["captions"]["article"].lower() for r in answer["results"])
     assert all(r["calibrated"] is None for r in answer["results"])
-    no_captions = client.post("/search_text", json={"category": "shoes", "text": "boot"})
+    no_captions = client.post("/search_text", json={"category": PLAIN, "text": "boot"})
     assert no_captions.status_code == 400 and "no caption columns" in no_captions.json()["error"]
 
 

@@ -15,7 +15,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.helpers import ROOT, TINY
+from tests.helpers import ROOT, TINY, copy_home
 from tests.service.server import running_service
 from visearch.settings import Settings
 
@@ -47,9 +47,13 @@ HOOKS = ROOT / "tests" / "service" / "schemathesis_hooks.py"
 def served(
     indexed_home: Settings, server_tmpdir: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """The service with an API key, so the fuzzing reaches the admin endpoints' real answers."""
+    """The service with an API key, so the fuzzing reaches the admin endpoints' real answers.
+
+    On a copy of the indexed home: with the key the fuzzing may add to or remove from a category.
+    """
     log = tmp_path_factory.mktemp("service") / "server.log"
-    with running_service(indexed_home, log, {"TMPDIR": str(server_tmpdir), "VISEARCH_API_KEY": API_KEY}) as running:
+    home = copy_home(indexed_home, log.parent / "home")
+    with running_service(home, log, {"TMPDIR": str(server_tmpdir), "VISEARCH_API_KEY": API_KEY}) as running:
         yield running
 
 

@@ -59,6 +59,21 @@ def test_categories_report_counts(engine: SearchEngine) -> None:
     assert infos[TINY].image_count == len(TINY_CLASSES) * TINY_PER_CLASS and infos[TINY].indexed
     assert infos[TINY].title and infos[TINY].business_usage
     assert not infos["shoes"].indexed and infos["shoes"].image_count == 0
+    assert infos[TINY].index_lag is None  # built for the registry's fields and captions
+
+
+def test_categories_say_when_the_live_index_lags_a_registry_edit(engine: SearchEngine) -> None:
+    """A registry that declares a caption column the live version was not built with: /categories says so."""
+    from visearch.categories import Registry
+
+    edited = [
+        c.model_copy(update={"captions": [*c.captions, "class"]}) if c.name == TINY else c
+        for c in engine.registry.categories
+    ]
+    lagging = SearchEngine(engine.settings, Registry(categories=edited), engine.store, engine.index)
+    info = next(info for info in lagging.categories() if info.name == TINY)
+    assert info.index_lag and "next pipeline run builds a new version" in info.index_lag
+    assert info.to_dict()["index_lag"] == info.index_lag
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ Layout under the category's data prefix (``datasets/<category>``)::
     images/changes/<sha256[:32]><ext>     the bytes of every added or replacing image (content-addressed)
     changes/log/<seq:012d>.json           one record per change, in order
     changes/applied/<collection>.json     the last record applied to an index version
+    changes/built/<collection>.json       the log position the version's data was read at (its training data)
 
 An image object is written before its record and a record is one object written atomically, so a
 writer killed at any point leaves either a complete record or none (at most an orphan image).
@@ -144,3 +145,23 @@ class ChangeLog:
     def mark_applied(self, collection: str, seq: int) -> None:
         """Record that ``collection`` holds every change up to ``seq`` (after applying them)."""
         self.store.put_bytes(self._applied_key(collection), json.dumps({"seq": seq}).encode("utf-8"))
+
+    # --- what each index version was built (and its model trained) from ---------------------
+    def _built_key(self, collection: str) -> str:
+        return f"{self.prefix}/built/{collection}.json"
+
+    def built_from(self, collection: str) -> int | None:
+        """The log position ``collection``'s data was read at; None when not recorded (built before the marker).
+
+        Unlike :meth:`applied`, which every live write advances, this stays put: the records after
+        it are the changes the version's model has not been trained on.
+        """
+        try:
+            return int(json.loads(self.store.get_bytes(self._built_key(collection)))["seq"])
+        except NotFoundError:
+            return None
+
+    def mark_built_from(self, collection: str, seq: int) -> None:
+        """Record the log position ``collection`` was built from (once: a rollback's replay keeps the first)."""
+        if self.built_from(collection) is None:
+            self.store.put_bytes(self._built_key(collection), json.dumps({"seq": seq}).encode("utf-8"))

@@ -61,6 +61,7 @@ def replay(
         late = apply_records(index, store, category, version, tail, embed, wait=wait)
         reached = max(reached, late.seq)
         log.mark_applied(version.name, reached)
+        log.mark_built_from(version.name, since)  # what its model was trained on: for change counts
         if swap:
             index.swap_alias(category.name, version.name)
     return ReplayResult(

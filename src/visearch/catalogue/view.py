@@ -50,6 +50,10 @@ def catalogue_view(base: pd.DataFrame, records: Iterable[ChangeRecord], category
             for column, value in values.items():
                 if column not in frame.columns:
                     frame[column] = None
+                elif frame[column].dtype != object:
+                    # pandas 3 reads text columns as a strict str dtype: a replaced row's int label
+                    # (or a number in a text caption) would raise; the final astype below restores label.
+                    frame[column] = frame[column].astype(object)
                 frame.at[file, column] = value
         else:
             added.append(values)

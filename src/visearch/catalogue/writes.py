@@ -22,7 +22,7 @@ from visearch.catalogue.rows import check_file_name, check_row
 from visearch.catalogue.view import catalogue_view
 from visearch.categories import Category
 from visearch.data.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, decode_image
-from visearch.data.meta import parse_meta
+from visearch.data.meta import DataReport, check_rows, parse_meta
 from visearch.errors import DuplicateImageError, NotFoundError, UnknownImageError
 from visearch.index import CollectionVersion, VectorIndex, point_id
 from visearch.storage import ObjectStore
@@ -73,10 +73,14 @@ class Catalogue:
 
     # --- reads ------------------------------------------------------------------------------
     def base_rows(self) -> pd.DataFrame:
-        """The rows of the category's meta CSV (empty when it has none: a catalogue started by adds)."""
+        """The usable rows of the category's meta CSV (empty when it has none: a catalogue started by adds).
+
+        Checked as the pipeline checks them (integer labels, bad rows dropped), so a write sees the
+        rows a run will see.
+        """
         key = f"{self.category.data_prefix}/{self.category.meta}"
         try:
-            return parse_meta(self.store.get_bytes(key), key)
+            return check_rows(parse_meta(self.store.get_bytes(key), key), DataReport())
         except NotFoundError:
             return pd.DataFrame({"file": [], "class": [], "label": []})
 

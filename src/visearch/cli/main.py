@@ -11,7 +11,7 @@ from pathlib import Path
 import typer
 
 # Imported for their commands: each module registers its own on the app.
-from visearch.cli import demo, index, pipeline, prepare, search, serve, steps  # noqa: F401
+from visearch.cli import catalogue, demo, index, pipeline, prepare, search, serve, steps  # noqa: F401
 from visearch.cli.app import app
 from visearch.errors import VisearchError
 

@@ -77,12 +77,17 @@ def run_command(
         int | None, typer.Option(min=1, help="Embed steps per category, their outputs joined by the upsert")
     ] = None,
     log_file: Annotated[
-        Path | None, typer.Option(help="Write the steps' full logs here; show only task status and decisions")
+        Path | None,
+        typer.Option(help="Where kfp's full log goes (default: VISEARCH_HOME/kfp/run-<time>.log)"),
     ] = None,
     *,
     overrides: dict[str, Any],
 ) -> None:
-    """Run the pipeline here (kfp.local) on the embedded engines; prints where each artifact landed."""
+    """Run the pipeline here (kfp.local) on the embedded engines; prints where each artifact landed.
+
+    The terminal shows one status line per step and category (a progress bar while a long step
+    runs) and the gate's decision; kfp's full log goes to a file, whose path is printed.
+    """
     from visearch.categories import load_registry
 
     settings = Settings()
@@ -93,12 +98,24 @@ def run_command(
     for name in names:
         registry.get(name).train.with_overrides(overrides)  # bad values fail here, not in a step
     started = time.monotonic()
-    result = run_pipeline(settings, names, overrides, log_file=log_file, embed_shards=embed_shards)
+    log_file = log_file or default_log_file(settings)
+    typer.echo(f"running the pipeline for {', '.join(names)} with kfp.local; full log: {log_file}")
+    try:
+        result = run_pipeline(settings, names, overrides, log_file=log_file, embed_shards=embed_shards)
+    except PipelineFailedError as exc:
+        raise PipelineFailedError(f"{exc} (full log: {log_file})") from exc
+    typer.echo("")
     typer.echo(result.describe())
+    typer.echo(f"full log: {log_file}")
     typer.echo(
         f"\npipeline finished in {time.monotonic() - started:.0f} s; "
         f"compare runs: mlflow ui --backend-store-uri {settings.tracking_uri}"
     )
+
+
+def default_log_file(settings: Settings) -> Path:
+    """A new log file for one local run: ``VISEARCH_HOME/kfp/run-<local time>.log``."""
+    return settings.home / "kfp" / f"run-{datetime.now():%Y%m%d-%H%M%S-%f}.log"
 
 
 def run_pipeline(

@@ -107,10 +107,14 @@ SOURCE = _option("source", SourceOpt)
 ADAPTERS = (
     Adapter(
         "folder",
-        "Copy a folder holding meta.csv + images/ into the category's data location.",
+        "Copy a folder holding meta.csv + images/, or one folder per class (ImageFolder layout, no CSV: "
+        "classes from the folder names, labels in sorted order), into the category's data location.",
         _bind_folder,
         (
-            _option("source", Annotated[Path, typer.Option(help="Folder with meta.csv and images/")]),
+            _option(
+                "source",
+                Annotated[Path, typer.Option(help="Folder with meta.csv and images/, or with one folder per class")],
+            ),
             _option("category", CategoryOpt),
         ),
         budgets=False,

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from visearch.cli.app import CategoryOpt, app
+from visearch.cli.app import CategoryArg, CategoryOpt, OptionalCategoryOpt, app, one_category
 from visearch.cli.output import echo_json, format_results
 from visearch.entry_context import Context
 from visearch.errors import InvalidImageError, InvalidQueryError
@@ -192,12 +192,14 @@ def recommend(
 
 @app.command()
 def duplicates(
-    category: Annotated[str, typer.Argument(help="Category name from the registry")],
+    category_arg: CategoryArg = None,
+    category: OptionalCategoryOpt = None,
     offset: Annotated[int, typer.Option(help="Pairs to skip")] = 0,
     limit: Annotated[int, typer.Option(help="Pairs to show (1-100)")] = 20,
     as_json: JsonOpt = False,
 ) -> None:
-    """Near-duplicate pairs of CATEGORY's live index (cosine above its duplicate_threshold)."""
+    """Near-duplicate pairs of the category's live index (cosine above its duplicate_threshold)."""
+    category = one_category(category, category_arg)
     ctx = Context.from_env()
     with open_engine(ctx, category) as engine:
         page = engine.duplicates(category, offset=offset, limit=limit)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from visearch.cli.app import CategoryOpt, DirOpt, app
+from visearch.cli.app import CategoryArg, CategoryOpt, DirOpt, OptionalCategoryOpt, app, one_category
 from visearch.cli.options import train_options
 from visearch.cli.output import echo_json, format_metrics
 from visearch.embed import BATCH_SIZE as EMBED_BATCH_SIZE
@@ -22,27 +22,56 @@ from visearch.stages.folders import BASELINE, CHAMPION, EVALUATION, MANIFEST, TR
 
 @app.command()
 def check(
-    category: Annotated[str, typer.Argument(help="Category name from the registry")],
+    category_arg: CategoryArg = None,
+    category: OptionalCategoryOpt = None,
     report: Annotated[Path | None, typer.Option(help="Also write the full report (JSON) to this file")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON")] = False,
 ) -> None:
     """Validate a category's data before any step: rows kept and dropped by reason, classes, sizes, evaluation.
 
-    Exits 1 when the pipeline could not run on it (too few classes or images left, no evaluation possible).
+    Also says whether the live index serves the registry's fields/captions or lags it (the next
+    pipeline run then builds a new version). Exits 1 when the pipeline could not run on it (too few classes or images left, no evaluation possible).
     """
     from visearch.stages.preprocess import check_data
 
+    category = one_category(category, category_arg)
     ctx = Context.from_env()
     _, data = check_data(*ctx.for_stage(category), show_progress=not as_json)
+    index = index_report(ctx, category)
+    full = {**data.to_dict(), "index": index}
     if report is not None:
         report.parent.mkdir(parents=True, exist_ok=True)
-        report.write_text(json.dumps(data.to_dict(), indent=2), encoding="utf-8")
+        report.write_text(json.dumps(full, indent=2), encoding="utf-8")
     if as_json:
-        echo_json(data.to_dict())
+        echo_json(full)
     else:
         typer.echo(data.text())
+        typer.echo(f"index: {index['note']}")
     if not data.plan.possible:
         raise typer.Exit(1)
+
+
+def index_report(ctx: Context, category: str) -> dict[str, Any]:
+    """The live index version and whether it serves the registry's fields/captions (``lags_registry``)."""
+    from visearch.errors import VisearchError
+    from visearch.index import open_index
+    from visearch.stages.upsert import index_lag
+
+    entry = ctx.category(category)
+    try:
+        index = open_index(ctx.settings)
+    except VisearchError as exc:  # the data check stands on its own: an index that is down is only noted
+        return {"live": None, "lags_registry": None, "note": f"not checked ({exc})"}
+    try:
+        live = index.live(category)
+        lag = index_lag(index, entry)
+    finally:
+        index.close()
+    if live is None:
+        note = "none yet; the first pipeline run builds it"
+    else:
+        note = f"live {live.name}; " + (f"lags the registry: {lag}" if lag else "serves the registry's fields/captions")
+    return {"live": live.name if live else None, "lags_registry": lag is not None, "note": note}
 
 
 def _model_dir(ctx: Context, category: str, given: Path | None) -> Path:
@@ -185,3 +214,31 @@ def upsert(
         embeddings or ctx.work(category, output_name(None)),
     )
     typer.echo(f"alias {category} -> {result.collection} ({result.count} points; previous {result.previous})")
+
+
+@app.command()
+def refresh(
+    category: CategoryOpt,
+    retrain: Annotated[
+        bool, typer.Option("--retrain", help="When the category's refresh policy says so, run the pipeline for it")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON")] = False,
+) -> None:
+    """Bring a live category up to date with its change log without training; say when it needs training.
+
+    Applies any change the live index missed, counts what was added, replaced and removed since the
+    live model was trained, records an MLflow run, and applies the registry's refresh policy.
+    """
+    from visearch.stages.refresh import refresh as refresh_category
+
+    ctx = Context.from_env()
+    outcome = refresh_category(*ctx.for_stage(category))
+    if as_json:
+        echo_json(outcome.to_dict())
+    else:
+        typer.echo(outcome.line())
+    if outcome.retrain and retrain:
+        from visearch.cli.pipeline import run_pipeline
+
+        result = run_pipeline(ctx.settings, [category])
+        typer.echo(result.describe())

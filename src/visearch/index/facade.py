@@ -32,10 +32,12 @@ class VectorIndex:
         found = [CollectionVersion.parse(name) for name in self.backend.collections()]
         return sorted((v for v in found if v and v.category == category), key=lambda v: v.created)
 
-    def find_version(self, category: str, model_version: str, data_hash: str) -> CollectionVersion | None:
-        """The category's version built from this model and data, if there is one."""
+    def find_version(
+        self, category: str, model_version: str, data_hash: str, schema: str = ""
+    ) -> CollectionVersion | None:
+        """The category's version built from this model and data with this schema (``schema_hash``), if there is one."""
         for version in self.versions(category):
-            if (version.model_version, version.data_hash) == (model_version, data_hash):
+            if (version.model_version, version.data_hash, version.schema) == (model_version, data_hash, schema):
                 return version
         return None
 
@@ -56,16 +58,23 @@ class VectorIndex:
         return live
 
     def create(
-        self, category: str, model_version: str, data_hash: str, dim: int, fields: Mapping[str, str] | None = None
+        self,
+        category: str,
+        model_version: str,
+        data_hash: str,
+        dim: int,
+        fields: Mapping[str, str] | None = None,
+        schema: str = "",
     ) -> CollectionVersion:
-        """Create a new version (or return the unfinished one with the same model and data: resume).
+        """Create a new version (or return the one with the same model, data and schema: reuse or resume).
 
-        ``fields`` (column -> keyword|integer|float|text) get payload indexes besides ``class``.
+        ``fields`` (column -> keyword|integer|float|text) get payload indexes besides ``class``;
+        ``schema`` (``versions.schema_hash`` of the fields and captions) is part of the version's identity.
         """
-        existing = self.find_version(category, model_version, data_hash)
+        existing = self.find_version(category, model_version, data_hash, schema)
         if existing:
             return existing
-        version = CollectionVersion.new(category, model_version, data_hash)
+        version = CollectionVersion.new(category, model_version, data_hash, schema)
         self.backend.create_collection(version.name, dim, fields)
         return version
 

@@ -86,30 +86,15 @@ def evaluate_stage(
 
 
 def evaluate_step(
-    category: str,
-    manifest_dir: Path,
-    run_id: str,
-    model_dir: Path,
-    baseline_dir: Path,
-    report_dir: Path,
-    champion_dir: Path,
-    *,
-    overrides: dict[str, Any] | None = None,
+    category: str, manifest_dir: Path, run_id: str, candidates: tuple[Path, Path], report_dir: Path, champion_dir: Path
 ) -> GateOutcome:
-    """The pipeline entry: ``evaluate_stage`` in the category's MLflow run, with its champion history."""
+    """The pipeline entry: ``evaluate_stage`` of the (fine-tuned, frozen) candidates in the category's MLflow run."""
     from visearch.stages.tracked import tracked_step
 
     with tracked_step(run_id) as (ctx, run):
+        where = ctx.for_stage(category)
         return evaluate_stage(
-            *ctx.for_stage(category),
-            manifest_dir,
-            model_dir,
-            baseline_dir,
-            report_dir,
-            champion_dir,
-            overrides=overrides,
-            tracker=ctx.tracker(),
-            run=run,
+            *where, manifest_dir, *candidates, report_dir, champion_dir, tracker=ctx.tracker(), run=run
         )
 
 

@@ -277,24 +277,9 @@ def save_baseline(params: TrainParams, out_dir: Path, *, onnx: bool = False) -> 
     return model_dir
 
 
-def train_step(
-    category: str,
-    manifest_dir: Path,
-    run_id: str,
-    model_dir: Path,
-    baseline_dir: Path,
-    *,
-    overrides: dict[str, Any] | None = None,
-) -> TrainResult:
-    """The pipeline entry: ``train_candidates`` in the category's MLflow run."""
+def train_step(category: str, manifest_dir: Path, run_id: str, model_dir: Path, baseline_dir: Path) -> TrainResult:
+    """The pipeline entry: ``train_candidates`` in the category's MLflow run (parameters from the manifest's folder)."""
     from visearch.stages.tracked import tracked_step
 
     with tracked_step(run_id) as (ctx, run):
-        return train_candidates(
-            *ctx.for_stage(category),
-            manifest_dir,
-            model_dir,
-            baseline_dir,
-            overrides=overrides,
-            run=run,
-        )
+        return train_candidates(*ctx.for_stage(category), manifest_dir, model_dir, baseline_dir, run=run)

@@ -1,7 +1,8 @@
 """Stage 5, upsert: write a new collection version, verify it, swap the category's alias to it atomically.
 
 Rules this stage owns:
-- Idempotent: the same model + data resolve to the same collection version; ids already stored
+- Idempotent: the same model + data + index schema (the registry's ``fields`` and ``captions``)
+  resolve to the same collection version; a changed schema builds a new one; ids already stored
   are skipped (an interrupted upsert finishes), and uuid5 ids never duplicate a point.
 - Publishing: the model files go to the object store under their version (the search path loads
   them from there); retention drops old versions and the model folders no kept version uses.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,8 +81,14 @@ def prune_models(store: ObjectStore, index: VectorIndex, category: str, dropped:
     return deleted
 
 
-def payload_for(row: pd.Series, captions: list[str], store: ObjectStore) -> dict[str, Any]:
-    """The meta CSV row + where the image lives (``image_key`` in the store, ``image_uri``)."""
+def payload_for(
+    row: pd.Series, captions: list[str], store: ObjectStore, fields: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The meta CSV row + where the image lives (``image_key`` in the store, ``image_uri``).
+
+    ``fields`` (column -> kind, the registry's) type the values their payload index needs: a CSV
+    reads ``1924`` as a number in one file and as text in another (an empty cell makes the column text).
+    """
     import pandas as pd
 
     payload: dict[str, Any] = {
@@ -93,8 +100,26 @@ def payload_for(row: pd.Series, captions: list[str], store: ObjectStore) -> dict
     }
     for column in captions:
         value = row[column]
-        payload[column] = None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
+        value = None if pd.isna(value) else (value.item() if hasattr(value, "item") else value)
+        payload[column] = typed_value(value, (fields or {}).get(column))
     return payload
+
+
+def typed_value(value: Any, kind: str | None) -> Any:
+    """``value`` as the declared field kind wants it (None for an empty cell); unconvertible values stay as they are."""
+    if kind is None or value is None:
+        return value
+    if kind in ("keyword", "text"):
+        return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+    if isinstance(value, str) and not value.strip():
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return value
+    if kind == "integer":
+        return int(number) if number.is_integer() else value
+    return number
 
 
 def run_upsert(
@@ -140,6 +165,16 @@ def run_upsert(
     return result
 
 
+def index_lag(index: VectorIndex, category: Category) -> str | None:
+    """Why the category's live index does not serve its registry ``fields``/``captions`` yet; None when it does.
+
+    What ``visearch check`` prints; the service's category listing can say the same.
+    """
+    from visearch.index.versions import schema_lag
+
+    return schema_lag(index.live(category.name), category.fields, category.captions)
+
+
 def log_neighbours(run: TrackedRun, stats: NeighbourStats) -> None:
     """Record the nearest-neighbour statistics on the run: quartile metrics, pair count, the JSON."""
     metrics = {"index.duplicate_pairs": float(len(stats.duplicates))}
@@ -170,6 +205,7 @@ def _write(
     from visearch.data.meta import caption_columns
     from visearch.embed import read_embeddings
     from visearch.index import UPSERT_BATCH, point_id
+    from visearch.index.versions import schema_hash
     from visearch.neighbours import ensure_stats
 
     manifest = load_manifest(manifest_dir)
@@ -178,7 +214,12 @@ def _write(
         raise IndexIntegrityError(f"{embeddings_dir} does not match the manifest; re-run embed")
     publish_model(store, category.name, model_dir)
     previous = index.live(category.name)
-    version = index.create(category.name, model_version, manifest_hash(manifest), vectors.shape[1], category.fields)
+    # The schema is part of the identity: after a registry edit to fields/captions the live version
+    # is not reused; a new one gets the payload indexes and caption vectors (the old stays for rollback).
+    schema = schema_hash(category.fields, category.captions)
+    version = index.create(
+        category.name, model_version, manifest_hash(manifest), vectors.shape[1], category.fields, schema
+    )
     ids = [point_id(category.name, str(file)) for file in manifest["file"]]
     threshold = category.duplicate_threshold
     if previous and previous.name == version.name:
@@ -191,7 +232,7 @@ def _write(
         version.name,
         [ids[i] for i in todo],
         vectors[todo],
-        [payload_for(manifest.iloc[i], captions, store) for i in todo],
+        [payload_for(manifest.iloc[i], captions, store, category.fields) for i in todo],
         batch_size=batch_size or UPSERT_BATCH,
         captions=category.captions,
     )

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.helpers import env_for
-from tests.unit.data.datasets import make_dogs, make_packages, make_zappos
+from tests.unit.data.datasets import make_dogs, make_image_folder, make_packages, make_zappos
 from visearch.cli.prepare import prepare_app
 from visearch.data.demo import demo_source
 from visearch.settings import Settings
@@ -70,6 +70,17 @@ def test_prepare_folder_keeps_labels(cli: CliRunner, home: Settings) -> None:
     assert result.exit_code == 0, result.output
     original = pd.read_csv(demo_source() / "meta.csv", index_col=0)
     assert dataset(home, "tiny")[["file", "class", "label"]].equals(original[["file", "class", "label"]])
+
+
+def test_prepare_folder_of_class_folders(cli: CliRunner, home: Settings, tmp_path: Path) -> None:
+    source = make_image_folder(tmp_path / "download")
+    result = cli.invoke(prepare_app, ["folder", "--source", str(source), "-c", "tiny", "--report", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert "folder: 11 images kept in 3 classes, 2 dropped (of 13 considered)" in result.output
+    assert "dropped paper/notes.txt: not an image file" in result.output
+    meta = dataset(home, "tiny")
+    assert list(meta.columns) == ["file", "class", "label"] and sorted(set(meta["label"])) == [0, 1, 2]
+    assert json.loads((tmp_path / "r").read_text())["reasons"] == {"unreadable image": 1, "not an image file": 1}
 
 
 def test_whole_run_failure_is_one_message(home: Settings, tmp_path: Path) -> None:

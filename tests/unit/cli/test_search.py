@@ -158,7 +158,7 @@ def test_recommend_with_likes_and_unlikes(indexed_home: Settings) -> None:
 def test_duplicates_pages(indexed_home: Settings) -> None:
     whole = answer_of(visearch(indexed_home, "duplicates", TINY, "--limit", "100", "--json"))
     assert whole["threshold"] == 0.97 and whole["total"] == len(whole["pairs"])
-    table = visearch(indexed_home, "duplicates", TINY)
+    table = visearch(indexed_home, "duplicates", "--category", TINY)
     assert table.returncode == 0 and f"{whole['total']} pairs above 0.97" in table.stdout
     assert_one_line_error(visearch(indexed_home, "duplicates", TINY, "--limit", "0"), "limit must be")
     assert_one_line_error(visearch(indexed_home, "duplicates", "nope"), "unknown category 'nope'")

@@ -46,3 +46,34 @@ def test_embed_by_shards_and_upsert_them_together(home: Settings, tmp_path: Path
     assert done.returncode == 0, done.stderr
     assert f"({len(load_manifest(manifest.parent))} points; previous None)" in done.stdout
     assert_one_line_error(visearch(home, *args[:-2]), "do not make one whole category")
+
+
+def test_check_takes_the_category_as_option_or_argument(home: Settings) -> None:
+    by_option = visearch(home, "check", "-c", TINY, "--json")
+    assert by_option.returncode == 0, by_option.stderr
+    by_argument = visearch(home, "check", TINY, "--json")
+    assert by_argument.stdout == by_option.stdout
+    assert_one_line_error(visearch(home, "check", TINY, "--category", "fashion-mnist"), "two categories given")
+    assert_one_line_error(visearch(home, "check"), "name the category")
+
+
+def test_check_says_when_the_live_index_lags_the_registry(home: Settings) -> None:
+    """Indexed before the entry declared its fields/captions: check says so; after the next upsert it does not."""
+    import json
+
+    from tests.helpers import prepared
+    from visearch.categories import load_registry
+    from visearch.stages.upsert import run_upsert
+    from visearch.storage import LocalStore
+
+    registry, store = load_registry(home.visearch_categories), LocalStore(home.objects_dir)
+    declared = registry.get(TINY)
+    before = declared.model_copy(update={"fields": {}, "captions": []})
+    manifest, model, embeddings = prepared(home, registry, store, 32)
+    old = run_upsert(home, store, before, manifest, model, embeddings).collection
+    lagging = visearch(home, "check", "-c", TINY)
+    assert lagging.returncode == 0, lagging.stderr
+    assert f"index: live {old}; lags the registry:" in lagging.stdout and "next pipeline run" in lagging.stdout
+    new = run_upsert(home, store, declared, manifest, model, embeddings).collection
+    report = json.loads(visearch(home, "check", "-c", TINY, "--json").stdout)["index"]
+    assert report["live"] == new != old and report["lags_registry"] is False

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from tests.helpers import jpeg, photo
-from tests.unit.data.datasets import make_dogs, make_zappos, voc_xml, write
+from tests.unit.data.datasets import make_dogs, make_fashion, make_imdb, make_logodet, make_zappos, voc_xml, write
 from visearch.categories import Category
 from visearch.data.adapters import celebrities, dogs, fashion, logos, shoes
 from visearch.data.adapters.common import crop_box, parse_voc, safe_file
@@ -111,24 +109,6 @@ def test_dogs_crops_and_malformed_annotations(tmp_path: Path) -> None:
 
 
 # --- logos: LogoDet-3K ----------------------------------------------------------------------------
-def make_logodet(root: Path) -> Path:
-    base = root / "LogoDet-3K"
-    brands = [("Food", "Coca-Cola"), ("Food", "Pepsi"), ("Clothes", "adidas")]
-    for b, (category, brand) in enumerate(brands):
-        for number in range(1, 3):
-            image = photo(10 + b * 2 + number, size=160)
-            write(base / category / brand / f"{number}.jpg", jpeg(image))
-            boxes = [(brand, (5, 5, 70, 60)), (brand, (80, 90, 150, 150))]
-            write(base / category / brand / f"{number}.xml", voc_xml(f"{number}.jpg", (160, 160), boxes).encode())
-    write(base / "Food" / "Pepsi" / "3.jpg", jpeg(photo(30, size=160)))  # no XML next to it
-    write(base / "Clothes" / "adidas" / "3.jpg", jpeg(photo(31, size=160)))
-    write(
-        base / "Clothes" / "adidas" / "3.xml",
-        voc_xml("3.jpg", (160, 160), [("adidas", (155, 155, 400, 400)), ("adidas", (0, 0, 0, 0))]).encode(),
-    )
-    return root
-
-
 def test_logos_every_box_is_an_image(tmp_path: Path) -> None:
     source = make_logodet(tmp_path / "ld")
     report = PrepareReport(dataset="logos")
@@ -150,70 +130,6 @@ def test_logos_every_box_is_an_image(tmp_path: Path) -> None:
 
 
 # --- celebrities: IMDB-WIKI -----------------------------------------------------------------------
-def cell(values: list) -> np.ndarray:
-    array = np.empty((1, len(values)), dtype=object)
-    for i, value in enumerate(values):
-        array[0, i] = np.array([value]) if isinstance(value, str) else np.array(value, dtype=float)
-    return array
-
-
-def portrait(index: int, size: int = 300) -> Image.Image:
-    """A photo with film grain: its JPEG is well over the 30 kB rule (smooth crops compress below it)."""
-    pixels = np.asarray(photo(index, size), dtype=np.int16)
-    grain = np.random.default_rng(index).integers(-12, 13, pixels.shape)
-    return Image.fromarray(np.clip(pixels + grain, 0, 255).astype(np.uint8))
-
-
-def make_imdb(root: Path) -> Path:
-    from scipy.io import savemat
-
-    crop = root / "imdb_crop"
-    big, small = 300, 60  # JPEG sizes over 60 kB and about 3 kB
-    # (folder, person id, name, dob, gender, face score, second face score, image)
-    rows = [
-        ("01", "nm0000001", "Fred Astaire", date(1899, 5, 10), 1.0, 3.1, np.nan, jpeg(portrait(0, big), 95)),
-        ("01", "nm0000001", "Fred Astaire", date(1899, 5, 10), 1.0, 2.5, np.nan, jpeg(portrait(1, big), 95)),
-        ("02", "nm0000002", "Lauren Bacall", date(1924, 9, 16), 0.0, 4.2, np.nan, jpeg(portrait(2, big), 95)),
-        ("02", "nm0000002", "Lauren Bacall", date(1924, 9, 16), 0.0, 1.8, np.nan, jpeg(portrait(3, big), 95)),
-        ("02", "nm0000002", "Lauren Bacall", date(1924, 9, 16), 0.0, 2.2, np.nan, jpeg(photo(4, small), 95)),
-        (
-            "03",
-            "nm0000003",
-            "Brigitte Bardot",
-            date(1934, 9, 28),
-            0.0,
-            2.9,
-            np.nan,
-            jpeg(portrait(5, big).convert("L"), 95),
-        ),
-        ("03", "nm0000003", "Brigitte Bardot", date(1934, 9, 28), 0.0, -np.inf, np.nan, jpeg(portrait(6, big), 95)),
-        ("03", "nm0000003", "Brigitte Bardot", date(1934, 9, 28), 0.0, 0.4, np.nan, jpeg(portrait(7, big), 95)),
-        ("04", "nm0000004", "John Belushi", date(1949, 1, 24), 1.0, 3.0, 2.7, jpeg(portrait(8, big), 95)),
-        ("04", "nm0000004", "John Belushi", date(1949, 1, 24), 1.0, 3.0, np.nan, b"\xff\xd8\xff" + bytes(40_000)),
-        ("05", "nm0000005", "Fred Astaire", date(1950, 1, 1), np.nan, 3.0, np.nan, jpeg(portrait(10, big), 95)),
-    ]
-    paths = []
-    for n, (folder, person, _, born, _, _, _, image) in enumerate(rows):
-        path = f"{folder}/{person}_rm{1000 + n}_{born.year}-{born.month}-{born.day}_2000.jpg"
-        write(crop / path, image)
-        paths.append(path)
-    names = [row[2] for row in rows]
-    imdb = {
-        "dob": np.array([[row[3].toordinal() + 366 for row in rows]], dtype=float),
-        "photo_taken": np.array([[2000] * len(rows)], dtype=np.uint16),
-        "full_path": cell(paths),
-        "gender": np.array([[row[4] for row in rows]]),
-        "name": cell(names),
-        "face_location": cell([[[1.0, 2.0, 30.0, 40.0]]] * len(rows)),
-        "face_score": np.array([[row[5] for row in rows]]),
-        "second_face_score": np.array([[row[6] for row in rows]]),
-        "celeb_names": cell(sorted(set(names))),
-        "celeb_id": np.array([[sorted(set(names)).index(name) + 1 for name in names]]),
-    }
-    savemat(str(crop / "imdb.mat"), {"imdb": imdb})
-    return root
-
-
 def test_celebrities_rules_and_captions(tmp_path: Path) -> None:
     source = make_imdb(tmp_path / "imdb")
     sizes = {p.name[:16]: p.stat().st_size for p in (source / "imdb_crop").rglob("*.jpg")}
@@ -248,29 +164,6 @@ def test_celebrities_missing_mat_is_one_clear_error(tmp_path: Path) -> None:
 
 
 # --- fashion: Kaggle fashion product images --------------------------------------------------------
-STYLES = """id,gender,masterCategory,subCategory,articleType,baseColour,season,year,usage,productDisplayName
-15970,Men,Apparel,Topwear,Shirts,Navy Blue,Fall,2011,Casual,Turtle Check Men Navy Blue Shirt
-39386,Men,Apparel,Bottomwear,Jeans,Blue,Summer,2012,Casual,Peter England Men Party Blue Jeans
-59263,Women,Accessories,Watches,Watches,Silver,Winter,2016,Casual,Titan Women Silver Watch
-21379,Men,Apparel,Bottomwear,Jeans,Black,Fall,2011,Casual,Manchester United Men Solid Black Track Pants
-53759,Men,Apparel,Topwear,Shirts,Grey,Summer,2012,Casual,Puma Men Grey T-shirt
-1855,Men,Apparel,Topwear,Shirts,Grey,Summer,2011,Casual,Inkfruit Mens Chain Reaction T-shirt
-30805,Men,Apparel,Topwear,Shirts,Green,Summer,2012,Ethnic,Fabindia Men Striped Green Shirt, Kurta, Set
-26960,Women,Apparel,Topwear,Shirts,Purple,Summer,2012
-29114,Men,Accessories,Socks,Socks,Navy Blue,Summer,2012,Casual,Puma Men Pack of 3 Socks
-30039,Men,Accessories,Watches,Watches,Black,Winter,2016,Casual,Skagen Men Black Watch
-"""
-
-
-def make_fashion(root: Path) -> Path:
-    base = root / "fashion-dataset"
-    write(base / "styles.csv", STYLES.encode())
-    for n, product in enumerate(["15970", "39386", "59263", "21379", "53759", "1855", "30805", "26960", "30039"]):
-        write(base / "images" / f"{product}.jpg", jpeg(photo(n + 3, size=80)))
-    write(base / "images" / "30039.jpg", (base / "images" / "30039.jpg").read_bytes()[:600])  # truncated
-    return root  # 29114.jpg is missing, as a handful are in the real dataset
-
-
 def test_fashion(tmp_path: Path) -> None:
     source = make_fashion(tmp_path / "kaggle")
     report = PrepareReport(dataset="fashion")
@@ -347,3 +240,31 @@ def test_fashion_mnist_all_takes_both_splits_train_first(tmp_path: Path) -> None
     assert [item[0] for item in one] == files[:2]
     with pytest.raises(DataError, match="unknown Fashion-MNIST split 'both'"):
         list(fashion_mnist.iter_images(tmp_path, split="both"))
+
+
+# --- folder: class-per-folder tree (no CSV) ---------------------------------------------------------
+def test_folder_of_class_folders(tmp_path: Path) -> None:
+    """ImageFolder layout: classes from folder names, labels in sorted order, no caption columns, bad files reported."""
+    from tests.unit.data.datasets import make_image_folder
+    from visearch.data.adapters import folder
+
+    source = make_image_folder(tmp_path / "download")
+    write(source / "Garbage classification" / "Garbage classification" / "paper" / "paper1 copy.jpg", jpeg(photo(0)))
+    report = PrepareReport(dataset="folder")
+    candidates, labels = folder.scan(source, report)
+    assert labels == {}  # the runner numbers the kept classes in sorted order
+    meta, images = run(tmp_path, "waste", candidates, report, min_per_class=1)
+    assert list(meta.columns) == ["file", "class", "label"]
+    assert meta.groupby("class")["label"].first().to_dict() == {"cardboard": 0, "glass": 1, "paper": 2}
+    assert meta.groupby("class").size().to_dict() == {"cardboard": 4, "glass": 4, "paper": 4}
+    assert {"cardboard/boxes/flat_box.jpg", "glass/glass4.png"} <= set(meta["file"])
+    assert Image.open(images / "glass/glass4.png").format == "PNG"  # stored as shipped
+    assert dict(report.dropped) == {
+        "paper/broken.jpg": dict(report.dropped)["paper/broken.jpg"],
+        "paper/notes.txt": "not an image file: suffix '.txt'",
+    }
+    assert dict(report.dropped)["paper/broken.jpg"].startswith("unreadable image")
+    pairs = {(d.file, d.of, d.kind) for d in report.duplicates.duplicates}
+    assert pairs == {("paper/paper1_copy.jpg", "paper/paper1.jpg", "exact")}  # reported like the CSV path's
+    with pytest.raises(DataError, match="no class folders"):
+        folder.scan(write(tmp_path / "flat" / "a.jpg", jpeg(photo(0))).parent, PrepareReport())

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from visearch.index.versions import CollectionVersion, is_uuid, point_id
+from visearch.index.versions import CollectionVersion, is_uuid, point_id, schema_hash, schema_lag
 
 
 def test_point_ids_are_stable_uuids_per_category_and_file() -> None:
@@ -25,9 +25,28 @@ def test_a_version_name_parses_back_to_the_version() -> None:
     version = CollectionVersion("shoes", "20260101T000000000000", "m1abc", "d4t4")
     assert version.name == "shoes__20260101T000000000000-m1abc-d4t4"
     assert CollectionVersion.parse(version.name) == version
+    with_schema = CollectionVersion("shoes", "20260101T000000000000", "m1abc", "d4t4", "5c4e3a")
+    assert with_schema.name == "shoes__20260101T000000000000-m1abc-d4t4-5c4e3a"
+    assert CollectionVersion.parse(with_schema.name) == with_schema
 
 
-@pytest.mark.parametrize("name", ["shoes", "shoes__v1", "shoes__a-b", "shoes__a-b-c-d", "shoes_a-b-c"])
+def test_the_schema_hash_names_fields_and_captions() -> None:
+    """No declaration keeps the old three-part names; any edit to fields or captions changes the hash."""
+    assert schema_hash({}, []) == ""
+    base = schema_hash({"brand": "keyword"}, ["brand"])
+    assert base == schema_hash({"brand": "keyword"}, ["brand"]) and len(base) == 8
+    edits = [
+        ({"brand": "text"}, ["brand"]),
+        ({"brand": "keyword", "x": "float"}, ["brand"]),
+        ({"brand": "keyword"}, []),
+    ]
+    assert len({base, *(schema_hash(fields, captions) for fields, captions in edits)}) == 4
+    live = CollectionVersion("shoes", "20260101T000000000000", "m1abc", "d4t4", base)
+    assert schema_lag(live, {"brand": "keyword"}, ["brand"]) is None and schema_lag(None, {}, ["x"]) is None
+    assert "next pipeline run" in str(schema_lag(live, {"brand": "keyword"}, ["brand", "colour"]))
+
+
+@pytest.mark.parametrize("name", ["shoes", "shoes__v1", "shoes__a-b", "shoes__a-b-c-d-e", "shoes__a--c", "shoes_a-b-c"])
 def test_names_that_are_no_version_parse_to_none(name: str) -> None:
     assert CollectionVersion.parse(name) is None
 

@@ -39,8 +39,10 @@ def test_upsert_is_idempotent_resumable_and_rolls_back(home, registry, store) ->
     index = open_index(home)
     try:
         from visearch.data.manifest import manifest_hash
+        from visearch.index.versions import schema_hash
 
-        partial = index.create(TINY, version_b, manifest_hash(manifest), vectors.shape[1])
+        schema = schema_hash(category.fields, category.captions)
+        partial = index.create(TINY, version_b, manifest_hash(manifest), vectors.shape[1], category.fields, schema)
         ids = [point_id(TINY, f) for f in manifest["file"]][:10]
         index.upsert(partial.name, ids, vectors[:10], [payload_for(manifest.iloc[i], [], store) for i in range(10)])
         assert index.count(partial.name) == 10
@@ -132,3 +134,50 @@ def test_upsert_step_fails_clearly_when_the_object_store_is_down(
         )
     assert live_state(copy) == before
     assert home_digest(copy) == files
+
+
+def test_payload_values_take_the_kind_their_field_declares(tmp_path: Path) -> None:
+    """A CSV column with an empty cell reads as text: a declared integer is still stored as one (range filters)."""
+    import pandas as pd
+
+    from visearch.storage import LocalStore
+
+    row = pd.Series(
+        {"file": "a.jpg", "class": "x", "label": 0, "key": "k/a.jpg", "year": "1924", "size": "", "code": 7, "w": "2.5"}
+    )
+    fields = {"year": "integer", "size": "integer", "code": "keyword", "w": "float"}
+    payload = payload_for(row, ["year", "size", "code", "w"], LocalStore(tmp_path), fields)
+    assert (payload["year"], payload["size"], payload["code"], payload["w"]) == (1924, None, "7", 2.5)
+    assert payload_for(row, ["year"], LocalStore(tmp_path))["year"] == "1924"  # undeclared: as read
+
+
+def test_a_registry_edit_to_fields_or_captions_builds_a_new_version(home, registry, store) -> None:  # type: ignore[no-untyped-def]
+    """Same model and data, other fields/captions: not reused; the new version filters and finds the new columns."""
+    from visearch.categories import Registry
+    from visearch.stages.upsert import index_lag
+
+    bare = registry.get(TINY).model_copy(update={"fields": {}, "captions": []})
+    manifest_dir, model, embeddings = prepared(home, registry, store, 32)
+    first = run_upsert(home, store, bare, manifest_dir, model, embeddings)
+    assert run_upsert(home, store, bare, manifest_dir, model, embeddings).reused  # nothing changed: reused
+
+    declared = registry.get(TINY)  # fields {article: keyword, source: text}, captions [article, source]
+    index = open_index(home)
+    try:
+        lag = index_lag(index, declared)
+        assert lag and first.collection in lag and "next pipeline run" in lag
+        assert index_lag(index, bare) is None
+        second = run_upsert(home, store, declared, manifest_dir, model, embeddings, index=index)
+        assert not second.reused and second.collection != first.collection and second.previous == first.collection
+        assert index_lag(index, declared) is None
+        engine = SearchEngine(home, Registry(categories=[declared]), store, index)
+        article = load_manifest(manifest_dir)["article"].iloc[0]
+        found = engine.search(TINY, text=str(article), k=5).results
+        assert found and all(hit.captions["article"] == article for hit in found)
+        flt = {"must": [{"key": "article", "match": {"value": article}}]}
+        assert engine.search(TINY, text=str(article), k=5, filter=flt).results
+        # Back to the old declaration: the kept version with that schema is live again, nothing rebuilt.
+        third = run_upsert(home, store, bare, manifest_dir, model, embeddings, index=index)
+        assert third.collection == first.collection
+    finally:
+        index.close()
