@@ -125,12 +125,11 @@ for image in "${images[@]}"; do
   extra=()
   [ "$image" != train ] || extra=(--build-arg "VISEARCH_GIT_COMMIT=$commit")
   buildah build "${args[@]}" "${extra[@]}" -f "Dockerfile.$image" -t "$name" .
-  # The build stage by name (all cached: seconds): pruning dangling images keeps its layers.
-  buildah build "${args[@]}" --target build -f "Dockerfile.$image" -t "localhost/visearch-$image-build:$TAG" . >/dev/null
   seconds=$(($(date +%s) - started))
   size=$(podman image inspect --format '{{.Size}}' "$name")
   log "$name: $((size / 1000000)) MB, built in ${seconds} s"
   [ -z "${BUILD_STATS:-}" ] || echo "$name $seconds $size" >>"$BUILD_STATS"
 done
-# What earlier builds left untagged (a replaced image and its own layers); PRUNE=0 keeps it.
+# What earlier builds left untagged (a replaced image and its own layers); PRUNE=0 keeps it. The
+# layer cache survives: an image's layers are its parents, and a parent is never dangling.
 if [ "${PRUNE:-1}" = 1 ]; then podman image prune -f >/dev/null; fi
