@@ -109,7 +109,7 @@ commit=$(git rev-parse HEAD 2>/dev/null || true)
 
 # --- build ------------------------------------------------------------------------------------
 args=(
-  --layers --format docker --isolation chroot --network host
+  --layers --force-rm --format docker --isolation chroot --network host
   --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE"
   --build-arg "TORCH_INDEX_URL=$TORCH_INDEX_URL"
   --build-arg "PIP_INDEX_URL=$PIP_INDEX_URL"
@@ -130,6 +130,8 @@ for image in "${images[@]}"; do
   log "$name: $((size / 1000000)) MB, built in ${seconds} s"
   [ -z "${BUILD_STATS:-}" ] || echo "$name $seconds $size" >>"$BUILD_STATS"
 done
+# The wheel stage by name (cached: seconds), so that pruning keeps it: the next build reuses it.
+buildah build "${args[@]}" --target wheel -f "Dockerfile.${images[0]}" -t "localhost/visearch-wheel:$TAG" . >/dev/null
 # What earlier builds left untagged (a replaced image and its own layers); PRUNE=0 keeps it. The
 # layer cache survives: an image's layers are its parents, and a parent is never dangling.
 if [ "${PRUNE:-1}" = 1 ]; then podman image prune -f >/dev/null; fi

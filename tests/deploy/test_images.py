@@ -142,15 +142,15 @@ def test_image_config_runs_as_its_non_root_user(images: dict[str, str], kind: st
         # who runs, and what that user may not touch: the venv and the system belong to root
         probe = box.run(
             "sh", "-c", "id -u; id -g; test -w /opt/venv/bin || echo venv-ro; test -w /usr || echo usr-ro; "
-            "test -w /data && echo data-rw; test -w \"$HOME\" && echo home-rw; command -v pip || echo no-pip",
+            "test -w /data && echo data-rw; test -w \"$HOME\" && echo home-rw; test -e /opt/venv/bin/pip || echo no-venv-pip",
             timeout=120,
         )  # fmt: skip
     assert probe.returncode == 0, probe.stderr
     lines = probe.stdout.split()
     assert lines[:2] == [str(UID), str(UID)]
     assert {"venv-ro", "usr-ro", "data-rw", "home-rw"} <= set(lines)
-    # pip does not ship in the service image; the train image keeps it (KFP's SDK may install packages)
-    assert ("no-pip" in lines) == (kind == "serve")
+    # the service's venv has no pip; the train image keeps it (KFP's SDK may install packages)
+    assert ("no-venv-pip" in lines) == (kind == "serve")
 
 
 def test_train_image_prepares_a_data_home_as_its_user(demo_home: Path) -> None:
@@ -194,8 +194,9 @@ def uid_of(pid: int) -> int:
 def serving(box: Container, command: list[str], log: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """The image's CMD on a free loopback port (host network: 3000 may be taken); killed as a group after."""
     port = free_port()
-    args = [str(port) if previous == "--port" else arg for previous, arg in zip(["", *command], command, strict=True)]
-    args = ["127.0.0.1" if previous == "--host" else arg for previous, arg in zip(["", *args], args, strict=True)]
+    args = [*command]
+    for flag, value in (("--port", str(port)), ("--host", "127.0.0.1")):
+        args[args.index(flag) + 1] = value
     with log.open("wb") as out:
         process = subprocess.Popen(
             box.command("env", "VISEARCH_HOME=/data", *args),
