@@ -256,7 +256,8 @@ def test_train_image_runs_a_compiled_step_as_kfp_launches_it(
             "visearch", "pipeline", "compile", "--output", "/data/pipeline.yaml", "--image", images["train"]
         )
         assert compiled.returncode == 0, compiled.stdout + compiled.stderr
-        spec = yaml.safe_load((home / "pipeline.yaml").read_text())
+        # the pipeline spec, then kfp-kubernetes' platform spec (secrets, volumes) as a second document
+        spec = next(yaml.safe_load_all((home / "pipeline.yaml").read_text()))
         step = spec["deploymentSpec"]["executors"]["exec-preprocess"]["container"]
         assert step["image"] == images["train"]
         # what KFP's launcher hands the step: artifact URIs it maps to local paths under /minio (the
@@ -283,8 +284,10 @@ def test_train_image_runs_a_compiled_step_as_kfp_launches_it(
     assert listed.returncode == 0, listed.stderr
     owners = dict(reversed(line.split(" ", 1)) for line in listed.stdout.splitlines())
     assert {"manifest/manifest.csv", "manifest/params.json"} <= set(owners) and set(owners.values()) == {str(UID)}
-    run_id = (home / "out" / "Output").read_text().strip()
-    assert len(run_id) == 32  # the MLflow run the later steps log to, in the home's tracking store
+    # what the launcher reads back: the return value (the MLflow run the later steps log to, in the
+    # home's tracking store) and the artifacts' metadata
+    output = json.loads((home / "out" / "executor_output.json").read_text())
+    assert len(output["parameterValues"]["Output"]) == 32 and set(output["artifacts"]) == set(artifacts)
 
 
 def test_build_is_cached_when_nothing_changed(images: dict[str, str]) -> None:
