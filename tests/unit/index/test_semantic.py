@@ -64,14 +64,15 @@ def test_a_word_in_no_caption_is_found_by_meaning_only_with_the_fusion(engines: 
 
 
 def test_text_meaning_and_image_fuse_into_one_ranking(engines: dict) -> None:  # type: ignore[type-arg]
-    answers = {}
     for mode, (index, collection, vectors) in engines.items():
-        request = SearchRequest(6, vector=vectors[2].tolist(), text=words_of("handbag"), semantic=meaning_of("handbag"))
-        answers[mode] = index.search(collection, request)
-    for mode, fused in answers.items():
+        image, words = vectors[2].tolist(), words_of("handbag")
+        plain = [hit.payload["class"] for hit in index.search(collection, SearchRequest(6, vector=image, text=words))]
+        fused = index.search(collection, SearchRequest(6, vector=image, text=words, semantic=meaning_of("handbag")))
         classes = [hit.payload["class"] for hit in fused]
-        # The image is a bag and the words mean one: it leads, the other bags follow (the meaning's list).
-        assert fused[0].id == point_id("sem", "2.png") and classes.count("Bag") == PER_ARTICLE, mode
+        # The image is a bag and the words mean one: it leads, and the meaning's list brings in more bags
+        # than the image's neighbours alone (the bags' captions tie, so which of them follow varies).
+        assert fused[0].id == point_id("sem", "2.png"), mode
+        assert classes.count("Bag") >= PER_ARTICLE - 1 > plain.count("Bag"), (mode, classes, plain)
 
 
 def test_the_caption_parts_are_the_joined_text_and_each_distinct_value() -> None:
