@@ -164,16 +164,6 @@ class FilterGroup:
         """The keyword dropdowns offered ``choices`` (:func:`narrowed_choices`), their values kept."""
         return {dropdown: gr.update(choices=choices.get(column, [])) for column, dropdown in self.keywords.items()}
 
-    def cleared(self, choices: Mapping[str, list[tuple[str, Any]]] | None = None) -> dict[Any, Any]:
-        """Every control emptied; keyword dropdowns get ``choices`` when given."""
-        update: dict[Any, Any] = {box: gr.update(value=None) for box in self.components()}
-        for column, dropdown in self.keywords.items():
-            if choices is not None:
-                update[dropdown] = gr.update(value=[], choices=choices.get(column, []))
-            else:
-                update[dropdown] = gr.update(value=[])
-        return update
-
 
 def build_filter_group(
     category: Category,
@@ -212,10 +202,18 @@ def build_filter_group(
                     )
                 else:
                     step = 1 if kind == "integer" else None
-                    low, high = (None, None) if own is None else ((*own, "from"), (*own, "to"))
-                    group.ranges[column] = (
-                        gr.Number(label=f"{column} from", step=step, elem_id=f"{elem}-from", min_width=100, key=low),
-                        gr.Number(label=f"{column} to", step=step, elem_id=f"{elem}-to", min_width=100, key=high),
+                    # No value preserved across renders: a rendered Number's empty value comes back as 0
+                    # (a real bound) unless it starts fresh; a registry edit empties the from/to boxes.
+                    group.ranges[column] = tuple(  # type: ignore[assignment]
+                        gr.Number(
+                            label=f"{column} {end}",
+                            step=step,  # type: ignore[arg-type]
+                            elem_id=f"{elem}-{end}",
+                            min_width=100,
+                            key=None if own is None else (*own, end),
+                            preserved_by_key=None,
+                        )
+                        for end in ("from", "to")
                     )
     return group
 
@@ -245,13 +243,13 @@ def render_filter_group(
 
     @gr.render(inputs=chosen, show_progress="hidden")
     def _group(state: dict[str, Any] | None) -> None:
-        category = None
-        if state:
-            try:
-                category = runtime.run(lambda engine: engine.registry.get(state["name"]))
-            except Exception:  # noqa: BLE001 - removed meanwhile: no controls
-                category = None
-        if category is None:
+        if not state:
+            wire(None)
+            return
+        name, round_ = state["name"], state["round"]
+        try:
+            category = runtime.run(lambda engine: engine.registry.get(name))
+        except Exception:  # noqa: BLE001 - removed from the registry meanwhile: no controls
             wire(None)
             return
         keywords = [column for column, kind in category.filterable.items() if kind == "keyword"]
@@ -259,4 +257,4 @@ def render_filter_group(
             choices = runtime.run(lambda engine: {c: facet_choices(engine, category.name, c) for c in keywords})
         except Exception:  # noqa: BLE001 - no index yet: the category's section shows why
             choices = {}
-        wire(build_filter_group(category, prefix, choices=choices, key=state["round"]))
+        wire(build_filter_group(category, prefix, choices=choices, key=round_))
