@@ -99,18 +99,30 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             input_image = gr.Image(type="pil", interactive=False, show_label=False, height=240, elem_id="input-image")
         with gr.Column(visible=False) as search_section:
             gr.Markdown("### Search options")
+            # interactive=True spelled out: the events that read these are attached in a render
+            # (wire_search), so Gradio cannot infer at build time that they are inputs.
             with gr.Row():
                 min_similarity = gr.Slider(
-                    0, 100, value=0, step=1, label="Minimum similarity (%)", elem_id="min-similarity"
+                    0, 100, value=0, step=1, label="Minimum similarity (%)", elem_id="min-similarity", interactive=True
                 )
-                k = gr.Slider(1, max_k, value=min(DEFAULT_K, max_k), step=1, label="Number of images", elem_id="k")
-            text = gr.Textbox(label="Caption text", max_lines=1, visible=False, elem_id="caption-text")
+                k = gr.Slider(
+                    1,
+                    max_k,
+                    value=min(DEFAULT_K, max_k),
+                    step=1,
+                    label="Number of images",
+                    elem_id="k",
+                    interactive=True,
+                )
+            text = gr.Textbox(
+                label="Caption text", max_lines=1, visible=False, elem_id="caption-text", interactive=True
+            )
             no_captions = gr.Markdown(visible=False, elem_id="no-captions")
             # The chosen category's controls, rendered again when it changes; ``wire_search`` is defined below.
             render_filter_group(runtime, chosen, lambda group: wire_search(group))
             with gr.Row():
-                diverse = gr.Checkbox(label="Diverse results (MMR)", elem_id="diverse")
-                best_per_class = gr.Checkbox(label="Best image per class", elem_id="best-per-class")
+                diverse = gr.Checkbox(label="Diverse results (MMR)", elem_id="diverse", interactive=True)
+                best_per_class = gr.Checkbox(label="Best image per class", elem_id="best-per-class", interactive=True)
             with gr.Row():
                 search_button = gr.Button("Find similar images", variant="primary", elem_id="search")
                 reset_results = gr.Button("Reset results", elem_id="reset-results")

@@ -202,16 +202,15 @@ def build_filter_group(
                     )
                 else:
                     step = 1 if kind == "integer" else None
-                    # No value preserved across renders: a rendered Number's empty value comes back as 0
-                    # (a real bound) unless it starts fresh; a registry edit empties the from/to boxes.
+                    # ``value=None`` spelled out: a rendered Number left at its default reads 0 (a real bound).
                     group.ranges[column] = tuple(  # type: ignore[assignment]
                         gr.Number(
+                            value=None,
                             label=f"{column} {end}",
                             step=step,  # type: ignore[arg-type]
                             elem_id=f"{elem}-{end}",
                             min_width=100,
                             key=None if own is None else (*own, end),
-                            preserved_by_key=None,
                         )
                         for end in ("from", "to")
                     )
