@@ -21,7 +21,7 @@ import gradio as gr
 from PIL import Image
 
 from ui.browse import build_browse_tab, first_page, wire_browse
-from ui.filters import build_filter_group, facet_choices, narrowed_choices
+from ui.filters import FilterGroup, chosen_state, narrowed_choices, render_filter_group
 from ui.images import category_examples, for_display, query_from_upload, query_image
 from ui.query import Example, Query
 from ui.sections import (
@@ -34,10 +34,10 @@ from ui.sections import (
     shown_answer,
     unhighlighted,
 )
-from ui.status import STATUS_SECONDS, marked_buttons
+from ui.status import STATUS_SECONDS, live_status, render_category_buttons
 from visearch.browse import random_image
 from visearch.catalogue_api import changes_line
-from visearch.categories import load_registry
+from visearch.categories import Category, load_registry
 from visearch.errors import InvalidQueryError
 from visearch.runtime import Runtime
 
@@ -53,12 +53,12 @@ PROJECT_CREDITS = (
 
 
 def build_ui(runtime: Runtime) -> gr.Blocks:
-    """The UI over ``runtime``, built from the registry alone (the index may come up later).
+    """The UI over ``runtime``; its categories and their filter controls follow the live registry.
 
-    If the registry cannot be read, a page saying why.
+    If the registry cannot be read at start, a page saying why.
     """
     try:
-        registry = load_registry(runtime.settings.visearch_categories)
+        load_registry(runtime.settings.visearch_categories)  # the callbacks read the server's live copy
     except Exception as exc:  # noqa: BLE001 - shown on the page instead of failing the server
         with gr.Blocks(title=TITLE, analytics_enabled=False) as broken:
             gr.Markdown(f"# {TITLE}\n\n**⚠ {message_for(exc)}**\n\nFix it and restart the service.")
@@ -68,11 +68,12 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
     with gr.Blocks(title=TITLE, analytics_enabled=False) as demo:
         gr.Markdown(f"# {TITLE}\nFind the images of a category that look most like yours.")
         gr.Markdown("### Input options")
+        live = gr.State(None)  # [name, title, indexed] of each category (ui/status.py)
+        chosen = gr.State(None)  # what the filter controls are rendered from (ui/filters.py)
+        category_state = gr.State(None)  # the chosen category's name
         with gr.Row():
-            buttons = {
-                category.name: gr.Button(category.title, elem_id=f"category-{category.name}")
-                for category in registry.categories
-            }
+            # Rendered on load and whenever the live list changes; ``wire_category`` is defined below.
+            render_category_buttons(live, lambda name, button: wire_category(name, button))
             reset_all = gr.Button("Reset all", variant="stop", elem_id="reset-all")
         index_status = gr.Markdown(elem_id="index-status")
         with gr.Column(visible=False) as usage_section:
@@ -91,24 +92,37 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             with gr.Tab("Random"):
                 random_button = gr.Button("Pick a random image", elem_id="random")
             with gr.Tab("Browse"):
-                browse_tab = build_browse_tab(registry)
+                browse_tab = build_browse_tab(runtime, chosen, category_state)
             provision_error = gr.Markdown(visible=False, elem_id="provision-error")
         with gr.Column(visible=False) as input_section:
             gr.Markdown("### Input image")
             input_image = gr.Image(type="pil", interactive=False, show_label=False, height=240, elem_id="input-image")
         with gr.Column(visible=False) as search_section:
             gr.Markdown("### Search options")
+            # interactive=True spelled out: the events that read these are attached in a render
+            # (wire_search), so Gradio cannot infer at build time that they are inputs.
             with gr.Row():
                 min_similarity = gr.Slider(
-                    0, 100, value=0, step=1, label="Minimum similarity (%)", elem_id="min-similarity"
+                    0, 100, value=0, step=1, label="Minimum similarity (%)", elem_id="min-similarity", interactive=True
                 )
-                k = gr.Slider(1, max_k, value=min(DEFAULT_K, max_k), step=1, label="Number of images", elem_id="k")
-            text = gr.Textbox(label="Caption text", max_lines=1, visible=False, elem_id="caption-text")
+                k = gr.Slider(
+                    1,
+                    max_k,
+                    value=min(DEFAULT_K, max_k),
+                    step=1,
+                    label="Number of images",
+                    elem_id="k",
+                    interactive=True,
+                )
+            text = gr.Textbox(
+                label="Caption text", max_lines=1, visible=False, elem_id="caption-text", interactive=True
+            )
             no_captions = gr.Markdown(visible=False, elem_id="no-captions")
-            filters = {category.name: build_filter_group(category) for category in registry.categories}
+            # The chosen category's controls, rendered again when it changes; ``wire_search`` is defined below.
+            render_filter_group(runtime, chosen, lambda group: wire_search(group))
             with gr.Row():
-                diverse = gr.Checkbox(label="Diverse results (MMR)", elem_id="diverse")
-                best_per_class = gr.Checkbox(label="Best image per class", elem_id="best-per-class")
+                diverse = gr.Checkbox(label="Diverse results (MMR)", elem_id="diverse", interactive=True)
+                best_per_class = gr.Checkbox(label="Best image per class", elem_id="best-per-class", interactive=True)
             with gr.Row():
                 search_button = gr.Button("Find similar images", variant="primary", elem_id="search")
                 reset_results = gr.Button("Reset results", elem_id="reset-results")
@@ -136,7 +150,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             gr.Markdown("### Credits")
             credits = gr.Markdown(elem_id="credits")
         parts = Parts(
-            gr.State(None),
+            category_state,
             gr.State(None),
             gr.State([]),
             gr.State(None),
@@ -169,16 +183,24 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             table,
             credits_section,
             credits,
-            filters,
+            chosen,
         )
         outputs = parts.all()
 
+        def live_category(name: str | None) -> Category | None:
+            """The category as the server's registry has it now (None: not there)."""
+            registry = runtime.run(lambda engine: engine.registry)
+            return registry.get(name) if name in registry.names() else None
+
         def text_search(category: str | None) -> bool:
-            return bool(category) and bool(registry.get(category or "").captions)
+            found = live_category(category)
+            return found is not None and bool(found.captions)
 
         def choose(name: str) -> dict[Any, Any]:
-            category = registry.get(name)
+            category = live_category(name)
             update = cleared(parts)
+            if category is None:  # removed from the registry since the buttons were rendered
+                return update
             update.update(
                 {
                     parts.category: name,
@@ -186,12 +208,11 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                     parts.usage: f"**{category.title}**\n\n{category.business_usage}",
                     parts.provision_section: gr.update(visible=True),
                     parts.credits: f"{category.credits}\n\n{PROJECT_CREDITS}",
+                    parts.chosen: chosen_state(category),  # fresh filter controls, choices counted
                 }
             )
             try:
                 count, found = runtime.run(lambda engine: category_examples(engine, name))
-                group = filters[name]
-                choices = runtime.run(lambda engine: {c: facet_choices(engine, name, c) for c in group.keywords})
             except Exception as exc:  # noqa: BLE001 - shown in place (e.g. "no index yet")
                 update[parts.provision_error] = error_box(exc)
                 return update
@@ -201,7 +222,6 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             update[parts.usage] = f"**{category.title}** ({count} images{changed})\n\n{category.business_usage}"
             update[parts.examples] = gr.update(value=[(image, cls) for _, image, cls in found])
             update[parts.example_ids] = [pid for pid, _, _ in found]
-            update.update({group.section: gr.update(visible=True), **group.cleared(choices)})
             columns = ", ".join(category.captions)
             update[parts.text] = gr.update(
                 value="",
@@ -261,7 +281,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 return provision_failed(category, exc)
             return stored(category, item.id)
 
-        def run_search(data: dict[Any, Any]) -> dict[Any, Any]:
+        def run_search(group: FilterGroup | None, data: dict[Any, Any]) -> dict[Any, Any]:
             category = data[parts.category]
             if not category:
                 return {**cleared_results(parts), parts.search_error: error_box(InvalidQueryError("choose a category"))}
@@ -269,7 +289,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 category,
                 image=data[parts.query],
                 text=data[text] if text_search(category) else None,
-                filter=filters[category].filter(data),
+                filter=group.filter(data) if group is not None and group.category.name == category else None,
                 k=int(data[k]),
                 min_similarity=float(data[min_similarity]),
                 diverse=bool(data[diverse]),
@@ -277,8 +297,7 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
             )
             return shown_answer(parts, runtime, query)
 
-        def recount(name: str, data: dict[Any, Any]) -> dict[Any, Any]:
-            group = filters[name]
+        def recount(group: FilterGroup, data: dict[Any, Any]) -> dict[Any, Any]:
             try:
                 choices = runtime.run(lambda engine: narrowed_choices(engine, group.category, group.values(data)))
             except Exception as exc:  # noqa: BLE001 - shown in place
@@ -320,42 +339,47 @@ def build_ui(runtime: Runtime) -> gr.Blocks:
                 return {}
             return shown_answer(parts, runtime, dataclasses.replace(last, offset=0, likes=(), dislikes=()))
 
-        browse_outputs = browse_tab.outputs() + browse_tab.filter_outputs()
-        for name, button in buttons.items():
+        def wire_category(name: str, button: gr.Button) -> None:
             button.click(partial(choose, name), outputs=outputs).then(
-                partial(first_page, browse_tab, runtime), inputs=parts.category, outputs=browse_outputs
+                partial(first_page, browse_tab, runtime), inputs=parts.category, outputs=browse_tab.outputs()
             )
-        reset_all.click(lambda: cleared(parts), outputs=outputs).then(
-            partial(first_page, browse_tab, runtime), inputs=parts.category, outputs=browse_outputs
-        )
-        wire_browse(browse_tab, runtime, parts.category)
-        browse_tab.gallery.select(picked, inputs=[parts.category, browse_tab.ids], outputs=outputs)
-        # Which categories can answer: on each page load and every few seconds (a pipeline may finish).
-        marking = [*buttons.values(), index_status]
-        demo.load(partial(marked_buttons, runtime, buttons, index_status), outputs=marking, show_progress="hidden")
-        gr.Timer(STATUS_SECONDS).tick(
-            partial(marked_buttons, runtime, buttons, index_status), outputs=marking, show_progress="hidden"
-        )
-        upload.upload(uploaded, inputs=[parts.category, upload], outputs=outputs)
-        examples.select(picked, inputs=[parts.category, parts.example_ids], outputs=outputs)
-        random_button.click(random_pick, inputs=parts.category, outputs=outputs)
-        for name, group in filters.items():
-            # A user's change recounts the group's keyword dropdowns (their choices only, values kept).
-            # ``input`` fires on user changes alone, so updating the choices triggers nothing again;
-            # always_last: the last change is always counted, even typed while a recount runs.
-            if group.keywords:
+
+        search_inputs = {parts.category, parts.query, k, min_similarity, text, diverse, best_per_class}
+
+        def wire_search(group: FilterGroup | None) -> None:
+            """The events that read the filter controls, attached again on each render of them."""
+            controls = set(group.components()) if group is not None else set()
+            for trigger in (search_button.click, text.submit):
+                answer = trigger(partial(run_search, group), inputs=search_inputs | controls, outputs=outputs)
+                answer.then(unhighlighted, inputs=parts.result_ids, outputs=results)
+            if group is not None and group.keywords:
+                # A user's change recounts the group's keyword dropdowns (their choices only, values kept).
+                # ``input`` fires on user changes alone, so updating the choices triggers nothing again;
+                # always_last: the last change is always counted, even typed while a recount runs.
                 gr.on(
                     [control.input for control in group.components()],
-                    partial(recount, name),
-                    inputs=set(group.components()),
+                    partial(recount, group),
+                    inputs=controls,
                     outputs=[*group.keywords.values(), parts.search_error],
                     trigger_mode="always_last",
                     show_progress="hidden",
                 )
-        search_inputs = {parts.category, parts.query, k, min_similarity, text, diverse, best_per_class}
+
+        reset_all.click(lambda: cleared(parts), outputs=outputs).then(
+            partial(first_page, browse_tab, runtime), inputs=parts.category, outputs=browse_tab.outputs()
+        )
+        wire_browse(browse_tab, runtime, parts.category)
+        browse_tab.gallery.select(picked, inputs=[parts.category, browse_tab.ids], outputs=outputs)
+        # Which categories there are and which can answer: on each page load and every few seconds
+        # (a pipeline may finish, the registry file may change); the buttons render again on a change.
+        status = partial(live_status, runtime, live, index_status, chosen)
+        marking = [live, index_status, chosen]
+        demo.load(status, inputs=[parts.category, chosen], outputs=marking, show_progress="hidden")
+        gr.Timer(STATUS_SECONDS).tick(status, inputs=[parts.category, chosen], outputs=marking, show_progress="hidden")
+        upload.upload(uploaded, inputs=[parts.category, upload], outputs=outputs)
+        examples.select(picked, inputs=[parts.category, parts.example_ids], outputs=outputs)
+        random_button.click(random_pick, inputs=parts.category, outputs=outputs)
         answers = [
-            search_button.click(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs),
-            text.submit(run_search, inputs=search_inputs | parts.filter_inputs(), outputs=outputs),
             previous_page.click(partial(turn_page, step=-1), inputs=parts.last_query, outputs=outputs),
             next_page.click(partial(turn_page, step=1), inputs=parts.last_query, outputs=outputs),
             more.click(partial(steer, like=True), inputs=[parts.last_query, parts.selected], outputs=outputs),

@@ -1,23 +1,23 @@
 """The Browse tab: a category's images a page at a time, narrowed by the category's filter controls.
 
 Pages come from ``visearch.browse.browse`` (the order of ``GET /categories/{category}/images``);
-the filter controls are the search section's (``ui.filters``), built once more for this tab with
-their own element ids. "Show" applies the controls and goes back to the first page; previous/next
+the filter controls are the search section's (``ui.filters``), rendered once more for this tab with
+their own element ids (from the live registry, as the search section's). "Show" applies the controls and goes back to the first page; previous/next
 keep the filter that was applied. Selecting an image makes it the input image (wired in ui/app.py).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import gradio as gr
 
-from ui.filters import FilterGroup, build_filter_group, facet_choices
+from ui.filters import FilterGroup, render_filter_group
 from ui.images import THUMBNAIL_SIDE, for_display
 from ui.sections import error_box
 from visearch.browse import BrowseItem, browse
-from visearch.categories import Registry
 from visearch.runtime import Runtime
 from visearch.search import SearchEngine
 
@@ -26,9 +26,8 @@ PAGE = 12
 
 @dataclass
 class BrowseTab:
-    """The components of the Browse tab (``filters``: one group of controls per category)."""
+    """The components of the Browse tab (its filter controls are rendered: :func:`wire_browse`)."""
 
-    filters: dict[str, FilterGroup]
     show: gr.Button
     gallery: gr.Gallery
     previous: gr.Button
@@ -43,34 +42,41 @@ class BrowseTab:
         """Every component a page callback updates."""
         return [self.gallery, self.previous, self.page, self.next, self.error, self.offset, self.applied, self.ids]
 
-    def filter_outputs(self) -> list[Any]:
-        """The filter groups' sections and controls."""
-        return [part for group in self.filters.values() for part in (group.section, *group.components())]
 
-    def filter_inputs(self) -> set[Any]:
-        """The controls of every filter group."""
-        return {control for group in self.filters.values() for control in group.components()}
+def build_browse_tab(runtime: Runtime, chosen: gr.State, category: gr.State) -> BrowseTab:
+    """The tab's components (call inside a ``gr.Tab``): the chosen category's filter controls, Show, the pages.
 
-
-def build_browse_tab(registry: Registry) -> BrowseTab:
-    """The tab's components (call inside a ``gr.Tab``); events are wired by :func:`wire_browse`."""
-    filters = {category.name: build_filter_group(category, prefix="browse-filter") for category in registry.categories}
-    show = gr.Button("Show", elem_id="browse-show")
-    gallery = gr.Gallery(
-        label="Images of the category: select one to search with it",
-        columns=6,
-        height=280,
-        allow_preview=False,
-        elem_id="browse-gallery",
+    ``chosen``: what the filter controls are rendered from (:func:`ui.filters.chosen_state`);
+    ``category``: the chosen category's name. Paging is wired by :func:`wire_browse`.
+    """
+    tab = BrowseTab(
+        gr.Button("Show", elem_id="browse-show", render=False),
+        gr.Gallery(
+            label="Images of the category: select one to search with it",
+            columns=6,
+            height=280,
+            allow_preview=False,
+            elem_id="browse-gallery",
+            render=False,
+        ),
+        gr.Button("◀ Previous", elem_id="browse-previous", interactive=False, render=False),
+        gr.Markdown(elem_id="browse-page", render=False),
+        gr.Button("Next ▶", elem_id="browse-next", interactive=False, render=False),
+        gr.Markdown(visible=False, elem_id="browse-error", render=False),
+        gr.State(0),
+        gr.State(None),
+        gr.State([]),
     )
+    # Above the Show button: the controls are rendered (again) whenever the chosen category changes.
+    render_filter_group(runtime, chosen, partial(wire_show, tab, runtime, category), prefix="browse-filter")
+    tab.show.render()
+    tab.gallery.render()
     with gr.Row():
-        previous = gr.Button("◀ Previous", elem_id="browse-previous", interactive=False)
-        page = gr.Markdown(elem_id="browse-page")
-        following = gr.Button("Next ▶", elem_id="browse-next", interactive=False)
-    error = gr.Markdown(visible=False, elem_id="browse-error")
-    return BrowseTab(
-        filters, show, gallery, previous, page, following, error, gr.State(0), gr.State(None), gr.State([])
-    )
+        tab.previous.render()
+        tab.page.render()
+        tab.next.render()
+    tab.error.render()
+    return tab
 
 
 def thumbnail(engine: SearchEngine, item: BrowseItem) -> Any:
@@ -101,18 +107,24 @@ def shown_page(tab: BrowseTab, runtime: Runtime, category: str | None, offset: i
     }
 
 
-def wire_browse(tab: BrowseTab, runtime: Runtime, category_state: gr.State) -> None:
-    """The tab's own events: Show (filters applied, first page) and previous/next."""
+def wire_show(tab: BrowseTab, runtime: Runtime, category_state: gr.State, group: FilterGroup | None) -> None:
+    """Show: the first page of the chosen category, narrowed by ``group``'s controls (called on each render)."""
 
     def apply(data: dict[Any, Any]) -> dict[Any, Any]:
         category = data[category_state]
-        group = tab.filters.get(category or "")
-        return shown_page(tab, runtime, category, 0, group.filter(data) if group else None)
+        flt = group.filter(data) if group is not None and group.category.name == category else None
+        return shown_page(tab, runtime, category, 0, flt)
+
+    controls = set(group.components()) if group is not None else set()
+    tab.show.click(apply, inputs={category_state} | controls, outputs=tab.outputs())
+
+
+def wire_browse(tab: BrowseTab, runtime: Runtime, category_state: gr.State) -> None:
+    """The tab's paging: previous/next keep the filter of the page shown."""
 
     def turn(category: str | None, offset: int, flt: Any, step: int) -> dict[Any, Any]:
         return shown_page(tab, runtime, category, offset + step * PAGE, flt)
 
-    tab.show.click(apply, inputs={category_state} | tab.filter_inputs(), outputs=tab.outputs())
     tab.previous.click(
         lambda c, o, f: turn(c, o, f, -1), inputs=[category_state, tab.offset, tab.applied], outputs=tab.outputs()
     )
@@ -122,16 +134,5 @@ def wire_browse(tab: BrowseTab, runtime: Runtime, category_state: gr.State) -> N
 
 
 def first_page(tab: BrowseTab, runtime: Runtime, category: str | None) -> dict[Any, Any]:
-    """A newly chosen category: its filter controls only, emptied (counted choices), and its first page."""
-    update: dict[Any, Any] = {}
-    for name, group in tab.filters.items():
-        update.update({group.section: gr.update(visible=name == category), **group.cleared()})
-    group = tab.filters.get(category or "")
-    if group is not None and group.keywords:
-        try:
-            choices = runtime.run(lambda e: {c: facet_choices(e, group.category.name, c) for c in group.keywords})
-            update.update(group.cleared(choices))
-        except Exception:  # noqa: BLE001, S110 - the page below shows the reason (e.g. no index yet)
-            pass
-    update.update(shown_page(tab, runtime, category, 0, None))
-    return update
+    """A newly chosen category's first page, unfiltered (its filter controls are rendered empty)."""
+    return shown_page(tab, runtime, category, 0, None)

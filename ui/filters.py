@@ -9,13 +9,15 @@ holds a value adds one ``must`` condition.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 
 from visearch.categories import Category
+from visearch.runtime import Runtime
 from visearch.search import SearchEngine
 
 # Facet values shown in one dropdown: more are reachable through the text of a filter, not a list.
@@ -162,41 +164,96 @@ class FilterGroup:
         """The keyword dropdowns offered ``choices`` (:func:`narrowed_choices`), their values kept."""
         return {dropdown: gr.update(choices=choices.get(column, [])) for column, dropdown in self.keywords.items()}
 
-    def cleared(self, choices: Mapping[str, list[tuple[str, Any]]] | None = None) -> dict[Any, Any]:
-        """Every control emptied; keyword dropdowns get ``choices`` when given."""
-        update: dict[Any, Any] = {box: gr.update(value=None) for box in self.components()}
-        for column, dropdown in self.keywords.items():
-            if choices is not None:
-                update[dropdown] = gr.update(value=[], choices=choices.get(column, []))
-            else:
-                update[dropdown] = gr.update(value=[])
-        return update
 
-
-def build_filter_group(category: Category, prefix: str = "filter") -> FilterGroup:
-    """The controls of one category's filterable columns, in a hidden column (call inside a Blocks).
+def build_filter_group(
+    category: Category,
+    prefix: str = "filter",
+    *,
+    choices: Mapping[str, list[tuple[str, Any]]] | None = None,
+    key: Any = None,
+) -> FilterGroup:
+    """The controls of one category's filterable columns, in a column (call inside a Blocks or a render).
 
     ``prefix`` starts their element ids (``<prefix>s-<category>``, ``<prefix>-<category>-<column>``):
-    the search section and the Browse tab each build their own group of one category.
+    the search section and the Browse tab each build their own group of one category. ``choices``:
+    the keyword dropdowns' choices. ``key``: re-renders with the same key keep the controls' values.
     """
-    with gr.Column(visible=False, elem_id=f"{prefix}s-{category.name}") as section:
+    choices = choices or {}
+    with gr.Column(elem_id=f"{prefix}s-{category.name}") as section:
         gr.Markdown("**Filters** (only images whose columns match)")
         group = FilterGroup(category, section)
         with gr.Row():
             for column, kind in category.filterable.items():
                 elem = f"{prefix}-{category.name}-{column}"
+                own = None if key is None else (prefix, category.name, column, kind, key)
                 if kind == "keyword":
                     group.keywords[column] = gr.Dropdown(
-                        choices=[], value=[], multiselect=True, label=column, elem_id=elem, min_width=200
+                        choices=choices.get(column, []),
+                        value=[],
+                        multiselect=True,
+                        label=column,
+                        elem_id=elem,
+                        min_width=200,
+                        key=own,
                     )
                 elif kind == "text":
                     group.texts[column] = gr.Textbox(
-                        label=f"{column} contains the words", elem_id=elem, max_lines=1, min_width=200
+                        label=f"{column} contains the words", elem_id=elem, max_lines=1, min_width=200, key=own
                     )
                 else:
                     step = 1 if kind == "integer" else None
-                    group.ranges[column] = (
-                        gr.Number(label=f"{column} from", step=step, elem_id=f"{elem}-from", min_width=100),
-                        gr.Number(label=f"{column} to", step=step, elem_id=f"{elem}-to", min_width=100),
+                    # ``value=None`` spelled out: a rendered Number left at its default reads 0 (a real bound).
+                    group.ranges[column] = tuple(  # type: ignore[assignment]
+                        gr.Number(
+                            value=None,
+                            label=f"{column} {end}",
+                            step=step,  # type: ignore[arg-type]
+                            elem_id=f"{elem}-{end}",
+                            min_width=100,
+                            key=None if own is None else (*own, end),
+                        )
+                        for end in ("from", "to")
                     )
     return group
+
+
+def chosen_state(category: Category | None, previous: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """What the filter controls are rendered from: the chosen category's name and filterable columns.
+
+    A new choice gets a new ``round`` (fresh, empty controls); ``previous`` given (the same category
+    re-read from the registry) keeps its round, so an edit of other columns keeps the values set.
+    """
+    if category is None:
+        return None
+    kept = previous is not None and previous.get("name") == category.name
+    round_ = previous["round"] if kept and previous else time.monotonic_ns()
+    return {"name": category.name, "fields": sorted(category.filterable.items()), "round": round_}
+
+
+def render_filter_group(
+    runtime: Runtime, chosen: gr.State, wire: Callable[[FilterGroup | None], None], *, prefix: str = "filter"
+) -> None:
+    """The chosen category's filter controls, rendered again when ``chosen`` (:func:`chosen_state`) changes.
+
+    The columns come from the live registry (which the server follows), so a category added or
+    edited while the service runs gets its controls without a restart. ``wire`` attaches the
+    events that read the group (None: no category chosen); Gradio replaces them on each render.
+    """
+
+    @gr.render(inputs=chosen, show_progress="hidden")
+    def _group(state: dict[str, Any] | None) -> None:
+        if not state:
+            wire(None)
+            return
+        name, round_ = state["name"], state["round"]
+        try:
+            category = runtime.run(lambda engine: engine.registry.get(name))
+        except Exception:  # noqa: BLE001 - removed from the registry meanwhile: no controls
+            wire(None)
+            return
+        keywords = [column for column, kind in category.filterable.items() if kind == "keyword"]
+        try:
+            choices = runtime.run(lambda engine: {c: facet_choices(engine, category.name, c) for c in keywords})
+        except Exception:  # noqa: BLE001 - no index yet: the category's section shows why
+            choices = {}
+        wire(build_filter_group(category, prefix, choices=choices, key=round_))

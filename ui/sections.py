@@ -7,7 +7,6 @@ from typing import Any
 
 import gradio as gr
 
-from ui.filters import FilterGroup
 from ui.images import stored_image
 from ui.query import Example, Query, caption, feedback_text, notice_text, page_text, results_table
 from visearch.runtime import Runtime, error_payload
@@ -28,7 +27,7 @@ def error_box(exc: BaseException | None) -> dict[str, Any]:
 
 @dataclass
 class Parts:
-    """The components the callbacks update (``filters``: one group of controls per category)."""
+    """The components the callbacks update (``chosen``: what the filter controls are rendered from)."""
 
     category: gr.State
     query: gr.State
@@ -63,16 +62,11 @@ class Parts:
     table: gr.Markdown
     credits_section: gr.Column
     credits: gr.Markdown
-    filters: dict[str, FilterGroup]
+    chosen: gr.State
 
     def all(self) -> list[Any]:
-        """Every component (the outputs of the callbacks): the fields, then each filter group's."""
-        fields = [value for name, value in vars(self).items() if name != "filters"]
-        return fields + [part for group in self.filters.values() for part in (group.section, *group.components())]
-
-    def filter_inputs(self) -> set[Any]:
-        """The controls of every filter group (inputs of a search)."""
-        return {control for group in self.filters.values() for control in group.components()}
+        """Every component (the outputs of the callbacks)."""
+        return list(vars(self).values())
 
 
 def cleared(parts: Parts) -> dict[Any, Any]:
@@ -90,10 +84,9 @@ def cleared(parts: Parts) -> dict[Any, Any]:
         parts.no_captions: gr.update(visible=False),
         parts.diverse: False,
         parts.best_per_class: False,
+        parts.chosen: None,  # no filter controls
         **cleared_query(parts, text_search=False),
     }
-    for group in parts.filters.values():
-        update.update({group.section: gr.update(visible=False), **group.cleared()})
     return update
 
 
