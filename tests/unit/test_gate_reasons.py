@@ -6,18 +6,8 @@ Pure and fast (``decide`` on hand-written reports); tests/unit/test_gate.py hold
 
 from __future__ import annotations
 
-from typing import Any
-
+from tests.unit.test_gate import entry
 from visearch.gate import CURRENT, FROZEN, TUNED, decide
-
-
-def entry(version: str, in_domain: float | None, class_disjoint: float | None) -> dict[str, Any]:
-    result: dict[str, Any] = {"version": version}
-    if in_domain is not None:
-        result["in_domain"] = {"mean_average_precision_at_r": in_domain}
-    if class_disjoint is not None:
-        result["class_disjoint"] = {"mean_average_precision_at_r": class_disjoint}
-    return result
 
 
 def test_the_first_promotion_names_the_model_and_its_score() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -69,15 +68,9 @@ def parse_filter_option(text: str | None) -> dict[str, Any] | None:
     Raises:
         InvalidQueryError: the text is not a JSON object.
     """
-    if text is None:
-        return None
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise InvalidQueryError(f"--filter is not JSON: {exc}") from exc
-    if not isinstance(value, dict):
-        raise InvalidQueryError(f"--filter must be a JSON object, got {type(value).__name__}")
-    return value
+    from visearch.browse import filter_from_text
+
+    return filter_from_text(text, "--filter")
 
 
 def read_image(path: Path) -> bytes:
