@@ -5,6 +5,7 @@ the same data home (``VISEARCH_HOME``), Qdrant local mode and SQLite MLflow as t
 """
 
 import json
+import logging
 import os
 import sys
 import warnings
@@ -91,11 +92,19 @@ def run_local(
     pipeline = build_pipeline(settings.train_image, parallelism=1)
     width = max(map(len, categories), default=8)
     output = StatusLines(log_file, sys.stdout, width=width) if log_file else nullcontext()
+    root_logger = logging.getLogger()
+    level = root_logger.level
     with warnings.catch_warnings(), output:
         # base_image is only used on a cluster; locally the steps run in this environment.
         warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+        # kfp's orchestrator logs each loop item's field selection at INFO between steps (on the
+        # terminal, past the status lines); each step's own log still reaches the log file.
+        root_logger.setLevel(logging.WARNING)
         shards = {} if embed_shards is None else {"embed_shards": embed_shards}
-        pipeline(categories=categories, mode=mode, **(overrides or {}), **shards)
+        try:
+            pipeline(categories=categories, mode=mode, **(overrides or {}), **shards)
+        finally:
+            root_logger.setLevel(level)
     created = sorted((p for p in root.iterdir() if p not in before and p.is_dir()), key=lambda p: p.stat().st_mtime)
     if not created:
         raise RuntimeError(f"kfp.local wrote no run folder under {root}")

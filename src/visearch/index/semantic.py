@@ -68,6 +68,7 @@ def _load() -> Any:
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()  # one bar per load would flood step logs
+        logging.getLogger("sentence_transformers").setLevel(logging.WARNING)  # its "Loading ..." line on every CLI call
         return SentenceTransformer(str(package.get_model_path()), device="cpu", local_files_only=True)
     except Exception as exc:  # an install that is present but broken: say which, never fall back to a hub
         raise VisearchError(f"cannot load the sentence model {MODEL_NAME} from {MODEL_PACKAGE}: {exc}") from exc
