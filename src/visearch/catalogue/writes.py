@@ -290,16 +290,25 @@ class _Batch:
 
     def classes(self) -> pd.DataFrame:
         """One row per class (the batch's new classes included): enough to check a new file's row."""
-        firsts = self.current.drop_duplicates("class")
+        firsts = self._untouched().drop_duplicates("class")
         if not self._written:
             return firsts
         return pd.concat([firsts, pd.DataFrame([{"file": f, **v} for f, v in self._written.items()])])
 
     def others(self, file: str) -> pd.DataFrame:
         """Every row but ``file``'s (a replace may move a class's only image to another class)."""
-        rest = self.current[self.files != file]
+        untouched = self._untouched()
+        rest = untouched[untouched["file"].astype(str) != file]
         written = [{"file": f, **v} for f, v in self._written.items() if f != file]
         return pd.concat([rest, pd.DataFrame(written)]) if written else rest
+
+    def _untouched(self) -> pd.DataFrame:
+        """The rows read under the lock that this batch has neither removed nor rewritten.
+
+        A class whose every image the batch removed is gone, as it is for writes made one by one.
+        """
+        touched = self._dropped | self._written.keys()
+        return self.current[~self.files.isin(touched)] if touched else self.current
 
     def note(self, file: str, values: Mapping[str, Any]) -> None:
         """Remember a write of this batch."""

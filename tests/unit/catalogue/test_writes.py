@@ -164,6 +164,19 @@ def test_a_batch_writes_the_good_items_and_reports_each_bad_one(live: Catalogue)
     assert removed[0].record is not None and count(live) == before + 2  # type: ignore[union-attr]
 
 
+def test_a_batch_sees_its_own_removals_as_writes_one_by_one_do(live: Catalogue) -> None:
+    """Removing a class's every image frees its name and label within the batch, as in separate writes."""
+    added = [live.add(png(20 + i), {"class": "Scarf"}) for i in range(2)]
+    freed = added[0].record.row["label"]  # type: ignore[union-attr]
+    results = live.write_many(
+        [*(Change("remove", id=write.id) for write in added), Change("add", png(30), {"class": "Scarf", "label": 999})]
+    )
+    assert all(not isinstance(result, Exception) for result in results), results
+    assert results[-1].new_class  # type: ignore[union-attr]
+    scarves = live.rows().query("`class` == 'Scarf'")
+    assert scarves["label"].tolist() == [999] and freed != 999
+
+
 def test_a_batch_killed_after_its_records_is_completed_by_the_next_write(live: Catalogue) -> None:
     # What a batch leaves when killed between its records and its index transaction.
     log = ChangeLog(live.store, live.category)
