@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from visearch.errors import InvalidQueryError, NotFoundError
 from visearch.index.filters import parse_filter
-from visearch.search_options import CORE_FIELDS, check_int
+from visearch.search_options import captions_of, check_int
 
 if TYPE_CHECKING:
     from visearch.index import Record
@@ -50,7 +50,7 @@ class BrowseItem:
             str(payload.get("class", "")),
             int(label) if isinstance(label, int | float) and not isinstance(label, bool) else None,
             str(payload.get("file", "")),
-            {k: v for k, v in payload.items() if k not in CORE_FIELDS},
+            captions_of(payload),
             str(payload.get("image_key", "")),
         )
 

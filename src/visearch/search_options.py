@@ -101,6 +101,11 @@ class SearchOptions:
             raise InvalidQueryError("group_by_class returns one page of one hit per class: no offset, no diverse")
 
 
+def captions_of(payload: dict[str, Any]) -> dict[str, Any]:
+    """A point payload's caption columns: every field but the core ones (file, class, label, store key and URI)."""
+    return {k: v for k, v in payload.items() if k not in CORE_FIELDS}
+
+
 @dataclass
 class SearchResult:
     """One similar image: point id, score, similarity in percent, class, file, captions, store key.
@@ -122,7 +127,7 @@ class SearchResult:
     def from_hit(cls, hit: Hit, calibrated: float | None = None) -> SearchResult:
         """The result for an index hit; payload fields other than the core ones become captions."""
         payload = hit.payload
-        captions = {k: v for k, v in payload.items() if k not in CORE_FIELDS}
+        captions = captions_of(payload)
         return cls(
             hit.id,
             round(hit.score, 6),
