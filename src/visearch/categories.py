@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from visearch.errors import ConfigError, UnknownCategoryError
 
@@ -72,6 +72,14 @@ class Category(BaseModel):
     captions: list[str] = Field(
         default_factory=list, description="Caption columns that text search covers ([] = no caption text)"
     )
+    meaning: list[str] | None = Field(
+        default=None,
+        description=(
+            "Caption columns whose meaning is embedded for text search (default: every caption column; "
+            "[] = exact words only). Leave out identifier-like columns: each distinct value costs a "
+            "sentence-model pass when the index is built"
+        ),
+    )
     duplicate_threshold: float = Field(
         default=0.97, gt=0, le=1, description="Cosine similarity above which two images count as near-duplicates"
     )
@@ -86,6 +94,13 @@ class Category(BaseModel):
             if not re.match(COLUMN_PATTERN, column):
                 raise ValueError(f"column {column!r} must be letters, digits and underscores")
         return value
+
+    @model_validator(mode="after")
+    def _meaning_within_captions(self) -> Category:
+        unknown = [column for column in self.meaning or [] if column not in self.captions]
+        if unknown:
+            raise ValueError(f"meaning: {', '.join(map(repr, unknown))} not among the captions {self.captions}")
+        return self
 
     @property
     def filterable(self) -> dict[str, FieldKind]:

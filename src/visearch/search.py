@@ -372,7 +372,7 @@ class SearchEngine:
     ) -> SearchAnswer:
         entry = self.registry.get(category)
         # Text matches by meaning too where the live version holds semantic caption vectors.
-        semantic = bool(opts.text) and has_semantic(live, entry.fields, entry.captions)
+        semantic = bool(opts.text) and has_semantic(live, entry.fields, entry.captions, entry.meaning)
         request, kind = build_request(
             entry, opts, vector=vector, positives=positives, negatives=negatives, exclude=exclude, semantic=semantic
         )
@@ -504,7 +504,7 @@ class SearchEngine:
                     category.credits.strip(),
                     count,
                     live is not None,
-                    schema_lag(live, category.fields, category.captions),
+                    schema_lag(live, category.fields, category.captions, category.meaning),
                 )
             )
         return infos

@@ -61,6 +61,7 @@ def test_zero_lifts_a_registry_budget() -> None:
         ("categories:\n  - {name: 'Bad Name', title: A}\n", "categories.0.name"),
         ("categories:\n  - {name: a, title: A, train: {epochs: -1}}\n", "train.epochs"),
         ("categories:\n  - {name: a, title: A, data_dir: ../../etc}\n", "data_dir"),
+        ("categories:\n  - {name: a, title: A, captions: [brand], meaning: [brnd]}\n", "meaning: 'brnd' not among"),
     ],
 )
 def test_bad_registries_are_config_errors(tmp_path: Path, text: str, message: str) -> None:

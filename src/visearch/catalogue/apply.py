@@ -113,7 +113,8 @@ def apply_records(
                 [payload(r, category, store) for r in writes],
                 captions=category.captions,
                 # An added image's caption meaning is searchable at once where the version has the vectors.
-                semantic=has_semantic(version, category.fields, category.captions),
+                semantic=has_semantic(version, category.fields, category.captions, category.meaning),
+                meaning=category.meaning,
             )
         delete_points(index, version.name, removes)
     finally:

@@ -11,14 +11,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from tqdm import tqdm
 
 from visearch.errors import ConflictError, NotFoundError, VisearchError
 from visearch.index.semantic import caption_parts, document_vectors
 from visearch.index.text import caption_text, document_vector
 from visearch.index.types import UPSERT_BATCH, Hit, IndexBackend, Points, Record, SearchRequest, Sparse
-from visearch.index.versions import CollectionVersion, is_uuid
+from visearch.index.versions import CollectionVersion, is_uuid, meaning_columns
 
 RETRIEVE_BATCH = 1024  # ids per retrieve call: bounds one request's size on a server
+# Points whose caption vectors are computed and written in one backend call: the semantic
+# vectors of all 70,000 Fashion-MNIST points at once held 5 GB (Python lists of floats).
+UPSERT_CHUNK = 8192
 
 
 class VectorIndex:
@@ -134,22 +138,32 @@ class VectorIndex:
         batch_size: int = UPSERT_BATCH,
         captions: Sequence[str] = (),
         semantic: bool = False,
+        meaning: Sequence[str] | None = None,
+        progress: bool = False,
     ) -> None:
         """Batched upload, each batch applied and durable before the next.
 
         ``captions`` name the payload columns whose text becomes the point's BM25 vector (text
-        search) and, with ``semantic`` (the collection has them: ``versions.has_semantic``), its
-        semantic caption vector.
+        search) and, with ``semantic`` (the collection has them: ``versions.has_semantic``), the
+        ``meaning`` columns (None: every caption column) its semantic caption vector. Caption
+        vectors are computed a chunk at a time, so memory stays flat whatever the point count;
+        ``progress`` shows a bar over the points.
         """
         if not (len(ids) == len(vectors) == len(payloads)):
             raise VisearchError("ids, vectors and payloads differ in length")
-        texts: list[Sparse | None] | None = None
-        meanings: list[list[list[float]] | None] | None = None
-        if captions:
-            texts = [document_vector(caption_text(payload, captions)) for payload in payloads]
-            if semantic:
-                meanings = document_vectors([caption_parts(payload, captions) for payload in payloads])
-        self.backend.upsert(collection, Points(ids, vectors, payloads, texts, meanings), batch_size)
+        embedded = meaning_columns(captions, meaning) if semantic else []
+        with tqdm(total=len(ids), desc=f"indexing {collection}", unit="point", disable=not progress) as bar:
+            for lo in range(0, len(ids), UPSERT_CHUNK):
+                chunk = payloads[lo : lo + UPSERT_CHUNK]
+                texts: list[Sparse | None] | None = None
+                meanings: list[list[list[float]] | None] | None = None
+                if captions:
+                    texts = [document_vector(caption_text(payload, captions)) for payload in chunk]
+                if embedded:
+                    meanings = document_vectors([caption_parts(payload, embedded) for payload in chunk])
+                points = Points(ids[lo : lo + UPSERT_CHUNK], vectors[lo : lo + UPSERT_CHUNK], chunk, texts, meanings)
+                self.backend.upsert(collection, points, batch_size)
+                bar.update(len(chunk))
 
     def seal(self, collection: str) -> None:
         """Finish a version before it goes live (the embedded engine builds its HNSW graph here)."""

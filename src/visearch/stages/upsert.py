@@ -172,7 +172,7 @@ def index_lag(index: VectorIndex, category: Category) -> str | None:
     """
     from visearch.index.versions import schema_lag
 
-    return schema_lag(index.live(category.name), category.fields, category.captions)
+    return schema_lag(index.live(category.name), category.fields, category.captions, category.meaning)
 
 
 def log_neighbours(run: TrackedRun, stats: NeighbourStats) -> None:
@@ -206,7 +206,7 @@ def _write(
     from visearch.embed import read_embeddings
     from visearch.index import UPSERT_BATCH, point_id
     from visearch.index.semantic import model_name
-    from visearch.index.versions import schema_hash
+    from visearch.index.versions import meaning_columns, schema_hash
     from visearch.neighbours import ensure_stats
 
     manifest = load_manifest(manifest_dir)
@@ -218,8 +218,8 @@ def _write(
     # The schema is part of the identity: after a registry edit to fields/captions the live version
     # is not reused; a new one gets the payload indexes and caption vectors (the old stays for rollback).
     # So does installing the sentence model: the new version gets semantic caption vectors.
-    semantic = bool(category.captions and model_name())
-    schema = schema_hash(category.fields, category.captions, model_name())
+    semantic = bool(meaning_columns(category.captions, category.meaning) and model_name())
+    schema = schema_hash(category.fields, category.captions, model_name(), category.meaning)
     version = index.create(
         category.name,
         model_version,
@@ -245,6 +245,8 @@ def _write(
         batch_size=batch_size or UPSERT_BATCH,
         captions=category.captions,
         semantic=semantic,
+        meaning=category.meaning,
+        progress=True,
     )
     count = index.count(version.name)
     if count != len(ids):

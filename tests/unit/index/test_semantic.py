@@ -116,3 +116,46 @@ def test_without_the_package_the_feature_is_off_and_bm25_still_answers(
     index, collection, _ = engines["embedded"]
     hits = index.search(collection, SearchRequest(N, text=words_of("boots")))
     assert len(hits) == PER_ARTICLE and {hit.payload["class"] for hit in hits} == {"Ankle boot"}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_only_the_meaning_columns_are_embedded_chunk_by_chunk(
+    mode: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three points per chunk: each chunk's caption vectors must stay with its own points.
+    monkeypatch.setattr("visearch.index.facade.UPSERT_CHUNK", 3)
+    articles = ["Trouser", "Dress", "Bag", "Shirt", "Sneaker", "Coat", "Pullover"]
+    # The trouser's source *means* footwear; only the sneaker's article does.
+    sources = ["boots, sneakers and sandals", *(f"page {i}" for i in range(1, len(articles)))]
+    payloads = [
+        {"file": f"{i}.png", "class": a, "article": a, "source": s}
+        for i, (a, s) in enumerate(zip(articles, sources, strict=True))
+    ]
+    ids = [point_id("mean", p["file"]) for p in payloads]
+    vectors = np.eye(len(articles), DIM, dtype=np.float32)
+    tops = {}
+    for meaning in (["article"], None):
+        index = open_index(index_settings(mode, tmp_path / str(meaning)))
+        version = index.create("mean", "m", "d", DIM, semantic=True)
+        index.upsert(version.name, ids, vectors, payloads, captions=["article", "source"], semantic=True, meaning=meaning)
+        index.seal(version.name)
+        request = SearchRequest(1, text=words_of("footwear"), semantic=meaning_of("footwear"))
+        tops[str(meaning)] = index.search(version.name, request)[0].payload["article"]
+        # Every point keeps its own image vector and its own words across the chunks.
+        assert [index.search(version.name, SearchRequest(1, vector=v.tolist()))[0].id for v in vectors] == ids
+        assert index.search(version.name, SearchRequest(1, text=words_of("page 6")))[0].id == ids[6]
+        index.close()
+    assert tops == {"['article']": "Sneaker", "None": "Trouser"}
+
+
+def test_the_meaning_columns_are_part_of_the_schema() -> None:
+    fields, captions = {"article": "keyword"}, ["article", "source"]
+    everything = schema_hash(fields, captions, MODEL_NAME)
+    assert schema_hash(fields, captions, MODEL_NAME, ["article", "source"]) == everything  # the default spelt out
+    only_article = schema_hash(fields, captions, MODEL_NAME, ["article"])
+    assert only_article != everything
+    assert schema_hash(fields, captions, MODEL_NAME, []) == schema_hash(fields, captions, "")  # words only
+    built = CollectionVersion("c", "t", "m", "d", only_article)
+    assert has_semantic(built, fields, captions, ["article"]) and not has_semantic(built, fields, captions)
+    words_only = CollectionVersion("c", "t", "m", "d", schema_hash(fields, captions, MODEL_NAME, []))
+    assert not has_semantic(words_only, fields, captions, [])
