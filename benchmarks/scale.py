@@ -171,10 +171,10 @@ def quality(
         out = work / f"train-{per_class}"
         flags = ["--epochs", str(epochs), "--train-images-per-class", str(per_class), *extra]
         usage = run_measured(visearch("train", "-c", CATEGORY, "--out", str(out), *flags), env, log)
-        metrics = work / f"metrics-{per_class}.json"
-        models = ["--model", str(out / "model"), "--out", str(metrics)]
+        metrics = work / f"metrics-{per_class}"  # evaluate writes report.json (and the embedding map) there
+        models = ["--model", str(out), "--out", str(metrics)]
         run_measured(visearch("evaluate", "-c", CATEGORY, *models), env, log)
-        report = json.loads(metrics.read_text(encoding="utf-8"))
+        report = json.loads((metrics / "report.json").read_text(encoding="utf-8"))
         tuned, baseline = report["tuned"], report["baseline"]
         rows.append(
             [
