@@ -390,12 +390,15 @@ class EdgeBackend:
 
     def _forget(self, name: str) -> None:
         self._end_session(name)
-        shard = self._shards.pop(name, None)
-        if shard is not None:
-            shard.close()
+        self._forget_shard(name)
         lock = self._locks.pop(name, None)
         if lock is not None:
             lock.close()
+
+    def _forget_shard(self, name: str) -> None:
+        shard = self._shards.pop(name, None)
+        if shard is not None:
+            shard.close()
 
     def _close_deleted(self) -> None:
         """Let go of versions another process has deleted (the pipeline keeps only the newest few)."""
@@ -425,7 +428,6 @@ class EdgeBackend:
                 if collection in self._sessions:
                     self._active.add(collection)
                 return
-            self._forget(collection)  # a handle opened for reading may predate our writes
             deadline = time.monotonic() + wait
             while True:
                 try:
@@ -435,7 +437,16 @@ class EdgeBackend:
                     if time.monotonic() >= deadline:
                         raise
                     time.sleep(LOCK_POLL_SECONDS)
-            self._shards[collection] = _load(self._folder(collection))
+            current = self._shards.get(collection)
+            if current is None or self._generations.get(collection) != self.generation(collection):
+                # A handle opened for reading may predate another process's writes: load afresh.
+                # Otherwise the reader becomes the writer: no load, which holds the GIL (0.3 s at
+                # 70,000 points) and so stalled every query of the service.
+                self._forget_shard(collection)
+                self._shards[collection] = _load(self._folder(collection))
+            # Announced before the first write: a writer killed after a flush but before its commit
+            # still leaves other processes' handles outdated, so none becomes a writer unloaded.
+            self._bump_generation(collection)
             self._sessions[collection] = time.monotonic()
             self._active.add(collection)
 

@@ -164,12 +164,21 @@ def test_a_batch_writes_the_good_items_and_reports_each_bad_one(live: Catalogue)
     assert removed[0].record is not None and count(live) == before + 2  # type: ignore[union-attr]
 
 
-def test_a_batch_sees_its_own_removals_as_writes_one_by_one_do(live: Catalogue) -> None:
-    """Removing a class's every image frees its name and label within the batch, as in separate writes."""
+@pytest.mark.parametrize("checked_first", [False, True], ids=["removals-first", "an-add-first"])
+def test_a_batch_sees_its_own_removals_as_writes_one_by_one_do(live: Catalogue, checked_first: bool) -> None:
+    """Removing a class's every image frees its name and label within the batch, as in separate writes.
+
+    Also when an add earlier in the batch already looked at the classes (the batch keeps count).
+    """
     added = [live.add(png(20 + i), {"class": "Scarf"}) for i in range(2)]
     freed = added[0].record.row["label"]  # type: ignore[union-attr]
+    first = [Change("add", png(31), {"class": "Bag"})] if checked_first else []
     results = live.write_many(
-        [*(Change("remove", id=write.id) for write in added), Change("add", png(30), {"class": "Scarf", "label": 999})]
+        [
+            *first,
+            *(Change("remove", id=write.id) for write in added),
+            Change("add", png(30), {"class": "Scarf", "label": 999}),
+        ]
     )
     assert all(not isinstance(result, Exception) for result in results), results
     assert results[-1].new_class  # type: ignore[union-attr]

@@ -19,6 +19,7 @@ import pytest
 
 from visearch.errors import IndexBusyError, NotFoundError
 from visearch.index import VectorIndex, open_index, point_id
+from visearch.index import edge as edge_module
 from visearch.index.edge import EdgeBackend
 from visearch.settings import Settings
 
@@ -229,3 +230,41 @@ def test_opening_a_version_reads_its_files_once_when_warming_is_on(tmp_path: Pat
         index.close()
     assert read[True] >= size > read[False]
     assert read[True] < 2 * size + read[False]
+
+
+def test_a_reader_becomes_the_writer_unloaded_only_while_no_other_process_wrote(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    index = VectorIndex(EdgeBackend(tmp_path / "index"))
+    version = index.create(CATEGORY, "m1", "d1", DIM)
+    index.upsert(version.name, ids(10), vectors(10), payloads(10))
+    index.seal(version.name)
+    index.close()
+    here, elsewhere = EdgeBackend(tmp_path / "index", linger=0), EdgeBackend(tmp_path / "index", linger=0)
+    loads: list[str] = []
+    real_load = edge_module._load
+
+    def counted(folder: Path) -> object:
+        loads.append(folder.name)
+        return real_load(folder)
+
+    monkeypatch.setattr(edge_module, "_load", counted)
+
+    def write(backend: EdgeBackend, n: int) -> None:
+        backend.acquire(version.name)
+        VectorIndex(backend).upsert(version.name, ids(n)[-1:], vectors(n)[-1:], payloads(n)[-1:])
+        backend.commit(version.name)
+
+    assert here.count(version.name) == 10
+    loads.clear()
+    write(here, 11)  # nobody else wrote since this process read: its reader handle is the writer
+    assert loads == [version.name]  # the one load: the fold when the writer lets go, none to start
+    write(elsewhere, 12)  # another process writes: this process's handle is now a writer behind
+    loads.clear()
+    write(here, 13)
+    assert loads == [version.name, version.name]  # loaded afresh to write, then folded
+    fresh = EdgeBackend(tmp_path / "index")
+    assert fresh.count(version.name) == 13  # no write lost: 11 (here), 12 (elsewhere), 13 (here)
+    assert len(fresh.retrieve(version.name, ids(13)[10:], with_payload=False, with_vector=False)) == 3
+    for backend in (here, elsewhere, fresh):
+        backend.close()
