@@ -308,9 +308,14 @@ class _Batch:
         firsts = self._firsts
         if any(count <= 0 for count in self._left.values()):
             firsts = firsts[[self._left.get(str(cls), 0) > 0 for cls in firsts["class"]]]
-        if not self._written:
-            return firsts
-        return pd.concat([firsts, pd.DataFrame([{"file": f, **v} for f, v in self._written.items()])])
+        # The batch's writes add a row only for a class the rows above lack (most adds join a known class).
+        known = {cls for cls, count in self._left.items() if count > 0}
+        new: dict[str, dict[str, Any]] = {}
+        for file, values in self._written.items():
+            cls = str(values.get("class"))
+            if cls not in known and cls not in new:
+                new[cls] = {"file": file, **values}
+        return pd.concat([firsts, pd.DataFrame(list(new.values()))]) if new else firsts
 
     def others(self, file: str) -> pd.DataFrame:
         """Every row but ``file``'s (a replace may move a class's only image to another class)."""
@@ -326,7 +331,7 @@ class _Batch:
 
     def _positions(self) -> dict[str, int]:
         if self._position is None:
-            self._position = {file: i for i, file in enumerate(self.files)}
+            self._position = {file: i for i, file in enumerate(self.files.tolist())}
         return self._position
 
     def _forget_current(self, file: str) -> None:

@@ -59,9 +59,11 @@ LOCK_WAIT_SECONDS = 30.0
 LOCK_POLL_SECONDS = 0.02
 # A catalogue writer keeps its version open this long after a commit, so a burst of writes (a
 # service taking adds, a sync's batches) pays one shard load and one journal fold instead of two
-# loads per write (~0.1-0.5 s each on 2 cores); never longer than HOLD_SECONDS in one go, so other
-# processes' writes and reloads wait at most that long (docs/catalogue-design.md, "Speed").
-LINGER_SECONDS = 0.5
+# loads per write (~0.1-0.5 s each on 2 cores, holding the GIL); 1 s spans the gap between two
+# 64-image batches of a sync at 70,000 rows (0.5 s did not: a fold per batch). Never longer than
+# HOLD_SECONDS in one go, so other processes' writes and reloads wait at most that long
+# (docs/catalogue-design.md, "Speed").
+LINGER_SECONDS = 1.0
 HOLD_SECONDS = 2.0
 SCHEMAS = {
     "keyword": edge.PayloadSchemaType.Keyword,
