@@ -60,3 +60,28 @@ def test_the_stage_scores_the_served_champion_and_keeps_it_when_no_candidate_bea
     assert (other.decision.promoted, other.decision.serve) == (None, CURRENT)
     assert other.champion_version == served == read_spec(other.champion_dir).version
     assert other.decision.reason.startswith(f"champion {served} kept: the best candidate")
+
+
+def test_the_stage_reads_rollback_marks_from_mlflow_and_never_promotes_a_rejected_model(  # type: ignore[no-untyped-def]
+    home, registry, store, capfd
+) -> None:
+    category = registry.get(TINY)
+    work = home.work_dir / "rejected-test"
+    run_preprocess(home, store, category, work / "manifest", show_progress=False)
+    worse = worse_model(work / "worse")
+    baseline = save_baseline(category.train, work / "baseline")
+    tracker = Tracker.from_settings(home)
+    better = make_champion(tracker, baseline, work / "logged-better")
+    served = make_champion(tracker, worse, work / "logged-worse")  # rolled back from `better` to this one
+    tracker.reject(TINY, better, "rolled back by a test")
+
+    outcome = evaluate_and_gate(
+        home, store, category, work / "manifest", {TUNED: worse, FROZEN: baseline}, work / "gate", work / "model",
+        tracker=tracker, show_progress=False,
+    )  # fmt: skip
+    assert "evaluating" not in capfd.readouterr().err  # show_progress=False reaches the scoring: no bars
+    # `better` beats the champion on every metric; only the mark, read from MLflow by the stage, keeps it out.
+    assert outcome.report[FROZEN]["version"] == better
+    assert outcome.decision.promoted is None and outcome.decision.serve == CURRENT
+    champion = tracker.champion(TINY)
+    assert champion is not None and outcome.champion_version == served == champion.model_version
