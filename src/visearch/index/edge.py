@@ -59,11 +59,11 @@ LOCK_WAIT_SECONDS = 30.0
 LOCK_POLL_SECONDS = 0.02
 # A catalogue writer keeps its version open this long after a commit, so a burst of writes (a
 # service taking adds, a sync's batches) pays one shard load and one journal fold instead of two
-# loads per write (~0.1-0.5 s each on 2 cores, holding the GIL); 1 s spans the gap between two
-# 64-image batches of a sync at 70,000 rows (0.5 s did not: a fold per batch). Never longer than
-# HOLD_SECONDS in one go, so other processes' writes and reloads wait at most that long
-# (docs/catalogue-design.md, "Speed").
-LINGER_SECONDS = 1.0
+# loads per write (~0.1-0.5 s each on 2 cores, holding the GIL); never longer than HOLD_SECONDS in
+# one go, so other processes' writes and reloads wait at most that long (docs/catalogue-design.md,
+# "Speed"). 1 s spanned a sync's gap between batches at 70,000 rows, but doubled every hand-over
+# between two service workers that both take adds (each waits out the other's linger).
+LINGER_SECONDS = 0.5
 HOLD_SECONDS = 2.0
 SCHEMAS = {
     "keyword": edge.PayloadSchemaType.Keyword,
@@ -348,6 +348,8 @@ class EdgeBackend:
                 self._release(name)
             for name in list(self._shards):
                 self._forget(name)
+            for name in list(self._locks):  # a lock without an open shard (a create that failed)
+                self._locks.pop(name).close()
 
     # --- shard handles --------------------------------------------------------------------
     def _reader(self, name: str) -> edge.EdgeShard:
@@ -424,21 +426,25 @@ class EdgeBackend:
         Raises:
             IndexBusyError: another process held it for ``wait`` seconds (a pipeline building it).
         """
+        deadline = time.monotonic() + wait
+        while not self._try_acquire(collection):
+            if time.monotonic() >= deadline:
+                raise IndexBusyError(f"index version {collection} is being written by another process")
+            # Waited for outside the guard: this process's queries go on while another process writes.
+            time.sleep(LOCK_POLL_SECONDS)
+
+    def _try_acquire(self, collection: str) -> bool:
+        """Take the writer lock and open the writer if no other process holds it; False if one does."""
         with self._guard:
             if collection in self._locks:
                 # Our lingering catalogue writer, or a pipeline replaying into the version it builds.
                 if collection in self._sessions:
                     self._active.add(collection)
-                return
-            deadline = time.monotonic() + wait
-            while True:
-                try:
-                    self._lock_for_writing(collection)
-                    break
-                except IndexBusyError:
-                    if time.monotonic() >= deadline:
-                        raise
-                    time.sleep(LOCK_POLL_SECONDS)
+                return True
+            try:
+                self._lock_for_writing(collection)
+            except IndexBusyError:
+                return False
             current = self._shards.get(collection)
             if current is None or self._generations.get(collection) != self.generation(collection):
                 # A handle opened for reading may predate another process's writes: load afresh.
@@ -451,6 +457,7 @@ class EdgeBackend:
             self._bump_generation(collection)
             self._sessions[collection] = time.monotonic()
             self._active.add(collection)
+            return True
 
     def commit(self, collection: str) -> None:
         """Publish writes to a finished version: flush, bump the generation; release now or after a linger.

@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -268,3 +270,25 @@ def test_a_reader_becomes_the_writer_unloaded_only_while_no_other_process_wrote(
     assert len(fresh.retrieve(version.name, ids(13)[10:], with_payload=False, with_vector=False)) == 3
     for backend in (here, elsewhere, fresh):
         backend.close()
+
+
+def test_a_writer_waiting_for_another_process_leaves_this_process_s_queries_free(tmp_path: Path) -> None:
+    index = VectorIndex(EdgeBackend(tmp_path / "index"))
+    version = index.create(CATEGORY, "m1", "d1", DIM)
+    index.upsert(version.name, ids(10), vectors(10), payloads(10))
+    index.seal(version.name)
+    index.close()
+    here, elsewhere = EdgeBackend(tmp_path / "index"), EdgeBackend(tmp_path / "index")
+    assert here.count(version.name) == 10  # this process reads the version
+    elsewhere._lock_for_writing(version.name)  # another process is in the middle of a write
+    waiting = threading.Thread(target=here.acquire, args=(version.name, 3.0))
+    waiting.start()
+    time.sleep(0.2)
+    assert waiting.is_alive()  # this process's writer waits for the other one...
+    assert here.count(version.name) == 10  # ...and its queries are answered meanwhile
+    assert waiting.is_alive()
+    elsewhere.close()  # the other writer lets go: the waiting one gets the lock
+    waiting.join(5)
+    assert not waiting.is_alive() and version.name in here._sessions
+    here.commit(version.name)
+    here.close()
