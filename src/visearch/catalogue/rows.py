@@ -65,8 +65,11 @@ def check_row(row: Mapping[str, Any], current: pd.DataFrame, category: Category)
 
 
 def _class_labels(current: pd.DataFrame) -> dict[str, int]:
-    """Each class's label (the first row's: a class has one). Plain Python on the few rows a batch
-    passes (one per class): a pandas group-by costs ~3 ms whatever the size, per row checked."""
+    """Each class's label (the first row's: a class has one).
+
+    Plain Python on the few rows a batch passes (one per class): a pandas group-by costs ~3 ms
+    whatever the size, per row checked.
+    """
     firsts = current.drop_duplicates("class") if len(current) > SMALL else current
     labels: dict[str, int] = {}
     for cls, label in zip(firsts["class"].tolist(), firsts["label"].tolist(), strict=True):

@@ -137,7 +137,9 @@ def test_only_the_meaning_columns_are_embedded_chunk_by_chunk(
     for meaning in (["article"], None):
         index = open_index(index_settings(mode, tmp_path / str(meaning)))
         version = index.create("mean", "m", "d", DIM, semantic=True)
-        index.upsert(version.name, ids, vectors, payloads, captions=["article", "source"], semantic=True, meaning=meaning)
+        index.upsert(
+            version.name, ids, vectors, payloads, captions=["article", "source"], semantic=True, meaning=meaning
+        )
         index.seal(version.name)
         request = SearchRequest(1, text=words_of("footwear"), semantic=meaning_of("footwear"))
         tops[str(meaning)] = index.search(version.name, request)[0].payload["article"]
