@@ -451,7 +451,11 @@ class EdgeBackend:
                 # Otherwise the reader becomes the writer: no load, which holds the GIL (0.3 s at
                 # 70,000 points) and so stalled every query of the service.
                 self._forget_shard(collection)
-                self._shards[collection] = _load(self._folder(collection))
+                try:
+                    self._shards[collection] = _load(self._folder(collection))
+                except VisearchError:
+                    self._locks.pop(collection).close()  # no writer without a shard: the next try starts clean
+                    raise
             # Announced before the first write: a writer killed after a flush but before its commit
             # still leaves other processes' handles outdated, so none becomes a writer unloaded.
             self._bump_generation(collection)
