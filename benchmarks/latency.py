@@ -48,11 +48,10 @@ from visearch.cli.serve import serve_command, serve_env, wait_ready  # noqa: E40
 from visearch.data.images import decode_image  # noqa: E402
 from visearch.index import open_index  # noqa: E402
 from visearch.inference import load_embedder, preprocess  # noqa: E402
+from visearch.model_files import MODEL_FILES, store_key  # noqa: E402
 from visearch.search import SearchEngine  # noqa: E402
 from visearch.settings import Settings  # noqa: E402
 from visearch.storage import make_store  # noqa: E402
-
-MODEL_FILES = ("trunk.pth", "embedder.pth", "meta.json", "model.onnx")
 
 
 def free_port() -> int:
@@ -66,8 +65,8 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
     return float(p50), float(p95), float(p99)
 
 
-def floor_ms(settings: Settings, category: str, image_bytes: bytes, repeats: int = 200) -> dict[str, float]:
-    """Median forward time of one preprocessed image per backend (the in-process floor)."""
+def live_model_dir(settings: Settings, category: str) -> Path:
+    """The local folder holding the files of the model the category's live index was built with."""
     index = open_index(settings)
     try:
         version = index.require_live(category).model_version
@@ -76,13 +75,19 @@ def floor_ms(settings: Settings, category: str, image_bytes: bytes, repeats: int
     store = make_store(settings)
     cache = settings.home / "cache"
     paths = [
-        store.local_path(f"models/{category}/{version}/{name}", cache)
+        store.local_path(store_key(category, version, name), cache)
         for name in MODEL_FILES
-        if store.exists(f"models/{category}/{version}/{name}")
+        if store.exists(store_key(category, version, name))
     ]
+    return paths[0].parent
+
+
+def floor_ms(settings: Settings, category: str, image_bytes: bytes, repeats: int = 200) -> dict[str, float]:
+    """Median forward time of one preprocessed image per backend (the in-process floor)."""
+    folder = live_model_dir(settings, category)
     result = {}
     for backend in ("onnx", "torch"):
-        embedder = load_embedder(paths[0].parent, backend=backend, onnx_cache=cache / "onnx")
+        embedder = load_embedder(folder, backend=backend, onnx_cache=settings.home / "cache" / "onnx")
         batch = preprocess([decode_image(image_bytes)], embedder.spec)
         embedder.embed(batch)
         times = []

@@ -36,14 +36,13 @@ import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 import psutil  # noqa: E402
 from common import table, write_result  # noqa: E402
-from latency import RawClient, free_port, prepared_request  # noqa: E402
+from latency import RawClient, free_port, live_model_dir, prepared_request  # noqa: E402
 
 from tests.helpers import phone_photo, photo  # noqa: E402
 from visearch.cli.serve import serve_command, serve_env, wait_ready  # noqa: E402
 from visearch.data.images import decode_image  # noqa: E402
-from visearch.index import open_index  # noqa: E402
 from visearch.inference import OnnxEmbedder, preprocess  # noqa: E402
-from visearch.model_files import read_spec  # noqa: E402
+from visearch.model_files import ONNX_FILE, read_spec  # noqa: E402
 from visearch.query_input import decode_side  # noqa: E402
 from visearch.settings import Settings  # noqa: E402
 from visearch.storage import make_store  # noqa: E402
@@ -71,16 +70,9 @@ def median_ms(call: Any, repeats: int) -> float:
 
 def floors(settings: Settings, category: str, image: bytes, phone: bytes) -> dict[str, float]:
     """Single-threaded ONNX forward at batch 1 of the live model, and the phone photo's decode (ms)."""
-    index = open_index(settings)
-    try:
-        version = index.require_live(category).model_version
-    finally:
-        index.close()
-    store = make_store(settings)
-    cache = settings.home / "cache"
-    onnx = store.local_path(f"models/{category}/{version}/model.onnx", cache)
-    spec = read_spec(store.local_path(f"models/{category}/{version}/meta.json", cache).parent)
-    model = OnnxEmbedder(onnx, spec, threads=1)
+    folder = live_model_dir(settings, category)
+    spec = read_spec(folder)
+    model = OnnxEmbedder(folder / ONNX_FILE, spec, threads=1)
     side = decode_side(spec.input_size)
     batch = preprocess([decode_image(image, min_side=side)], spec)
     # The lowest of three medians: on a shared machine another job's burst inflates one round, and
