@@ -30,15 +30,20 @@ def make_champion(tracker: Tracker, model: Path, scratch: Path) -> str:
     return version
 
 
-def test_the_stage_scores_the_served_champion_and_keeps_it_when_no_candidate_beats_it(  # type: ignore[no-untyped-def]
-    home, registry, store
-) -> None:
+def prepared(home, registry, store, name: str):  # type: ignore[no-untyped-def]
+    """The tiny category's manifest, a worse model, the frozen baseline and a tracker, under work/<name>."""
     category = registry.get(TINY)
-    work = home.work_dir / "champion-test"
+    work = home.work_dir / name
     run_preprocess(home, store, category, work / "manifest", show_progress=False)
     worse = worse_model(work / "worse")
     baseline = save_baseline(category.train, work / "baseline")
-    tracker = Tracker.from_settings(home)
+    return category, work, worse, baseline, Tracker.from_settings(home)
+
+
+def test_the_stage_scores_the_served_champion_and_keeps_it_when_no_candidate_beats_it(  # type: ignore[no-untyped-def]
+    home, registry, store
+) -> None:
+    category, work, worse, baseline, tracker = prepared(home, registry, store, "champion-test")
     served = make_champion(tracker, baseline, work / "logged")
 
     def gate(candidates: dict[str, Path], name: str):  # type: ignore[no-untyped-def]
@@ -65,12 +70,7 @@ def test_the_stage_scores_the_served_champion_and_keeps_it_when_no_candidate_bea
 def test_the_stage_reads_rollback_marks_from_mlflow_and_never_promotes_a_rejected_model(  # type: ignore[no-untyped-def]
     home, registry, store, capfd
 ) -> None:
-    category = registry.get(TINY)
-    work = home.work_dir / "rejected-test"
-    run_preprocess(home, store, category, work / "manifest", show_progress=False)
-    worse = worse_model(work / "worse")
-    baseline = save_baseline(category.train, work / "baseline")
-    tracker = Tracker.from_settings(home)
+    category, work, worse, baseline, tracker = prepared(home, registry, store, "rejected-test")
     better = make_champion(tracker, baseline, work / "logged-better")
     served = make_champion(tracker, worse, work / "logged-worse")  # rolled back from `better` to this one
     tracker.reject(TINY, better, "rolled back by a test")
