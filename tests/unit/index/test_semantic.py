@@ -69,9 +69,11 @@ def test_text_meaning_and_image_fuse_into_one_ranking(engines: dict) -> None:  #
         plain = [hit.payload["class"] for hit in index.search(collection, SearchRequest(6, vector=image, text=words))]
         fused = index.search(collection, SearchRequest(6, vector=image, text=words, semantic=meaning_of("handbag")))
         classes = [hit.payload["class"] for hit in fused]
-        # The image is a bag and the words mean one: it leads, and the meaning's list brings in more bags
-        # than the image's neighbours alone (the bags' captions tie, so which of them follow varies).
-        assert fused[0].id == point_id("sem", "2.png"), mode
+        # The image is a bag and the words mean one: bags lead, the image's own point among the first two
+        # (the bags' captions tie, so the meaning may rank it last of the four bags: then it ties by RRF
+        # with the bag that is the image's fourth neighbour), and the meaning's list brings in more bags
+        # than the image's neighbours alone.
+        assert classes[:2] == ["Bag", "Bag"] and point_id("sem", "2.png") in {hit.id for hit in fused[:2]}, mode
         assert classes.count("Bag") >= PER_ARTICLE - 1 > plain.count("Bag"), (mode, classes, plain)
 
 
