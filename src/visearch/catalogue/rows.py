@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from visearch.categories import Category
-from visearch.data.meta import caption_columns
+from visearch.data.meta import REQUIRED_COLUMNS
 from visearch.errors import InvalidRowError
 
 # Columns of the catalogue's own bookkeeping, never caption columns a user may write.
@@ -28,7 +28,12 @@ class CheckedRow:
 
 def allowed_columns(current: pd.DataFrame, category: Category) -> list[str]:
     """The columns a row may set: class, label, the category's caption columns and its declared fields."""
-    captions = caption_columns(current.drop(columns=[c for c in INTERNAL_COLUMNS if c in current.columns]))
+    return allowed_in(list(map(str, current.columns)), category)
+
+
+def allowed_in(columns: Iterable[str], category: Category) -> list[str]:
+    """:func:`allowed_columns` of rows with these ``columns``."""
+    captions = [c for c in columns if c not in REQUIRED_COLUMNS and c not in INTERNAL_COLUMNS]
     return ["class", "label", *dict.fromkeys([*captions, *category.fields, *category.captions])]
 
 
@@ -43,9 +48,18 @@ def check_row(row: Mapping[str, Any], current: pd.DataFrame, category: Category)
     Raises:
         InvalidRowError: the row breaks one of these rules (``field`` names the column).
     """
+    return check_row_in(row, allowed_columns(current, category), _class_labels(current), category)
+
+
+def check_row_in(
+    row: Mapping[str, Any], allowed: list[str], labels: Mapping[str, int], category: Category
+) -> CheckedRow:
+    """:func:`check_row` against the ``allowed`` columns (:func:`allowed_in`) and each class's label.
+
+    What a write of a live catalogue calls: it keeps both across writes rather than a frame of every row.
+    """
     if not isinstance(row, Mapping):
         raise InvalidRowError("row", "must be a JSON object of column values")
-    allowed = allowed_columns(current, category)
     for column in row:
         if column == "file":
             continue  # the image's name: the caller takes it from the row, it is no column value here
@@ -55,7 +69,6 @@ def check_row(row: Mapping[str, Any], current: pd.DataFrame, category: Category)
     if not isinstance(cls, str) or not cls.strip():
         raise InvalidRowError("class", "required: a non-empty text")
     cls = cls.strip()
-    labels = _class_labels(current)
     label = _label(row.get("label"), cls, labels)
     values: dict[str, Any] = {"class": cls, "label": label}
     for column in allowed[2:]:
@@ -77,7 +90,7 @@ def _class_labels(current: pd.DataFrame) -> dict[str, int]:
     return labels
 
 
-def _label(value: Any, cls: str, labels: dict[str, int]) -> int:
+def _label(value: Any, cls: str, labels: Mapping[str, int]) -> int:
     if value is None or value == "":
         if cls in labels:
             return labels[cls]
@@ -115,4 +128,4 @@ def check_file_name(file: str) -> str:
     return name
 
 
-__all__ = ["CheckedRow", "allowed_columns", "check_file_name", "check_row"]
+__all__ = ["CheckedRow", "allowed_columns", "allowed_in", "check_file_name", "check_row", "check_row_in"]

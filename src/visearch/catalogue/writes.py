@@ -9,19 +9,18 @@ of writes under one lock, one read of the rows and one index transaction.
 
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from visearch.catalogue.apply import Applied, Embed, apply_records
 from visearch.catalogue.lock import WAIT_SECONDS, category_lock
 from visearch.catalogue.log import ChangeLog, ChangeRecord, Op, digest_of, suffix_of
-from visearch.catalogue.rows import check_file_name, check_row
+from visearch.catalogue.rows import allowed_in, check_file_name, check_row_in
+from visearch.catalogue.state import Row, RowState
 from visearch.catalogue.view import catalogue_view
 from visearch.categories import Category
 from visearch.data.checks import image_key
@@ -33,8 +32,6 @@ from visearch.storage import ObjectStore
 
 # Writes per batch of write_many: one index transaction each (and one progress step of a sync).
 BATCH = 64
-# Row lookups of a batch done by scanning before it builds a file -> row dict.
-SCANS = 4
 # What costs one item of a batch, never the batch: bad bytes, a bad row, a conflict, an unknown id.
 ITEM_ERRORS = (InvalidImageError, InvalidRowError, DuplicateImageError, UnknownImageError)
 
@@ -91,6 +88,7 @@ class Catalogue:
     _log: ChangeLog | None = field(default=None, init=False, repr=False)
     _base: tuple[bytes, pd.DataFrame] | None = field(default=None, init=False, repr=False)
     _ids: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # point id -> file
+    _state: RowState | None = field(default=None, init=False, repr=False)
 
     @property
     def log(self) -> ChangeLog:
@@ -121,6 +119,15 @@ class Catalogue:
     def rows(self, upto: int | None = None) -> pd.DataFrame:
         """The category's rows now (or at log position ``upto``): base rows with the change log applied."""
         return catalogue_view(self.base_rows(), self.log.records(upto=upto), self.category)
+
+    def _row_state(self) -> RowState:
+        """The rows now as a :class:`RowState`: built once, then advanced by the records written since."""
+        base = self.base_rows()
+        if self._state is None or self._state.base is not base:  # a new meta CSV: every row may differ
+            self._state = RowState.build(base, self.log.records())
+        else:
+            self._state.advance(self.log.records(after=self._state.seq))
+        return self._state
 
     # --- writes -----------------------------------------------------------------------------
     def add(self, data: bytes, row: Mapping[str, Any]) -> WriteResult:
@@ -187,7 +194,7 @@ class Catalogue:
                     results[i] = exc
         with category_lock(self.lock_dir, self.category.name, wait=self.wait):
             live = self._caught_up()
-            batch = _Batch(self.rows())
+            batch = _Batch(self._row_state(), self.category)
             records: list[ChangeRecord] = []
             for i, change in enumerate(changes):
                 if results[i] is not None:
@@ -213,12 +220,12 @@ class Catalogue:
             return WriteResult(change.id, file, self.log.append("remove", file), live)
         merged = {**_row_values(found), **(change.row or {})}
         merged.pop("file", None)
-        checked = check_row(merged, batch.others(file), self.category)
+        checked = check_row_in(merged, batch.allowed(), batch.labels(without=file), self.category)
         digest, key = str(found.get("digest") or ""), str(found["key"])
         if change.data is not None:
             digest, key = self.log.put_image(change.data)
         record = self.log.append("replace", file, checked.values, digest=digest, key=key, new_class=checked.new_class)
-        batch.note(file, checked.values)
+        batch.note(file, {**checked.values, "key": key, **({"digest": digest} if digest else {})})
         return WriteResult(change.id, file, record, live, checked.new_class)
 
     def _add(self, live: CollectionVersion, batch: _Batch, data: bytes, row: Mapping[str, Any]) -> WriteResult:
@@ -228,11 +235,11 @@ class Catalogue:
         pid = point_id(self.category.name, file)
         existing = batch.row(file)
         if existing is not None:
-            checked = check_row(row, batch.others(file), self.category)
+            checked = check_row_in(row, batch.allowed(), batch.labels(without=file), self.category)
             if self._same(existing, digest, checked.values):
                 return WriteResult(pid, file, None, live)
             raise DuplicateImageError(f"file: {file} is already in category {self.category.name!r} as {pid}")
-        checked = check_row(row, batch.classes(), self.category)  # a new file: only the class labels matter
+        checked = check_row_in(row, batch.allowed(), batch.labels(), self.category)
         _, key = self.log.put_image(data)  # the bytes before the record: a crash leaves no record
         record = self.log.append("add", file, checked.values, digest=digest, key=key, new_class=checked.new_class)
         self._ids[pid] = file
@@ -252,7 +259,7 @@ class Catalogue:
             self.log.mark_applied(version.name, applied.seq)
         return applied
 
-    def _find(self, batch: _Batch, pid: str) -> pd.Series:
+    def _find(self, batch: _Batch, pid: str) -> Row:
         """The row of a point id; each file's id is computed once (uuid5 of every row per write was slow)."""
         if pid not in self._ids:
             known = set(self._ids.values())
@@ -263,7 +270,7 @@ class Catalogue:
             raise UnknownImageError(f"id: no image {pid} in category {self.category.name!r}")
         return found
 
-    def _same(self, found: pd.Series, digest: str, values: dict[str, Any]) -> bool:
+    def _same(self, found: Row, digest: str, values: dict[str, Any]) -> bool:
         stored = str(found.get("digest") or "") if "digest" in found else ""
         if not stored or stored == "nan":
             stored = digest_of(self.store.get_bytes(str(found["key"])))
@@ -271,100 +278,52 @@ class Catalogue:
 
 
 class _Batch:
-    """The rows a batch checks against: the rows read under the lock plus the batch's own writes so far.
+    """The rows a batch checks against: the category's rows (a :class:`RowState`) plus the batch's own writes.
 
-    Kept small on purpose: a new row is checked against one row per class (its label) rather than
-    against a copy of every row, and a file's row is found through a dict, so an item of a batch
-    costs the same whether the category holds 1,000 rows or 70,000 (a mask and a de-duplication
-    of every row per item held a sync to 30 images/s at 70,000).
+    The state is not touched: the batch's records advance it once they are written. Every lookup
+    is a dict's, so an item costs the same whether the category holds 1,000 rows or 70,000.
     """
 
-    def __init__(self, current: pd.DataFrame) -> None:
-        self.current = current
-        self.files = current["file"].astype(str)
-        self._written: dict[str, dict[str, Any]] = {}  # file -> its row after this batch's writes
+    def __init__(self, state: RowState, category: Category) -> None:
+        self.state = state
+        self.category = category
+        self._written: dict[str, Row] = {}  # file -> its row after this batch's writes
         self._dropped: set[str] = set()
-        self._position: dict[str, int] | None = None  # file -> its row in ``current``, built after SCANS lookups
-        self._lookups = 0
-        self._firsts: pd.DataFrame | None = None  # one row of ``current`` per class
-        self._left: Counter[str] = Counter()  # class -> rows of ``current`` the batch has not touched
 
-    def row(self, file: str) -> pd.Series | None:
+    @property
+    def files(self) -> Iterable[str]:
+        """The files of the rows read under the lock."""
+        return self.state.rows.keys()
+
+    def row(self, file: str) -> Row | None:
         """The file's row now, or None."""
         if file in self._dropped:
             return None
         if file in self._written:
-            return pd.Series({"file": file, **self._written[file]})
-        position = self._position_of(file)
-        return None if position is None else self.current.iloc[position]
+            return {**self.state.base_rows.get(file, {}), "file": file, **self._written[file]}
+        return self.state.rows.get(file)
 
-    def classes(self) -> pd.DataFrame:
-        """One row per class (the batch's new classes included): enough to check a new file's row.
+    def allowed(self) -> list[str]:
+        """The columns a row may set."""
+        return allowed_in(self.state.columns, self.category)
 
-        A class whose every image the batch removed or moved is gone. Any row of a class stands
-        for it: a class has one label, and the columns are the frame's.
+    def labels(self, without: str = "") -> dict[str, int]:
+        """Each class's label now, with file ``without`` left out (a replace may move a class's only image).
+
+        A class whose every image the batch removed or moved is gone; a class new in the batch is in.
         """
-        if self._firsts is None:
-            self._firsts = self.current.drop_duplicates("class")
-            self._left = Counter(self.current["class"].astype(str).value_counts().to_dict())
-            for file in self._dropped | self._written.keys():
-                self._forget_current(file)
-        firsts = self._firsts
-        if any(count <= 0 for count in self._left.values()):
-            firsts = firsts[[self._left.get(str(cls), 0) > 0 for cls in firsts["class"]]]
-        # The batch's writes add a row only for a class the rows above lack (most adds join a known class).
-        known = {cls for cls, count in self._left.items() if count > 0}
-        new: dict[str, dict[str, Any]] = {}
-        for file, values in self._written.items():
-            cls = str(values.get("class"))
-            if cls not in known and cls not in new:
-                new[cls] = {"file": file, **values}
-        return pd.concat([firsts, pd.DataFrame(list(new.values()))]) if new else firsts
-
-    def others(self, file: str) -> pd.DataFrame:
-        """Every row but ``file``'s (a replace may move a class's only image to another class)."""
-        untouched = self._untouched()
-        rest = untouched[untouched["file"].astype(str) != file]
-        written = [{"file": f, **v} for f, v in self._written.items() if f != file]
-        return pd.concat([rest, pd.DataFrame(written)]) if written else rest
-
-    def _untouched(self) -> pd.DataFrame:
-        """The rows read under the lock that this batch has neither removed nor rewritten."""
-        touched = self._dropped | self._written.keys()
-        return self.current[~self.files.isin(touched)] if touched else self.current
-
-    def _position_of(self, file: str) -> int | None:
-        """The file's row in ``current``: a scan for the first few lookups, then a dict.
-
-        A lone add would pay ~20 ms at 70,000 rows to build the dict; a 64-image batch saves 2.7 ms per item.
-        """
-        if self._position is None:
-            self._lookups += 1
-            if self._lookups <= SCANS:
-                found = np.flatnonzero((self.files == file).to_numpy())
-                return int(found[0]) if len(found) else None
-            self._position = {name: i for i, name in enumerate(self.files.tolist())}
-        return self._position.get(file)
-
-    def _forget_current(self, file: str) -> None:
-        """A row of ``current`` the batch touches for the first time no longer stands for its class."""
-        position = self._position_of(file)
-        if position is not None:
-            self._left[str(self.current["class"].iat[position])] -= 1
-
-    def _touch(self, file: str) -> None:
-        if self._firsts is not None and file not in self._dropped and file not in self._written:
-            self._forget_current(file)
+        touched = self._dropped | self._written.keys() | ({without} if without else set())
+        removed = [row for file in touched if (row := self.state.rows.get(file)) is not None]
+        added = [values for file, values in self._written.items() if file != without]  # class and label always
+        return self.state.labels_with(removed, added)
 
     def note(self, file: str, values: Mapping[str, Any]) -> None:
         """Remember a write of this batch."""
-        self._touch(file)
         self._dropped.discard(file)
         self._written[file] = {**self._written.get(file, {}), **values}
 
     def drop(self, file: str) -> None:
         """Remember a removal of this batch."""
-        self._touch(file)
         self._written.pop(file, None)
         self._dropped.add(file)
 
@@ -376,7 +335,7 @@ def _one(results: list[WriteResult | Exception]) -> WriteResult:
     return result
 
 
-def _row_values(row: pd.Series) -> dict[str, Any]:
+def _row_values(row: Mapping[str, Any]) -> dict[str, Any]:
     skip = {"file", "key", "digest", "split"}
     # numpy scalars become Python values: a row check wants ints and floats, not numpy's.
     return {

@@ -198,3 +198,23 @@ def test_a_batch_killed_after_its_records_is_completed_by_the_next_write(live: C
     assert not found(live, ids)
     live.write_many([Change("add", png(5), {"class": "Dress"})])
     assert found(live, ids) == set(ids)
+
+
+def test_a_write_checks_against_what_another_writer_and_a_new_meta_csv_left(live: Catalogue) -> None:
+    """A catalogue keeps the rows across writes; what changed meanwhile elsewhere is still seen."""
+    live.add(png(1), {"class": "Bag"})  # this catalogue's rows are now kept
+    other = Catalogue(live.store, live.index, live.category, live.embed, live.lock_dir, wait=5.0)  # another process
+    mine = other.add(png(2), {"class": "Bag", "file": "shared/a.png"})
+    with pytest.raises(DuplicateImageError, match="shared/a.png"):
+        live.add(png(3), {"class": "Bag", "file": "shared/a.png"})
+    other.remove(mine.id)
+    assert live.add(png(3), {"class": "Bag", "file": "shared/a.png"}).created  # the removal was seen too
+
+    key = f"{live.category.data_prefix}/{live.category.meta}"
+    rows = live.base_rows()
+    bags = rows[rows["class"] == "Bag"]
+    meta = bags[["file", "class"]].assign(label=41)  # a new meta CSV: only the bags, relabelled
+    live.store.put_bytes(key, meta.to_csv().encode())
+    with pytest.raises(InvalidRowError, match="41"):
+        live.add(png(4), {"class": "Bag", "label": 0})
+    assert live.add(png(4), {"class": "Dress", "label": 0}).new_class  # Dress left with the old CSV
