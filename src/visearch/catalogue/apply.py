@@ -17,6 +17,7 @@ from visearch.catalogue.log import ChangeRecord
 from visearch.catalogue.view import net_changes
 from visearch.categories import Category
 from visearch.index import CollectionVersion, VectorIndex, point_id
+from visearch.index.types import Durable
 from visearch.index.versions import has_semantic
 from visearch.storage import ObjectStore
 
@@ -36,8 +37,11 @@ class LiveBackend(Protocol):
         """Delete points by id."""
         ...
 
-    def commit(self, collection: str) -> None:
-        """Make the writes visible to readers in every process and release the writer lock."""
+    def commit(self, collection: str, durable: Durable | None = None) -> None:
+        """Make the writes visible to readers in every process and release the writer lock.
+
+        With ``durable``: a group commit, told when the writes are on disk (see ``EdgeBackend.commit``).
+        """
         ...
 
 
@@ -89,11 +93,14 @@ def apply_records(
     embed: Embed,
     *,
     wait: float = 30.0,
+    durable: Durable | None = None,
 ) -> Applied:
     """Apply the net effect of ``records`` (the last record per file) to ``version`` in one write.
 
     Idempotent: ids are ``point_id(category, file)``, an upsert overwrites and a delete of a
     missing point is nothing, so applying the same records twice leaves the same points.
+    ``durable``: a group commit (the engine may flush later; it calls ``durable`` then); without
+    it the writes are on disk when this returns. Not called when the write failed.
     """
     records = list(records)
     if not records:
@@ -104,6 +111,7 @@ def apply_records(
     vectors = embed(version, [store.get_bytes(r.key) for r in writes]) if writes else None
     backend = live_backend(index)
     backend.acquire(version.name, wait)
+    committed = False
     try:
         if writes and vectors is not None:
             index.upsert(
@@ -117,8 +125,11 @@ def apply_records(
                 meaning=category.meaning,
             )
         delete_points(index, version.name, removes)
+        committed = True
+        backend.commit(version.name, durable)
     finally:
-        backend.commit(version.name)  # also after a failure: releases the lock; the marker is not advanced
+        if not committed:
+            backend.commit(version.name)  # after a failure: releases the lock; the marker is not advanced
     return Applied(len(writes), len(removes), max(r.seq for r in records))
 
 

@@ -89,6 +89,7 @@ class Catalogue:
     _base: tuple[bytes, pd.DataFrame] | None = field(default=None, init=False, repr=False)
     _ids: dict[str, str] = field(default_factory=dict, init=False, repr=False)  # point id -> file
     _state: RowState | None = field(default=None, init=False, repr=False)
+    _unflushed: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # version -> seq not on disk
 
     @property
     def log(self) -> ChangeLog:
@@ -181,7 +182,7 @@ class Catalogue:
         """Apply to the live version every record it has not seen (e.g. at service start, after a crash)."""
         with category_lock(self.lock_dir, self.category.name, wait=self.wait):
             live = self.index.require_live(self.category.name)
-            return self._apply(live, self.log.records(after=self.log.applied(live.name) or 0))
+            return self._apply(live, self.log.records(after=self._applied(live)))
 
     # --- one batch --------------------------------------------------------------------------
     def _write_batch(self, changes: Sequence[Change]) -> list[WriteResult | Exception]:
@@ -250,14 +251,38 @@ class Catalogue:
     def _caught_up(self) -> CollectionVersion:
         """The live version (read under the lock: a swap cannot slip in), with missed records applied."""
         live = self.index.require_live(self.category.name)
-        self._apply(live, self.log.records(after=self.log.applied(live.name) or 0))
+        self._apply(live, self.log.records(after=self._applied(live)))
         return live
 
+    def _applied(self, version: CollectionVersion) -> int:
+        """The last record ``version`` holds: on disk (its marker), or in this process's open writer."""
+        return max(self.log.applied(version.name) or 0, self._unflushed.get(version.name, 0))
+
     def _apply(self, version: CollectionVersion, records: list[ChangeRecord]) -> Applied:
-        applied = apply_records(self.index, self.store, self.category, version, records, self.embed, wait=self.wait)
-        if records:
-            self.log.mark_applied(version.name, applied.seq)
-        return applied
+        """Apply ``records`` as one group-committed write: the marker advances once they are on disk.
+
+        Until then the writer's handle holds them (queries of this process see them) and
+        ``_unflushed`` says so; a crash before the flush leaves the marker behind, and the next
+        write or :meth:`catch_up` applies the records again (an apply is idempotent).
+        """
+        if not records:
+            return Applied(0, 0, 0)
+        name, seq = version.name, max(r.seq for r in records)
+
+        def durable(flushed: bool) -> None:
+            if flushed:
+                self.log.mark_applied(name, seq)
+            if not flushed or self._unflushed.get(name, 0) <= seq:
+                self._unflushed.pop(name, None)  # lost: the marker on disk says what the version holds
+
+        self._unflushed[name] = seq  # before the commit: a writer that does not linger calls durable in it
+        try:
+            return apply_records(
+                self.index, self.store, self.category, version, records, self.embed, wait=self.wait, durable=durable
+            )
+        except BaseException:
+            self._unflushed.pop(name, None)  # unsure what the handle holds: the next write re-applies from disk
+            raise
 
     def _find(self, batch: _Batch, pid: str) -> Row:
         """The row of a point id; each file's id is computed once (uuid5 of every row per write was slow)."""

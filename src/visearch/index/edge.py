@@ -16,6 +16,7 @@ request, so they follow a swap or rollback made by another process without a res
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import threading
@@ -41,6 +42,7 @@ from visearch.index.types import (
     SEMANTIC_MIN_SCORE,
     SEMANTIC_VECTOR,
     TEXT_VECTOR,
+    Durable,
     Hit,
     Points,
     Record,
@@ -48,6 +50,7 @@ from visearch.index.types import (
     Sparse,
 )
 
+LOG = logging.getLogger(__name__)
 VECTOR = ""  # the one unnamed dense vector of a collection
 CONFIG_FILE = "edge_config.json"
 WARM_CHUNK = 4 << 20  # bytes per read when warming a shard: large sequential reads
@@ -104,6 +107,8 @@ class EdgeBackend:
         self._sessions: dict[str, float] = {}  # catalogue writers held open (acquire): since when
         self._active: set[str] = set()  # between acquire and commit: an idle release must wait
         self._timers: dict[str, threading.Timer] = {}
+        # Told once a lingering writer's writes are flushed (True) or lost with its handle (False).
+        self._unflushed: dict[str, list[Durable]] = {}
         # One shard object is shared by the server's threads; open/close must not interleave.
         self._guard = threading.RLock()
 
@@ -394,6 +399,7 @@ class EdgeBackend:
 
     def _forget(self, name: str) -> None:
         self._end_session(name)
+        self._tell(name, False)  # a handle closed unflushed: its group-committed writes are gone
         self._forget_shard(name)
         lock = self._locks.pop(name, None)
         if lock is not None:
@@ -463,30 +469,51 @@ class EdgeBackend:
             self._active.add(collection)
             return True
 
-    def commit(self, collection: str) -> None:
-        """Publish writes to a finished version: flush, bump the generation; release now or after a linger.
+    def commit(self, collection: str, durable: Durable | None = None) -> None:
+        """Publish writes to a finished version; release the writer now or after a linger.
 
-        Flushed before returning, so a write is durable when its change record is marked applied.
-        Readers of this process read the writer's own handle; readers in other processes see the new
-        generation, and reopen under a shared lock, so their load waits until the writer lets go
-        (:meth:`_release`: close, fold the journals, unlock) — ``linger`` seconds after the last
-        commit, at most ``HOLD_SECONDS`` after the first. A shard's flush leaves journal files that
-        the next load applies and deletes: the fold (a load under the writer lock) keeps readers'
-        loads read-only, and a reader never loads while the writer is open (its flush would fail).
+        Without ``durable``: flushed before returning. With it (a group commit): a writer that
+        lingers is flushed when it lets go, and ``durable(True)`` is called then (``False`` if its
+        writes were lost with the handle), so a burst of writes pays one flush; a writer that does
+        not linger is flushed and ``durable(True)`` called before returning. Readers of this
+        process read the writer's own handle, so they see every write at once; readers in other
+        processes see the new generation (bumped when the session began) and reopen under a
+        shared lock, so their load waits until the writer lets go (:meth:`_release`: flush, close,
+        fold the journals, unlock) — ``linger`` seconds after the last commit, at most
+        ``HOLD_SECONDS`` after the first. A shard's flush leaves journal files that the next load
+        applies and deletes: the fold (a load under the writer lock) keeps readers' loads
+        read-only, and a reader never loads while the writer is open (its flush would fail).
         """
         with self._guard:
             if collection not in self._locks:
+                if durable is not None:
+                    durable(False)
                 return
             self._active.discard(collection)
             shard = self._shards.get(collection)
-            if shard is not None:
-                shard.flush()
-            self._bump_generation(collection)
             since = self._sessions.get(collection)
-            if since is None or shard is None or self.linger <= 0 or time.monotonic() - since >= HOLD_SECONDS:
+            lingers = not (
+                since is None or shard is None or self.linger <= 0 or time.monotonic() - since >= HOLD_SECONDS
+            )
+            if durable is not None:
+                self._unflushed.setdefault(collection, []).append(durable)
+            if durable is None or not lingers:
+                if shard is not None:
+                    shard.flush()
+                self._bump_generation(collection)
+                self._tell(collection, True)
+            if not lingers:
                 self._release(collection)
                 return
             self._schedule_release(collection)
+
+    def _tell(self, collection: str, flushed: bool) -> None:
+        """Tell the group-committed writers of ``collection`` whether their writes are on disk."""
+        for durable in self._unflushed.pop(collection, []):
+            try:
+                durable(flushed)
+            except Exception:  # noqa: BLE001 - one listener's failure must not lose the others' news
+                LOG.exception("a catalogue write's durability listener failed on %s", collection)
 
     def _schedule_release(self, collection: str) -> None:
         old = self._timers.pop(collection, None)
@@ -507,13 +534,18 @@ class EdgeBackend:
         """Close the writer, fold its journals (kept open as this process's reader), unlock."""
         self._end_session(collection)
         shard = self._shards.pop(collection, None)
+        flushed = False
         try:
             if shard is not None:
                 shard.flush()
+                flushed = True
+                self._tell(collection, True)
                 shard.close()
                 self._shards[collection] = _load(self._folder(collection))  # the fold, under the writer lock
             self._generations[collection] = self.generation(collection)
         finally:
+            if not flushed:
+                self._tell(collection, False)
             lock = self._locks.pop(collection, None)
             if lock is not None:
                 lock.close()

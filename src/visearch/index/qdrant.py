@@ -27,6 +27,7 @@ from visearch.index.types import (
     SEMANTIC_MIN_SCORE,
     SEMANTIC_VECTOR,
     TEXT_VECTOR,
+    Durable,
     Hit,
     Points,
     Record,
@@ -318,8 +319,10 @@ class QdrantBackend:
     def acquire(self, collection: str, wait: float = 0.0) -> None:
         """Nothing to do: a server serializes writes itself."""
 
-    def commit(self, collection: str) -> None:
-        """Nothing to do: every write was applied with ``wait=True``."""
+    def commit(self, collection: str, durable: Durable | None = None) -> None:
+        """Nothing to do: every write was applied with ``wait=True``, so it is durable now."""
+        if durable is not None:
+            durable(True)
 
 
 def flat_vector(vector: Any) -> list[float] | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -14,6 +14,9 @@ from qdrant_client import models
 # >= 0.999 from query ef 64 at 100k points and builds 2.6x faster than (32, 256), which bought
 # recall only on isotropic synthetic clusters (index.md). Below ~10 MB of vectors per segment
 # the engines scan exactly.
+# A group-committed write's listener: called with True once the write is on disk, False if it was lost
+# (the writer's handle closed unflushed); see ``EdgeBackend.commit``.
+Durable = Callable[[bool], None]
 HNSW_M = 16
 EF_CONSTRUCT = 100
 # Points per upsert batch (one request to a server; the embedded engine flushes every

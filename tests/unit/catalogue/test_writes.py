@@ -218,3 +218,26 @@ def test_a_write_checks_against_what_another_writer_and_a_new_meta_csv_left(live
     with pytest.raises(InvalidRowError, match="41"):
         live.add(png(4), {"class": "Bag", "label": 0})
     assert live.add(png(4), {"class": "Dress", "label": 0}).new_class  # Dress left with the old CSV
+
+
+def test_the_applied_marker_waits_for_the_flush_and_a_write_applies_nothing_twice(live: Catalogue, engine: str) -> None:
+    """Writes are group-committed: the change log is the write-ahead log, the marker what is on disk."""
+    if engine == "edge":
+        live.index.backend.linger = 30  # type: ignore[attr-defined]  # only close() lets the writer go
+    embedded: list[int] = []
+    real = live.embed
+
+    def counted(version: object, datas: list[bytes]) -> np.ndarray:
+        embedded.append(len(datas))
+        return real(version, datas)  # type: ignore[arg-type]
+
+    live.embed = counted  # type: ignore[assignment]
+    first = live.add(png(1), {"class": "Bag"})
+    second = live.add(png(2), {"class": "Bag"})
+    assert embedded == [1, 1]  # the second write did not apply the first one again
+    assert nearest(live, png(1)) == first.id and nearest(live, png(2)) == second.id  # searchable at once
+    name = live.index.require_live(live.category.name).name
+    on_disk = live.log.applied(name)
+    assert on_disk == (None if engine == "edge" else second.record.seq)  # type: ignore[union-attr]
+    live.index.close()  # the writer lets go: flushed, then the marker
+    assert live.log.applied(name) == second.record.seq  # type: ignore[union-attr]

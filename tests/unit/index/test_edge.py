@@ -292,3 +292,45 @@ def test_a_writer_waiting_for_another_process_leaves_this_process_s_queries_free
     assert not waiting.is_alive() and version.name in here._sessions
     here.commit(version.name)
     here.close()
+
+
+def test_a_group_commit_is_seen_here_at_once_and_flushed_once_when_the_writer_lets_go(tmp_path: Path) -> None:
+    index = VectorIndex(EdgeBackend(tmp_path / "index"))
+    version = index.create(CATEGORY, "m1", "d1", DIM)
+    index.upsert(version.name, ids(10), vectors(10), payloads(10))
+    index.seal(version.name)
+    index.close()
+    here = EdgeBackend(tmp_path / "index", linger=30)  # lingers: only close() lets go here
+    told: list[tuple[int, bool]] = []
+    for n in (11, 12):
+        here.acquire(version.name)
+        VectorIndex(here).upsert(version.name, ids(n)[-1:], vectors(n)[-1:], payloads(n)[-1:])
+        here.commit(version.name, lambda flushed, n=n: told.append((n, flushed)))
+        assert here.count(version.name) == n  # this process's queries see the write at once
+    assert told == []  # not flushed yet: the listeners wait
+    here.close()  # lets go: one flush, then every listener in order
+    assert told == [(11, True), (12, True)]
+    fresh = EdgeBackend(tmp_path / "index")
+    assert fresh.count(version.name) == 12
+    fresh.close()
+
+
+def test_a_group_commit_lost_with_its_handle_is_told_so(tmp_path: Path) -> None:
+    index = VectorIndex(EdgeBackend(tmp_path / "index"))
+    version = index.create(CATEGORY, "m1", "d1", DIM)
+    index.upsert(version.name, ids(10), vectors(10), payloads(10))
+    index.seal(version.name)
+    index.close()
+    here = EdgeBackend(tmp_path / "index", linger=30)
+    told: list[bool] = []
+    here.acquire(version.name)
+    VectorIndex(here).upsert(version.name, ids(11)[-1:], vectors(11)[-1:], payloads(11)[-1:])
+    here.commit(version.name, told.append)
+    here._forget(version.name)  # the handle closed unflushed (e.g. its folder deleted by another process)
+    assert told == [False]
+    not_lingering = EdgeBackend(tmp_path / "index", linger=0)
+    not_lingering.acquire(version.name)
+    VectorIndex(not_lingering).upsert(version.name, ids(11)[-1:], vectors(11)[-1:], payloads(11)[-1:])
+    not_lingering.commit(version.name, told.append)
+    assert told == [False, True]  # a writer that does not linger flushes before it returns
+    not_lingering.close()
