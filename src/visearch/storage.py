@@ -92,6 +92,13 @@ class ObjectStore(Protocol):
         """Whether an object is stored under ``key``."""
         ...
 
+    def fingerprint(self, key: str) -> str:
+        """A short text that changes whenever the object is written again (NotFoundError if none).
+
+        One metadata read: how a reader that keeps a parsed object learns it changed, unread.
+        """
+        ...
+
     def delete(self, key: str) -> None:
         """Remove one object; a missing object is not an error."""
         ...
@@ -144,6 +151,14 @@ class LocalStore:
     def exists(self, key: str) -> bool:
         """Whether the key's file exists."""
         return self._path(key).is_file()
+
+    def fingerprint(self, key: str) -> str:
+        """The file's inode, size and modification time: every write replaces the file (a new inode)."""
+        try:
+            found = self._path(key).stat()
+        except (FileNotFoundError, NotADirectoryError) as exc:
+            raise NotFoundError(f"object not found: {key}") from exc
+        return f"{found.st_ino}:{found.st_size}:{found.st_mtime_ns}"
 
     def delete(self, key: str) -> None:
         """Remove one object; a missing object is not an error (same as S3)."""
@@ -262,6 +277,12 @@ class MinioStore:
         except NotFoundError:
             return False
         return True
+
+    def fingerprint(self, key: str) -> str:
+        """The object's ETag and last-modified time (one metadata request)."""
+        with self._errors(key):
+            found = self.client.stat_object(self.bucket, self._name(key))
+        return f"{found.etag}:{found.last_modified}"
 
     def delete(self, key: str) -> None:
         """Remove one object; a missing object is not an error (same as S3)."""

@@ -37,6 +37,16 @@ def test_put_get_overwrite(any_store: ObjectStore) -> None:
     assert any_store.get_bytes("empty.bin") == b""
 
 
+def test_a_fingerprint_changes_with_every_write_even_of_the_same_size(any_store: ObjectStore) -> None:
+    any_store.put_bytes("datasets/c/meta.csv", b"one")
+    first = any_store.fingerprint("datasets/c/meta.csv")
+    assert any_store.fingerprint("datasets/c/meta.csv") == first  # unchanged: the same mark
+    any_store.put_bytes("datasets/c/meta.csv", b"two")  # same size, written again
+    assert any_store.fingerprint("datasets/c/meta.csv") != first
+    with pytest.raises(NotFoundError):
+        any_store.fingerprint("datasets/c/none.csv")
+
+
 def test_put_file_exists_delete(any_store: ObjectStore, tmp_path: Path) -> None:
     source = tmp_path / "trunk.pth"
     source.write_bytes(os.urandom(300_000))

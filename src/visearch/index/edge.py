@@ -107,6 +107,7 @@ class EdgeBackend:
         self._sessions: dict[str, float] = {}  # catalogue writers held open (acquire): since when
         self._active: set[str] = set()  # between acquire and commit: an idle release must wait
         self._timers: dict[str, threading.Timer] = {}
+        self._idle_at: dict[str, float] = {}  # a lingering writer lets go at this time (monotonic)
         # Told once a lingering writer's writes are flushed (True) or lost with its handle (False).
         self._unflushed: dict[str, list[Durable]] = {}
         # One shard object is shared by the server's threads; open/close must not interleave.
@@ -516,19 +517,33 @@ class EdgeBackend:
                 LOG.exception("a catalogue write's durability listener failed on %s", collection)
 
     def _schedule_release(self, collection: str) -> None:
-        old = self._timers.pop(collection, None)
-        if old is not None:
-            old.cancel()
-        timer = threading.Timer(self.linger, self._release_idle, args=(collection,))
+        """Let go ``linger`` seconds from now: one timer per session, moved on by each commit.
+
+        (A thread started per commit cost ~0.4 ms of an add's ~6.)
+        """
+        self._idle_at[collection] = time.monotonic() + self.linger
+        if collection not in self._timers:
+            self._arm(collection, self.linger)
+
+    def _arm(self, collection: str, seconds: float) -> None:
+        timer = threading.Timer(seconds, self._release_idle, args=(collection,))
         timer.daemon = True
         self._timers[collection] = timer
         timer.start()
 
     def _release_idle(self, collection: str) -> None:
-        """The linger timer: release unless a write is under way (its commit schedules the next)."""
+        """The linger timer: release once idle, unless a write is under way (its commit moves the time)."""
         with self._guard:
-            if collection in self._sessions and collection not in self._active:
-                self._release(collection)
+            if self._timers.get(collection) is not threading.current_thread():
+                return  # a timer cancelled too late: a newer one (or none) stands
+            self._timers.pop(collection, None)
+            if collection not in self._sessions or collection in self._active:
+                return
+            left = self._idle_at.get(collection, 0.0) - time.monotonic()
+            if left > 0:
+                self._arm(collection, left)
+                return
+            self._release(collection)
 
     def _release(self, collection: str) -> None:
         """Close the writer, fold its journals (kept open as this process's reader), unlock."""
@@ -552,6 +567,7 @@ class EdgeBackend:
 
     def _end_session(self, name: str) -> None:
         self._sessions.pop(name, None)
+        self._idle_at.pop(name, None)
         self._active.discard(name)
         timer = self._timers.pop(name, None)
         if timer is not None:

@@ -334,3 +334,31 @@ def test_a_group_commit_lost_with_its_handle_is_told_so(tmp_path: Path) -> None:
     not_lingering.commit(version.name, told.append)
     assert told == [False, True]  # a writer that does not linger flushes before it returns
     not_lingering.close()
+
+
+def test_a_lingering_writer_lets_go_once_idle_for_the_linger_each_commit_moving_it_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edge_module, "HOLD_SECONDS", 60.0)
+    index = VectorIndex(EdgeBackend(tmp_path / "index"))
+    version = index.create(CATEGORY, "m1", "d1", DIM)
+    index.upsert(version.name, ids(10), vectors(10), payloads(10))
+    index.seal(version.name)
+    index.close()
+    here, told = EdgeBackend(tmp_path / "index", linger=1.5), []
+    for n in (11, 12):
+        here.acquire(version.name)
+        VectorIndex(here).upsert(version.name, ids(n)[-1:], vectors(n)[-1:], payloads(n)[-1:])
+        here.commit(version.name, told.append)
+        time.sleep(1.0)
+    # 2 s after the first commit, 1 s after the second: still held (the second commit moved the time on).
+    assert told == [] and version.name in here._locks
+    deadline = time.monotonic() + 30
+    while version.name in here._locks and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert told == [True, True] and version.name not in here._locks  # let go: flushed, lock released
+    assert len(here._timers) == 0
+    fresh = EdgeBackend(tmp_path / "index")
+    assert fresh.count(version.name) == 12
+    fresh.close()
+    here.close()
