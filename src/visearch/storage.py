@@ -131,6 +131,7 @@ class LocalStore:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._resolved: Path | None = None
 
     def _path(self, key: str) -> Path:
         return self.root / clean_key(key)
@@ -191,8 +192,10 @@ class LocalStore:
         return path
 
     def uri(self, key: str) -> str:
-        """The ``file://`` URI of the key's file."""
-        return self._path(key).resolve().as_uri()
+        """The ``file://`` URI of the key's file (under the store's resolved root)."""
+        if self._resolved is None:  # resolved once: a resolve per point cost 0.1 ms of a synced image
+            self._resolved = self.root.resolve()
+        return (self._resolved / clean_key(key)).as_uri()
 
     def ping(self) -> None:
         """Nothing to reach: a local folder cannot go down (an unreadable file fails where it is read)."""

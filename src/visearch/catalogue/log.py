@@ -30,6 +30,7 @@ from visearch.storage import ObjectStore
 Op = Literal["add", "replace", "remove"]
 SEQ_DIGITS = 12
 SUFFIXES = {"JPEG": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif"}
+MAGIC = ((b"\x89PNG\r\n\x1a\n", ".png"), (b"\xff\xd8\xff", ".jpg"), (b"GIF87a", ".gif"), (b"GIF89a", ".gif"))
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,15 @@ def digest_of(data: bytes) -> str:
 
 
 def suffix_of(data: bytes) -> str:
-    """The file extension of the image format (``.bin`` when PIL does not name it)."""
+    """The file extension of the image format (``.bin`` when PIL does not name it).
+
+    The common formats by their first bytes (an open by PIL cost 0.1 ms per synced image), others by PIL.
+    """
+    for magic, suffix in MAGIC:
+        if data.startswith(magic):
+            return suffix
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return ".webp"
     try:
         with Image.open(io.BytesIO(data)) as image:
             return SUFFIXES.get(str(image.format), ".bin")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from tests.unit.catalogue.conftest import edge_index, pixels, png
 from visearch.catalogue import Catalogue, ChangeLog
@@ -241,3 +244,15 @@ def test_the_applied_marker_waits_for_the_flush_and_a_write_applies_nothing_twic
     assert on_disk == (None if engine == "edge" else second.record.seq)  # type: ignore[union-attr]
     live.index.close()  # the writer lets go: flushed, then the marker
     assert live.log.applied(name) == second.record.seq  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("kind", "suffix"), [("PNG", ".png"), ("JPEG", ".jpg"), ("WEBP", ".webp"), ("BMP", ".bmp")])
+def test_an_added_image_is_named_by_its_content_with_its_format_s_extension(
+    live: Catalogue, kind: str, suffix: str
+) -> None:
+    buffer = io.BytesIO()
+    with Image.open(io.BytesIO(png(9))) as image:
+        image.convert("RGB").save(buffer, format=kind)
+    result = live.add(buffer.getvalue(), {"class": "Bag"})
+    assert result.file.startswith("added/") and result.file.endswith(suffix)
+    assert result.record is not None and result.record.key.endswith(suffix)
