@@ -128,7 +128,7 @@ class RawClient:
         self.sock.sendall(self.request)
         buffer = b""
         while b"\r\n\r\n" not in buffer:
-            buffer += self.sock.recv(65536)
+            buffer += self._recv()
         head, _, body = buffer.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 200"):
             raise RuntimeError(head.decode(errors="replace"))
@@ -136,7 +136,18 @@ class RawClient:
             next(line.split(b":")[1] for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
         )
         while len(body) < length:
-            body += self.sock.recv(65536)
+            body += self._recv()
+
+    def _recv(self) -> bytes:
+        """The next bytes; ConnectionError when the server closed the connection.
+
+        (An empty read looped forever: the load benchmark's two-worker rows "stalled" on it, the
+        clients spinning on a connection the server had closed.)
+        """
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionResetError("the server closed the connection")
+        return data
 
 
 def timed(query: Callable[[], object], repeats: int) -> tuple[float, float]:
