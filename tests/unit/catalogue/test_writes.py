@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import time
 
 import numpy as np
 import pytest
@@ -135,7 +136,12 @@ def test_another_process_reader_sees_an_embedded_write(live: Catalogue, engine: 
     name = live.index.require_live(live.category.name).name
     before = reader.count(name)
     live.add(png(7), {"class": "Bag"})
-    assert reader.count(name) == before + 1  # the generation changed: the reader reopened
+    # Seen once the writer lets go (its linger: 0.5 s idle; a CLI process at its exit), the reader
+    # answering from its handle meanwhile: then the generation has changed and the reader reopens.
+    deadline = time.monotonic() + 10
+    while reader.count(name) != before + 1 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert reader.count(name) == before + 1
     reader.close()
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from visearch.errors import IndexBusyError, NotFoundError
-from visearch.index import VectorIndex, open_index, point_id
+from visearch.index import SearchRequest, VectorIndex, open_index, point_id
 from visearch.index import edge as edge_module
 from visearch.index.edge import EdgeBackend
 from visearch.settings import Settings
@@ -362,3 +362,45 @@ def test_a_lingering_writer_lets_go_once_idle_for_the_linger_each_commit_moving_
     assert fresh.count(version.name) == 12
     fresh.close()
     here.close()
+
+
+def test_a_reader_answers_from_its_handle_while_another_process_s_writer_holds_the_version(tmp_path: Path) -> None:
+    index = VectorIndex(EdgeBackend(tmp_path / "index"))
+    version = index.create(CATEGORY, "m1", "d1", DIM)
+    index.upsert(version.name, ids(10), vectors(10), payloads(10))
+    index.seal(version.name)
+    index.close()
+    writer, reader = EdgeBackend(tmp_path / "index", linger=30), EdgeBackend(tmp_path / "index")
+    assert reader.count(version.name) == 10  # the other process has the version open
+    writer.acquire(version.name)
+    VectorIndex(writer).upsert(version.name, ids(11)[-1:], vectors(11)[-1:], payloads(11)[-1:])
+    writer.commit(version.name, lambda flushed: None)  # lingers: holds the version for 30 s
+    started = time.monotonic()
+    assert reader.count(version.name) == 10  # answered at once from its handle: the add not yet
+    assert time.monotonic() - started < 1.0  # not after the writer lets go (30 s)
+    hits = VectorIndex(reader).search(version.name, SearchRequest(3, vector=vectors(11)[-1].tolist()))
+    assert point_id(CATEGORY, "10.jpg") not in {hit.id for hit in hits}
+    writer.close()  # lets go: flushed
+    assert reader.count(version.name) == 11  # the next query reopens and sees it
+    fresh = EdgeBackend(tmp_path / "index")
+    assert fresh.count(version.name) == 11
+    for backend in (reader, fresh):
+        backend.close()
+
+
+def test_a_point_deleted_by_another_process_s_writer_is_never_a_hit_of_an_older_handle(tmp_path: Path) -> None:
+    index = VectorIndex(EdgeBackend(tmp_path / "index"))
+    version = index.create(CATEGORY, "m1", "d1", DIM)
+    index.upsert(version.name, ids(10), vectors(10), payloads(10))
+    index.seal(version.name)
+    index.close()
+    writer, reader = EdgeBackend(tmp_path / "index", linger=30), EdgeBackend(tmp_path / "index")
+    query = SearchRequest(3, vector=vectors(10)[0].tolist())
+    assert VectorIndex(reader).search(version.name, query)[0].id == ids(10)[0]
+    writer.acquire(version.name)
+    writer.delete(version.name, ids(10)[:1])
+    writer.commit(version.name)  # flushed, and still held: the reader keeps its handle
+    hits = VectorIndex(reader).search(version.name, query)
+    assert ids(10)[0] not in {hit.id for hit in hits} and all(hit.payload["file"] for hit in hits)
+    writer.close()
+    reader.close()
