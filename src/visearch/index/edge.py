@@ -235,14 +235,7 @@ class EdgeBackend:
         """
         if collection in self._locks:
             return collection not in self._sessions
-        try:
-            with open(self._lock_path(collection), "rb") as handle:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except FileNotFoundError:
-            return False
-        except BlockingIOError:
-            return True
-        return False
+        return self._lock_refused(collection, fcntl.LOCK_EX)
 
     # --- reads ----------------------------------------------------------------------------
     def count(self, collection: str) -> int:
@@ -365,7 +358,7 @@ class EdgeBackend:
                 and name not in self._locks
                 and self._generations.get(name) != self.generation(name)
             ):
-                if self._written_elsewhere_now(name):
+                if self._lock_refused(name, fcntl.LOCK_SH):
                     # Another process's catalogue writer holds the version (its session lingers, up to
                     # HOLD_SECONDS): answer from this handle meanwhile rather than wait for it to let go
                     # (two service workers taking adds stalled each other's queries 2-3 s). The writer
@@ -594,15 +587,18 @@ class EdgeBackend:
         temporary.write_text(str(self.generation(name) + 1), encoding="ascii")
         os.replace(temporary, self._generation_path(name))
 
-    def _written_elsewhere_now(self, name: str) -> bool:
-        """Whether another process holds the version's writer lock at this moment (one non-blocking flock)."""
+    def _lock_refused(self, name: str, mode: int) -> bool:
+        """Whether another holder refuses a ``mode`` flock of the version's lock file now (one non-blocking try).
+
+        ``LOCK_SH`` is refused by a writer only; ``LOCK_EX`` also by a reader loading the version.
+        """
         try:
             with open(self._lock_path(name), "rb") as handle:
-                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
+                fcntl.flock(handle, mode | fcntl.LOCK_NB)
         except FileNotFoundError:
             return False
+        except BlockingIOError:
+            return True
         return False
 
     def _load_shared(self, name: str) -> edge.EdgeShard:

@@ -23,6 +23,7 @@ from visearch.errors import IndexBusyError, NotFoundError
 from visearch.index import SearchRequest, VectorIndex, open_index, point_id
 from visearch.index import edge as edge_module
 from visearch.index.edge import EdgeBackend
+from visearch.index.types import Durable
 from visearch.settings import Settings
 
 CATEGORY = "shoes"
@@ -76,6 +77,23 @@ def live_version(index: VectorIndex, n: int, model: str = "m1") -> str:
     index.seal(version.name)
     index.swap_alias(CATEGORY, version.name)
     return version.name
+
+
+def sealed_version(tmp_path: Path) -> str:
+    """A finished version of 10 points in ``tmp_path``'s index, no handle left open (another process built it)."""
+    index = VectorIndex(EdgeBackend(tmp_path / "index"))
+    version = index.create(CATEGORY, "m1", "d1", DIM)
+    index.upsert(version.name, ids(10), vectors(10), payloads(10))
+    index.seal(version.name)
+    index.close()
+    return version.name
+
+
+def write_point(backend: EdgeBackend, name: str, n: int, durable: Durable | None = None) -> None:
+    """A catalogue write on ``backend``: acquire the version, upsert the ``n``-th point, commit."""
+    backend.acquire(name)
+    VectorIndex(backend).upsert(name, ids(n)[-1:], vectors(n)[-1:], payloads(n)[-1:])
+    backend.commit(name, durable)
 
 
 def test_other_processes_read_the_live_version_while_it_is_open_here(tmp_path: Path) -> None:
@@ -237,11 +255,7 @@ def test_opening_a_version_reads_its_files_once_when_warming_is_on(tmp_path: Pat
 def test_a_reader_becomes_the_writer_unloaded_only_while_no_other_process_wrote(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    index = VectorIndex(EdgeBackend(tmp_path / "index"))
-    version = index.create(CATEGORY, "m1", "d1", DIM)
-    index.upsert(version.name, ids(10), vectors(10), payloads(10))
-    index.seal(version.name)
-    index.close()
+    name = sealed_version(tmp_path)
     here, elsewhere = EdgeBackend(tmp_path / "index", linger=0), EdgeBackend(tmp_path / "index", linger=0)
     loads: list[str] = []
     real_load = edge_module._load
@@ -252,86 +266,63 @@ def test_a_reader_becomes_the_writer_unloaded_only_while_no_other_process_wrote(
 
     monkeypatch.setattr(edge_module, "_load", counted)
 
-    def write(backend: EdgeBackend, n: int) -> None:
-        backend.acquire(version.name)
-        VectorIndex(backend).upsert(version.name, ids(n)[-1:], vectors(n)[-1:], payloads(n)[-1:])
-        backend.commit(version.name)
-
-    assert here.count(version.name) == 10
+    assert here.count(name) == 10
     loads.clear()
-    write(here, 11)  # nobody else wrote since this process read: its reader handle is the writer
-    assert loads == [version.name]  # the one load: the fold when the writer lets go, none to start
-    write(elsewhere, 12)  # another process writes: this process's handle is now a writer behind
+    write_point(here, name, 11)  # nobody else wrote since this process read: its reader handle is the writer
+    assert loads == [name]  # the one load: the fold when the writer lets go, none to start
+    write_point(elsewhere, name, 12)  # another process writes: this process's handle is now a writer behind
     loads.clear()
-    write(here, 13)
-    assert loads == [version.name, version.name]  # loaded afresh to write, then folded
+    write_point(here, name, 13)
+    assert loads == [name, name]  # loaded afresh to write, then folded
     fresh = EdgeBackend(tmp_path / "index")
-    assert fresh.count(version.name) == 13  # no write lost: 11 (here), 12 (elsewhere), 13 (here)
-    assert len(fresh.retrieve(version.name, ids(13)[10:], with_payload=False, with_vector=False)) == 3
+    assert fresh.count(name) == 13  # no write lost: 11 (here), 12 (elsewhere), 13 (here)
+    assert len(fresh.retrieve(name, ids(13)[10:], with_payload=False, with_vector=False)) == 3
     for backend in (here, elsewhere, fresh):
         backend.close()
 
 
 def test_a_writer_waiting_for_another_process_leaves_this_process_s_queries_free(tmp_path: Path) -> None:
-    index = VectorIndex(EdgeBackend(tmp_path / "index"))
-    version = index.create(CATEGORY, "m1", "d1", DIM)
-    index.upsert(version.name, ids(10), vectors(10), payloads(10))
-    index.seal(version.name)
-    index.close()
+    name = sealed_version(tmp_path)
     here, elsewhere = EdgeBackend(tmp_path / "index"), EdgeBackend(tmp_path / "index")
-    assert here.count(version.name) == 10  # this process reads the version
-    elsewhere._lock_for_writing(version.name)  # another process is in the middle of a write
-    waiting = threading.Thread(target=here.acquire, args=(version.name, 3.0))
+    assert here.count(name) == 10  # this process reads the version
+    elsewhere._lock_for_writing(name)  # another process is in the middle of a write
+    waiting = threading.Thread(target=here.acquire, args=(name, 3.0))
     waiting.start()
     time.sleep(0.2)
     assert waiting.is_alive()  # this process's writer waits for the other one...
-    assert here.count(version.name) == 10  # ...and its queries are answered meanwhile
+    assert here.count(name) == 10  # ...and its queries are answered meanwhile
     assert waiting.is_alive()
     elsewhere.close()  # the other writer lets go: the waiting one gets the lock
     waiting.join(5)
-    assert not waiting.is_alive() and version.name in here._sessions
-    here.commit(version.name)
+    assert not waiting.is_alive() and name in here._sessions
+    here.commit(name)
     here.close()
 
 
 def test_a_group_commit_is_seen_here_at_once_and_flushed_once_when_the_writer_lets_go(tmp_path: Path) -> None:
-    index = VectorIndex(EdgeBackend(tmp_path / "index"))
-    version = index.create(CATEGORY, "m1", "d1", DIM)
-    index.upsert(version.name, ids(10), vectors(10), payloads(10))
-    index.seal(version.name)
-    index.close()
+    name = sealed_version(tmp_path)
     here = EdgeBackend(tmp_path / "index", linger=30)  # lingers: only close() lets go here
     told: list[tuple[int, bool]] = []
     for n in (11, 12):
-        here.acquire(version.name)
-        VectorIndex(here).upsert(version.name, ids(n)[-1:], vectors(n)[-1:], payloads(n)[-1:])
-        here.commit(version.name, lambda flushed, n=n: told.append((n, flushed)))
-        assert here.count(version.name) == n  # this process's queries see the write at once
+        write_point(here, name, n, lambda flushed, n=n: told.append((n, flushed)))
+        assert here.count(name) == n  # this process's queries see the write at once
     assert told == []  # not flushed yet: the listeners wait
     here.close()  # lets go: one flush, then every listener in order
     assert told == [(11, True), (12, True)]
     fresh = EdgeBackend(tmp_path / "index")
-    assert fresh.count(version.name) == 12
+    assert fresh.count(name) == 12
     fresh.close()
 
 
 def test_a_group_commit_lost_with_its_handle_is_told_so(tmp_path: Path) -> None:
-    index = VectorIndex(EdgeBackend(tmp_path / "index"))
-    version = index.create(CATEGORY, "m1", "d1", DIM)
-    index.upsert(version.name, ids(10), vectors(10), payloads(10))
-    index.seal(version.name)
-    index.close()
+    name = sealed_version(tmp_path)
     here = EdgeBackend(tmp_path / "index", linger=30)
     told: list[bool] = []
-    here.acquire(version.name)
-    VectorIndex(here).upsert(version.name, ids(11)[-1:], vectors(11)[-1:], payloads(11)[-1:])
-    here.commit(version.name, told.append)
-    here._forget(version.name)  # the handle closed unflushed (e.g. its folder deleted by another process)
+    write_point(here, name, 11, told.append)
+    here._forget(name)  # the handle closed unflushed (e.g. its folder deleted by another process)
     assert told == [False]
     not_lingering = EdgeBackend(tmp_path / "index", linger=0)
-    not_lingering.acquire(version.name)
-    VectorIndex(not_lingering).upsert(version.name, ids(11)[-1:], vectors(11)[-1:], payloads(11)[-1:])
-    not_lingering.commit(version.name, told.append)
+    write_point(not_lingering, name, 11, told.append)
     assert told == [False, True]  # a writer that does not linger flushes before it returns
     not_lingering.close()
 
@@ -340,67 +331,51 @@ def test_a_lingering_writer_lets_go_once_idle_for_the_linger_each_commit_moving_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(edge_module, "HOLD_SECONDS", 60.0)
-    index = VectorIndex(EdgeBackend(tmp_path / "index"))
-    version = index.create(CATEGORY, "m1", "d1", DIM)
-    index.upsert(version.name, ids(10), vectors(10), payloads(10))
-    index.seal(version.name)
-    index.close()
+    name = sealed_version(tmp_path)
     here, told = EdgeBackend(tmp_path / "index", linger=1.5), []
     for n in (11, 12):
-        here.acquire(version.name)
-        VectorIndex(here).upsert(version.name, ids(n)[-1:], vectors(n)[-1:], payloads(n)[-1:])
-        here.commit(version.name, told.append)
+        write_point(here, name, n, told.append)
         time.sleep(1.0)
     # 2 s after the first commit, 1 s after the second: still held (the second commit moved the time on).
-    assert told == [] and version.name in here._locks
+    assert told == [] and name in here._locks
     deadline = time.monotonic() + 30
-    while version.name in here._locks and time.monotonic() < deadline:
+    while name in here._locks and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert told == [True, True] and version.name not in here._locks  # let go: flushed, lock released
+    assert told == [True, True] and name not in here._locks  # let go: flushed, lock released
     assert len(here._timers) == 0
     fresh = EdgeBackend(tmp_path / "index")
-    assert fresh.count(version.name) == 12
+    assert fresh.count(name) == 12
     fresh.close()
     here.close()
 
 
 def test_a_reader_answers_from_its_handle_while_another_process_s_writer_holds_the_version(tmp_path: Path) -> None:
-    index = VectorIndex(EdgeBackend(tmp_path / "index"))
-    version = index.create(CATEGORY, "m1", "d1", DIM)
-    index.upsert(version.name, ids(10), vectors(10), payloads(10))
-    index.seal(version.name)
-    index.close()
+    name = sealed_version(tmp_path)
     writer, reader = EdgeBackend(tmp_path / "index", linger=30), EdgeBackend(tmp_path / "index")
-    assert reader.count(version.name) == 10  # the other process has the version open
-    writer.acquire(version.name)
-    VectorIndex(writer).upsert(version.name, ids(11)[-1:], vectors(11)[-1:], payloads(11)[-1:])
-    writer.commit(version.name, lambda flushed: None)  # lingers: holds the version for 30 s
+    assert reader.count(name) == 10  # the other process has the version open
+    write_point(writer, name, 11, lambda flushed: None)  # lingers: holds the version for 30 s
     started = time.monotonic()
-    assert reader.count(version.name) == 10  # answered at once from its handle: the add not yet
+    assert reader.count(name) == 10  # answered at once from its handle: the add not yet
     assert time.monotonic() - started < 1.0  # not after the writer lets go (30 s)
-    hits = VectorIndex(reader).search(version.name, SearchRequest(3, vector=vectors(11)[-1].tolist()))
+    hits = VectorIndex(reader).search(name, SearchRequest(3, vector=vectors(11)[-1].tolist()))
     assert point_id(CATEGORY, "10.jpg") not in {hit.id for hit in hits}
     writer.close()  # lets go: flushed
-    assert reader.count(version.name) == 11  # the next query reopens and sees it
+    assert reader.count(name) == 11  # the next query reopens and sees it
     fresh = EdgeBackend(tmp_path / "index")
-    assert fresh.count(version.name) == 11
+    assert fresh.count(name) == 11
     for backend in (reader, fresh):
         backend.close()
 
 
 def test_a_point_deleted_by_another_process_s_writer_is_never_a_hit_of_an_older_handle(tmp_path: Path) -> None:
-    index = VectorIndex(EdgeBackend(tmp_path / "index"))
-    version = index.create(CATEGORY, "m1", "d1", DIM)
-    index.upsert(version.name, ids(10), vectors(10), payloads(10))
-    index.seal(version.name)
-    index.close()
+    name = sealed_version(tmp_path)
     writer, reader = EdgeBackend(tmp_path / "index", linger=30), EdgeBackend(tmp_path / "index")
     query = SearchRequest(3, vector=vectors(10)[0].tolist())
-    assert VectorIndex(reader).search(version.name, query)[0].id == ids(10)[0]
-    writer.acquire(version.name)
-    writer.delete(version.name, ids(10)[:1])
-    writer.commit(version.name)  # flushed, and still held: the reader keeps its handle
-    hits = VectorIndex(reader).search(version.name, query)
+    assert VectorIndex(reader).search(name, query)[0].id == ids(10)[0]
+    writer.acquire(name)
+    writer.delete(name, ids(10)[:1])
+    writer.commit(name)  # flushed, and still held: the reader keeps its handle
+    hits = VectorIndex(reader).search(name, query)
     assert ids(10)[0] not in {hit.id for hit in hits} and all(hit.payload["file"] for hit in hits)
     writer.close()
     reader.close()
