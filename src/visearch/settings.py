@@ -49,6 +49,15 @@ class Settings(BaseSettings):
     qdrant_warm_on_open: bool = Field(
         default=True, description="Embedded engine: read an index version's files once when a process opens it"
     )
+    # Each open version gets its own pool (4 threads on 2 cores by default) and every query hops to
+    # it: with the service already running one query per core, the pool only costs CPU (0.58 -> 0.31
+    # ms per query on the demo, 0.50 -> 0.19 on the 70,000-image category; benchmarks/results/load.md).
+    qdrant_search_threads: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Embedded engine: threads of an index version's search pool, fixed when the version is created",
+    )
     # A Qdrant server (cluster) spreads a collection over nodes: README "Scale". The embedded engine
     # holds one shard in this process and ignores both.
     qdrant_shard_number: int | None = Field(

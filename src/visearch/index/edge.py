@@ -87,8 +87,12 @@ class EdgeBackend:
         ef_construct: int = EF_CONSTRUCT,
         warm: bool = False,
         linger: float = LINGER_SECONDS,
+        search_threads: int | None = None,
     ) -> None:
         """``warm``: read a version's files once when this process opens it for reading (``_warm``).
+
+        ``search_threads``: the search pool of each version this backend creates (None: the engine's
+        default, from the CPUs); stored in the version, so every process that opens it uses it.
 
         ``linger``: seconds a catalogue writer stays open after its last commit (0: close at once).
         """
@@ -100,6 +104,7 @@ class EdgeBackend:
             folder.mkdir(parents=True, exist_ok=True)
         self.search_params = edge.SearchParams(hnsw_ef=hnsw_ef) if hnsw_ef else None
         self.hnsw = edge.HnswIndexConfig(m=hnsw_m, ef_construct=ef_construct, full_scan_threshold=10_000)
+        self.search_threads = search_threads
         self._shards: dict[str, edge.EdgeShard] = {}
         self._locks: dict[str, IO[bytes]] = {}
         self._generations: dict[str, int] = {}  # of the handles open for reading (see ``generation``)
@@ -182,6 +187,7 @@ class EdgeBackend:
                 # until each page had been read again (benchmarks/results/index-realistic.md).
                 payload_memory=edge.Memory.Cached,
                 wal_enabled=False,
+                max_search_threads=self.search_threads,
             )
             shard = edge.EdgeShard.create(str(self._folder(name)), config)
             for column, kind in {"class": "keyword", **(fields or {})}.items():

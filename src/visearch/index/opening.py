@@ -40,7 +40,12 @@ def open_index(settings: Settings) -> VectorIndex:
         raise EngineNotConfiguredError("QDRANT_URL")
     from visearch.index.edge import EdgeBackend
 
-    backend = EdgeBackend(settings.index_path, hnsw_ef=settings.qdrant_hnsw_ef, warm=settings.qdrant_warm_on_open)
+    backend = EdgeBackend(
+        settings.index_path,
+        hnsw_ef=settings.qdrant_hnsw_ef,
+        warm=settings.qdrant_warm_on_open,
+        search_threads=settings.qdrant_search_threads,
+    )
     if (settings.home / "qdrant").is_dir() and not backend.collections():
         # Homes of visearch before the embedded engine changed hold qdrant-client local-mode data.
         logger.warning(

@@ -252,6 +252,32 @@ def test_opening_a_version_reads_its_files_once_when_warming_is_on(tmp_path: Pat
     assert read[True] < 2 * size + read[False]
 
 
+def search_pool_threads() -> set[int]:
+    """Ids of this process's threads that belong to an embedded shard's search pool."""
+    found = set()
+    for task in Path("/proc/self/task").iterdir():
+        try:
+            if (task / "comm").read_text().startswith("edge-search"):
+                found.add(int(task.name))
+        except OSError:  # the thread ended meanwhile
+            continue
+    return found
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc/self/task")
+@pytest.mark.parametrize("threads", [1, 3])
+def test_a_version_keeps_the_search_threads_it_was_created_with_in_every_process(tmp_path: Path, threads: int) -> None:
+    writer = open_index(settings_for(tmp_path).model_copy(update={"qdrant_search_threads": threads}))
+    collection = live_version(writer, POINTS)
+    writer.close()
+    reader = open_index(settings_for(tmp_path))  # another process, whatever its own setting says
+    before = search_pool_threads()
+    for n in range(20):
+        assert reader.query(collection, vectors(POINTS)[n].tolist(), k=1)[0].id == ids(POINTS)[n]
+    assert len(search_pool_threads() - before) == threads
+    reader.close()
+
+
 def test_a_reader_becomes_the_writer_unloaded_only_while_no_other_process_wrote(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
