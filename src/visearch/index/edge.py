@@ -68,6 +68,14 @@ LOCK_POLL_SECONDS = 0.02
 # between two service workers that both take adds (each waits out the other's linger).
 LINGER_SECONDS = 0.5
 HOLD_SECONDS = 2.0
+# ...unless no other process asked for the version (``_ask_for``: a reader with an outdated handle,
+# a reader or writer waiting for the lock): then a writer under steady adds holds it this long,
+# flushing every HOLD_SECONDS. Letting go folds the journals, a close and a load that hold the GIL
+# 0.1-0.3 s; every 2 s under 10 adds/s they stalled the service's queries: p99 at 8 clients 2.1-5.7x
+# the same load without adds, 1.0-1.2x with no fold in the run (benchmarks/results/load.md).
+ALONE_HOLD_SECONDS = 30.0
+ASK_EVERY_SECONDS = 0.2  # a process waiting for a version touches its want file at most this often
+ASK_CLOCK_SLACK = 0.05
 SCHEMAS = {
     "keyword": edge.PayloadSchemaType.Keyword,
     "integer": edge.PayloadSchemaType.Integer,
@@ -113,6 +121,8 @@ class EdgeBackend:
         self._active: set[str] = set()  # between acquire and commit: an idle release must wait
         self._timers: dict[str, threading.Timer] = {}
         self._idle_at: dict[str, float] = {}  # a lingering writer lets go at this time (monotonic)
+        self._flushed_at: dict[str, float] = {}  # a lingering writer's last flush (monotonic)
+        self._asked_at: dict[str, float] = {}  # when this process last asked for a version (``_ask_for``)
         # Told once a lingering writer's writes are flushed (True) or lost with its handle (False).
         self._unflushed: dict[str, list[Durable]] = {}
         # One shard object is shared by the server's threads; open/close must not interleave.
@@ -202,6 +212,7 @@ class EdgeBackend:
             self._forget(name)
             shutil.rmtree(self._folder(name), ignore_errors=True)
             self._lock_path(name).unlink(missing_ok=True)
+            self._want_path(name).unlink(missing_ok=True)
 
     # --- writes ---------------------------------------------------------------------------
     def upsert(self, collection: str, points: Points, batch_size: int) -> None:
@@ -366,9 +377,10 @@ class EdgeBackend:
             ):
                 if self._lock_refused(name, fcntl.LOCK_SH):
                     # Another process's catalogue writer holds the version (its session lingers, up to
-                    # HOLD_SECONDS): answer from this handle meanwhile rather than wait for it to let go
-                    # (two service workers taking adds stalled each other's queries 2-3 s). The writer
-                    # flushes only when it lets go, so this handle misses its adds until then.
+                    # HOLD_SECONDS once asked): answer from this handle meanwhile rather than wait for
+                    # it to let go (two service workers taking adds stalled each other's queries 2-3 s).
+                    # Its writes reach this handle when it lets go and this process reopens.
+                    self._ask_for(name)
                     return self._shards[name]
                 self._forget(name)  # a catalogue write in another process changed the version: reopen
             if name not in self._shards:
@@ -443,6 +455,7 @@ class EdgeBackend:
             if time.monotonic() >= deadline:
                 raise IndexBusyError(f"index version {collection} is being written by another process")
             # Waited for outside the guard: this process's queries go on while another process writes.
+            self._ask_for(collection)
             time.sleep(LOCK_POLL_SECONDS)
 
     def _try_acquire(self, collection: str) -> bool:
@@ -471,7 +484,7 @@ class EdgeBackend:
             # Announced before the first write: a writer killed after a flush but before its commit
             # still leaves other processes' handles outdated, so none becomes a writer unloaded.
             self._bump_generation(collection)
-            self._sessions[collection] = time.monotonic()
+            self._sessions[collection] = self._flushed_at[collection] = time.monotonic()
             self._active.add(collection)
             return True
 
@@ -486,7 +499,8 @@ class EdgeBackend:
         processes see the new generation (bumped when the session began) and reopen under a
         shared lock, so their load waits until the writer lets go (:meth:`_release`: flush, close,
         fold the journals, unlock) — ``linger`` seconds after the last commit, at most
-        ``HOLD_SECONDS`` after the first. A shard's flush leaves journal files that the next load
+        ``HOLD_SECONDS`` after the first once another process asked for the version, else
+        ``ALONE_HOLD_SECONDS`` (flushed, and ``durable`` told, every ``HOLD_SECONDS`` meanwhile). A shard's flush leaves journal files that the next load
         applies and deletes: the fold (a load under the writer lock) keeps readers' loads
         read-only, and a reader never loads while the writer is open (its flush would fail).
         """
@@ -497,21 +511,53 @@ class EdgeBackend:
                 return
             self._active.discard(collection)
             shard = self._shards.get(collection)
-            since = self._sessions.get(collection)
-            lingers = not (
-                since is None or shard is None or self.linger <= 0 or time.monotonic() - since >= HOLD_SECONDS
-            )
+            since, now = self._sessions.get(collection), time.monotonic()
+            lingers = not (since is None or shard is None or self.linger <= 0 or self._held_enough(collection, since))
             if durable is not None:
                 self._unflushed.setdefault(collection, []).append(durable)
-            if durable is None or not lingers:
+            # A writer held for long flushes every HOLD_SECONDS: its markers (and a crash's replay) stay short.
+            flush_due = lingers and now - self._flushed_at.get(collection, now) >= HOLD_SECONDS
+            if durable is None or not lingers or flush_due:
                 if shard is not None:
                     shard.flush()
+                self._flushed_at[collection] = now
                 self._bump_generation(collection)
                 self._tell(collection, True)
             if not lingers:
                 self._release(collection)
                 return
             self._schedule_release(collection)
+
+    def _held_enough(self, collection: str, since: float) -> bool:
+        """Whether a lingering writer lets go at this commit (held ``ALONE_HOLD_SECONDS``, or asked for).
+
+        ``HOLD_SECONDS`` after its session began once another process asked for the version since.
+        """
+        held = time.monotonic() - since
+        if held >= ALONE_HOLD_SECONDS:
+            return True
+        if held < HOLD_SECONDS:
+            return False
+        try:
+            asked = self._want_path(collection).stat().st_mtime
+        except FileNotFoundError:
+            return False
+        # A file's mtime comes from the kernel's coarse clock, a timer tick behind time.time().
+        return asked >= time.time() - held - ASK_CLOCK_SLACK
+
+    def _ask_for(self, name: str) -> None:
+        """Ask another process's lingering writer to let go of ``name`` soon: touch its want file."""
+        now = time.monotonic()
+        if now - self._asked_at.get(name, -ASK_EVERY_SECONDS) < ASK_EVERY_SECONDS:
+            return
+        self._asked_at[name] = now
+        try:
+            self._want_path(name).touch()
+        except OSError:  # e.g. a read-only index folder: the writer lets go within ALONE_HOLD_SECONDS
+            LOG.debug("cannot ask for index version %s", name, exc_info=True)
+
+    def _want_path(self, name: str) -> Path:
+        return self.shards_dir / f"{name}.wanted"
 
     def _tell(self, collection: str, flushed: bool) -> None:
         """Tell the group-committed writers of ``collection`` whether their writes are on disk."""
@@ -573,6 +619,7 @@ class EdgeBackend:
     def _end_session(self, name: str) -> None:
         self._sessions.pop(name, None)
         self._idle_at.pop(name, None)
+        self._flushed_at.pop(name, None)
         self._active.discard(name)
         timer = self._timers.pop(name, None)
         if timer is not None:
@@ -621,6 +668,7 @@ class EdgeBackend:
                 except BlockingIOError as exc:
                     if time.monotonic() >= deadline:
                         raise IndexBusyError(f"index version {name} is being written by another process") from exc
+                    self._ask_for(name)
                     time.sleep(LOCK_POLL_SECONDS)
             return _load(folder)
 

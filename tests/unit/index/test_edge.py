@@ -375,6 +375,83 @@ def test_a_lingering_writer_lets_go_once_idle_for_the_linger_each_commit_moving_
     here.close()
 
 
+def test_a_writer_nobody_asks_for_holds_on_under_steady_writes_flushing_every_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edge_module, "HOLD_SECONDS", 0.4)
+    monkeypatch.setattr(edge_module, "ALONE_HOLD_SECONDS", 60.0)
+    name = sealed_version(tmp_path)
+    here, told, loads = EdgeBackend(tmp_path / "index", linger=1.0), [], []
+    write_point(here, name, 11, told.append)  # the session's one load
+    real_load = edge_module._load
+    monkeypatch.setattr(edge_module, "_load", lambda folder: loads.append(folder.name) or real_load(folder))
+    for n in range(12, 27):  # 1.5 s of writes, 0.1 s apart: past HOLD_SECONDS three times over
+        time.sleep(0.1)
+        write_point(here, name, n, told.append)
+    assert name in here._locks and loads == []  # still held, never folded (a fold is a load)
+    assert False not in told and len(told) >= 10  # yet flushed every HOLD_SECONDS: the writes told so
+    here.close()
+    assert told == [True] * 16
+    fresh = EdgeBackend(tmp_path / "index")
+    assert fresh.count(name) == 26
+    fresh.close()
+
+
+def test_a_held_writer_lets_go_once_another_process_asks_for_the_version(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(edge_module, "HOLD_SECONDS", 0.4)
+    monkeypatch.setattr(edge_module, "ALONE_HOLD_SECONDS", 60.0)
+    name = sealed_version(tmp_path)
+    writer, reader = EdgeBackend(tmp_path / "index", linger=5.0), EdgeBackend(tmp_path / "index")
+    assert reader.count(name) == 10
+    written = 11
+    write_point(writer, name, written, lambda flushed: None)
+    assert reader.count(name) == 10  # answered from its handle; it asks for the version
+    while name in writer._locks and written < 30:  # writes 0.1 s apart: never idle for the 5 s linger
+        time.sleep(0.1)
+        written += 1
+        write_point(writer, name, written, lambda flushed: None)
+    assert name not in writer._locks  # let go at the first commit past HOLD_SECONDS
+    assert written <= 17
+    assert reader.count(name) == written  # the reader reopens and sees every write
+    for backend in (writer, reader):
+        backend.close()
+
+
+@pytest.mark.parametrize("waiting", ["first read", "write"])
+def test_a_process_waiting_for_a_held_version_gets_it_after_hold_not_the_lone_writer_s_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waiting: str
+) -> None:
+    monkeypatch.setattr(edge_module, "HOLD_SECONDS", 0.4)
+    monkeypatch.setattr(edge_module, "ALONE_HOLD_SECONDS", 60.0)
+    name = sealed_version(tmp_path)
+    writer, other = EdgeBackend(tmp_path / "index", linger=5.0), EdgeBackend(tmp_path / "index", linger=0)
+    write_point(writer, name, 11, lambda flushed: None)
+    stop = threading.Event()
+
+    def steady_writes() -> None:  # never idle for the 5 s linger
+        for n in range(12, 200):
+            if stop.wait(0.1):
+                return
+            write_point(writer, name, n, lambda flushed: None)
+
+    thread = threading.Thread(target=steady_writes)
+    thread.start()
+    started = time.monotonic()
+    try:
+        if waiting == "first read":
+            assert other.count(name) >= 11  # no handle yet: it waits for the lock, asking
+        else:
+            write_point(other, name, 500)  # waits for the writer lock, asking
+    finally:
+        stop.set()
+        thread.join()
+    assert time.monotonic() - started < 5.0
+    for backend in (writer, other):
+        backend.close()
+
+
 def test_a_reader_answers_from_its_handle_while_another_process_s_writer_holds_the_version(tmp_path: Path) -> None:
     name = sealed_version(tmp_path)
     writer, reader = EdgeBackend(tmp_path / "index", linger=30), EdgeBackend(tmp_path / "index")
