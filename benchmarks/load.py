@@ -104,6 +104,33 @@ def rss_mb(process: subprocess.Popen[bytes]) -> float:
     return sum(p.memory_info().rss for p in [root, *root.children(recursive=True)]) / 1e6
 
 
+def thread_cpu(process: subprocess.Popen[bytes]) -> dict[str, float]:
+    """CPU seconds so far of the server's threads, by what they run: the event loop (each worker's main
+    thread: HTTP parsing, routing, middlewares, responses), the index engine's search pool, and the rest
+    (the request threads: the library's query, the forward, BentoML's API wrapper)."""
+    spent = {"event loop": 0.0, "engine pool": 0.0, "request threads": 0.0}
+    root = psutil.Process(process.pid)
+    for member in [root, *root.children(recursive=True)]:
+        try:
+            threads = member.threads()
+        except psutil.NoSuchProcess:
+            continue
+        for thread in threads:
+            try:
+                name = Path(f"/proc/{member.pid}/task/{thread.id}/comm").read_text().strip()
+            except OSError:
+                name = ""
+            kind = (
+                "event loop"
+                if thread.id == member.pid
+                else "engine pool"
+                if name.startswith("edge-")
+                else "request threads"
+            )
+            spent[kind] += thread.user_time + thread.system_time
+    return spent
+
+
 class Writer(threading.Thread):
     """Catalogue adds at ``rate`` per second over HTTP until stopped; counts adds and failures."""
 
@@ -214,6 +241,8 @@ def main() -> None:
     rows: list[list[object]] = []
     ratios: dict[str, float] = {}
     memory: list[list[object]] = []
+    cpu: list[list[object]] = []  # CPU per request by thread kind, /search at 8 clients without writes
+    p99s: dict[tuple[str, bool], float] = {}  # /search at 8 clients: p99 by (server, writes)
     for label, source, overrides in servers:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
@@ -225,14 +254,28 @@ def main() -> None:
                 writer = Writer(url, args.category, cls) if writes else None
                 if writer:
                     writer.start()
+                    # Rows measure adds arriving steadily: the first add of a process loads what writes
+                    # need (the category's rows, the caption model; ~0.1 s holding the GIL) before them.
+                    while writer.done + writer.failed < 3 and writer.is_alive():
+                        time.sleep(0.05)
                 for route_label, route, body, data, media in routes:
                     request = prepared_request(url, port, route, body, data, media, args.category)
                     for clients in map(int, args.clients.split(",")):
+                        profiled = route == "/search" and clients == 8 and not writes
+                        before, own = thread_cpu(server), time.process_time()
                         samples, errors, rate = drive(port, request, clients, args.seconds)
+                        if profiled:
+                            after, served = thread_cpu(server), rate * args.seconds
+                            spent = {kind: (after[kind] - before[kind]) * 1000 / served for kind in after}
+                            client = (time.process_time() - own) * 1000 / served
+                            cpu.append([label, *(f"{v:.2f}" for v in spent.values()), f"{sum(spent.values()):.2f}"])
+                            cpu[-1].append(f"{client:.2f}")
                         p50, p95, p99 = (np.percentile(samples, [50, 95, 99]) * 1000).tolist()
                         against = decode_rps if "phone" in route_label else floor_rps
-                        if route == "/search" and clients == 8 and not writes:
-                            ratios[label] = rate / floor_rps
+                        if route == "/search" and clients == 8:
+                            p99s[(label, writes)] = p99
+                            if not writes:
+                                ratios[label] = rate / floor_rps
                         rows.append(
                             [
                                 label,
@@ -281,6 +324,11 @@ def main() -> None:
             ],
             rows,
         )
+        + "\n\n**p99 with adds at 10/s ÷ without** (/search, 8 clients): "
+        + ", ".join(f"{label} **{p99s[(label, True)] / p99s[(label, False)]:.2f}**" for label in ratios)
+        + "\n\nWhere a server's CPU went on /search at 8 clients without writes (ms per request, its threads "
+        + "by kind; the clients' own CPU beside it):\n\n"
+        + table(["server", "event loop", "engine pool", "request threads", "server total", "clients"], cpu)
         + "\n\nResident memory after the run (server and its workers, demo category loaded):\n\n"
         + table(["server", "workers", "RSS MB"], memory)
     )

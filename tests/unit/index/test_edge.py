@@ -452,6 +452,31 @@ def test_a_process_waiting_for_a_held_version_gets_it_after_hold_not_the_lone_wr
         backend.close()
 
 
+def test_queries_on_this_process_s_own_writer_do_not_wait_for_a_commit_flushing(tmp_path: Path) -> None:
+    name = sealed_version(tmp_path)
+    writer = EdgeBackend(tmp_path / "index", linger=30)
+    write_point(writer, name, 11, lambda flushed: None)  # the session holds the version
+    flushing, done = threading.Event(), threading.Event()
+
+    def commit_flushing() -> None:  # what a commit does while it flushes: holds the backend's guard
+        with writer._guard:
+            flushing.set()
+            done.wait(10)
+
+    thread = threading.Thread(target=commit_flushing)
+    thread.start()
+    flushing.wait(5)
+    started = time.monotonic()
+    try:
+        hits = VectorIndex(writer).search(name, SearchRequest(1, vector=vectors(11)[-1].tolist()))
+        waited = time.monotonic() - started
+    finally:
+        done.set()
+        thread.join()
+    assert hits[0].id == ids(11)[-1] and waited < 1.0
+    writer.close()
+
+
 def test_a_reader_answers_from_its_handle_while_another_process_s_writer_holds_the_version(tmp_path: Path) -> None:
     name = sealed_version(tmp_path)
     writer, reader = EdgeBackend(tmp_path / "index", linger=30), EdgeBackend(tmp_path / "index")
