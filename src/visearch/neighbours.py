@@ -9,19 +9,22 @@ nearest neighbours (itself excluded, in batches of engine queries). From the ans
   this category";
 * the near-duplicate pairs: neighbours above the category's ``duplicate_threshold``.
 
-Both are stored as JSON in the object store under ``index/<collection>/neighbours.json``; the
-collection name carries the version, so a re-run finds the file and does not measure again.
+Both are stored in the object store under ``index/<collection>/``: the percentiles as JSON
+(``neighbours.json``), the pairs as arrays beside it (``duplicates.npz``, :mod:`visearch.duplicate_pairs`;
+statistics stored before kept them inline in the JSON, and still read). The collection name carries
+the version, so a re-run finds the files and does not measure again.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from visearch.duplicate_pairs import DuplicatePairs
 from visearch.index import SearchRequest, VectorIndex
 from visearch.storage import ObjectStore
 
@@ -33,6 +36,11 @@ PERCENTILES = np.arange(101)
 def stats_key(collection: str) -> str:
     """Object-store key of a collection version's neighbour statistics."""
     return f"index/{collection}/neighbours.json"
+
+
+def pairs_key(collection: str) -> str:
+    """Object-store key of a collection version's near-duplicate pairs (arrays)."""
+    return f"index/{collection}/duplicates.npz"
 
 
 @dataclass(frozen=True)
@@ -51,14 +59,20 @@ class NeighbourStats:
     points: int
     quantiles: list[float]
     threshold: float
-    duplicates: list[dict[str, Any]] = field(default_factory=list)
+    duplicates: DuplicatePairs = field(default_factory=lambda: DuplicatePairs.of([]))
+    _levels: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.duplicates, DuplicatePairs):  # a list of dicts (measured, or inline JSON)
+            object.__setattr__(self, "duplicates", DuplicatePairs.of(self.duplicates))
+        # Guard rounding: non-decreasing. Once, not per hit (ten hits a query).
+        object.__setattr__(self, "_levels", np.maximum.accumulate(np.asarray(self.quantiles, dtype=np.float64)))
 
     def calibrated(self, score: float) -> float | None:
         """Where ``score`` stands among the nearest-neighbour similarities, 0-100 (one decimal)."""
         if not self.quantiles:
             return None
-        quantiles = np.maximum.accumulate(np.asarray(self.quantiles))  # guard rounding: non-decreasing
-        return round(float(np.interp(score, quantiles, PERCENTILES)), 1)
+        return round(float(np.interp(score, self._levels, PERCENTILES)), 1)
 
     def similarity_at(self, percentile: float) -> float | None:
         """The nearest-neighbour similarity at ``percentile`` (0-100); None without statistics."""
@@ -66,9 +80,18 @@ class NeighbourStats:
             return None
         return float(np.interp(percentile, PERCENTILES, self.quantiles))
 
+    def header(self) -> dict[str, Any]:
+        """Every field but the pairs."""
+        return {
+            "collection": self.collection,
+            "points": self.points,
+            "quantiles": self.quantiles,
+            "threshold": self.threshold,
+        }
+
     def to_json(self) -> str:
-        """The statistics as JSON text."""
-        return json.dumps(asdict(self), indent=1)
+        """The statistics as JSON text, the pairs inline (the run's artifact)."""
+        return json.dumps({**self.header(), "duplicates": list(self.duplicates)}, indent=1)
 
     @classmethod
     def from_json(cls, text: str | bytes) -> NeighbourStats:
@@ -102,24 +125,34 @@ def measure(
         {"a": a, "b": b, "similarity": score}
         for (a, b), score in sorted(pairs.items(), key=lambda item: (-item[1], item[0]))
     ]
-    return NeighbourStats(collection, len(ids), quantiles, threshold, duplicates)
+    return NeighbourStats(collection, len(ids), quantiles, threshold, DuplicatePairs.of(duplicates))
 
 
 def ensure_stats(
     index: VectorIndex, store: ObjectStore, collection: str, ids: Sequence[str], *, threshold: float
 ) -> NeighbourStats:
     """The collection's statistics: read back if a run already stored them, else measured and stored."""
-    key = stats_key(collection)
-    if store.exists(key):
-        stats = NeighbourStats.from_json(store.get_bytes(key))
-        if stats.threshold == threshold and stats.points == len(ids):
-            return stats
+    stored = load_stats(store, collection)
+    if stored is not None and stored.threshold == threshold and stored.points == len(ids):
+        return stored
     stats = measure(index, collection, ids, threshold=threshold)
-    store.put_bytes(key, stats.to_json().encode())
+    save_stats(store, stats)
     return stats
+
+
+def save_stats(store: ObjectStore, stats: NeighbourStats) -> None:
+    """Store the pairs, then the JSON that counts them: a reader never finds the JSON without its pairs."""
+    store.put_bytes(pairs_key(stats.collection), stats.duplicates.to_bytes())
+    header = {**stats.header(), "duplicates": len(stats.duplicates)}
+    store.put_bytes(stats_key(stats.collection), json.dumps(header, indent=1).encode())
 
 
 def load_stats(store: ObjectStore, collection: str) -> NeighbourStats | None:
     """The stored statistics of a collection version, or None (a version built before they existed)."""
     key = stats_key(collection)
-    return NeighbourStats.from_json(store.get_bytes(key)) if store.exists(key) else None
+    if not store.exists(key):
+        return None
+    data = json.loads(store.get_bytes(key))
+    if isinstance(data["duplicates"], int):  # a count: the pairs are in their own file
+        data["duplicates"] = DuplicatePairs.from_bytes(store.get_bytes(pairs_key(collection)))
+    return NeighbourStats(**data)
