@@ -50,7 +50,7 @@ from tests.helpers import photo  # noqa: E402
 from visearch.categories import load_registry  # noqa: E402
 from visearch.cli.serve import wait_ready  # noqa: E402
 from visearch.index import open_index, point_id  # noqa: E402
-from visearch.neighbours import stats_key  # noqa: E402
+from visearch.neighbours import pairs_key, stats_key  # noqa: E402
 from visearch.settings import Settings  # noqa: E402
 
 DEMO, FULL = "fashion-mnist", "fashion-mnist-full"
@@ -64,9 +64,9 @@ NOTES = """## Notes
   mapped files (shared libraries, the engine's memory-mapped files) in every process that maps them
   ("of which file-backed"); the kernel can share and reclaim those, not the rest.
 - First query of a category: its model (the ONNX session of the live version, then its first
-  forward), its neighbour statistics (``index/<version>/neighbours.json`` from the store, parsed into
-  Python: the nearest-neighbour percentiles and every near-duplicate pair above the category's
-  ``duplicate_threshold``), and the index version's shard: its dense and semantic caption vectors
+  forward), its neighbour statistics (``index/<version>/neighbours.json`` and ``duplicates.npz``
+  from the store: the nearest-neighbour percentiles, and every near-duplicate pair above the
+  category's ``duplicate_threshold`` held as arrays, 16 bytes a pair and each id once), and the index version's shard: its dense and semantic caption vectors
   (``InRamMmap``), the HNSW graphs, the BM25 sparse index (``ImmutableRam``), the payload indexes and
   the payloads (``payload_memory`` ``Cached``). The split table measures those three parts in order in
   one fresh process; its sum differs from the service's delta by what the worker had already loaded.
@@ -338,7 +338,8 @@ def main() -> None:
         homes.append(args.big_home)
         for home, category in zip(homes, (DEMO, FULL, FULL), strict=True):
             live, points, disk = live_version(home, category)
-            stats_file = home / "objects" / stats_key(live)  # the local object store of the home
+            # The statistics as stored in the home's local object store: the JSON, and the pairs beside it.
+            stored = [home / "objects" / key(live) for key in (stats_key, pairs_key)]
             print(f"measuring {category} ({points:,} points) on {home}", flush=True)
             figures = measure(home, category, args.queries)
             rows.append(
@@ -362,7 +363,7 @@ def main() -> None:
                     f"{parts['model']:.0f} ({parts['model s']:.1f} s)",
                     f"{parts['stats']:.0f} ({parts['stats s']:.1f} s)",
                     f"{int(parts['pairs']):,}",
-                    f"{stats_file.stat().st_size / 1e6 if stats_file.is_file() else 0:.0f}",
+                    f"{sum(path.stat().st_size for path in stored if path.is_file()) / 1e6:.1f}",
                     f"{parts['index']:.0f} ({parts['index s']:.1f} s)",
                 ]
             )
@@ -390,7 +391,7 @@ def main() -> None:
             "model load + one forward MB (s)",
             "neighbour stats MB (s)",
             "near-duplicate pairs in them",
-            "neighbours.json MB",
+            "stored stats MB (neighbours.json + duplicates.npz)",
             "index open + one query MB (s)",
         ],
         split,

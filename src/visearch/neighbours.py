@@ -144,7 +144,7 @@ def save_stats(store: ObjectStore, stats: NeighbourStats) -> None:
     """Store the pairs, then the JSON that counts them: a reader never finds the JSON without its pairs."""
     store.put_bytes(pairs_key(stats.collection), stats.duplicates.to_bytes())
     header = {**stats.header(), "duplicates": len(stats.duplicates)}
-    store.put_bytes(stats_key(stats.collection), json.dumps(header, indent=1).encode())
+    store.put_bytes(stats_key(stats.collection), json.dumps(header).encode())
 
 
 def load_stats(store: ObjectStore, collection: str) -> NeighbourStats | None:
