@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, Any, cast
+from typing import IO, Any, Literal, cast, overload
 
 import numpy as np
 import qdrant_edge as edge
@@ -376,19 +376,11 @@ class EdgeBackend:
             # engine answers queries during a flush, so they need not wait for it.
             return shard
         with self._guard:
-            if (
-                name in self._shards
-                and name not in self._locks
-                and self._generations.get(name) != self.generation(name)
-            ):
-                if self._lock_refused(name, fcntl.LOCK_SH):
-                    # Another process's catalogue writer holds the version (its session lingers, up to
-                    # HOLD_SECONDS once asked): answer from this handle meanwhile rather than wait for
-                    # it to let go (two service workers taking adds stalled each other's queries 2-3 s).
-                    # Its writes reach this handle when it lets go and this process reopens.
-                    self._ask_for(name)
-                    return self._shards[name]
-                self._forget(name)  # a catalogue write in another process changed the version: reopen
+            current = self._shards.get(name)
+            if current is not None and name not in self._locks:
+                generation = self.generation(name)
+                if self._generations.get(name) != generation:
+                    return self._reopened(name, current, generation)
             if name not in self._shards:
                 folder = self._folder(name)
                 if not (folder / CONFIG_FILE).is_file():
@@ -399,6 +391,27 @@ class EdgeBackend:
                 if self.warm:
                     _warm(folder)
             return self._shards[name]
+
+    def _reopened(self, name: str, current: edge.EdgeShard, generation: int) -> edge.EdgeShard:
+        """A fresh handle of a version another process's catalogue write changed, or ``current`` meanwhile.
+
+        While that process's writer holds the version (its session lingers, up to HOLD_SECONDS once
+        asked), this process answers from the handle it has rather than wait for it to let go: two
+        service workers taking adds stalled each other's queries 2-3 s, and a reader that dropped its
+        handle first (a probe, then a load that found the writer back) held every query of its
+        worker up to HOLD_SECONDS behind the backend's guard. Its writes arrive when it lets go.
+        """
+        if not (self._folder(name) / CONFIG_FILE).is_file():  # another process deleted the version
+            self._forget(name)
+            raise NotFoundError(f"no collection {name!r}")
+        fresh = self._load_shared(name, wait=False)
+        if fresh is None:
+            return current
+        self._shards[name], self._generations[name] = fresh, generation
+        current.close()
+        if self.warm:
+            _warm(self._folder(name))
+        return fresh
 
     def _writer(self, name: str) -> edge.EdgeShard:
         if name not in self._locks:
@@ -660,8 +673,17 @@ class EdgeBackend:
             return True
         return False
 
-    def _load_shared(self, name: str) -> edge.EdgeShard:
-        """Load a version for reading under a shared lock: never while another process writes it."""
+    @overload
+    def _load_shared(self, name: str) -> edge.EdgeShard: ...
+
+    @overload
+    def _load_shared(self, name: str, *, wait: Literal[False]) -> edge.EdgeShard | None: ...
+
+    def _load_shared(self, name: str, *, wait: bool = True) -> edge.EdgeShard | None:
+        """Load a version for reading under a shared lock: never while another process writes it.
+
+        ``wait=False``: None at once (after asking for the version) while another process writes it.
+        """
         folder = self._folder(name)
         if name in self._locks or not self._lock_path(name).exists():
             return _load(folder)  # this process holds the writer lock (a second flock would wait on it)
@@ -672,9 +694,11 @@ class EdgeBackend:
                     fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
                     break
                 except BlockingIOError as exc:
+                    self._ask_for(name)
+                    if not wait:
+                        return None
                     if time.monotonic() >= deadline:
                         raise IndexBusyError(f"index version {name} is being written by another process") from exc
-                    self._ask_for(name)
                     time.sleep(LOCK_POLL_SECONDS)
             return _load(folder)
 
