@@ -26,6 +26,7 @@ one stuck on an engine never holds up the others. The embedded index opens read-
 pipelines and the CLI use the same data home meanwhile.
 """
 
+import gc
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -122,6 +123,10 @@ class Visearch:
         self.runtime.catch_up()  # writes a crash left between change record and index write
         # Mounted here, not at import: the UI's category buttons come from the loaded registry.
         mount_ui(web, self.runtime)
+        # What start-up made (~600k objects: torch, gradio, BentoML) lives as long as the worker; left
+        # to the collector, each full collection walked them all, a 0.3-0.4 s pause of every request
+        # (p99 at 8 clients 560 ms against 64 ms, benchmarks/results/load.md). Frozen, it walks the rest.
+        gc.freeze()
 
     def __is_ready__(self) -> bool:
         """/readyz: ready once the registry and the index open."""
