@@ -519,8 +519,8 @@ class EdgeBackend:
         shared lock, so their load waits until the writer lets go (:meth:`_release`: flush, close,
         fold the journals, unlock) — ``linger`` seconds after the last commit, at most
         ``HOLD_SECONDS`` after the first once another process asked for the version, else
-        ``ALONE_HOLD_SECONDS`` (flushed, and ``durable`` told, every ``HOLD_SECONDS`` meanwhile). A shard's flush leaves journal files that the next load
-        applies and deletes: the fold (a load under the writer lock) keeps readers' loads
+        ``ALONE_HOLD_SECONDS`` (flushed, and ``durable`` told, every ``HOLD_SECONDS`` meanwhile).
+        A shard's flush leaves journal files that the next load applies and deletes: the fold (a load under the writer lock) keeps readers' loads
         read-only, and a reader never loads while the writer is open (its flush would fail).
         """
         with self._guard:
