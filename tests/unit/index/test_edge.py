@@ -375,11 +375,16 @@ def test_a_lingering_writer_lets_go_once_idle_for_the_linger_each_commit_moving_
     here.close()
 
 
-def test_a_writer_nobody_asks_for_holds_on_under_steady_writes_flushing_every_hold(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def short_hold(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A writer asked for lets go 0.4 s into its session; one nobody asks for holds on for a minute."""
     monkeypatch.setattr(edge_module, "HOLD_SECONDS", 0.4)
     monkeypatch.setattr(edge_module, "ALONE_HOLD_SECONDS", 60.0)
+
+
+def test_a_writer_nobody_asks_for_holds_on_under_steady_writes_flushing_every_hold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, short_hold: None
+) -> None:
     name = sealed_version(tmp_path)
     here, told, loads = EdgeBackend(tmp_path / "index", linger=1.0), [], []
     write_point(here, name, 11, told.append)  # the session's one load
@@ -397,11 +402,7 @@ def test_a_writer_nobody_asks_for_holds_on_under_steady_writes_flushing_every_ho
     fresh.close()
 
 
-def test_a_held_writer_lets_go_once_another_process_asks_for_the_version(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(edge_module, "HOLD_SECONDS", 0.4)
-    monkeypatch.setattr(edge_module, "ALONE_HOLD_SECONDS", 60.0)
+def test_a_held_writer_lets_go_once_another_process_asks_for_the_version(tmp_path: Path, short_hold: None) -> None:
     name = sealed_version(tmp_path)
     writer, reader = EdgeBackend(tmp_path / "index", linger=5.0), EdgeBackend(tmp_path / "index")
     assert reader.count(name) == 10
@@ -421,10 +422,8 @@ def test_a_held_writer_lets_go_once_another_process_asks_for_the_version(
 
 @pytest.mark.parametrize("waiting", ["first read", "write"])
 def test_a_process_waiting_for_a_held_version_gets_it_after_hold_not_the_lone_writer_s_hold(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, waiting: str
+    tmp_path: Path, waiting: str, short_hold: None
 ) -> None:
-    monkeypatch.setattr(edge_module, "HOLD_SECONDS", 0.4)
-    monkeypatch.setattr(edge_module, "ALONE_HOLD_SECONDS", 60.0)
     name = sealed_version(tmp_path)
     writer, other = EdgeBackend(tmp_path / "index", linger=5.0), EdgeBackend(tmp_path / "index", linger=0)
     write_point(writer, name, 11, lambda flushed: None)
